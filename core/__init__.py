@@ -1,0 +1,1 @@
+"""Decision logic of vhod: accounts, tokens, passwords, identifiers. No Tornado in here."""

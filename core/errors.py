@@ -1,0 +1,40 @@
+"""The contract's errors as plain exceptions, raised by services and rendered by handlers."""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """An error the client sees: HTTP status, machine code, one human sentence."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        description: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {code}: {description}")
+        self.status = status
+        self.code = code
+        self.description = description
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.code, "error_description": self.description}
+
+
+def invalid_request(description: str) -> ApiError:
+    return ApiError(400, "invalid_request", description)
+
+
+def invalid_credentials() -> ApiError:
+    # One sentence for unknown user and wrong password alike (LG1).
+    return ApiError(401, "invalid_credentials", "The identifier or the password is wrong.")
+
+
+def invalid_token() -> ApiError:
+    return ApiError(401, "invalid_token", "The refresh token is invalid, expired or revoked.")
+
+
+def storage_unavailable() -> ApiError:
+    return ApiError(503, "storage_unavailable", "The database cannot be reached; nothing was changed.")

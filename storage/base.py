@@ -1,0 +1,149 @@
+"""The storage interface every backend implements, and the records it stores.
+
+Times are POSIX seconds (float) passed in by the caller, so tests control the clock and
+the backends never read it themselves. Uniqueness (email, phone, provider identity,
+refresh-token id, OAuth state) comes from the database's own unique constraints; a
+backend never checks with a read before it writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be reached or answered with a transient fault; nothing was written."""
+
+
+class DuplicateError(Exception):
+    """A unique constraint refused the write. `field` is `email`, `phone` or `identity`."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"duplicate {field}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A user's account at a social provider: `subject` is the provider's stable user id."""
+
+    provider: str
+    subject: str
+
+
+@dataclass
+class User:
+    id: str
+    email: str | None = None
+    phone: str | None = None
+    password_hash: str | None = None
+    identities: list[Identity] = field(default_factory=list)
+    profile: dict[str, str] = field(default_factory=dict)  # names, avatar from a provider
+    created_at: float = 0.0
+
+
+@dataclass
+class RefreshToken:
+    """A refresh token's server-side record, keyed by its `jti`.
+
+    `family` is the `jti` of the first token of a rotation chain; `replaced_by` is the
+    successor's `jti` once rotated. A token is usable while not revoked, not replaced and
+    not expired.
+    """
+
+    jti: str
+    user_id: str
+    family: str
+    expires_at: float
+    issued_at: float = 0.0
+    revoked: bool = False
+    replaced_by: str | None = None
+
+
+@dataclass
+class OAuthState:
+    """One pending provider sign-in: single use, bound to one provider, short-lived."""
+
+    state: str
+    provider: str
+    expires_at: float
+    code_verifier: str | None = None
+    code_hash: str | None = None  # sha256 of the code that `callback` saw for this state
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    """What the services need from a database. Every method may raise StorageUnavailable."""
+
+    kind: str  # "sqlite" or "mongodb", for the start line and /readyz
+
+    async def setup(self) -> None:
+        """Create tables / indexes. Idempotent; called once at start."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Return when the database answers; raise StorageUnavailable otherwise."""
+
+    # users
+    async def create_user(self, user: User) -> None:
+        """Insert a new user; DuplicateError names the first unique field that collided."""
+
+    async def get_user(self, user_id: str) -> User | None: ...
+
+    async def find_user_by_email(self, email: str) -> User | None: ...
+
+    async def find_user_by_phone(self, phone: str) -> User | None: ...
+
+    async def find_user_by_identity(self, provider: str, subject: str) -> User | None: ...
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
+
+    # refresh tokens
+    async def add_refresh_token(self, token: RefreshToken) -> None: ...
+
+    async def get_refresh_token(self, jti: str) -> RefreshToken | None: ...
+
+    async def rotate_refresh_token(self, jti: str, successor: RefreshToken, now: float) -> bool:
+        """Atomically retire `jti` (set replaced_by) and store `successor`.
+
+        True only for the one caller that found `jti` usable (not revoked, not replaced,
+        not expired at `now`); every concurrent caller after it gets False and nothing is
+        stored for it.
+        """
+
+    async def revoke_refresh_token(self, jti: str) -> None:
+        """Revoke one token; revoking a revoked or unknown token is not an error."""
+
+    async def revoke_family(self, family: str) -> None: ...
+
+    async def revoke_user_tokens(self, user_id: str) -> None: ...
+
+    # OAuth states
+    async def put_state(self, state: OAuthState) -> None: ...
+
+    async def attach_code(self, state: str, provider: str, code_hash: str, now: float) -> bool:
+        """Remember which code `callback` saw for a live state of this provider."""
+
+    async def take_state(
+        self, provider: str, now: float, *, state: str | None = None, code_hash: str | None = None
+    ) -> OAuthState | None:
+        """Atomically remove and return a live state of `provider`, found by `state` or else
+        by the `code_hash` attached to it. Expired, unknown, other-provider or already-taken
+        states give None; a state of another provider is left in place."""
+
+    # counters (throttling); shared by every instance on the same store
+    async def hit_counter(self, key: str, window: float, now: float) -> tuple[int, float]:
+        """Count one hit on `key` in a fixed window that starts with its first hit.
+
+        Returns (hits in the current window, the window's end). A window that ended
+        starts afresh."""
+
+    async def peek_counter(self, key: str, now: float) -> tuple[int, float]:
+        """Hits and window end of a live window, or (0, now) when there is none."""
+
+    async def reset_counter(self, key: str) -> None: ...
+
+    async def purge_expired(self, now: float) -> None:
+        """Delete expired states, counters and refresh tokens (MongoDB's TTL does it too)."""
