@@ -37,4 +37,6 @@ def invalid_token() -> ApiError:
 
 
 def storage_unavailable() -> ApiError:
-    return ApiError(503, "storage_unavailable", "The database cannot be reached; nothing was changed.")
+    return ApiError(
+        503, "storage_unavailable", "The database cannot be reached; nothing was changed."
+    )

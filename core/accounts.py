@@ -1,0 +1,244 @@
+"""Accounts: registration, password and provider sign-in, refresh and logout."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from core.clock import Clock, system_clock
+from core.errors import ApiError, invalid_credentials, invalid_token
+from core.identifiers import normalize_email, normalize_phone
+from core.passwords import Hasher, check_password_policy
+from core.tokens import ACCESS, REFRESH, InvalidToken, TokenService
+from storage.base import DuplicateError, Identity, RefreshToken, Store, User
+
+security_log = logging.getLogger("vhod.security")
+
+
+class ProviderProfile(Protocol):
+    """What a provider's user info maps to (providers.base.Profile satisfies it)."""
+
+    provider: str
+    subject: str
+    email: str | None
+    phone: str | None
+    first_name: str | None
+    last_name: str | None
+    avatar: str | None
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    min_password_length: int = 8
+    default_region: str = "RU"
+    rotate_refresh: bool = False
+
+
+def user_exists(
+    description: str = "A user with this email or phone number already exists.",
+) -> ApiError:
+    return ApiError(409, "user_exists", description)
+
+
+def user_name(user: User) -> str:
+    """The `user_name` claim of the original tokens: email, else phone, else provider:subject."""
+    if user.email:
+        return user.email
+    if user.phone:
+        return user.phone
+    if user.identities:
+        first = user.identities[0]
+        return f"{first.provider}:{first.subject}"
+    return user.id
+
+
+class Accounts:
+    """The account rules; handlers call these and render what they return."""
+
+    def __init__(
+        self,
+        store: Store,
+        hasher: Hasher,
+        tokens: TokenService,
+        settings: AccountSettings | None = None,
+        clock: Clock = system_clock,
+    ) -> None:
+        self.store = store
+        self.hasher = hasher
+        self.tokens = tokens
+        self.settings = settings or AccountSettings()
+        self.clock = clock
+
+    # password accounts
+
+    async def register(self, phone_number: str, email: str, secret: str) -> dict[str, str]:
+        normal_email = normalize_email(email)
+        normal_phone = normalize_phone(phone_number, self.settings.default_region)
+        encoded = check_password_policy(secret, self.settings.min_password_length)
+        user = User(
+            id=new_user_id(),
+            email=normal_email,
+            phone=normal_phone,
+            password_hash=await self.hasher.hash(encoded),
+            created_at=self.clock(),
+        )
+        try:
+            await self.store.create_user(user)
+        except DuplicateError as exc:
+            raise user_exists() from exc
+        return await self._issue_pair(user)
+
+    async def login_with_email(self, email: str, secret: str) -> dict[str, str]:
+        normal = normalize_email(email)
+        return await self._password_login(await self.store.find_user_by_email(normal), secret)
+
+    async def login_with_phone(self, phone_number: str, secret: str) -> dict[str, str]:
+        normal = normalize_phone(phone_number, self.settings.default_region)
+        return await self._password_login(await self.store.find_user_by_phone(normal), secret)
+
+    async def _password_login(self, user: User | None, secret: str) -> dict[str, str]:
+        encoded = secret.encode("utf-8", "surrogatepass")
+        # An unknown user (or one without a password) costs one bcrypt check too (LG2).
+        stored = user.password_hash if user else None
+        if not await self.hasher.verify(encoded, stored) or user is None or stored is None:
+            security_log.info("event=login_failed user=%s", user.id if user else "-")
+            raise invalid_credentials()
+        if self.hasher.needs_rehash(stored):
+            await self.store.set_password_hash(user.id, await self.hasher.hash(encoded))
+        return await self._issue_pair(user)
+
+    # provider accounts
+
+    async def register_with_provider(self, profile: ProviderProfile) -> dict[str, str]:
+        """A new user holding this provider identity, with the provider's email and phone
+        where nobody holds them yet; never signs into an existing user (OA6)."""
+        user = User(
+            id=new_user_id(),
+            email=_try(normalize_email, profile.email),
+            phone=_try(lambda p: normalize_phone(p, self.settings.default_region), profile.phone),
+            identities=[Identity(profile.provider, profile.subject)],
+            profile={
+                key: value
+                for key, value in (
+                    ("first_name", profile.first_name),
+                    ("last_name", profile.last_name),
+                    ("avatar", profile.avatar),
+                )
+                if value
+            },
+            created_at=self.clock(),
+        )
+        while True:
+            try:
+                await self.store.create_user(user)
+                break
+            except DuplicateError as exc:
+                if exc.field == "email" and user.email is not None:
+                    user.email = None  # owned by someone else: not attached
+                elif exc.field == "phone" and user.phone is not None:
+                    user.phone = None
+                else:
+                    raise user_exists("This provider account is already registered.") from exc
+        return await self._issue_pair(user)
+
+    async def login_with_provider(self, profile: ProviderProfile) -> dict[str, str]:
+        user = await self.store.find_user_by_identity(profile.provider, profile.subject)
+        if user is None:
+            raise ApiError(
+                404, "user_not_found", "No user is registered with this provider account."
+            )
+        return await self._issue_pair(user)
+
+    # tokens
+
+    def validate_access(self, token: str) -> bool:
+        try:
+            self.tokens.decode(token, ACCESS)
+        except InvalidToken:
+            return False
+        return True
+
+    async def refresh(self, token: str) -> dict[str, Any]:
+        """A new access token for a live refresh token; with rotation, a new refresh token too."""
+        record, user = await self._live_refresh(token)
+        now = self.clock()
+        result: dict[str, Any] = {
+            "access": self.tokens.issue(ACCESS, user.id, user_name(user)).token,
+            "email": user.email,
+        }
+        if self.settings.rotate_refresh:
+            issued = self.tokens.issue(REFRESH, user.id, user_name(user))
+            successor = RefreshToken(
+                jti=issued.jti,
+                user_id=user.id,
+                family=record.family,
+                expires_at=issued.expires_at,
+                issued_at=now,
+            )
+            if not await self.store.rotate_refresh_token(record.jti, successor, now):
+                raise invalid_token()  # a concurrent refresh of the same token won
+            result["refresh"] = issued.token
+        return result
+
+    async def logout(self, token: str, everywhere: bool = False) -> bool:
+        try:
+            claims = self.tokens.decode(token, REFRESH)
+        except InvalidToken as exc:
+            raise invalid_token() from exc
+        if everywhere:
+            await self.store.revoke_user_tokens(claims["sub"])
+        else:
+            await self.store.revoke_refresh_token(claims["jti"])
+        return True
+
+    async def _live_refresh(self, token: str) -> tuple[RefreshToken, User]:
+        try:
+            claims = self.tokens.decode(token, REFRESH)
+        except InvalidToken as exc:
+            raise invalid_token() from exc
+        record = await self.store.get_refresh_token(claims["jti"])
+        if record is None or record.user_id != claims["sub"]:
+            raise invalid_token()
+        if record.replaced_by:
+            # A retired token came back: someone holds a copy. End the whole chain (RT3).
+            await self.store.revoke_family(record.family)
+            security_log.warning(
+                "event=refresh_reuse user=%s family=%s", record.user_id, record.family
+            )
+            raise invalid_token()
+        if record.revoked or record.expires_at <= self.clock():
+            raise invalid_token()
+        user = await self.store.get_user(record.user_id)
+        if user is None:
+            raise invalid_token()
+        return record, user
+
+    async def _issue_pair(self, user: User) -> dict[str, str]:
+        name = user_name(user)
+        refresh = self.tokens.issue(REFRESH, user.id, name)
+        await self.store.add_refresh_token(
+            RefreshToken(
+                jti=refresh.jti,
+                user_id=user.id,
+                family=refresh.jti,
+                expires_at=refresh.expires_at,
+                issued_at=self.clock(),
+            )
+        )
+        return {"access": self.tokens.issue(ACCESS, user.id, name).token, "refresh": refresh.token}
+
+
+def new_user_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _try(normalize, value: str | None) -> str | None:  # type: ignore[no-untyped-def]
+    """The normal form of a provider-supplied identifier, or None when it has none."""
+    if not value:
+        return None
+    try:
+        return normalize(value)
+    except ApiError:
+        return None

@@ -1,0 +1,50 @@
+"""Password sign-in routes under /authorization/."""
+
+from __future__ import annotations
+
+from core.errors import invalid_request
+from handlers.base import JsonHandler
+
+
+class RegistrationHandler(JsonHandler):
+    async def post(self) -> None:
+        pair = await self.services.accounts.register(
+            phone_number=self.param("phone_number"),
+            email=self.param("email"),
+            secret=self.param("hash_password"),
+        )
+        self.write_json(pair, token=True)
+
+
+class EmailLoginHandler(JsonHandler):
+    async def post(self) -> None:
+        pair = await self.services.accounts.login_with_email(
+            self.param("email"), self.param("hash_password")
+        )
+        self.write_json(pair, token=True)
+
+
+class PhoneLoginHandler(JsonHandler):
+    async def post(self) -> None:
+        pair = await self.services.accounts.login_with_phone(
+            self.param("phone_number"), self.param("hash_password")
+        )
+        self.write_json(pair, token=True)
+
+
+class LogoutHandler(JsonHandler):
+    async def post(self) -> None:
+        everywhere = parse_flag(self.param("all", required=False), "all")
+        await self.services.accounts.logout(self.token_param("refresh"), everywhere)
+        self.write_json(True)
+
+
+def parse_flag(value: str | None, name: str) -> bool:
+    if value is None:
+        return False
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise invalid_request(f"The parameter '{name}' must be true or false.")

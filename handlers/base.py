@@ -1,0 +1,233 @@
+"""The JSON request handler every route builds on: parameters in, contract errors out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import tornado.web
+from tornado.escape import json_encode
+
+from core.errors import ApiError, invalid_request, storage_unavailable
+from storage.base import StorageUnavailable
+
+app_log = logging.getLogger("vhod")
+access_log = logging.getLogger("vhod.access")
+
+# Query parameters whose values never reach a log line (AP3).
+REDACTED_PARAMS = frozenset(
+    {
+        "access",
+        "refresh",
+        "access_token",
+        "refresh_token",
+        "code",
+        "hash_password",
+        "code_verifier",
+        "state",
+        "device_id",
+        "token",
+    }
+)
+
+_STATUS_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    429: "rate_limited",
+    500: "server_error",
+    502: "provider_unavailable",
+    503: "service_unavailable",
+}
+_JSON_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json\s*(;|$)", re.I)
+_FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def redact_uri(uri: str) -> str:
+    """The request URI with the values of secret query parameters replaced by `***`."""
+    path, sep, query = uri.partition("?")
+    if not sep:
+        return uri
+    pairs = parse_qsl(query, keep_blank_values=True)
+    safe = [(k, "***" if k.lower() in REDACTED_PARAMS else v) for k, v in pairs]
+    return f"{path}?{urlencode(safe, safe='*')}"
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Tornado's `log_function`: one access line per request, secrets redacted."""
+    status = handler.get_status()
+    level = logging.INFO if status < 500 else logging.ERROR
+    request = handler.request
+    access_log.log(
+        level,
+        "%d %s %s (%s) %.2fms",
+        status,
+        request.method,
+        redact_uri(request.uri or ""),
+        request.remote_ip,
+        1000.0 * request.request_time(),
+    )
+
+
+@tornado.web.stream_request_body
+class JsonHandler(tornado.web.RequestHandler):
+    """Reads parameters from a JSON body, a form body or the query string; writes JSON.
+
+    The body is streamed so that an oversized one is refused with 413 from its
+    Content-Length, before it is read (AP1).
+    """
+
+    def initialize(self) -> None:
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._params: dict[str, Any] | None = None
+
+    @property
+    def services(self) -> Any:
+        """The application's services (accounts, store, providers…), set once by server.py."""
+        return self.settings["services"]
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    def prepare(self) -> None:
+        self.services.request_started()
+        self._counted = True
+        limit = self.settings["max_body_bytes"]
+        length = self.request.headers.get("Content-Length")
+        if length is not None:
+            try:
+                too_large = int(length) > limit
+            except ValueError as exc:
+                raise ApiError(400, "invalid_request", "Content-Length is not a number.") from exc
+            if too_large:
+                raise payload_too_large(limit)
+        # Tornado would stop reading at its own limit with a bare 400; ours is checked per chunk.
+        self.request.connection.set_max_body_size(limit + 1)
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self.settings["max_body_bytes"]:
+            raise payload_too_large(self.settings["max_body_bytes"])
+        self._chunks.append(chunk)
+
+    def on_finish(self) -> None:
+        if getattr(self, "_counted", False):
+            self.services.request_finished()
+            self._counted = False
+
+    # parameters
+
+    @property
+    def params(self) -> dict[str, Any]:
+        if self._params is None:
+            self._params = self._parse_params()
+        return self._params
+
+    def _parse_params(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {
+            key: values[-1].decode("utf-8", "replace")
+            for key, values in self.request.query_arguments.items()
+        }
+        body = b"".join(self._chunks)
+        content_type = self.request.headers.get("Content-Type", "")
+        if body and _JSON_TYPE.match(content_type):
+            try:
+                decoded = json.loads(body)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise invalid_request("The body is not valid JSON.") from exc
+            if not isinstance(decoded, dict):
+                raise invalid_request("The JSON body must be an object.")
+            merged.update(decoded)
+        elif body and content_type.split(";")[0].strip().lower() == _FORM_TYPE:
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise invalid_request("The form body is not UTF-8.") from exc
+            merged.update(parse_qsl(text, keep_blank_values=True))
+        return merged
+
+    def param(self, name: str, *, required: bool = True) -> str | None:
+        """A string parameter; anything else (a number, an object such as {"$ne": null}) is 400."""
+        value = self.params.get(name)
+        if value is None or value == "":
+            if required:
+                raise invalid_request(f"The parameter '{name}' is required.")
+            return None
+        if not isinstance(value, str):
+            raise invalid_request(f"The parameter '{name}' must be a string.")
+        return value
+
+    def token_param(self, name: str) -> str:
+        """A token from `Authorization: Bearer`, which wins, or else from the parameter."""
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            return credentials.strip()
+        value = self.param(name)
+        assert value is not None
+        return value
+
+    # responses
+
+    def write_json(self, value: Any, *, status: int = 200, token: bool = False) -> None:
+        if token:
+            self.set_header("Cache-Control", "no-store")
+            self.set_header("Pragma", "no-cache")
+        self.set_status(status)
+        self.finish(json_encode(value))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            error = exc
+        elif isinstance(exc, StorageUnavailable):
+            error = storage_unavailable()
+        elif isinstance(exc, tornado.web.HTTPError) and status_code < 500:
+            description = exc.log_message or self._reason
+            if status_code == 404:
+                description = "There is no such resource."
+            elif status_code == 405:
+                description = f"The method {self.request.method} is not allowed here."
+            error = ApiError(
+                status_code, _STATUS_CODES.get(status_code, "invalid_request"), description
+            )
+        else:
+            error = ApiError(500, "server_error", "The server failed to process the request.")
+        self.set_status(error.status)
+        for name, value in error.headers.items():
+            self.set_header(name, value)
+        if error.status == 413:
+            # The rest of the body is not read; the connection cannot be reused.
+            self.set_header("Connection", "close")
+        self.finish(json_encode(error.body()))
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, ApiError | StorageUnavailable):
+            if self._finished:
+                return
+            status = e.status if isinstance(e, ApiError) else 503
+            if isinstance(e, StorageUnavailable):
+                app_log.warning("storage unavailable: %s", e)
+            self.send_error(status, exc_info=(type(e), e, e.__traceback__))
+            return
+        super()._handle_request_exception(e)
+
+
+def payload_too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload_too_large", f"The request body is larger than {limit} bytes.")
+
+
+class NotFoundHandler(JsonHandler):
+    """Every unknown path: a JSON 404 whatever the method."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        raise ApiError(404, "not_found", "There is no such resource.")

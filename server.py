@@ -1,0 +1,192 @@
+"""vhod: a self-hosted sign-in service. `python server.py [--config PATH] [--port N]` starts it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import tornado.httpserver
+import tornado.web
+
+from core.accounts import Accounts, AccountSettings
+from core.clock import Clock, system_clock
+from core.config import Config, ConfigError, load_config, redact_url
+from core.passwords import Hasher
+from core.tokens import TokenService, load_or_create_secret
+from handlers import auth, ops, validate
+from handlers.base import NotFoundHandler, log_request
+from storage import Store, open_store
+
+log = logging.getLogger("vhod")
+
+SHUTDOWN_GRACE_SECONDS = 30
+
+
+@dataclass
+class Services:
+    """Everything the handlers use, built once at start and reachable from `settings`."""
+
+    config: Config
+    store: Store
+    hasher: Hasher
+    tokens: TokenService
+    accounts: Accounts
+    providers: dict[str, Any] = field(default_factory=dict)
+    in_flight: int = 0
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def request_started(self) -> None:
+        self.in_flight += 1
+        self._idle.clear()
+
+    def request_finished(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def wait_idle(self, grace: float) -> None:
+        """Return once no request is in flight, or after `grace` seconds."""
+        if self.in_flight:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), grace)
+
+    async def close(self) -> None:
+        self.hasher.close()
+        await self.store.close()
+
+
+async def build_services(
+    config: Config, *, store: Store | None = None, clock: Clock = system_clock
+) -> Services:
+    """Open storage (creating tables and indexes), the hashing pool and the token signer."""
+    if config.jwt.secret is not None:
+        secret = config.jwt.secret.encode()
+    else:
+        secret = load_or_create_secret(config.server.data_dir)
+    tokens = TokenService(
+        secret,
+        algorithm=config.jwt.algorithm,
+        issuer=config.jwt.issuer,
+        access_ttl=config.jwt.access_ttl,
+        refresh_ttl=config.jwt.refresh_ttl,
+        clock=clock,
+    )
+    if store is None:
+        store = await open_store(config.storage.url)
+    await store.setup()
+    hasher = Hasher(
+        config.passwords.bcrypt_rounds,
+        workers=config.limits.hash_workers,
+        queue=config.limits.hash_queue,
+    )
+    await hasher.warm_up()
+    accounts = Accounts(
+        store,
+        hasher,
+        tokens,
+        AccountSettings(
+            min_password_length=config.passwords.min_length,
+            default_region=config.identifiers.default_region,
+            rotate_refresh=config.jwt.rotate_refresh,
+        ),
+        clock=clock,
+    )
+    return Services(config=config, store=store, hasher=hasher, tokens=tokens, accounts=accounts)
+
+
+def make_app(services: Services) -> tornado.web.Application:
+    routes: list[Any] = [
+        (r"/authorization/registration", auth.RegistrationHandler),
+        (r"/authorization/login/email", auth.EmailLoginHandler),
+        (r"/authorization/login/phone/number", auth.PhoneLoginHandler),
+        (r"/authorization/logout", auth.LogoutHandler),
+        (r"/validate/jwt/refresh", validate.RefreshHandler),
+        (r"/validate/jwt/access", validate.AccessHandler),
+        (r"/healthz", ops.HealthHandler),
+        (r"/readyz", ops.ReadyHandler),
+    ]
+    return tornado.web.Application(
+        routes,
+        services=services,
+        max_body_bytes=services.config.server.max_body_bytes,
+        default_handler_class=NotFoundHandler,
+        log_function=log_request,
+        xheaders=False,
+    )
+
+
+def start_line(config: Config, services: Services) -> str:
+    providers = ",".join(sorted(services.providers)) or "none"
+    return (
+        f"vhod listening on http://{config.server.host}:{config.server.port} "
+        f"storage={redact_url(config.storage.url)} providers={providers}"
+    )
+
+
+async def serve(config: Config) -> None:
+    services = await build_services(config)
+    app = make_app(services)
+    server = tornado.httpserver.HTTPServer(
+        app, max_body_size=config.server.max_body_bytes + 1, idle_connection_timeout=60
+    )
+    server.listen(config.server.port, address=config.server.host)
+    log.info(start_line(config, services))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+    log.info("shutting down: no new connections, waiting for %d in flight", services.in_flight)
+    server.stop()
+    await services.wait_idle(SHUTDOWN_GRACE_SECONDS)
+    await server.close_all_connections()
+    await services.close()
+    log.info("stopped")
+
+
+def configure_logging(config: Config) -> None:
+    logging.basicConfig(
+        level=config.logging.level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    # Tornado's own access log prints full URIs with their queries; ours redacts them.
+    logging.getLogger("tornado.access").disabled = True
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="YAML settings file (default: $VHOD_CONFIG or config.yaml)",
+    )
+    parser.add_argument("--port", type=int, default=None, help="listen on this port")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    path = args.config or os.environ.get("VHOD_CONFIG") or "config.yaml"
+    overrides = {"server.port": args.port} if args.port is not None else {}
+    try:
+        config = load_config(path, overrides=overrides, required=path != "config.yaml")
+    except ConfigError as exc:
+        print(f"vhod: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config)
+    asyncio.run(serve(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Shared fixtures: a configured vhod app on SQLite in a temporary folder, and a JSON client.
+
+`api` is the client every HTTP test uses. Like JupyterHub's `api_request`, it checks the
+contract's invariants on every response: JSON content type, and error bodies that are
+exactly `{"error", "error_description"}` with no traceback (AP2).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from core.clock import FakeClock
+from core.config import Config, load_config
+from server import build_services, make_app
+
+TEST_SECRET = "test-secret-that-is-long-enough-for-hs256!"
+
+
+def make_config(tmp_path, **overrides: Any) -> Config:
+    settings: dict[str, Any] = {
+        "jwt.secret": TEST_SECRET,
+        "passwords.bcrypt_rounds": 4,
+        "server.data_dir": str(tmp_path),
+        "storage.url": f"sqlite:///{tmp_path}/vhod.db",
+        "limits.hash_workers": 2,
+    }
+    settings.update(overrides)
+    return load_config(None, environ={}, overrides=settings)
+
+
+@pytest.fixture
+def config_overrides() -> dict[str, Any]:
+    """Override in a test module to change settings: `{"jwt.rotate_refresh": True}`."""
+    return {}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(time.time())
+
+
+@pytest.fixture
+def config(tmp_path, config_overrides) -> Config:
+    return make_config(tmp_path, **config_overrides)
+
+
+@pytest.fixture
+def services(io_loop, config, clock):
+    services = io_loop.run_sync(lambda: build_services(config, clock=clock))
+    yield services
+    io_loop.run_sync(services.close)
+
+
+@pytest.fixture
+def app(services):
+    return make_app(services)
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any
+    headers: Any
+    raw: bytes
+
+
+class Api:
+    def __init__(self, client) -> None:
+        self.client = client
+
+    def url(self, path: str) -> str:
+        return self.client.get_url(path)
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        form: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        body: bytes | str | None = None,
+    ) -> Response:
+        headers = dict(headers or {})
+        if query:
+            path = f"{path}?{urlencode(query)}"
+        if json_body is not None:
+            body = json.dumps(json_body)
+            headers.setdefault("Content-Type", "application/json")
+        elif form is not None:
+            body = urlencode(form)
+            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        if body is None and method in ("POST", "PUT", "PATCH"):
+            body = b""
+        response = await self.client.fetch(
+            path,
+            method=method,
+            body=body,
+            headers=headers,
+            raise_error=False,
+            follow_redirects=False,
+        )
+        raw = response.body or b""
+        parsed = check_response(response.code, response.headers, raw)
+        return Response(response.code, parsed, response.headers, raw)
+
+    async def get(self, path: str, **kwargs: Any) -> Response:
+        return await self.call("GET", path, **kwargs)
+
+    async def post(self, path: str, **kwargs: Any) -> Response:
+        return await self.call("POST", path, **kwargs)
+
+
+def check_response(status: int, headers, raw: bytes) -> Any:
+    if status in (301, 302, 303, 307):
+        return None
+    assert headers.get("Content-Type", "").startswith("application/json"), (status, raw[:200])
+    parsed = json.loads(raw)
+    if status >= 400:
+        assert isinstance(parsed, dict) and set(parsed) == {"error", "error_description"}, parsed
+        text = raw.decode()
+        for leak in ("Traceback", 'File "', "$2b$", "Exception"):
+            assert leak not in text, text
+    return parsed
+
+
+@pytest.fixture
+def api(http_server_client) -> Api:
+    return Api(http_server_client)
+
+
+USER = {
+    "phone_number": "+79161234567",
+    "email": "ann@example.com",
+    "hash_password": "correct horse",
+}
+
+
+@pytest.fixture
+def user() -> dict[str, str]:
+    return dict(USER)

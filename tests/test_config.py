@@ -1,0 +1,84 @@
+"""Configuration: defaults, file, environment overrides and the errors that name the key."""
+
+import pytest
+
+from core.config import ConfigError, load_config, masked, redact_url
+
+
+def test_defaults_match_the_contract():
+    config = load_config(None, environ={})
+    assert config.server.port == 8888
+    assert config.storage.url == "sqlite:///data/vhod.db"
+    assert config.jwt.algorithm == "HS256" and config.jwt.secret is None
+    assert config.passwords.bcrypt_rounds == 12 and config.passwords.min_length == 8
+    assert config.limits.hash_queue == 64 and config.limits.hash_workers is None
+    assert config.public_url == "http://127.0.0.1:8888"
+
+
+def test_shipped_config_yaml_is_valid_and_documents_providers():
+    config = load_config("config.yaml", environ={}, required=True)
+    assert set(config.providers) == {"vk", "mailru", "yandex"}
+    assert config.providers["vk"]["token_url"] == "https://id.vk.com/oauth2/auth"
+
+
+def test_environment_overrides_with_types(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("server:\n  port: 1000\n")
+    config = load_config(
+        path,
+        environ={
+            "VHOD_SERVER__PORT": "9000",
+            "VHOD_JWT__ROTATE_REFRESH": "true",
+            "VHOD_SERVER__TRUSTED_PROXIES": "10.0.0.1, 10.0.0.2",
+            "VHOD_PROVIDERS__VK__CLIENT_ID": "007",
+            "VHOD_JWT__SECRET": "s" * 32,
+            "VHOD_CONFIG": "ignored: names the file, not a key",
+        },
+    )
+    assert config.server.port == 9000
+    assert config.jwt.rotate_refresh is True
+    assert config.server.trusted_proxies == ["10.0.0.1", "10.0.0.2"]
+    assert config.providers["vk"]["client_id"] == "007"  # a string stays a string
+    assert config.public_url == "http://127.0.0.1:9000"
+
+
+@pytest.mark.parametrize(
+    "environ,named",
+    [
+        ({"VHOD_JWT__SECRET": "x" * 31}, "jwt.secret"),
+        ({"VHOD_JWT__ALGORITHM": "none"}, "jwt.algorithm"),
+        ({"VHOD_STORAGE__URLL": "x"}, "storage.urll"),
+        ({"VHOD_SERVER__PORT": "eighty"}, "server.port"),
+        ({"VHOD_PASSWORDS__BCRYPT_ROUNDS": "3"}, "passwords.bcrypt_rounds"),
+        ({"VHOD_STORAGE__URL": "postgres://x"}, "storage.url"),
+        ({"VHOD_IDENTIFIERS__DEFAULT_REGION": "XX"}, "identifiers.default_region"),
+        ({"VHOD_NOPE__KEY": "1"}, "nope"),
+        ({"VHOD_JWT__ROTATE_REFRESH": "often"}, "jwt.rotate_refresh"),
+    ],
+)
+def test_bad_settings_name_the_key(environ, named):
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_config(None, environ=environ)
+
+
+def test_wrong_type_in_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("limits:\n  hash_queue: [1]\n")
+    with pytest.raises(ConfigError, match=r"limits\.hash_queue"):
+        load_config(path, environ={})
+
+
+def test_masked_hides_secrets_and_url_passwords():
+    config = load_config(
+        None,
+        environ={
+            "VHOD_JWT__SECRET": "s" * 40,
+            "VHOD_STORAGE__URL": "mongodb://vhod:hunter2@db:27017/vhod",
+            "VHOD_PROVIDERS__YANDEX__CLIENT_SECRET": "yandex-secret",
+        },
+    )
+    text = str(masked(config))
+    for secret in ("s" * 40, "hunter2", "yandex-secret"):
+        assert secret not in text
+    assert redact_url("mongodb://u:p@h/db") == "mongodb://u:***@h/db"
+    assert redact_url("sqlite:///data/vhod.db") == "sqlite:///data/vhod.db"

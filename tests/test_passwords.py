@@ -1,0 +1,116 @@
+"""Password rules PW1–PW4 at the unit level: policy, bcrypt input, hashing pool."""
+
+import asyncio
+
+import pytest
+
+from core.errors import ApiError
+from core.passwords import (
+    BCRYPT_MAX_INPUT,
+    MAX_SECRET_BYTES,
+    Hasher,
+    bcrypt_input,
+    check_password_policy,
+    hash_cost,
+)
+
+
+def test_policy_minimum_length_counts_characters():
+    with pytest.raises(ApiError) as err:
+        check_password_policy("a" * 7, 8)
+    assert err.value.code == "weak_password"
+    assert check_password_policy("a" * 8, 8) == b"a" * 8
+    # 8 Cyrillic characters are 16 bytes but still 8 characters: accepted.
+    assert check_password_policy("пароль12", 8)
+
+
+def test_policy_caps_bytes_before_hashing():
+    check_password_policy("a" * MAX_SECRET_BYTES, 8)
+    with pytest.raises(ApiError) as err:
+        check_password_policy("a" * (MAX_SECRET_BYTES + 1), 8)
+    assert err.value.code == "weak_password"
+    with pytest.raises(ApiError):
+        check_password_policy("ж" * 513, 8)  # 1026 bytes
+
+
+def test_short_secrets_go_to_bcrypt_as_they_are():
+    assert bcrypt_input(b"a" * BCRYPT_MAX_INPUT) == b"a" * BCRYPT_MAX_INPUT
+
+
+def test_long_secrets_are_prehashed_without_collisions():
+    long_one = bcrypt_input(b"a" * 72 + b"1")
+    long_two = bcrypt_input(b"a" * 72 + b"2")
+    assert long_one != long_two
+    assert len(long_one) <= BCRYPT_MAX_INPUT
+    # The marker byte cannot occur in UTF-8, so no short secret maps to the same input.
+    with pytest.raises(UnicodeDecodeError):
+        long_one.decode("utf-8")
+
+
+async def test_hash_and_verify_round_trip():
+    hasher = Hasher(rounds=4, workers=1)
+    try:
+        first = await hasher.hash(b"correct horse")
+        second = await hasher.hash(b"correct horse")
+        assert first.startswith("$2b$04$") and first != second
+        assert await hasher.verify(b"correct horse", first)
+        assert not await hasher.verify(b"Correct horse", first)
+        assert not await hasher.verify(b"correct horse", None)
+        assert not await hasher.verify(b"x", "not-a-bcrypt-hash")
+    finally:
+        hasher.close()
+
+
+async def test_over_72_bytes_verified_exactly():
+    hasher = Hasher(rounds=4, workers=1)
+    try:
+        stored = await hasher.hash(b"a" * 72 + b"1")
+        assert await hasher.verify(b"a" * 72 + b"1", stored)
+        assert not await hasher.verify(b"a" * 72 + b"2", stored)
+        assert not await hasher.verify(b"a" * 72, stored)
+    finally:
+        hasher.close()
+
+
+async def test_configured_cost_is_used_and_lower_costs_need_rehash():
+    hasher = Hasher(rounds=5, workers=1)
+    try:
+        stored = await hasher.hash(b"password")
+        assert hash_cost(stored) == 5
+        assert not hasher.needs_rehash(stored)
+        assert Hasher(rounds=6, workers=1).needs_rehash(stored)
+    finally:
+        hasher.close()
+
+
+async def test_full_queue_answers_overloaded_at_once():
+    hasher = Hasher(rounds=10, workers=1, queue=1)
+    try:
+        running = [asyncio.ensure_future(hasher.hash(b"password")) for _ in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(ApiError) as err:
+            await hasher.hash(b"password")
+        assert (err.value.status, err.value.code) == (503, "overloaded")
+        assert err.value.headers["Retry-After"].isdigit()
+        await asyncio.gather(*running)
+    finally:
+        hasher.close()
+
+
+async def test_hashing_does_not_block_the_event_loop():
+    hasher = Hasher(rounds=12, workers=1)
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    task = asyncio.ensure_future(ticker())
+    try:
+        await hasher.hash(b"password")  # ~0.2 s of bcrypt on a worker thread
+    finally:
+        task.cancel()
+        hasher.close()
+    assert ticks >= 5

@@ -1,0 +1,143 @@
+"""Token rules JW1–JW5 at the unit level, against PyJWT-made forgeries."""
+
+import base64
+import json
+import os
+import stat
+
+import jwt
+import pytest
+
+from core.clock import FakeClock
+from core.tokens import ACCESS, REFRESH, InvalidToken, TokenService, load_or_create_secret
+
+SECRET = b"k" * 32
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def tokens(clock):
+    return TokenService(SECRET, clock=clock)
+
+
+def forge(claims, key=SECRET, algorithm="HS256", headers=None):
+    return jwt.encode(claims, key, algorithm=algorithm, headers=headers)
+
+
+def claims_of(tokens, **changes):
+    issued = tokens.issue(ACCESS, "u1", "ann@example.com")
+    claims = jwt.decode(issued.token, options={"verify_signature": False})
+    claims.update(changes)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def test_issued_claims(tokens, clock):
+    issued = tokens.issue(ACCESS, "u1", "ann@example.com")
+    claims = tokens.decode(issued.token, ACCESS)
+    assert claims["sub"] == "u1"
+    assert claims["mode"] == "access_token"
+    assert claims["iss"] == "vhod"
+    assert claims["user_name"] == "ann@example.com"
+    assert claims["exp"] - claims["iat"] == 900
+    assert claims["jti"] == issued.jti
+    refresh = tokens.decode(tokens.issue(REFRESH, "u1", "x").token, REFRESH)
+    assert refresh["mode"] == "refresh_token"
+    assert refresh["exp"] - refresh["iat"] == 2_592_000
+
+
+def test_modes_never_interchange(tokens):
+    with pytest.raises(InvalidToken):
+        tokens.decode(tokens.issue(REFRESH, "u1", "x").token, ACCESS)
+    with pytest.raises(InvalidToken):
+        tokens.decode(tokens.issue(ACCESS, "u1", "x").token, REFRESH)
+
+
+@pytest.mark.parametrize("alg_name", ["none", "None", "NONE", "nOnE"])
+def test_alg_none_in_any_case_is_refused(tokens, alg_name):
+    header = base64.urlsafe_b64encode(json.dumps({"alg": alg_name, "typ": "JWT"}).encode())
+    payload = base64.urlsafe_b64encode(json.dumps(claims_of(tokens)).encode())
+    token = header.rstrip(b"=").decode() + "." + payload.rstrip(b"=").decode() + "."
+    with pytest.raises(InvalidToken):
+        tokens.decode(token, ACCESS)
+
+
+def test_other_hmac_algorithm_with_the_real_key_is_refused(tokens):
+    with pytest.raises(InvalidToken):
+        tokens.decode(forge(claims_of(tokens), algorithm="HS512"), ACCESS)
+
+
+def test_embedded_key_headers_are_ignored(tokens):
+    attacker_key = b"a" * 32
+    token = forge(
+        claims_of(tokens),
+        key=attacker_key,
+        headers={
+            "jwk": {"kty": "oct", "k": base64.urlsafe_b64encode(attacker_key).decode()},
+            "jku": "https://evil.example/keys",
+        },
+    )
+    with pytest.raises(InvalidToken):
+        tokens.decode(token, ACCESS)
+
+
+def test_any_flipped_bit_is_refused(tokens):
+    token = tokens.issue(ACCESS, "u1", "x").token
+    for index in range(0, len(token), 7):
+        char = token[index]
+        if char == ".":
+            continue
+        flipped = token[:index] + ("A" if char != "A" else "B") + token[index + 1 :]
+        with pytest.raises(InvalidToken):
+            tokens.decode(flipped, ACCESS)
+
+
+def test_exp_is_required(tokens):
+    with pytest.raises(InvalidToken):
+        tokens.decode(forge(claims_of(tokens, exp=None)), ACCESS)
+
+
+def test_expiry_with_small_leeway(tokens, clock):
+    token = tokens.issue(ACCESS, "u1", "x").token
+    clock.advance(900 + 5)
+    tokens.decode(token, ACCESS)  # within the leeway
+    clock.advance(56)  # exp 61 s ago
+    with pytest.raises(InvalidToken):
+        tokens.decode(token, ACCESS)
+
+
+def test_wrong_issuer_is_refused(tokens):
+    with pytest.raises(InvalidToken):
+        tokens.decode(forge(claims_of(tokens, iss="someone-else")), ACCESS)
+
+
+@pytest.mark.parametrize(
+    "junk", ["", "abc", "a.b.c", "...", "e30.e30.", "x" * 100_000, "eyJhbGciOiJIUzI1NiJ9.e30.AA"]
+)
+def test_malformed_input_is_invalid_not_a_crash(tokens, junk):
+    with pytest.raises(InvalidToken):
+        tokens.decode(junk, ACCESS)
+
+
+def test_non_string_subject_is_refused(tokens):
+    with pytest.raises(InvalidToken):
+        tokens.decode(forge(claims_of(tokens, sub=12)), ACCESS)
+
+
+def test_short_or_unknown_configuration_is_refused():
+    with pytest.raises(ValueError, match="32 bytes"):
+        TokenService(b"short")
+    with pytest.raises(ValueError, match="algorithm"):
+        TokenService(SECRET, algorithm="none")
+
+
+def test_generated_secret_is_kept_owner_only(tmp_path):
+    first = load_or_create_secret(tmp_path)
+    assert len(first) >= 32
+    assert load_or_create_secret(tmp_path) == first
+    mode = stat.S_IMODE(os.stat(tmp_path / "jwt_secret").st_mode)
+    assert mode == 0o600
+    assert load_or_create_secret(tmp_path / "other") != first
