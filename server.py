@@ -18,10 +18,15 @@ import tornado.web
 from core.accounts import Accounts, AccountSettings
 from core.clock import Clock, system_clock
 from core.config import Config, ConfigError, load_config, redact_url
+from core.net import parse_networks
 from core.passwords import Hasher
+from core.social import SocialSignIn
+from core.throttle import Limits, Throttle
 from core.tokens import TokenService, load_or_create_secret
 from handlers import auth, ops, validate
 from handlers.base import NotFoundHandler, log_request
+from handlers.social import provider_routes
+from providers import ProviderRegistryError, build_providers, discover_providers
 from storage import Store, open_store
 
 log = logging.getLogger("vhod")
@@ -38,6 +43,9 @@ class Services:
     hasher: Hasher
     tokens: TokenService
     accounts: Accounts
+    social: SocialSignIn
+    throttle: Throttle
+    trusted_proxies: tuple[Any, ...] = ()
     providers: dict[str, Any] = field(default_factory=dict)
     in_flight: int = 0
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -63,9 +71,26 @@ class Services:
 
 
 async def build_services(
-    config: Config, *, store: Store | None = None, clock: Clock = system_clock
+    config: Config,
+    *,
+    store: Store | None = None,
+    clock: Clock = system_clock,
+    provider_classes: dict[str, Any] | None = None,
 ) -> Services:
-    """Open storage (creating tables and indexes), the hashing pool and the token signer."""
+    """Providers, storage (tables and indexes created), the hashing pool, the token signer.
+
+    Everything that can refuse the configuration runs before storage is opened."""
+    try:
+        providers = build_providers(
+            discover_providers() if provider_classes is None else provider_classes,
+            config.providers,
+            public_url=config.public_url,
+            connect_timeout=config.limits.provider_connect_timeout,
+            request_timeout=config.limits.provider_timeout,
+        )
+        trusted_proxies = parse_networks(config.server.trusted_proxies)
+    except (ValueError, ProviderRegistryError) as exc:
+        raise ConfigError(str(exc)) from exc
     if config.jwt.secret is not None:
         secret = config.jwt.secret.encode()
     else:
@@ -87,10 +112,20 @@ async def build_services(
         queue=config.limits.hash_queue,
     )
     await hasher.warm_up()
+    throttle = Throttle(
+        store,
+        Limits(
+            login_failures=config.limits.login_failures,
+            login_window=config.limits.login_window,
+            per_ip_per_minute=config.limits.per_ip_per_minute,
+        ),
+        clock=clock,
+    )
     accounts = Accounts(
         store,
         hasher,
         tokens,
+        throttle,
         AccountSettings(
             min_password_length=config.passwords.min_length,
             default_region=config.identifiers.default_region,
@@ -98,7 +133,17 @@ async def build_services(
         ),
         clock=clock,
     )
-    return Services(config=config, store=store, hasher=hasher, tokens=tokens, accounts=accounts)
+    return Services(
+        config=config,
+        store=store,
+        hasher=hasher,
+        tokens=tokens,
+        accounts=accounts,
+        social=SocialSignIn(store, accounts, clock=clock),
+        throttle=throttle,
+        trusted_proxies=trusted_proxies,
+        providers=providers,
+    )
 
 
 def make_app(services: Services) -> tornado.web.Application:
@@ -111,6 +156,7 @@ def make_app(services: Services) -> tornado.web.Application:
         (r"/validate/jwt/access", validate.AccessHandler),
         (r"/healthz", ops.HealthHandler),
         (r"/readyz", ops.ReadyHandler),
+        *provider_routes(services.providers),
     ]
     return tornado.web.Application(
         routes,
@@ -123,10 +169,13 @@ def make_app(services: Services) -> tornado.web.Application:
 
 
 def start_line(config: Config, services: Services) -> str:
-    providers = ",".join(sorted(services.providers)) or "none"
+    providers = ",".join(
+        f"{name}{'' if provider.configured else '(not configured)'}"
+        for name, provider in sorted(services.providers.items())
+    )
     return (
         f"vhod listening on http://{config.server.host}:{config.server.port} "
-        f"storage={redact_url(config.storage.url)} providers={providers}"
+        f"storage={redact_url(config.storage.url)} providers={providers or 'none'}"
     )
 
 
@@ -184,7 +233,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vhod: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(config)
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except ConfigError as exc:
+        print(f"vhod: configuration error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from core.clock import Clock, system_clock
 from core.errors import ApiError, invalid_credentials, invalid_token
+from core.events import identifier_hash, security_event
 from core.identifiers import normalize_email, normalize_phone
 from core.passwords import Hasher, check_password_policy
+from core.throttle import Throttle, login_key
 from core.tokens import ACCESS, REFRESH, InvalidToken, TokenService
 from storage.base import DuplicateError, Identity, RefreshToken, Store, User
-
-security_log = logging.getLogger("vhod.security")
 
 
 class ProviderProfile(Protocol):
@@ -62,12 +61,14 @@ class Accounts:
         store: Store,
         hasher: Hasher,
         tokens: TokenService,
+        throttle: Throttle,
         settings: AccountSettings | None = None,
         clock: Clock = system_clock,
     ) -> None:
         self.store = store
         self.hasher = hasher
         self.tokens = tokens
+        self.throttle = throttle
         self.settings = settings or AccountSettings()
         self.clock = clock
 
@@ -92,19 +93,31 @@ class Accounts:
 
     async def login_with_email(self, email: str, secret: str) -> dict[str, str]:
         normal = normalize_email(email)
-        return await self._password_login(await self.store.find_user_by_email(normal), secret)
+        user = await self.store.find_user_by_email(normal)
+        return await self._password_login(user, normal, secret)
 
     async def login_with_phone(self, phone_number: str, secret: str) -> dict[str, str]:
         normal = normalize_phone(phone_number, self.settings.default_region)
-        return await self._password_login(await self.store.find_user_by_phone(normal), secret)
+        user = await self.store.find_user_by_phone(normal)
+        return await self._password_login(user, normal, secret)
 
-    async def _password_login(self, user: User | None, secret: str) -> dict[str, str]:
+    async def _password_login(
+        self, user: User | None, identifier: str, secret: str
+    ) -> dict[str, str]:
         encoded = secret.encode("utf-8", "surrogatepass")
+        key = login_key(user.id if user else None, identifier)
+        await self.throttle.check_login(key)
         # An unknown user (or one without a password) costs one bcrypt check too (LG2).
         stored = user.password_hash if user else None
         if not await self.hasher.verify(encoded, stored) or user is None or stored is None:
-            security_log.info("event=login_failed user=%s", user.id if user else "-")
+            await self.throttle.login_failed(key)
+            security_event(
+                "login_failed",
+                user=user.id if user else None,
+                identifier=None if user else identifier_hash(identifier),
+            )
             raise invalid_credentials()
+        await self.throttle.login_succeeded(key)
         if self.hasher.needs_rehash(stored):
             await self.store.set_password_hash(user.id, await self.hasher.hash(encoded))
         return await self._issue_pair(user)
@@ -204,9 +217,7 @@ class Accounts:
         if record.replaced_by:
             # A retired token came back: someone holds a copy. End the whole chain (RT3).
             await self.store.revoke_family(record.family)
-            security_log.warning(
-                "event=refresh_reuse user=%s family=%s", record.user_id, record.family
-            )
+            security_event("refresh_reuse", user=record.user_id, family=record.family)
             raise invalid_token()
         if record.revoked or record.expires_at <= self.clock():
             raise invalid_token()

@@ -7,6 +7,8 @@ from handlers.base import JsonHandler
 
 
 class RegistrationHandler(JsonHandler):
+    address_limited = True
+
     async def post(self) -> None:
         pair = await self.services.accounts.register(
             phone_number=self.param("phone_number"),
@@ -17,6 +19,8 @@ class RegistrationHandler(JsonHandler):
 
 
 class EmailLoginHandler(JsonHandler):
+    address_limited = True
+
     async def post(self) -> None:
         pair = await self.services.accounts.login_with_email(
             self.param("email"), self.param("hash_password")
@@ -25,6 +29,8 @@ class EmailLoginHandler(JsonHandler):
 
 
 class PhoneLoginHandler(JsonHandler):
+    address_limited = True
+
     async def post(self) -> None:
         pair = await self.services.accounts.login_with_phone(
             self.param("phone_number"), self.param("hash_password")

@@ -12,6 +12,8 @@ import tornado.web
 from tornado.escape import json_encode
 
 from core.errors import ApiError, invalid_request, storage_unavailable
+from core.events import client_ip_var
+from core.net import client_ip
 from storage.base import StorageUnavailable
 
 app_log = logging.getLogger("vhod")
@@ -83,6 +85,9 @@ class JsonHandler(tornado.web.RequestHandler):
     Content-Length, before it is read (AP1).
     """
 
+    # Routes that count against the per-client-address limit (LG4).
+    address_limited = False
+
     def initialize(self) -> None:
         self._chunks: list[bytes] = []
         self._size = 0
@@ -97,9 +102,18 @@ class JsonHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("X-Content-Type-Options", "nosniff")
 
-    def prepare(self) -> None:
+    @property
+    def client_ip(self) -> str:
+        return client_ip(
+            self.request.remote_ip or "-",
+            self.request.headers.get("X-Forwarded-For"),
+            self.services.trusted_proxies,
+        )
+
+    async def prepare(self) -> None:
         self.services.request_started()
         self._counted = True
+        client_ip_var.set(self.client_ip)
         limit = self.settings["max_body_bytes"]
         length = self.request.headers.get("Content-Length")
         if length is not None:
@@ -111,6 +125,8 @@ class JsonHandler(tornado.web.RequestHandler):
                 raise payload_too_large(limit)
         # Tornado would stop reading at its own limit with a bare 400; ours is checked per chunk.
         self.request.connection.set_max_body_size(limit + 1)
+        if self.address_limited:
+            await self.services.throttle.hit_address(client_ip_var.get())
 
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)
@@ -228,6 +244,6 @@ def payload_too_large(limit: int) -> ApiError:
 class NotFoundHandler(JsonHandler):
     """Every unknown path: a JSON 404 whatever the method."""
 
-    def prepare(self) -> None:
-        super().prepare()
+    async def prepare(self) -> None:
+        await super().prepare()
         raise ApiError(404, "not_found", "There is no such resource.")

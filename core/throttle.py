@@ -1,0 +1,76 @@
+"""Login throttling per identifier and request limits per client address (LG3, LG4).
+
+Counters live in the store, so every instance on the same database shares them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from core.clock import Clock, system_clock
+from core.errors import ApiError
+from core.events import identifier_hash, security_event
+from storage.base import Store
+
+IP_WINDOW_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Limits:
+    login_failures: int = 10
+    login_window: int = 900
+    per_ip_per_minute: int = 30
+
+
+def rate_limited(retry_after: float) -> ApiError:
+    # One body for every cause and for known and unknown accounts alike.
+    seconds = max(1, math.ceil(retry_after))
+    return ApiError(
+        429,
+        "rate_limited",
+        "Too many attempts; retry later.",
+        headers={"Retry-After": str(seconds)},
+    )
+
+
+def login_key(user_id: str | None, identifier: str) -> str:
+    """The counter a login attempt counts against.
+
+    A known user counts per user, so the email and phone paths share one count; an unknown
+    identifier counts by its hash, so guessing at accounts that don't exist is limited too.
+    """
+    if user_id is not None:
+        return f"login:user:{user_id}"
+    return f"login:id:{identifier_hash(identifier)}"
+
+
+class Throttle:
+    def __init__(self, store: Store, limits: Limits, clock: Clock = system_clock) -> None:
+        self.store = store
+        self.limits = limits
+        self.clock = clock
+
+    async def check_login(self, key: str) -> None:
+        """429 while `key` has used up its failures in the current window."""
+        now = self.clock()
+        failures, window_end = await self.store.peek_counter(key, now)
+        if failures >= self.limits.login_failures:
+            raise rate_limited(window_end - now)
+
+    async def login_failed(self, key: str) -> None:
+        failures, _ = await self.store.hit_counter(key, self.limits.login_window, self.clock())
+        if failures == self.limits.login_failures:
+            security_event("login_locked", key=key.rsplit(":", 1)[-1], failures=failures)
+
+    async def login_succeeded(self, key: str) -> None:
+        await self.store.reset_counter(key)
+
+    async def hit_address(self, address: str) -> None:
+        """Count one request from `address`; 429 past the per-minute limit."""
+        now = self.clock()
+        hits, window_end = await self.store.hit_counter(f"ip:{address}", IP_WINDOW_SECONDS, now)
+        if hits > self.limits.per_ip_per_minute:
+            if hits == self.limits.per_ip_per_minute + 1:
+                security_event("address_limited", hits=hits)
+            raise rate_limited(window_end - now)

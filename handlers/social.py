@@ -1,0 +1,84 @@
+"""The five routes every provider gets under its prefix: link, callback, get/token,
+registration and login."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from core.social import Redirect
+from handlers.base import JsonHandler
+
+
+class ProviderHandler(JsonHandler):
+    address_limited = True
+
+    def initialize(self, provider: str) -> None:  # type: ignore[override]
+        super().initialize()
+        self.provider = self.services.providers[provider]
+
+    @property
+    def social(self) -> Any:
+        return self.services.social
+
+    def query_params(self) -> dict[str, str]:
+        return {
+            key: values[-1].decode("utf-8", "replace")
+            for key, values in self.request.query_arguments.items()
+        }
+
+
+class LinkHandler(ProviderHandler):
+    async def get(self) -> None:
+        url = await self.social.link(self.provider)
+        if self.get_query_argument("redirect", "") in ("1", "true"):
+            self.redirect(url)
+            return
+        self.write_json(url)
+
+
+class CallbackHandler(ProviderHandler):
+    async def get(self) -> None:
+        result = await self.social.callback(self.provider, self.query_params())
+        if isinstance(result, Redirect):
+            self.redirect(result.url)
+            return
+        self.write_json(result, token=True)
+
+
+class GetTokenHandler(ProviderHandler):
+    async def get(self) -> None:
+        result = await self.social.get_token(
+            self.provider,
+            self.param("code"),
+            state=self.param("state", required=False),
+            params=self.query_params(),
+        )
+        self.write_json(result, token=True)
+
+
+class ProviderRegistrationHandler(ProviderHandler):
+    async def get(self) -> None:
+        pair = await self.social.register(self.provider, self.token_param("access_token"))
+        self.write_json(pair, token=True)
+
+
+class ProviderLoginHandler(ProviderHandler):
+    async def get(self) -> None:
+        pair = await self.social.login(self.provider, self.token_param("access_token"))
+        self.write_json(pair, token=True)
+
+
+def provider_routes(providers: dict[str, Any]) -> list[tuple[str, type, dict[str, str]]]:
+    routes = []
+    for name, provider in providers.items():
+        base = "/" + re.escape(provider.prefix)
+        for path, handler in (
+            ("/link", LinkHandler),
+            ("/callback", CallbackHandler),
+            ("/get/token", GetTokenHandler),
+            ("/registration", ProviderRegistrationHandler),
+            ("/login", ProviderLoginHandler),
+        ):
+            routes.append((base + path, handler, {"provider": name}))
+    return routes

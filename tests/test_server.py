@@ -1,0 +1,158 @@
+"""The server as an operator runs it: a real process, its start line, config errors, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VHOD_")}
+    env.update(extra)
+    return env
+
+
+class Server:
+    def __init__(self, tmp_path: Path, *args: str, **env: str) -> None:
+        self.port = free_port()
+        self.stderr = tmp_path / f"server-{self.port}.log"
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "server.py"), "--port", str(self.port), *args],
+            cwd=tmp_path,
+            env=clean_env(**env),
+            stderr=self.stderr.open("wb"),
+            stdout=subprocess.DEVNULL,
+        )
+
+    def wait_started(self, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log()
+            if "vhod listening on" in text:
+                return text
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited {self.process.returncode}: {text}")
+            time.sleep(0.05)
+        raise AssertionError(f"server did not start: {self.log()}")
+
+    def log(self) -> str:
+        return self.stderr.read_text(errors="replace")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=15)
+
+
+def request(url: str, data: dict | None = None) -> tuple[int, object]:
+    body = json.dumps(data).encode() if data is not None else None
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "test.yaml"
+    path.write_text(
+        "passwords:\n  bcrypt_rounds: 4\n"
+        f"server:\n  data_dir: {tmp_path / 'data'}\n"
+        f"storage:\n  url: sqlite:///{tmp_path / 'data' / 'vhod.db'}\n"
+    )
+    return path
+
+
+def test_starts_serves_and_stops_cleanly_on_sigterm(tmp_path, config_file):
+    server = Server(tmp_path, "--config", str(config_file))
+    try:
+        line = server.wait_started()
+        assert f"http://127.0.0.1:{server.port}" in line
+        assert "storage=sqlite:///" in line
+        assert "providers=" in line
+        assert request(server.url("/healthz")) == (200, {"status": "ok"})
+        user = {"phone_number": "+79161234567", "email": "a@example.com", "hash_password": "p" * 8}
+        status, body = request(server.url("/authorization/registration"), user)
+        assert status == 200 and set(body) == {"access", "refresh"}
+    finally:
+        code = server.stop()
+    assert code == 0
+    # No configured secret: one was generated, owner-only, in data_dir.
+    secret = tmp_path / "data" / "jwt_secret"
+    assert secret.exists() and (secret.stat().st_mode & 0o777) == 0o600
+
+
+def test_in_flight_request_finishes_during_shutdown(tmp_path, config_file):
+    server = Server(tmp_path, "--config", str(config_file), VHOD_PASSWORDS__BCRYPT_ROUNDS="14")
+    try:
+        server.wait_started(timeout=60)
+        result: dict[str, object] = {}
+        user = {"phone_number": "+79161234567", "email": "a@example.com", "hash_password": "p" * 8}
+
+        def register() -> None:
+            result["answer"] = request(server.url("/authorization/registration"), user)
+
+        thread = threading.Thread(target=register)
+        thread.start()
+        time.sleep(0.3)  # the bcrypt-14 hash (about a second) is under way
+        server.process.send_signal(signal.SIGTERM)
+        thread.join(30)
+        assert result["answer"][0] == 200
+    finally:
+        code = server.stop()
+    assert code == 0
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+
+
+@pytest.mark.parametrize(
+    "env,named",
+    [
+        ({"VHOD_JWT__SECRET": "too-short"}, "jwt.secret"),
+        ({"VHOD_SERVER__NO_SUCH_KEY": "1"}, "server.no_such_key"),
+        ({"VHOD_LIMITS__LOGIN_WINDOW": "soon"}, "limits.login_window"),
+    ],
+)
+def test_refuses_to_start_naming_the_key(tmp_path, config_file, env, named):
+    server = Server(tmp_path, "--config", str(config_file), **env)
+    code = server.process.wait(timeout=20)
+    assert code != 0
+    assert named in server.log()
+
+
+def test_unknown_key_in_the_file_names_the_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("jwt:\n  algorithm: HS256\n  secrett: x\n")
+    server = Server(tmp_path, "--config", str(path))
+    assert server.process.wait(timeout=20) != 0
+    assert "jwt.secrett" in server.log()
+
+
+def test_missing_named_config_file_is_an_error(tmp_path):
+    server = Server(tmp_path, "--config", str(tmp_path / "absent.yaml"))
+    assert server.process.wait(timeout=20) != 0
+    assert "absent.yaml" in server.log()
