@@ -1,12 +1,50 @@
 """Storage behind one async interface: embedded SQLite (default) or MongoDB."""
 
+from pathlib import Path
+
 from storage.base import (
     DuplicateError,
+    Identity,
     OAuthState,
     RefreshToken,
-    Store,
     StorageUnavailable,
+    Store,
     User,
 )
+from storage.mongo import MongoStore
+from storage.sqlite import SQLiteStore
 
-__all__ = ["DuplicateError", "OAuthState", "RefreshToken", "Store", "StorageUnavailable", "User"]
+__all__ = [
+    "DuplicateError",
+    "Identity",
+    "MongoStore",
+    "OAuthState",
+    "RefreshToken",
+    "SQLiteStore",
+    "StorageUnavailable",
+    "Store",
+    "User",
+    "open_store",
+]
+
+_SQLITE_PREFIX = "sqlite:///"
+
+
+async def open_store(url: str) -> Store:
+    """The store a storage URL names; the caller runs its setup().
+
+    `sqlite:///data/vhod.db` is relative to the working folder, `sqlite:////var/lib/vhod.db`
+    absolute, `sqlite:///:memory:` in memory; `mongodb://` and `mongodb+srv://` select MongoDB.
+    """
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme == "sqlite":
+        if not url.startswith(_SQLITE_PREFIX) or url == _SQLITE_PREFIX:
+            raise ValueError("a SQLite storage URL looks like sqlite:///path/to/vhod.db")
+        path = url.removeprefix(_SQLITE_PREFIX)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteStore(path)
+    if scheme in ("mongodb", "mongodb+srv"):
+        return MongoStore(url)
+    # Only the scheme: the rest of a URL may carry a password.
+    raise ValueError(f"unknown storage URL scheme {scheme!r}: use sqlite:/// or mongodb://")

@@ -1,0 +1,458 @@
+"""Embedded SQLite store: one connection, used from one dedicated worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from storage.base import (
+    DuplicateError,
+    Identity,
+    OAuthState,
+    RefreshToken,
+    StorageUnavailable,
+    User,
+)
+
+T = TypeVar("T")
+
+# Primary result codes of faults another process or the disk causes, not this code.
+_TRANSIENT_CODES = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_READONLY,
+    }
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY,
+    email TEXT UNIQUE,
+    phone TEXT UNIQUE,
+    password_hash TEXT,
+    profile TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS identities (
+    provider TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    PRIMARY KEY (provider, subject)
+);
+CREATE INDEX IF NOT EXISTS identities_user_id ON identities (user_id);
+CREATE TABLE IF NOT EXISTS refresh_tokens (
+    jti TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    family TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    issued_at REAL NOT NULL DEFAULT 0,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    replaced_by TEXT
+);
+CREATE INDEX IF NOT EXISTS refresh_tokens_user_id ON refresh_tokens (user_id);
+CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens (family);
+CREATE INDEX IF NOT EXISTS refresh_tokens_expires_at ON refresh_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS oauth_states (
+    state TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    code_verifier TEXT,
+    code_hash TEXT,
+    extra TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS oauth_states_code_hash ON oauth_states (code_hash)
+    WHERE code_hash IS NOT NULL;
+CREATE INDEX IF NOT EXISTS oauth_states_expires_at ON oauth_states (expires_at);
+CREATE TABLE IF NOT EXISTS counters (
+    key TEXT PRIMARY KEY,
+    hits INTEGER NOT NULL,
+    ends REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS counters_ends ON counters (ends);
+"""
+
+
+# "UNIQUE constraint failed: <table>.<column>[, ...]" names the refusing constraint.
+_DUPLICATE_FIELDS = {
+    "users.email": "email",
+    "users.phone": "phone",
+    "identities.provider": "identity",
+    "users.id": "id",
+    "refresh_tokens.jti": "jti",
+    "oauth_states.state": "state",
+}
+
+
+def _duplicate(exc: sqlite3.IntegrityError) -> DuplicateError | None:
+    message = str(exc)
+    if not message.startswith("UNIQUE constraint failed: "):
+        return None
+    column = message.removeprefix("UNIQUE constraint failed: ").split(",")[0].strip()
+    field = _DUPLICATE_FIELDS.get(column)
+    return None if field is None else DuplicateError(field)
+
+
+_LIVE_STATE_BY_STATE = (
+    "SELECT * FROM oauth_states WHERE state = ? AND provider = ? AND expires_at > ?"
+)
+_LIVE_STATE_BY_CODE_HASH = (
+    "SELECT * FROM oauth_states WHERE code_hash = ? AND provider = ? AND expires_at > ? LIMIT 1"
+)
+
+
+def _user(row: sqlite3.Row, identities: list[Identity]) -> User:
+    return User(
+        id=row["id"],
+        email=row["email"],
+        phone=row["phone"],
+        password_hash=row["password_hash"],
+        identities=identities,
+        profile=json.loads(row["profile"]),
+        created_at=row["created_at"],
+    )
+
+
+def _token(row: sqlite3.Row) -> RefreshToken:
+    return RefreshToken(
+        jti=row["jti"],
+        user_id=row["user_id"],
+        family=row["family"],
+        expires_at=row["expires_at"],
+        issued_at=row["issued_at"],
+        revoked=bool(row["revoked"]),
+        replaced_by=row["replaced_by"],
+    )
+
+
+def _state(row: sqlite3.Row) -> OAuthState:
+    return OAuthState(
+        state=row["state"],
+        provider=row["provider"],
+        expires_at=row["expires_at"],
+        code_verifier=row["code_verifier"],
+        code_hash=row["code_hash"],
+        extra=json.loads(row["extra"]),
+    )
+
+
+class SQLiteStore:
+    """The Store protocol on one SQLite file, safe to share with other processes (WAL)."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: str, *, busy_timeout_ms: int = 5000) -> None:
+        self.path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._db: sqlite3.Connection | None = None
+        self._closed = False
+        # One thread owns the connection, so sqlite3 objects never cross threads and
+        # statements of this store run one at a time.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vhod-sqlite")
+
+    # --- plumbing: `_call` and the functions handed to it run on the worker thread ---
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn, args)
+
+    def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        try:
+            return fn(self._connect(), *args)
+        except sqlite3.IntegrityError as exc:
+            duplicate = _duplicate(exc)
+            if duplicate is None:
+                raise
+            raise duplicate from exc
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF in _TRANSIENT_CODES:
+                raise StorageUnavailable(str(exc)) from exc
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            db = sqlite3.connect(
+                self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None
+            )
+            try:
+                db.row_factory = sqlite3.Row
+                db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = FULL")
+                db.execute("PRAGMA foreign_keys = ON")
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+        return self._db
+
+    @staticmethod
+    def _transaction(db: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
+        # IMMEDIATE takes the write lock up front, so a read-then-write cannot interleave
+        # with another process's write.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(db, *args)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return result
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._run(self._transaction, fn, *args)
+
+    async def _update(self, statement: str, *args: Any) -> None:
+        await self._write(lambda db: db.execute(statement, args))
+
+    # --- lifecycle ---
+
+    async def setup(self) -> None:
+        def create(db: sqlite3.Connection) -> None:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+
+        await self._write(create)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            # Queued after any pending work, so that work finishes on the open connection.
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
+        finally:
+            self._executor.shutdown(wait=False)
+
+    def _disconnect(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def ping(self) -> None:
+        await self._run(lambda db: db.execute("SELECT 1").fetchone())
+
+    # --- users ---
+
+    async def create_user(self, user: User) -> None:
+        def insert(db: sqlite3.Connection) -> None:
+            try:
+                db.execute(
+                    "INSERT INTO users (id, email, phone, password_hash, profile, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        user.id,
+                        user.email,
+                        user.phone,
+                        user.password_hash,
+                        json.dumps(user.profile),
+                        user.created_at,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                # SQLite reports whichever unique index it checked first (phone, in
+                # practice); the contract names the first field in email, phone order.
+                for field, value, query in (
+                    ("email", user.email, "SELECT 1 FROM users WHERE email = ?"),
+                    ("phone", user.phone, "SELECT 1 FROM users WHERE phone = ?"),
+                ):
+                    if value is not None and db.execute(query, (value,)).fetchone():
+                        raise DuplicateError(field) from exc
+                raise
+            db.executemany(
+                "INSERT INTO identities (provider, subject, user_id) VALUES (?, ?, ?)",
+                [(i.provider, i.subject, user.id) for i in user.identities],
+            )
+
+        await self._write(insert)
+
+    @staticmethod
+    def _load_user(db: sqlite3.Connection, row: sqlite3.Row | None) -> User | None:
+        if row is None:
+            return None
+        identities = [
+            Identity(provider, subject)
+            for provider, subject in db.execute(
+                "SELECT provider, subject FROM identities WHERE user_id = ? ORDER BY rowid",
+                (row["id"],),
+            )
+        ]
+        return _user(row, identities)
+
+    async def _find_user(self, query: str, *args: Any) -> User | None:
+        return await self._run(lambda db: self._load_user(db, db.execute(query, args).fetchone()))
+
+    async def get_user(self, user_id: str) -> User | None:
+        return await self._find_user("SELECT * FROM users WHERE id = ?", user_id)
+
+    async def find_user_by_email(self, email: str) -> User | None:
+        return await self._find_user("SELECT * FROM users WHERE email = ?", email)
+
+    async def find_user_by_phone(self, phone: str) -> User | None:
+        return await self._find_user("SELECT * FROM users WHERE phone = ?", phone)
+
+    async def find_user_by_identity(self, provider: str, subject: str) -> User | None:
+        return await self._find_user(
+            "SELECT users.* FROM identities JOIN users ON users.id = identities.user_id"
+            " WHERE identities.provider = ? AND identities.subject = ?",
+            provider,
+            subject,
+        )
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        await self._update(
+            "UPDATE users SET password_hash = ? WHERE id = ?", password_hash, user_id
+        )
+
+    # --- refresh tokens ---
+
+    @staticmethod
+    def _insert_token(db: sqlite3.Connection, token: RefreshToken) -> None:
+        db.execute(
+            "INSERT INTO refresh_tokens"
+            " (jti, user_id, family, expires_at, issued_at, revoked, replaced_by)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                token.jti,
+                token.user_id,
+                token.family,
+                token.expires_at,
+                token.issued_at,
+                int(bool(token.revoked)),
+                token.replaced_by,
+            ),
+        )
+
+    async def add_refresh_token(self, token: RefreshToken) -> None:
+        await self._write(self._insert_token, token)
+
+    async def get_refresh_token(self, jti: str) -> RefreshToken | None:
+        def get(db: sqlite3.Connection) -> RefreshToken | None:
+            row = db.execute("SELECT * FROM refresh_tokens WHERE jti = ?", (jti,)).fetchone()
+            return None if row is None else _token(row)
+
+        return await self._run(get)
+
+    async def rotate_refresh_token(self, jti: str, successor: RefreshToken, now: float) -> bool:
+        def rotate(db: sqlite3.Connection) -> bool:
+            retired = db.execute(
+                "UPDATE refresh_tokens SET replaced_by = ? WHERE jti = ? AND revoked = 0"
+                " AND replaced_by IS NULL AND expires_at > ?",
+                (successor.jti, jti, now),
+            ).rowcount
+            if retired != 1:
+                return False
+            self._insert_token(db, successor)
+            return True
+
+        return await self._write(rotate)
+
+    async def revoke_refresh_token(self, jti: str) -> None:
+        await self._update("UPDATE refresh_tokens SET revoked = 1 WHERE jti = ?", jti)
+
+    async def revoke_family(self, family: str) -> None:
+        await self._update("UPDATE refresh_tokens SET revoked = 1 WHERE family = ?", family)
+
+    async def revoke_user_tokens(self, user_id: str) -> None:
+        await self._update("UPDATE refresh_tokens SET revoked = 1 WHERE user_id = ?", user_id)
+
+    # --- OAuth states ---
+
+    async def put_state(self, state: OAuthState) -> None:
+        await self._write(
+            lambda db: db.execute(
+                "INSERT INTO oauth_states"
+                " (state, provider, expires_at, code_verifier, code_hash, extra)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    state.state,
+                    state.provider,
+                    state.expires_at,
+                    state.code_verifier,
+                    state.code_hash,
+                    json.dumps(state.extra),
+                ),
+            )
+        )
+
+    async def attach_code(self, state: str, provider: str, code_hash: str, now: float) -> bool:
+        def attach(db: sqlite3.Connection) -> bool:
+            return (
+                db.execute(
+                    "UPDATE oauth_states SET code_hash = ?"
+                    " WHERE state = ? AND provider = ? AND expires_at > ?",
+                    (code_hash, state, provider, now),
+                ).rowcount
+                == 1
+            )
+
+        return await self._write(attach)
+
+    async def take_state(
+        self, provider: str, now: float, *, state: str | None = None, code_hash: str | None = None
+    ) -> OAuthState | None:
+        if state is not None:
+            query, key = _LIVE_STATE_BY_STATE, state
+        elif code_hash is not None:
+            query, key = _LIVE_STATE_BY_CODE_HASH, code_hash
+        else:
+            return None
+
+        def take(db: sqlite3.Connection) -> OAuthState | None:
+            row = db.execute(query, (key, provider, now)).fetchone()
+            if row is None:
+                return None
+            db.execute("DELETE FROM oauth_states WHERE state = ?", (row["state"],))
+            return _state(row)
+
+        return await self._write(take)
+
+    # --- counters ---
+
+    async def hit_counter(self, key: str, window: float, now: float) -> tuple[int, float]:
+        def hit(db: sqlite3.Connection) -> tuple[int, float]:
+            row = db.execute("SELECT hits, ends FROM counters WHERE key = ?", (key,)).fetchone()
+            if row is not None and row["ends"] > now:
+                hits, ends = row["hits"] + 1, row["ends"]
+            else:
+                hits, ends = 1, now + window
+            db.execute(
+                "INSERT INTO counters (key, hits, ends) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET hits = excluded.hits, ends = excluded.ends",
+                (key, hits, ends),
+            )
+            return hits, ends
+
+        return await self._write(hit)
+
+    async def peek_counter(self, key: str, now: float) -> tuple[int, float]:
+        def peek(db: sqlite3.Connection) -> tuple[int, float]:
+            row = db.execute(
+                "SELECT hits, ends FROM counters WHERE key = ? AND ends > ?", (key, now)
+            ).fetchone()
+            return (0, now) if row is None else (row["hits"], row["ends"])
+
+        return await self._run(peek)
+
+    async def reset_counter(self, key: str) -> None:
+        await self._update("DELETE FROM counters WHERE key = ?", key)
+
+    async def purge_expired(self, now: float) -> None:
+        def purge(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM oauth_states WHERE expires_at <= ?", (now,))
+            db.execute("DELETE FROM counters WHERE ends <= ?", (now,))
+            db.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?", (now,))
+
+        await self._write(purge)

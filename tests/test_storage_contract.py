@@ -1,0 +1,541 @@
+"""The Store contract, run against SQLite, MongoDB over mongomock and MongoDB over the wire."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from storage import DuplicateError, Identity, OAuthState, RefreshToken, Store, User
+
+pytest_plugins = ["tests.storage_fixtures"]
+
+WINDOW = 60.0
+
+
+@pytest.fixture
+def now() -> float:
+    # A day ahead of the wall clock: rows "expired" at the test's `now` are still in the
+    # future for a server whose TTL monitor deletes by the real time.
+    return time.time() + 86_400.0
+
+
+def make_user(
+    email: str | None = None,
+    phone: str | None = None,
+    identities: list[Identity] | None = None,
+    *,
+    password_hash: str | None = None,
+    profile: dict[str, str] | None = None,
+    created_at: float = 0.0,
+) -> User:
+    return User(
+        id=uuid.uuid4().hex,
+        email=email,
+        phone=phone,
+        password_hash=password_hash,
+        identities=identities or [],
+        profile=profile or {},
+        created_at=created_at,
+    )
+
+
+def make_token(
+    now: float, *, user_id: str = "u1", family: str | None = None, ttl: float = 3600
+) -> RefreshToken:
+    jti = uuid.uuid4().hex
+    return RefreshToken(
+        jti=jti, user_id=user_id, family=family or jti, expires_at=now + ttl, issued_at=now
+    )
+
+
+def make_state(
+    now: float,
+    *,
+    provider: str = "vk",
+    ttl: float = 600,
+    code_verifier: str | None = None,
+    code_hash: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> OAuthState:
+    return OAuthState(
+        state=uuid.uuid4().hex,
+        provider=provider,
+        expires_at=now + ttl,
+        code_verifier=code_verifier,
+        code_hash=code_hash,
+        extra=extra or {},
+    )
+
+
+# --- users ---
+
+
+async def test_ping(store: Store) -> None:
+    await store.ping()
+
+
+async def test_create_and_find_user(store: Store, now: float) -> None:
+    user = make_user(
+        "ann@example.com",
+        "+79161234567",
+        [Identity("vk", "123"), Identity("yandex", "ya-9")],
+        password_hash="$2b$04$hash",
+        profile={"first_name": "Анна", "avatar": "https://example.test/a.png"},
+        created_at=now,
+    )
+    await store.create_user(user)
+
+    assert await store.get_user(user.id) == user
+    assert await store.find_user_by_email("ann@example.com") == user
+    assert await store.find_user_by_phone("+79161234567") == user
+    assert await store.find_user_by_identity("vk", "123") == user
+    assert await store.find_user_by_identity("yandex", "ya-9") == user
+
+
+async def test_unknown_users_are_none(store: Store) -> None:
+    await store.create_user(make_user("ann@example.com", "+79161234567", [Identity("vk", "1")]))
+
+    assert await store.get_user("nobody") is None
+    assert await store.find_user_by_email("bob@example.com") is None
+    assert await store.find_user_by_phone("+79990000000") is None
+    assert await store.find_user_by_identity("vk", "2") is None
+    assert await store.find_user_by_identity("yandex", "1") is None
+
+
+async def test_missing_email_and_phone_do_not_collide(store: Store) -> None:
+    users = [
+        make_user(),
+        make_user(),
+        make_user(email="a@example.com"),
+        make_user(email="b@example.com"),
+        make_user(phone="+79160000001"),
+        make_user(phone="+79160000002"),
+        make_user(identities=[Identity("vk", "1")]),
+        make_user(identities=[Identity("vk", "2")]),
+    ]
+    for user in users:
+        await store.create_user(user)
+
+    for user in users:
+        assert await store.get_user(user.id) == user
+
+
+async def test_identity_is_provider_and_subject_together(store: Store) -> None:
+    users = [
+        make_user(identities=[Identity("vk", "1")]),
+        make_user(identities=[Identity("mailru", "1")]),
+        make_user(identities=[Identity("a:b", "c")]),
+        make_user(identities=[Identity("a", "b:c")]),
+    ]
+    for user in users:
+        await store.create_user(user)
+
+    for user in users:
+        identity = user.identities[0]
+        found = await store.find_user_by_identity(identity.provider, identity.subject)
+        assert found is not None and found.id == user.id
+
+
+async def test_duplicate_email_writes_nothing(store: Store) -> None:
+    await store.create_user(make_user("ann@example.com", "+79160000001"))
+    loser = make_user("ann@example.com", "+79160000002", [Identity("vk", "7")])
+
+    with pytest.raises(DuplicateError) as caught:
+        await store.create_user(loser)
+
+    assert caught.value.field == "email"
+    assert await store.get_user(loser.id) is None
+    assert await store.find_user_by_phone("+79160000002") is None
+    assert await store.find_user_by_identity("vk", "7") is None
+    # Nothing half-written blocks the phone and identity the refused user carried.
+    await store.create_user(make_user("bob@example.com", "+79160000002", [Identity("vk", "7")]))
+
+
+async def test_duplicate_phone_writes_nothing(store: Store) -> None:
+    await store.create_user(make_user("ann@example.com", "+79160000001"))
+    loser = make_user("bob@example.com", "+79160000001", [Identity("vk", "7")])
+
+    with pytest.raises(DuplicateError) as caught:
+        await store.create_user(loser)
+
+    assert caught.value.field == "phone"
+    assert await store.get_user(loser.id) is None
+    assert await store.find_user_by_email("bob@example.com") is None
+    assert await store.find_user_by_identity("vk", "7") is None
+    await store.create_user(make_user("bob@example.com", "+79160000002", [Identity("vk", "7")]))
+
+
+async def test_duplicate_phone_without_email(store: Store) -> None:
+    await store.create_user(make_user(phone="+79160000001"))
+    await store.create_user(make_user(identities=[Identity("vk", "1")]))
+
+    with pytest.raises(DuplicateError) as caught:
+        await store.create_user(make_user(phone="+79160000001"))
+
+    assert caught.value.field == "phone"
+
+
+async def test_duplicate_identity_writes_nothing(store: Store) -> None:
+    owner = make_user(identities=[Identity("vk", "7")])
+    await store.create_user(owner)
+    # The colliding identity comes second, so a store that writes claims one by one has
+    # to undo the first.
+    loser = make_user(
+        "bob@example.com", "+79160000002", [Identity("yandex", "9"), Identity("vk", "7")]
+    )
+
+    with pytest.raises(DuplicateError) as caught:
+        await store.create_user(loser)
+
+    assert caught.value.field == "identity"
+    assert await store.get_user(loser.id) is None
+    assert await store.find_user_by_email("bob@example.com") is None
+    assert await store.find_user_by_phone("+79160000002") is None
+    assert await store.find_user_by_identity("yandex", "9") is None
+    found = await store.find_user_by_identity("vk", "7")
+    assert found is not None and found.id == owner.id
+    await store.create_user(make_user("bob@example.com", "+79160000002", [Identity("yandex", "9")]))
+
+
+async def test_duplicate_names_the_first_field_that_collided(store: Store) -> None:
+    await store.create_user(make_user("ann@example.com", "+79160000001", [Identity("vk", "1")]))
+
+    with pytest.raises(DuplicateError) as caught:
+        await store.create_user(make_user("ann@example.com", "+79160000001", [Identity("vk", "1")]))
+    assert caught.value.field == "email"
+
+    with pytest.raises(DuplicateError) as caught:
+        await store.create_user(make_user("bob@example.com", "+79160000001", [Identity("vk", "1")]))
+    assert caught.value.field == "phone"
+
+
+async def test_concurrent_registrations_of_one_email_one_wins(store: Store) -> None:
+    users = [make_user("ann@example.com", f"+7916000{i:04d}") for i in range(12)]
+
+    results = await asyncio.gather(
+        *(store.create_user(user) for user in users), return_exceptions=True
+    )
+
+    winners = [user for user, result in zip(users, results, strict=True) if result is None]
+    assert len(winners) == 1, results
+    losers = [result for result in results if result is not None]
+    assert all(isinstance(r, DuplicateError) and r.field == "email" for r in losers), losers
+    found = await store.find_user_by_email("ann@example.com")
+    assert found is not None and found.id == winners[0].id
+    for user in users:
+        if user is not winners[0]:
+            assert await store.find_user_by_phone(user.phone or "") is None
+
+
+async def test_set_password_hash(store: Store) -> None:
+    ann = make_user("ann@example.com", password_hash="old")
+    bob = make_user("bob@example.com", password_hash="bob's")
+    await store.create_user(ann)
+    await store.create_user(bob)
+
+    await store.set_password_hash(ann.id, "new")
+
+    found = await store.find_user_by_email("ann@example.com")
+    assert found is not None and found.password_hash == "new"
+    other = await store.get_user(bob.id)
+    assert other is not None and other.password_hash == "bob's"
+
+
+# --- refresh tokens ---
+
+
+async def test_refresh_token_round_trip(store: Store, now: float) -> None:
+    token = make_token(now)
+    await store.add_refresh_token(token)
+
+    assert await store.get_refresh_token(token.jti) == token
+    assert await store.get_refresh_token("unknown") is None
+
+
+async def test_booleans_read_back_as_booleans(store: Store, now: float) -> None:
+    live = make_token(now)
+    revoked = make_token(now)
+    revoked.revoked = True
+    await store.add_refresh_token(live)
+    await store.add_refresh_token(revoked)
+    updated = make_token(now)
+    await store.add_refresh_token(updated)
+    await store.revoke_refresh_token(updated.jti)
+
+    for jti, expected in ((live.jti, False), (revoked.jti, True), (updated.jti, True)):
+        found = await store.get_refresh_token(jti)
+        assert found is not None
+        assert found.revoked is expected
+
+
+async def test_revoke_refresh_token_is_idempotent(store: Store, now: float) -> None:
+    token, other = make_token(now), make_token(now)
+    await store.add_refresh_token(token)
+    await store.add_refresh_token(other)
+
+    await store.revoke_refresh_token(token.jti)
+    await store.revoke_refresh_token(token.jti)
+    await store.revoke_refresh_token("unknown")
+
+    found = await store.get_refresh_token(token.jti)
+    assert found is not None and found.revoked
+    untouched = await store.get_refresh_token(other.jti)
+    assert untouched is not None and not untouched.revoked
+
+
+async def test_revoke_family(store: Store, now: float) -> None:
+    first = make_token(now)
+    second = make_token(now, family=first.jti)
+    stranger = make_token(now)
+    for token in (first, second, stranger):
+        await store.add_refresh_token(token)
+
+    await store.revoke_family(first.jti)
+
+    for token, revoked in ((first, True), (second, True), (stranger, False)):
+        found = await store.get_refresh_token(token.jti)
+        assert found is not None and bool(found.revoked) is revoked
+
+
+async def test_revoke_user_tokens(store: Store, now: float) -> None:
+    mine = [make_token(now, user_id="ann"), make_token(now, user_id="ann")]
+    theirs = make_token(now, user_id="bob")
+    for token in [*mine, theirs]:
+        await store.add_refresh_token(token)
+
+    await store.revoke_user_tokens("ann")
+
+    for token in mine:
+        found = await store.get_refresh_token(token.jti)
+        assert found is not None and found.revoked
+    found = await store.get_refresh_token(theirs.jti)
+    assert found is not None and not found.revoked
+
+
+async def test_rotate_retires_the_token_and_stores_the_successor(store: Store, now: float) -> None:
+    old = make_token(now)
+    await store.add_refresh_token(old)
+    successor = make_token(now, family=old.family)
+
+    assert await store.rotate_refresh_token(old.jti, successor, now) is True
+
+    retired = await store.get_refresh_token(old.jti)
+    assert retired is not None and retired.replaced_by == successor.jti
+    assert await store.get_refresh_token(successor.jti) == successor
+    # The successor is itself usable and rotates on.
+    third = make_token(now, family=old.family)
+    assert await store.rotate_refresh_token(successor.jti, third, now) is True
+
+
+async def test_rotate_twice_fails_and_stores_nothing(store: Store, now: float) -> None:
+    old = make_token(now)
+    await store.add_refresh_token(old)
+    await store.rotate_refresh_token(old.jti, make_token(now, family=old.family), now)
+    late = make_token(now, family=old.family)
+
+    assert await store.rotate_refresh_token(old.jti, late, now) is False
+
+    assert await store.get_refresh_token(late.jti) is None
+
+
+async def test_rotate_refuses_unusable_tokens(store: Store, now: float) -> None:
+    expired = make_token(now, ttl=-1)
+    at_expiry = make_token(now, ttl=0)
+    revoked = make_token(now)
+    for token in (expired, at_expiry, revoked):
+        await store.add_refresh_token(token)
+    await store.revoke_refresh_token(revoked.jti)
+
+    for jti in (expired.jti, at_expiry.jti, revoked.jti, "unknown"):
+        successor = make_token(now)
+        assert await store.rotate_refresh_token(jti, successor, now) is False
+        assert await store.get_refresh_token(successor.jti) is None
+    found = await store.get_refresh_token(expired.jti)
+    assert found is not None and found.replaced_by is None
+
+
+async def test_concurrent_rotations_one_wins(store: Store, now: float) -> None:
+    old = make_token(now)
+    await store.add_refresh_token(old)
+    successors = [make_token(now, family=old.family) for _ in range(10)]
+
+    results = await asyncio.gather(
+        *(store.rotate_refresh_token(old.jti, s, now) for s in successors)
+    )
+
+    assert results.count(True) == 1, results
+    winner = successors[results.index(True)]
+    retired = await store.get_refresh_token(old.jti)
+    assert retired is not None and retired.replaced_by == winner.jti
+    for successor in successors:
+        stored = await store.get_refresh_token(successor.jti)
+        assert (stored is not None) is (successor is winner)
+
+
+# --- OAuth states ---
+
+
+async def test_take_state_by_state_once(store: Store, now: float) -> None:
+    state = make_state(now, code_verifier="verifier", extra={"redirect": "/next"})
+    await store.put_state(state)
+
+    assert await store.take_state("vk", now, state=state.state) == state
+    assert await store.take_state("vk", now, state=state.state) is None
+
+
+async def test_take_state_by_attached_code(store: Store, now: float) -> None:
+    state = make_state(now, code_verifier="verifier")
+    await store.put_state(state)
+
+    assert await store.attach_code(state.state, "vk", "code-hash", now) is True
+    taken = await store.take_state("vk", now, code_hash="code-hash")
+
+    assert taken is not None
+    assert (taken.state, taken.code_verifier, taken.code_hash) == (
+        state.state,
+        "verifier",
+        "code-hash",
+    )
+    assert await store.take_state("vk", now, code_hash="code-hash") is None
+    assert await store.take_state("vk", now, state=state.state) is None
+
+
+async def test_take_state_without_a_key_is_none(store: Store, now: float) -> None:
+    await store.put_state(make_state(now))
+
+    assert await store.take_state("vk", now) is None
+
+
+async def test_expired_state_is_not_taken(store: Store, now: float) -> None:
+    state = make_state(now, ttl=-1, code_hash="code-hash")
+    at_expiry = make_state(now, ttl=0)
+    await store.put_state(state)
+    await store.put_state(at_expiry)
+
+    assert await store.take_state("vk", now, state=state.state) is None
+    assert await store.take_state("vk", now, code_hash="code-hash") is None
+    assert await store.take_state("vk", now, state=at_expiry.state) is None
+
+
+async def test_state_of_another_provider_is_left_in_place(store: Store, now: float) -> None:
+    state = make_state(now, provider="vk")
+    await store.put_state(state)
+    await store.attach_code(state.state, "vk", "code-hash", now)
+
+    assert await store.take_state("yandex", now, state=state.state) is None
+    assert await store.take_state("yandex", now, code_hash="code-hash") is None
+
+    taken = await store.take_state("vk", now, state=state.state)
+    assert taken is not None and taken.state == state.state
+
+
+async def test_attach_code_refusals(store: Store, now: float) -> None:
+    expired = make_state(now, ttl=-1)
+    live = make_state(now)
+    await store.put_state(expired)
+    await store.put_state(live)
+
+    assert await store.attach_code("unknown", "vk", "h1", now) is False
+    assert await store.attach_code(expired.state, "vk", "h2", now) is False
+    assert await store.attach_code(live.state, "yandex", "h3", now) is False
+
+    for code_hash in ("h1", "h2", "h3"):
+        assert await store.take_state("vk", now, code_hash=code_hash) is None
+    taken = await store.take_state("vk", now, state=live.state)
+    assert taken is not None and taken.code_hash is None
+
+
+async def test_concurrent_takes_of_one_state_one_wins(store: Store, now: float) -> None:
+    state = make_state(now)
+    await store.put_state(state)
+
+    results = await asyncio.gather(
+        *(store.take_state("vk", now, state=state.state) for _ in range(10))
+    )
+
+    assert [r for r in results if r is not None] == [state]
+
+
+# --- counters ---
+
+
+async def test_counter_counts_hits_within_a_window(store: Store, now: float) -> None:
+    ends = now + WINDOW
+
+    assert await store.hit_counter("login:ann", WINDOW, now) == (1, ends)
+    assert await store.hit_counter("login:ann", WINDOW, now + 1) == (2, ends)
+    assert await store.hit_counter("login:ann", WINDOW, now + WINDOW - 1) == (3, ends)
+    assert await store.peek_counter("login:ann", now + 2) == (3, ends)
+    assert await store.hit_counter("login:bob", WINDOW, now + 1) == (1, now + 1 + WINDOW)
+
+
+async def test_counter_starts_a_new_window_after_the_end(store: Store, now: float) -> None:
+    await store.hit_counter("k", WINDOW, now)
+    await store.hit_counter("k", WINDOW, now)
+    later = now + WINDOW
+
+    assert await store.peek_counter("k", later) == (0, later)
+    assert await store.hit_counter("k", WINDOW, later) == (1, later + WINDOW)
+    assert await store.hit_counter("k", WINDOW, later + 1) == (2, later + WINDOW)
+
+
+async def test_peek_counter_without_hits(store: Store, now: float) -> None:
+    assert await store.peek_counter("never", now) == (0, now)
+
+
+async def test_reset_counter(store: Store, now: float) -> None:
+    await store.hit_counter("k", WINDOW, now)
+    await store.hit_counter("other", WINDOW, now)
+
+    await store.reset_counter("k")
+    await store.reset_counter("unknown")
+
+    assert await store.peek_counter("k", now) == (0, now)
+    assert await store.peek_counter("other", now) == (1, now + WINDOW)
+    assert await store.hit_counter("k", WINDOW, now + 1) == (1, now + 1 + WINDOW)
+
+
+async def test_concurrent_hits_are_all_counted(store: Store, now: float) -> None:
+    results = await asyncio.gather(*(store.hit_counter("k", WINDOW, now) for _ in range(20)))
+
+    assert sorted(hits for hits, _ in results) == list(range(1, 21))
+    assert {ends for _, ends in results} == {now + WINDOW}
+    assert await store.peek_counter("k", now) == (20, now + WINDOW)
+
+
+async def test_concurrent_hits_restart_an_ended_window_once(store: Store, now: float) -> None:
+    for _ in range(5):
+        await store.hit_counter("k", WINDOW, now)
+    later = now + WINDOW + 1
+
+    results = await asyncio.gather(*(store.hit_counter("k", WINDOW, later) for _ in range(10)))
+
+    assert sorted(hits for hits, _ in results) == list(range(1, 11))
+    assert {ends for _, ends in results} == {later + WINDOW}
+
+
+# --- expiry ---
+
+
+async def test_purge_expired_removes_only_expired_rows(store: Store, now: float) -> None:
+    old_token, live_token = make_token(now, ttl=-1), make_token(now, ttl=60)
+    old_state, live_state = make_state(now, ttl=-1), make_state(now, ttl=60)
+    for token in (old_token, live_token):
+        await store.add_refresh_token(token)
+    for state in (old_state, live_state):
+        await store.put_state(state)
+    await store.hit_counter("old", 10, now - 20)
+    await store.hit_counter("live", 10, now - 5)
+
+    await store.purge_expired(now)
+
+    assert await store.get_refresh_token(old_token.jti) is None
+    assert await store.get_refresh_token(live_token.jti) == live_token
+    # An hour later the purged state would be refused anyway; only a purge removes it.
+    assert await store.take_state("vk", now - 3600, state=old_state.state) is None
+    assert await store.take_state("vk", now, state=live_state.state) == live_state
+    assert await store.peek_counter("old", now - 15) == (0, now - 15)
+    assert await store.peek_counter("live", now - 1) == (1, now + 5)

@@ -1,0 +1,173 @@
+"""MongoDB-only storage behaviour: indexes, TTL dates, lost and returning servers, URLs."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storage import MongoStore, RefreshToken, StorageUnavailable, User, open_store
+from tests.storage_fixtures import NxServer, free_port, mongomock_database, open_test_store
+
+pytest_plugins = ["tests.storage_fixtures"]
+
+NOW = time.time() + 86_400.0
+
+
+async def index_info(collection: Any) -> dict[str, dict[str, Any]]:
+    info = await collection.index_information()
+    return {name: {k: v for k, v in spec.items() if k != "v"} for name, spec in info.items()}
+
+
+async def test_setup_creates_the_indexes() -> None:
+    store = MongoStore(database=mongomock_database())
+    await store.setup()
+    await store.setup()  # idempotent
+
+    ttl = {"key": [("purge_at", 1)], "expireAfterSeconds": 0}
+    assert await index_info(store.users) == {
+        "_id_": {"key": [("_id", 1)]},
+        "email_unique": {
+            "key": [("email", 1)],
+            "unique": True,
+            "partialFilterExpression": {"email": {"$type": "string"}},
+        },
+        "phone_unique": {
+            "key": [("phone", 1)],
+            "unique": True,
+            "partialFilterExpression": {"phone": {"$type": "string"}},
+        },
+    }
+    assert await index_info(store.refresh_tokens) == {
+        "_id_": {"key": [("_id", 1)]},
+        "user_id": {"key": [("user_id", 1)]},
+        "family": {"key": [("family", 1)]},
+        "purge_at_ttl": ttl,
+    }
+    assert await index_info(store.oauth_states) == {
+        "_id_": {"key": [("_id", 1)]},
+        "code_hash": {
+            "key": [("code_hash", 1)],
+            "partialFilterExpression": {"code_hash": {"$type": "string"}},
+        },
+        "purge_at_ttl": ttl,
+    }
+    assert await index_info(store.counters) == {"_id_": {"key": [("_id", 1)]}, "purge_at_ttl": ttl}
+
+
+async def test_ttl_dates_match_the_expiry() -> None:
+    store = MongoStore(database=mongomock_database())
+    await store.setup()
+    await store.add_refresh_token(
+        RefreshToken(jti="t1", user_id="u1", family="t1", expires_at=NOW + 0.25)
+    )
+    await store.hit_counter("k", 60, NOW)
+
+    for collection, key in ((store.refresh_tokens, "t1"), (store.counters, "k")):
+        purge_at = (await collection.find_one({"_id": key}))["purge_at"]
+        # mongomock, like PyMongo without tz_aware, hands dates back naive: they are UTC.
+        if purge_at.tzinfo is None:
+            purge_at = purge_at.replace(tzinfo=UTC)
+        expected = NOW + 0.25 if key == "t1" else NOW + 60
+        assert purge_at.timestamp() == pytest.approx(expected, abs=0.001)
+
+
+@pytest.mark.parametrize("kind", ["mongomock", "mongo-wire"])
+async def test_integer_booleans_read_back_as_booleans(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = request.getfixturevalue("mongo_url") if kind == "mongo-wire" else None
+    store = await open_test_store(kind, tmp_path, url)
+    assert isinstance(store, MongoStore)
+    try:
+        for jti, revoked in (("one", 1), ("zero", 0)):
+            await store.refresh_tokens.insert_one(
+                {"_id": jti, "user_id": "u", "family": jti, "expires_at": NOW, "revoked": revoked}
+            )
+
+        one, zero = await store.get_refresh_token("one"), await store.get_refresh_token("zero")
+
+        assert one is not None and one.revoked is True
+        assert zero is not None and zero.revoked is False
+    finally:
+        if url is not None:
+            await store.database.client.drop_database(store.database.name)
+        await store.close()
+
+
+async def test_a_closed_port_is_unavailable_quickly() -> None:
+    store = MongoStore(f"mongodb://127.0.0.1:{free_port()}/vhod", timeout_ms=300)
+    started = time.monotonic()
+    try:
+        with pytest.raises(StorageUnavailable):
+            await store.ping()
+        with pytest.raises(StorageUnavailable):
+            await store.create_user(User(id="u1", email="ann@example.com"))
+        with pytest.raises(StorageUnavailable):
+            await store.hit_counter("k", 60, NOW)
+    finally:
+        await store.close()
+    assert time.monotonic() - started < 5
+
+
+async def test_the_store_works_again_when_the_server_returns(tmp_path: Path) -> None:
+    server = NxServer(tmp_path)
+    server.start()
+    store = MongoStore(server.url + "vhod_reconnect", timeout_ms=1000)
+    try:
+        await store.setup()
+        await store.create_user(User(id="u1", email="ann@example.com"))
+
+        server.stop()
+        with pytest.raises(StorageUnavailable):
+            await store.get_user("u1")
+        with pytest.raises(StorageUnavailable):
+            await store.ping()
+
+        server.start()  # same port; the in-memory data is gone, the client must reconnect
+        await store.ping()
+        await store.create_user(User(id="u2", email="bob@example.com"))
+        found = await store.find_user_by_email("bob@example.com")
+        assert found is not None and found.id == "u2"
+    finally:
+        await store.close()
+        server.stop()
+
+
+async def test_open_store_mongodb_does_not_connect() -> None:
+    store = await open_store(f"mongodb://127.0.0.1:{free_port()}/accounts")
+    try:
+        assert isinstance(store, MongoStore) and store.kind == "mongodb"
+        assert store.database.name == "accounts"
+    finally:
+        await store.close()
+
+
+async def test_database_name_defaults_to_vhod() -> None:
+    store = MongoStore(f"mongodb://127.0.0.1:{free_port()}")
+    try:
+        assert store.database.name == "vhod"
+    finally:
+        await store.close()
+
+
+async def test_url_options_win_over_the_default_timeouts() -> None:
+    port = free_port()
+    store = MongoStore(f"mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=150")
+    default = MongoStore(f"mongodb://127.0.0.1:{port}/")
+    try:
+        assert store.database.client.options.server_selection_timeout == 0.15
+        assert default.database.client.options.server_selection_timeout == 2
+    finally:
+        await store.close()
+        await default.close()
+
+
+def test_store_needs_a_url_or_a_database() -> None:
+    with pytest.raises(ValueError):
+        MongoStore()
+    with pytest.raises(ValueError):
+        MongoStore("mongodb://127.0.0.1/", database=mongomock_database())

@@ -1,0 +1,223 @@
+"""SQLite-only storage behaviour: durability, sharing one file, indexes, faults, open_store."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from storage import (
+    DuplicateError,
+    Identity,
+    OAuthState,
+    RefreshToken,
+    SQLiteStore,
+    StorageUnavailable,
+    User,
+    open_store,
+)
+
+NOW = time.time()
+
+
+async def opened(path: Path, **kwargs: int) -> SQLiteStore:
+    store = SQLiteStore(str(path), **kwargs)
+    await store.setup()
+    return store
+
+
+async def test_a_user_survives_closing_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "vhod.db"
+    first = await opened(path)
+    user = User(id="u1", email="ann@example.com", identities=[Identity("vk", "1")])
+    await first.create_user(user)
+    await first.close()
+
+    second = await opened(path)
+    try:
+        assert await second.find_user_by_email("ann@example.com") == user
+        assert await second.find_user_by_identity("vk", "1") == user
+    finally:
+        await second.close()
+
+
+async def test_two_stores_on_one_file_share_everything(tmp_path: Path) -> None:
+    path = tmp_path / "vhod.db"
+    one, two = await opened(path), await opened(path)
+    try:
+        await one.create_user(User(id="u1", email="ann@example.com"))
+        found = await two.find_user_by_email("ann@example.com")
+        assert found is not None and found.id == "u1"
+
+        with pytest.raises(DuplicateError):
+            await two.create_user(User(id="u2", email="ann@example.com"))
+
+        token = RefreshToken(jti="t1", user_id="u1", family="t1", expires_at=NOW + 60)
+        await two.add_refresh_token(token)
+        successor = RefreshToken(jti="t2", user_id="u1", family="t1", expires_at=NOW + 60)
+        assert await one.rotate_refresh_token("t1", successor, NOW) is True
+        assert await two.rotate_refresh_token("t1", successor, NOW) is False
+
+        await one.hit_counter("k", 60, NOW)
+        assert await two.hit_counter("k", 60, NOW) == (2, NOW + 60)
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_connection_settings(tmp_path: Path) -> None:
+    store = await opened(tmp_path / "vhod.db")
+    try:
+        pragmas = await store._run(
+            lambda db: [
+                db.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+            ]
+        )
+    finally:
+        await store.close()
+
+    assert pragmas == ["wal", 2, 1, 5000]  # synchronous 2 is FULL
+
+
+async def test_every_lookup_uses_an_index(tmp_path: Path) -> None:
+    store = await opened(tmp_path / "vhod.db")
+    statements: list[str] = []
+    await store._run(lambda db: db.set_trace_callback(statements.append))
+    try:
+        await store.create_user(User(id="u1", email="a@x.test", identities=[Identity("vk", "1")]))
+        await store.get_user("u1")
+        await store.find_user_by_email("a@x.test")
+        await store.find_user_by_phone("+79160000000")
+        await store.find_user_by_identity("vk", "1")
+        await store.set_password_hash("u1", "hash")
+        await store.add_refresh_token(
+            RefreshToken(jti="t1", user_id="u1", family="t1", expires_at=NOW + 60)
+        )
+        await store.get_refresh_token("t1")
+        await store.rotate_refresh_token(
+            "t1", RefreshToken(jti="t2", user_id="u1", family="t1", expires_at=NOW + 60), NOW
+        )
+        await store.revoke_refresh_token("t1")
+        await store.revoke_family("t1")
+        await store.revoke_user_tokens("u1")
+        await store.put_state(OAuthState(state="s1", provider="vk", expires_at=NOW + 60))
+        await store.attach_code("s1", "vk", "h", NOW)
+        await store.take_state("vk", NOW, code_hash="h")
+        await store.take_state("vk", NOW, state="s1")
+        await store.hit_counter("k", 60, NOW)
+        await store.peek_counter("k", NOW)
+        await store.reset_counter("k")
+        await store.purge_expired(NOW)
+        await store._run(lambda db: db.set_trace_callback(None))
+
+        lookups = [s for s in statements if s.split()[0].upper() in ("SELECT", "UPDATE", "DELETE")]
+        plans = await store._run(
+            lambda db: {
+                s: [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + s)] for s in lookups
+            }
+        )
+    finally:
+        await store.close()
+
+    assert len(lookups) >= 20
+    scans = {s: plan for s, plan in plans.items() if any(d.startswith("SCAN") for d in plan)}
+    assert scans == {}
+
+
+async def test_locked_database_is_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "vhod.db"
+    store = await opened(path, busy_timeout_ms=100)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StorageUnavailable):
+            await store.create_user(User(id="u1", email="ann@example.com"))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    # Nothing was written, and the store works once the lock is gone.
+    assert await store.get_user("u1") is None
+    await store.create_user(User(id="u1", email="ann@example.com"))
+    await store.close()
+
+
+async def test_unopenable_file_is_unavailable(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "missing-folder" / "vhod.db"))
+    try:
+        with pytest.raises(StorageUnavailable):
+            await store.ping()
+    finally:
+        await store.close()
+
+
+async def test_setup_is_idempotent(tmp_path: Path) -> None:
+    store = await opened(tmp_path / "vhod.db")
+    await store.create_user(User(id="u1", email="ann@example.com"))
+    await store.setup()
+    assert await store.get_user("u1") is not None
+    await store.close()
+
+
+async def test_close_is_idempotent_and_final(tmp_path: Path) -> None:
+    store = await opened(tmp_path / "vhod.db")
+    await store.close()
+    await store.close()
+    with pytest.raises(RuntimeError):
+        await store.ping()
+
+
+async def test_open_store_sqlite_creates_the_folder_but_not_the_tables(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "deeper" / "vhod.db"
+
+    store = await open_store(f"sqlite:///{path}")
+
+    try:
+        assert isinstance(store, SQLiteStore) and store.kind == "sqlite"
+        assert path.parent.is_dir()
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            await store.get_user("u1")
+        await store.setup()
+        assert await store.get_user("u1") is None
+    finally:
+        await store.close()
+
+
+async def test_open_store_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    store = await open_store("sqlite:///data/vhod.db")
+    try:
+        await store.setup()
+    finally:
+        await store.close()
+
+    assert (tmp_path / "data" / "vhod.db").is_file()
+
+
+async def test_open_store_in_memory() -> None:
+    store = await open_store("sqlite:///:memory:")
+    try:
+        await store.setup()
+        await store.create_user(User(id="u1", email="ann@example.com"))
+        assert await store.get_user("u1") is not None
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("postgres://vhod:secret@db/vhod", "'postgres'"),
+        ("data/vhod.db", "''"),
+        ("sqlite:/x.db", "sqlite:///"),
+        ("sqlite:///", "sqlite:///"),
+    ],
+)
+async def test_open_store_rejects_unknown_urls(url: str, named: str) -> None:
+    with pytest.raises(ValueError, match=named) as caught:
+        await open_store(url)
+    assert "secret" not in str(caught.value)
