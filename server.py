@@ -14,10 +14,13 @@ from typing import Any
 
 import tornado.httpserver
 import tornado.web
+import yaml
 
+from core import logs
 from core.accounts import Accounts, AccountSettings
 from core.clock import Clock, system_clock
-from core.config import Config, ConfigError, load_config, redact_url
+from core.config import Config, ConfigError, load_config, masked, redact_url
+from core.metrics import Metrics
 from core.net import parse_networks
 from core.passwords import Hasher
 from core.social import SocialSignIn
@@ -45,6 +48,7 @@ class Services:
     accounts: Accounts
     social: SocialSignIn
     throttle: Throttle
+    metrics: Metrics
     trusted_proxies: tuple[Any, ...] = ()
     providers: dict[str, Any] = field(default_factory=dict)
     in_flight: int = 0
@@ -95,6 +99,7 @@ async def build_services(
         secret = config.jwt.secret.encode()
     else:
         secret = load_or_create_secret(config.server.data_dir)
+    metrics = Metrics()
     tokens = TokenService(
         secret,
         algorithm=config.jwt.algorithm,
@@ -102,6 +107,7 @@ async def build_services(
         access_ttl=config.jwt.access_ttl,
         refresh_ttl=config.jwt.refresh_ttl,
         clock=clock,
+        on_issue=lambda mode: metrics.tokens_issued.labels(mode).inc(),
     )
     if store is None:
         store = await open_store(config.storage.url)
@@ -112,6 +118,7 @@ async def build_services(
         queue=config.limits.hash_queue,
     )
     await hasher.warm_up()
+    metrics.watch_hash_queue(lambda: hasher.queue_depth)
     throttle = Throttle(
         store,
         Limits(
@@ -139,8 +146,9 @@ async def build_services(
         hasher=hasher,
         tokens=tokens,
         accounts=accounts,
-        social=SocialSignIn(store, accounts, clock=clock),
+        social=SocialSignIn(store, accounts, metrics=metrics, clock=clock),
         throttle=throttle,
+        metrics=metrics,
         trusted_proxies=trusted_proxies,
         providers=providers,
     )
@@ -158,6 +166,8 @@ def make_app(services: Services) -> tornado.web.Application:
         (r"/readyz", ops.ReadyHandler),
         *provider_routes(services.providers),
     ]
+    if services.config.metrics.enabled:
+        routes.append((r"/metrics", ops.MetricsHandler))
     return tornado.web.Application(
         routes,
         services=services,
@@ -202,16 +212,6 @@ async def serve(config: Config) -> None:
     log.info("stopped")
 
 
-def configure_logging(config: Config) -> None:
-    logging.basicConfig(
-        level=config.logging.level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    # Tornado's own access log prints full URIs with their queries; ours redacts them.
-    logging.getLogger("tornado.access").disabled = True
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -220,7 +220,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="YAML settings file (default: $VHOD_CONFIG or config.yaml)",
     )
     parser.add_argument("--port", type=int, default=None, help="listen on this port")
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the configuration, print the effective one with secrets masked, exit",
+    )
     return parser.parse_args(argv)
+
+
+def check_config(config: Config) -> None:
+    """What --check-config validates beyond the file itself: providers and proxies."""
+    try:
+        build_providers(discover_providers(), config.providers, public_url=config.public_url)
+        parse_networks(config.server.trusted_proxies)
+    except (ValueError, ProviderRegistryError) as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,7 +246,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"vhod: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(config)
+    if args.check_config:
+        try:
+            check_config(config)
+        except ConfigError as exc:
+            print(f"vhod: configuration error: {exc}", file=sys.stderr)
+            return 2
+        print(yaml.safe_dump(masked(config), sort_keys=False), end="")
+        print(f"# configuration OK ({path})", file=sys.stderr)
+        return 0
+    logs.configure(config.logging.level, config.logging.format)
     try:
         asyncio.run(serve(config))
     except ConfigError as exc:

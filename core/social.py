@@ -15,6 +15,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from core.accounts import Accounts, ProviderProfile
 from core.clock import Clock, system_clock
 from core.errors import ApiError, invalid_request
+from core.events import security_event
+from core.metrics import Metrics
 from core.pkce import code_challenge, new_code_verifier, new_state
 from storage.base import OAuthState, Store
 
@@ -72,10 +74,13 @@ class SocialSignIn:
         self,
         store: Store,
         accounts: Accounts,
+        *,
+        metrics: Metrics | None = None,
         clock: Clock = system_clock,
     ) -> None:
         self.store = store
         self.accounts = accounts
+        self.metrics = metrics or Metrics()
         self.clock = clock
 
     async def link(self, provider: Provider) -> str:
@@ -141,8 +146,12 @@ class SocialSignIn:
             )
         if record is None or (record.code_hash and record.code_hash != fingerprint):
             raise invalid_state()
-        tokens = await provider.exchange(
-            code, code_verifier=record.code_verifier, state=record.state, extra=extra
+        tokens = await self._observed(
+            provider,
+            "token",
+            provider.exchange(
+                code, code_verifier=record.code_verifier, state=record.state, extra=extra
+            ),
         )
         return {
             "access_token": tokens.access_token,
@@ -152,13 +161,30 @@ class SocialSignIn:
 
     async def register(self, provider: Provider, access_token: str) -> dict[str, str]:
         self._require_configured(provider)
-        profile = await provider.fetch_profile(access_token)
+        profile = await self._observed(provider, "userinfo", provider.fetch_profile(access_token))
         return await self.accounts.register_with_provider(profile)
 
     async def login(self, provider: Provider, access_token: str) -> dict[str, str]:
         self._require_configured(provider)
-        profile = await provider.fetch_profile(access_token)
+        profile = await self._observed(provider, "userinfo", provider.fetch_profile(access_token))
         return await self.accounts.login_with_provider(profile)
+
+    async def _observed(self, provider: Provider, call: str, pending: Any) -> Any:
+        """Await a provider call, counting its outcome; faults and refusals are security
+        events (AP4)."""
+        try:
+            result = await pending
+        except ApiError as exc:
+            self.metrics.provider_calls.labels(provider.name, call, exc.code).inc()
+            if exc.code == "invalid_provider_token":
+                security_event("provider_token_rejected", provider=provider.name)
+            elif exc.code == "provider_unavailable":
+                security_event("provider_fault", provider=provider.name, call=call)
+            elif exc.code == "invalid_grant":
+                security_event("provider_code_rejected", provider=provider.name)
+            raise
+        self.metrics.provider_calls.labels(provider.name, call, "ok").inc()
+        return result
 
     @staticmethod
     def _require_configured(provider: Provider) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ class TokenService:
         access_ttl: int = 900,
         refresh_ttl: int = 2_592_000,
         clock: Clock = system_clock,
+        on_issue: Callable[[str], None] | None = None,
     ) -> None:
         if algorithm not in ALLOWED_ALGORITHMS:
             raise ValueError(f"jwt.algorithm must be one of {', '.join(ALLOWED_ALGORITHMS)}")
@@ -74,6 +76,7 @@ class TokenService:
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
         self.clock = clock
+        self.on_issue = on_issue  # told the mode of each token issued (metrics)
 
     def issue(self, mode: str, subject: str, user_name: str) -> IssuedToken:
         now = int(self.clock())
@@ -89,6 +92,8 @@ class TokenService:
             "user_name": user_name,
         }
         token = jwt.encode(claims, self._secret, algorithm=self.algorithm)
+        if self.on_issue is not None:
+            self.on_issue(mode)
         return IssuedToken(token=token, jti=jti, expires_at=float(now + ttl))
 
     def decode(self, token: str, mode: str) -> dict[str, Any]:

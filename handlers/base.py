@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import uuid
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -13,6 +14,8 @@ from tornado.escape import json_encode
 
 from core.errors import ApiError, invalid_request, storage_unavailable
 from core.events import client_ip_var
+from core.logs import request_id_var
+from core.metrics import login_outcome
 from core.net import client_ip
 from storage.base import StorageUnavailable
 
@@ -47,6 +50,10 @@ _STATUS_CODES = {
     502: "provider_unavailable",
     503: "service_unavailable",
 }
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+CORS_ALLOWED_HEADERS = "Authorization, Content-Type, X-Request-Id"
+CORS_EXPOSED_HEADERS = "Retry-After, X-Request-Id"
+CORS_MAX_AGE = "600"
 _JSON_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json\s*(;|$)", re.I)
 _FORM_TYPE = "application/x-www-form-urlencoded"
 
@@ -61,20 +68,44 @@ def redact_uri(uri: str) -> str:
     return f"{path}?{urlencode(safe, safe='*')}"
 
 
+def route_of(handler: tornado.web.RequestHandler) -> str:
+    """The route pattern a request matched; every route of ours is a literal path."""
+    if isinstance(handler, NotFoundHandler) or not isinstance(handler, JsonHandler):
+        return "unmatched"
+    return handler.request.path
+
+
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    """Tornado's `log_function`: one access line per request, secrets redacted."""
+    """Tornado's `log_function`: one access line and the request metrics, secrets redacted."""
     status = handler.get_status()
-    level = logging.INFO if status < 500 else logging.ERROR
     request = handler.request
-    access_log.log(
-        level,
-        "%d %s %s (%s) %.2fms",
-        status,
-        request.method,
-        redact_uri(request.uri or ""),
-        request.remote_ip,
-        1000.0 * request.request_time(),
-    )
+    seconds = request.request_time()
+    route = route_of(handler)
+    metrics = handler.settings["services"].metrics
+    metrics.observe_request(route, request.method or "-", status, seconds)
+    login_method = getattr(handler, "login_method", None)
+    if login_method and request.method != "OPTIONS":
+        metrics.logins.labels(login_method, login_outcome(status)).inc()
+    level = logging.INFO if status < 500 else logging.ERROR
+    if access_log.isEnabledFor(level):
+        duration_ms = round(1000.0 * seconds, 2)
+        access_log.log(
+            level,
+            "%d %s %s (%s) %.2fms",
+            status,
+            request.method,
+            redact_uri(request.uri or ""),
+            client_ip_var.get(),
+            duration_ms,
+            extra={
+                "request_id": getattr(handler, "request_id", "-"),
+                "method": request.method,
+                "route": route,
+                "status": status,
+                "duration_ms": duration_ms,
+                "ip": client_ip_var.get(),
+            },
+        )
 
 
 @tornado.web.stream_request_body
@@ -99,8 +130,18 @@ class JsonHandler(tornado.web.RequestHandler):
         return self.settings["services"]
 
     def set_default_headers(self) -> None:
+        # Called again by send_error, so errors carry these headers too.
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("X-Content-Type-Options", "nosniff")
+        request_id = getattr(self, "request_id", None)
+        if request_id:
+            self.set_header("X-Request-Id", request_id)
+        origin = self.request.headers.get("Origin")
+        if origin and origin in self.settings["services"].config.server.cors_origins:
+            # Exact origins only, never "*"; an unknown origin gets no CORS headers at all.
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS)
+            self.add_header("Vary", "Origin")
 
     @property
     def client_ip(self) -> str:
@@ -113,6 +154,10 @@ class JsonHandler(tornado.web.RequestHandler):
     async def prepare(self) -> None:
         self.services.request_started()
         self._counted = True
+        offered = self.request.headers.get("X-Request-Id", "")
+        self.request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+        request_id_var.set(self.request_id)
+        self.set_header("X-Request-Id", self.request_id)
         client_ip_var.set(self.client_ip)
         limit = self.settings["max_body_bytes"]
         length = self.request.headers.get("Content-Length")
@@ -125,8 +170,25 @@ class JsonHandler(tornado.web.RequestHandler):
                 raise payload_too_large(limit)
         # Tornado would stop reading at its own limit with a bare 400; ours is checked per chunk.
         self.request.connection.set_max_body_size(limit + 1)
-        if self.address_limited:
+        if self.address_limited and self.request.method != "OPTIONS":
             await self.services.throttle.hit_address(client_ip_var.get())
+
+    def options(self, *args: Any) -> None:
+        """CORS preflight: the allowed methods for a configured origin, nothing for others."""
+        origin = self.request.headers.get("Origin")
+        if origin and origin in self.services.config.server.cors_origins:
+            methods = [m for m in ("GET", "POST") if self._implements(m)]
+            self.set_header("Access-Control-Allow-Methods", ", ".join(methods))
+            self.set_header("Access-Control-Allow-Headers", CORS_ALLOWED_HEADERS)
+            self.set_header("Access-Control-Max-Age", CORS_MAX_AGE)
+        self.set_status(204)
+        self.clear_header("Content-Type")
+        self.finish()
+
+    def _implements(self, method: str) -> bool:
+        own = getattr(type(self), method.lower(), None)
+        base = getattr(tornado.web.RequestHandler, method.lower(), None)
+        return own is not None and own is not base
 
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core.errors import storage_unavailable
+from core.metrics import CONTENT_TYPE
 from handlers.base import JsonHandler
 from storage.base import StorageUnavailable
 
@@ -19,3 +20,11 @@ class ReadyHandler(JsonHandler):
         except StorageUnavailable as exc:
             raise storage_unavailable() from exc
         self.write_json({"status": "ok", "storage": self.services.store.kind})
+
+
+class MetricsHandler(JsonHandler):
+    """Prometheus exposition of this process's metrics."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE)
+        self.finish(self.services.metrics.render())
