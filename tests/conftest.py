@@ -119,7 +119,7 @@ class Api:
 
 
 def check_response(status: int, headers, raw: bytes) -> Any:
-    if status in (301, 302, 303, 307):
+    if status in (204, 301, 302, 303, 307):
         return None
     assert headers.get("Content-Type", "").startswith("application/json"), (status, raw[:200])
     parsed = json.loads(raw)

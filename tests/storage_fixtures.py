@@ -39,10 +39,11 @@ def free_port() -> int:
 
 
 class NxServer:
-    """An `nx-27017` MongoDB wire-protocol server (in-memory) in a child process."""
+    """An `nx-27017` MongoDB wire-protocol server in a child process."""
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(self, folder: Path, port: int | None = None, *, db: str = "memory") -> None:
         self.folder = folder
+        self.db = db  # "memory", or a file that keeps the data across restarts
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -58,7 +59,7 @@ class NxServer:
     def start(self, timeout: float = 15.0) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.starts += 1
-        command = [sys.executable, "-c", _NX_MAIN, "--db", "memory", "--host", "127.0.0.1"]
+        command = [sys.executable, "-c", _NX_MAIN, "--db", self.db, "--host", "127.0.0.1"]
         command += ["-p", str(self.port), "--log-file", str(self.log)]
         command += ["--pid-file", str(self.log.with_suffix(".pid"))]
         with open(self.log.with_suffix(".out"), "wb") as out:

@@ -1,0 +1,179 @@
+"""Operating vhod: metrics, request ids, JSON logs, CORS, --check-config."""
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.logs import JsonFormatter, RequestIdFilter
+
+ROOT = Path(__file__).resolve().parent.parent
+REGISTER = "/authorization/registration"
+LOGIN_EMAIL = "/authorization/login/email"
+ORIGIN = "https://app.example.com"
+
+
+async def metrics_text(api) -> str:
+    response = await api.client.fetch("/metrics", raise_error=False)
+    assert response.code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    return response.body.decode()
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{key}="{value}"' in line for key, value in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_metrics_count_requests_logins_and_tokens(api, user):
+    await api.post(REGISTER, json_body=user)
+    await api.post(LOGIN_EMAIL, json_body={"email": user["email"], "hash_password": "wrong one"})
+    await api.post(
+        LOGIN_EMAIL, json_body={"email": user["email"], "hash_password": user["hash_password"]}
+    )
+    await api.get("/no/such/thing/" + "x" * 40)
+    text = await metrics_text(api)
+    assert sample(text, "vhod_http_requests_total", route=REGISTER, status="200") == 1
+    assert sample(text, "vhod_logins_total", method="email", outcome="failure") == 1
+    assert sample(text, "vhod_logins_total", method="email", outcome="success") == 1
+    assert sample(text, "vhod_tokens_issued_total", kind="access_token") == 2
+    assert sample(text, "vhod_tokens_issued_total", kind="refresh_token") == 2
+    assert sample(text, "vhod_http_request_duration_seconds_count", route=LOGIN_EMAIL) == 2
+    assert sample(text, "vhod_http_requests_total", route="unmatched", status="404") == 1
+    assert "vhod_hash_queue_depth 0.0" in text
+    # No label carries an identifier, a token or an address.
+    for leak in (user["email"], "127.0.0.1", "x" * 40, "+7916"):
+        assert leak not in text
+
+
+@pytest.mark.parametrize("config_overrides", [{"metrics.enabled": False}])
+async def test_metrics_can_be_switched_off(api, config_overrides):
+    assert (await api.get("/metrics")).status == 404
+
+
+async def test_request_id_is_taken_or_made_and_echoed(api):
+    given = await api.get("/healthz", headers={"X-Request-Id": "abc-123"})
+    assert given.headers["X-Request-Id"] == "abc-123"
+    made = await api.get("/healthz")
+    assert len(made.headers["X-Request-Id"]) == 32
+    hostile = await api.get("/healthz", headers={"X-Request-Id": "a b<script>"})
+    assert hostile.headers["X-Request-Id"] != "a b<script>"
+    error = await api.get("/nope", headers={"X-Request-Id": "err-1"})
+    assert error.status == 404 and error.headers["X-Request-Id"] == "err-1"
+
+
+async def test_access_log_line_carries_request_fields(api, caplog):
+    caplog.set_level(logging.INFO, logger="vhod.access")
+    await api.get(
+        "/validate/jwt/access",
+        query={"access": "secret.token.value"},
+        headers={"X-Request-Id": "req-42"},
+    )
+    record = next(r for r in caplog.records if r.name == "vhod.access")
+    assert (record.request_id, record.method, record.route, record.status) == (
+        "req-42",
+        "GET",
+        "/validate/jwt/access",
+        200,
+    )
+    assert record.duration_ms >= 0
+    formatter = JsonFormatter()
+    line = json.loads(formatter.format(record))
+    assert line["request_id"] == "req-42" and line["route"] == "/validate/jwt/access"
+    assert "secret.token.value" not in formatter.format(record)
+
+
+def test_json_formatter_includes_request_id_outside_requests():
+    record = logging.makeLogRecord(
+        {"msg": "hello %s", "args": ("world",), "levelno": 20, "levelname": "INFO", "name": "vhod"}
+    )
+    RequestIdFilter().filter(record)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "hello world" and line["request_id"] == "-"
+    assert line["level"] == "info" and line["time"].endswith("Z")
+
+
+@pytest.mark.parametrize("config_overrides", [{"server.cors_origins": [ORIGIN]}])
+async def test_cors_for_a_configured_origin(api, user, config_overrides):
+    preflight = await api.call(
+        "OPTIONS",
+        REGISTER,
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert preflight.status == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "Content-Type" in preflight.headers["Access-Control-Allow-Headers"]
+    response = await api.post(REGISTER, json_body=user, headers={"Origin": ORIGIN})
+    assert response.status == 200
+    assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert "Origin" in response.headers["Vary"]
+    error = await api.post(REGISTER, json_body={}, headers={"Origin": ORIGIN})
+    assert error.headers["Access-Control-Allow-Origin"] == ORIGIN  # errors are readable too
+
+
+@pytest.mark.parametrize("config_overrides", [{"server.cors_origins": [ORIGIN]}])
+async def test_cors_unknown_origin_gets_no_headers(api, config_overrides):
+    for origin in ("https://evil.example", ORIGIN + ".evil.example", "null"):
+        preflight = await api.call(
+            "OPTIONS",
+            REGISTER,
+            headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+        )
+        assert "Access-Control-Allow-Origin" not in preflight.headers
+        response = await api.get("/healthz", headers={"Origin": origin})
+        assert "Access-Control-Allow-Origin" not in response.headers
+    star = await api.get("/healthz", headers={"Origin": ORIGIN})
+    assert star.headers["Access-Control-Allow-Origin"] != "*"
+
+
+def run_check_config(tmp_path, *extra, env=None):
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("VHOD_")}
+    environ.update(env or {})
+    return subprocess.run(
+        [sys.executable, str(ROOT / "server.py"), "--check-config", *extra],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_check_config_prints_the_effective_config_with_secrets_masked(tmp_path):
+    result = run_check_config(
+        tmp_path,
+        "--config",
+        str(ROOT / "config.yaml"),
+        env={
+            "VHOD_JWT__SECRET": "super-secret-value-that-is-32-bytes-long",
+            "VHOD_PROVIDERS__YANDEX__CLIENT_SECRET": "yandex-client-secret",
+            "VHOD_STORAGE__URL": "mongodb://vhod:db-password@db:27017/vhod",
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert "bcrypt_rounds: 12" in result.stdout
+    for secret in ("super-secret-value", "yandex-client-secret", "db-password"):
+        assert secret not in result.stdout + result.stderr
+    assert "secret: '***'" in result.stdout
+
+
+def test_check_config_names_a_bad_key(tmp_path):
+    result = run_check_config(tmp_path, env={"VHOD_PROVIDERS__VK__CLIENT_IDD": "1"})
+    assert result.returncode == 2
+    assert "providers.vk.client_idd" in result.stderr
+    result = run_check_config(tmp_path, env={"VHOD_SERVER__TRUSTED_PROXIES": "not-an-ip"})
+    assert result.returncode == 2 and "server.trusted_proxies" in result.stderr
