@@ -1,0 +1,32 @@
+"""The tree is ruff clean, and the deployment example runs commands the server accepts."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from server import parse_args
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_ruff_check_is_clean():
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    assert ruff, "ruff is pinned in requirements-test.txt"
+    result = subprocess.run(
+        [ruff, "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_systemd_unit_runs_flags_the_server_knows():
+    unit = (ROOT / "deploy" / "vhod.service").read_text()
+    commands = [
+        line.split("=", 1)[1].split()
+        for line in unit.splitlines()
+        if line.startswith(("ExecStart=", "ExecStartPre="))
+    ]
+    assert len(commands) == 2
+    for command in commands:
+        assert command[1] == "server.py"
+        parse_args(command[2:])  # argparse exits on an unknown flag
