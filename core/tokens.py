@@ -20,6 +20,7 @@ ALLOWED_ALGORITHMS = ("HS256", "HS384", "HS512")
 MIN_SECRET_BYTES = 32
 LEEWAY_SECONDS = 10  # clock skew between services; JW3 allows at most 30
 SECRET_FILE = "jwt_secret"
+VERIFIED_CACHE_SIZE = 16_384
 
 
 class InvalidToken(Exception):
@@ -77,6 +78,10 @@ class TokenService:
         self.refresh_ttl = refresh_ttl
         self.clock = clock
         self.on_issue = on_issue  # told the mode of each token issued (metrics)
+        # Tokens whose signature and claims already checked out, keyed by the whole token
+        # string: a second check of the same token skips the HMAC and the JSON parsing but
+        # still checks exp and mode. Only valid tokens enter, and the size is bounded.
+        self._verified: dict[str, dict[str, Any]] = {}
 
     def issue(self, mode: str, subject: str, user_name: str) -> IssuedToken:
         now = int(self.clock())
@@ -98,13 +103,28 @@ class TokenService:
 
     def decode(self, token: str, mode: str) -> dict[str, Any]:
         """The claims of a valid token of kind `mode`; InvalidToken for anything else."""
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify(token)
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                # Oldest first (dicts keep insertion order): cheap, and bounded.
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = claims
+        if claims["exp"] + LEEWAY_SECONDS < self.clock():
+            raise InvalidToken("expired")
+        if claims["mode"] != mode:
+            raise InvalidToken("wrong token kind")
+        return dict(claims)
+
+    def _verify(self, token: str) -> dict[str, Any]:
+        """Signature, algorithm, issuer and claim types: what never changes for one token."""
         try:
             claims = jwt.decode(
                 token,
                 self._secret,
                 algorithms=[self.algorithm],
                 issuer=self.issuer,
-                # exp is checked below against our clock, so tests can move time.
+                # exp is checked in decode() against our clock, on every call.
                 options={
                     "require": ["exp", "iat", "iss", "sub", "jti", "mode"],
                     "verify_exp": False,
@@ -116,10 +136,6 @@ class TokenService:
         exp = claims["exp"]
         if not isinstance(exp, int | float) or isinstance(exp, bool):
             raise InvalidToken("exp is not a number")
-        if exp + LEEWAY_SECONDS < self.clock():
-            raise InvalidToken("expired")
-        if claims["mode"] != mode:
-            raise InvalidToken("wrong token kind")
         if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
             raise InvalidToken("sub and jti must be strings")
         return claims

@@ -141,3 +141,32 @@ def test_generated_secret_is_kept_owner_only(tmp_path):
     mode = stat.S_IMODE(os.stat(tmp_path / "jwt_secret").st_mode)
     assert mode == 0o600
     assert load_or_create_secret(tmp_path / "other") != first
+
+
+def test_verified_cache_still_checks_expiry_and_kind(tokens, clock):
+    token = tokens.issue(ACCESS, "u1", "x").token
+    tokens.decode(token, ACCESS)
+    tokens.decode(token, ACCESS)  # from the cache
+    with pytest.raises(InvalidToken):
+        tokens.decode(token, REFRESH)
+    clock.advance(900 + 61)
+    with pytest.raises(InvalidToken):
+        tokens.decode(token, ACCESS)
+
+
+def test_verified_cache_is_bounded_and_holds_only_valid_tokens(tokens, monkeypatch):
+    import core.tokens as module
+
+    monkeypatch.setattr(module, "VERIFIED_CACHE_SIZE", 8)
+    for _ in range(20):
+        tokens.decode(tokens.issue(ACCESS, "u1", "x").token, ACCESS)
+        with pytest.raises(InvalidToken):
+            tokens.decode("junk.junk.junk", ACCESS)
+    assert len(tokens._verified) == 8
+    assert "junk.junk.junk" not in tokens._verified
+
+
+def test_cached_claims_cannot_be_changed_by_a_caller(tokens):
+    token = tokens.issue(ACCESS, "u1", "x").token
+    tokens.decode(token, ACCESS)["mode"] = REFRESH
+    assert tokens.decode(token, ACCESS)["mode"] == ACCESS
