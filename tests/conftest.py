@@ -19,6 +19,9 @@ from core.clock import FakeClock
 from core.config import Config, load_config
 from server import build_services, make_app
 
+# Shared fixtures of their own modules: store/mongo_url and the strict fake providers.
+pytest_plugins = ["tests.storage_fixtures", "tests.fakes.providers"]
+
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256!"
 
 

@@ -1,6 +1,6 @@
 """Store fixtures for the storage tests: SQLite, MongoDB over mongomock, MongoDB over the wire.
 
-Test modules load this with `pytest_plugins = ["tests.storage_fixtures"]`. The wire variant
+tests/conftest.py loads this as a plugin. The wire variant
 talks TCP to an `nx-27017` server the session starts on a free port, or to the server
 `VHOD_TEST_MONGO_URL` names; each test gets a database of its own. When that server cannot
 be started or reached, its tests fail: they never skip.

@@ -7,8 +7,6 @@ import pytest
 
 from tests.storage_fixtures import with_database
 
-pytest_plugins = ["tests.storage_fixtures"]
-
 REGISTER = "/authorization/registration"
 REFRESH = "/validate/jwt/refresh"
 

@@ -10,8 +10,6 @@ import pytest
 
 from storage import DuplicateError, Identity, OAuthState, RefreshToken, Store, User
 
-pytest_plugins = ["tests.storage_fixtures"]
-
 WINDOW = 60.0
 
 

@@ -12,8 +12,6 @@ import pytest
 from storage import MongoStore, RefreshToken, StorageUnavailable, User, open_store
 from tests.storage_fixtures import NxServer, free_port, mongomock_database, open_test_store
 
-pytest_plugins = ["tests.storage_fixtures"]
-
 NOW = time.time() + 86_400.0
 
 

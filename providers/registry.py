@@ -1,0 +1,139 @@
+"""Which providers exist: the built-ins plus entry points of the group `vhod.providers`."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Mapping
+from importlib import metadata
+from typing import Any
+
+from tornado.httpclient import AsyncHTTPClient
+
+from providers.base import CLIENT_AUTH_METHODS, OAuthProvider
+from providers.mailru import MailRuProvider
+from providers.vk import VKProvider
+from providers.yandex import YandexProvider
+
+ENTRY_POINT_GROUP = "vhod.providers"
+BUILTIN_PROVIDERS: dict[str, type[OAuthProvider]] = {
+    "vk": VKProvider,
+    "mailru": MailRuProvider,
+    "yandex": YandexProvider,
+}
+# First path segments the server itself answers; a provider prefix there would shadow them.
+RESERVED_PREFIXES = frozenset({"authorization", "validate", "healthz", "readyz", "metrics"})
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_PREFIX = re.compile(r"[a-z0-9]+(?:[.\-][a-z0-9]+)*")
+
+
+class ProviderRegistryError(Exception):
+    """A provider cannot be registered: broken plugin, bad declaration or a clash."""
+
+
+def discover_providers() -> dict[str, type[OAuthProvider]]:
+    """Built-ins merged with installed plugins, by name. Plugins are loaded here, once."""
+    found: dict[str, type[OAuthProvider]] = {}
+    sources: dict[str, str] = {}
+    for cls in BUILTIN_PROVIDERS.values():
+        _register(found, sources, cls, f"built-in {cls.__module__}.{cls.__qualname__}")
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        source = f"entry point {entry.name} = {entry.value}"
+        if entry.dist is not None:
+            source += f" (package {entry.dist.name})"
+        try:
+            cls = entry.load()
+        except Exception as exc:  # a plugin may fail in any way; say which one
+            raise ProviderRegistryError(f"{source}: cannot be loaded: {exc!r}") from exc
+        if not (inspect.isclass(cls) and issubclass(cls, OAuthProvider)):
+            raise ProviderRegistryError(
+                f"{source}: {cls!r} is not a subclass of providers.base.OAuthProvider"
+            )
+        if entry.name != getattr(cls, "name", None):
+            raise ProviderRegistryError(
+                f"{source}: the entry point name must equal the class's name "
+                f"{getattr(cls, 'name', None)!r}"
+            )
+        _register(found, sources, cls, source)
+    return found
+
+
+def _register(
+    found: dict[str, type[OAuthProvider]],
+    sources: dict[str, str],
+    cls: type[OAuthProvider],
+    source: str,
+) -> None:
+    problem = _declaration_problem(cls)
+    if problem:
+        raise ProviderRegistryError(f"{source}: {problem}")
+    if cls.name in found:
+        raise ProviderRegistryError(
+            f"provider name {cls.name!r} is declared twice: by {sources[cls.name]} and by {source}"
+        )
+    for name, other in found.items():
+        if other.prefix == cls.prefix:
+            raise ProviderRegistryError(
+                f"URL prefix /{cls.prefix}/ is declared twice: by {sources[name]} "
+                f"(provider {name!r}) and by {source} (provider {cls.name!r})"
+            )
+    found[cls.name] = cls
+    sources[cls.name] = source
+
+
+def _declaration_problem(cls: type[OAuthProvider]) -> str | None:
+    name, prefix = getattr(cls, "name", None), getattr(cls, "prefix", None)
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        return f"name {name!r} must be lower-case letters, digits and _"
+    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+        return f"prefix {prefix!r} must be lower-case letters and digits joined by . or -"
+    if prefix in RESERVED_PREFIXES:
+        return f"prefix {prefix!r} is a route of the server itself"
+    if not isinstance(getattr(cls, "title", None), str) or not cls.title:
+        return "title must be a non-empty string"
+    if cls.client_auth not in CLIENT_AUTH_METHODS:
+        return f"client_auth {cls.client_auth!r} must be one of {', '.join(CLIENT_AUTH_METHODS)}"
+    if not isinstance(cls.callback_params, tuple) or not all(
+        isinstance(p, str) for p in cls.callback_params
+    ):
+        return "callback_params must be a tuple of strings"
+    if inspect.isabstract(cls):
+        return "to_profile is not implemented"
+    return None
+
+
+def build_providers(
+    classes: Mapping[str, type[OAuthProvider]],
+    sections: Mapping[str, Mapping[str, Any] | None] | None,
+    *,
+    public_url: str,
+    http_client: AsyncHTTPClient | None = None,
+    connect_timeout: float = 5,
+    request_timeout: float = 10,
+) -> dict[str, OAuthProvider]:
+    """One instance per known provider, configured from its `providers.<name>` section.
+
+    A provider without a section is still built (unconfigured: its routes answer 503).
+    Raises ValueError naming `providers.<name>` for a section of an unknown provider, and
+    naming the key for a bad value."""
+    sections = sections or {}
+    for name in sections:
+        if name not in classes:
+            raise ValueError(
+                f"providers.{name}: unknown provider (installed: {', '.join(classes)})"
+            )
+    return {
+        name: cls(
+            cls.load_settings(sections.get(name)),
+            public_url=public_url,
+            http_client=http_client,
+            connect_timeout=connect_timeout,
+            request_timeout=request_timeout,
+        )
+        for name, cls in classes.items()
+    }
+
+
+def by_prefix(providers: Mapping[str, OAuthProvider]) -> dict[str, OAuthProvider]:
+    """The same providers keyed by URL prefix (`mail.ru` → the mailru provider)."""
+    return {provider.prefix: provider for provider in providers.values()}

@@ -1,0 +1,180 @@
+"""The example plugin (examples/provider-plugin): found through its package metadata, and
+signing in end to end against a fake Kukushka ID.
+
+Installing it with pip is not possible offline here: setuptools 65 needs the `wheel` package
+to build, and the environment has none. So setuptools itself turns the plugin's
+pyproject.toml into package metadata (`egg_info`, the same entry_points.txt an install
+writes) in a temporary folder, and a fresh interpreter with that folder on its path runs
+`discover_providers()`. Nothing is installed and the shared virtualenv is not touched.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from tornado.ioloop import IOLoop
+
+from core.errors import ApiError
+from providers.base import OAuthProvider, Profile, code_challenge, new_code_verifier, new_state
+from tests.fakes.providers import FakeProvider, Incoming, ProtocolError, Reply, consent
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN_DIR = ROOT / "examples" / "provider-plugin"
+
+
+# ---- packaging ----------------------------------------------------------------------------
+
+
+def test_pyproject_declares_the_entry_point_and_no_vhod_dependency() -> None:
+    project = tomllib.loads((PLUGIN_DIR / "pyproject.toml").read_text())["project"]
+    assert project["entry-points"]["vhod.providers"] == {
+        "kukushka": "vhod_kukushka:KukushkaProvider"
+    }
+    assert project.get("dependencies", []) == []
+
+
+@pytest.fixture(scope="module")
+def plugin_metadata(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What setuptools makes of pyproject.toml: a vhod_kukushka.egg-info folder."""
+    out = tmp_path_factory.mktemp("kukushka-metadata")
+    setup = "from setuptools import setup; setup()"
+    subprocess.run(
+        [sys.executable, "-c", setup, "-q", "egg_info", "--egg-base", str(out)],
+        cwd=PLUGIN_DIR,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert (out / "vhod_kukushka.egg-info" / "entry_points.txt").exists()
+    return out
+
+
+def discover_in_fresh_interpreter(*path: Path) -> dict[str, str]:
+    code = (
+        "import json; from providers.registry import discover_providers; "
+        "print(json.dumps({n: c.prefix for n, c in discover_providers().items()}))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in (*path, ROOT))}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def test_discover_providers_lists_the_plugin(plugin_metadata: Path) -> None:
+    found = discover_in_fresh_interpreter(plugin_metadata, PLUGIN_DIR)
+    assert found == {"vk": "vk", "mailru": "mail.ru", "yandex": "yandex", "kukushka": "kukushka"}
+
+
+def test_without_its_metadata_the_module_alone_is_not_a_plugin() -> None:
+    assert "kukushka" not in discover_in_fresh_interpreter(PLUGIN_DIR)
+
+
+# ---- the provider against a fake Kukushka ID ----------------------------------------------
+
+
+class FakeKukushka(FakeProvider):
+    """Kukushka ID as its (fictitious) docs say: PKCE S256 required, client_secret_post,
+    OpenID-style user info with Bearer, naming the token's client_id."""
+
+    name = "kukushka"
+    paths: ClassVar[dict[str, str]] = {
+        "authorize": "/oauth/authorize",
+        "token": "/oauth/token",
+        "userinfo": "/oauth/userinfo",
+    }
+    default_client_id = "kukushka-app"
+    default_scope = "openid profile email phone"
+    pkce_required = True
+
+    def default_users(self) -> dict[str, dict[str, Any]]:
+        return {
+            "default": {
+                "sub": "kk-0042",
+                "email": "kuku@example.com",
+                "email_verified": True,
+                "given_name": "Кукушка",
+                "family_name": "Лесная",
+                "picture": "https://kukushka.example/a.png",
+                "phone_number": "+7 999 123-45-67",
+            }
+        }
+
+    def authenticate_client(self, params: dict[str, str], headers: Any) -> str:
+        if "Authorization" in headers:
+            raise ProtocolError("invalid_client", "use client_secret_post", 401)
+        if (params.get("client_id"), params.get("client_secret")) != (
+            self.client_id,
+            self.client_secret,
+        ):
+            raise ProtocolError("invalid_client", "client authentication failed", 401)
+        return self.client_id
+
+    def userinfo(self, req: Incoming) -> Reply:
+        auth = req.headers.get("Authorization", "")
+        issued = self.tokens.get(auth[7:]) if auth.startswith("Bearer ") else None
+        if issued is None or issued.revoked:
+            return Reply(401, "")
+        return Reply(200, {**self.users[issued.user], "client_id": issued.client_id})
+
+
+@pytest.fixture
+def fake_kukushka(io_loop: IOLoop) -> Iterator[FakeKukushka]:
+    fake = FakeKukushka().start()
+    yield fake
+    io_loop.run_sync(fake.aclose, timeout=5)
+
+
+@pytest.fixture
+def kukushka(monkeypatch: pytest.MonkeyPatch, fake_kukushka: FakeKukushka) -> OAuthProvider:
+    monkeypatch.syspath_prepend(str(PLUGIN_DIR))
+    cls = importlib.import_module("vhod_kukushka").KukushkaProvider
+    settings = cls.load_settings(fake_kukushka.section())
+    return cls(settings, public_url="http://127.0.0.1:8888", request_timeout=5)
+
+
+async def test_plugin_signs_in_against_its_fake(
+    kukushka: OAuthProvider, fake_kukushka: FakeKukushka
+) -> None:
+    state, verifier = new_state(), new_code_verifier()
+    params = await consent(kukushka.authorization_url(state, code_challenge(verifier)))
+    tokens = await kukushka.exchange(
+        params["code"], code_verifier=verifier, state=state, extra=params
+    )
+    profile = await kukushka.fetch_profile(tokens.access_token)
+    assert profile == Profile(
+        provider="kukushka",
+        subject="kk-0042",
+        email="kuku@example.com",
+        phone="+79991234567",
+        first_name="Кукушка",
+        last_name="Лесная",
+        avatar="https://kukushka.example/a.png",
+        email_verified=True,
+    )
+    token_request = next(r for r in fake_kukushka.requests if r.endpoint == "token")
+    assert token_request.form["client_secret"] == [fake_kukushka.client_secret]
+    assert token_request.form["redirect_uri"] == ["http://127.0.0.1:8888/kukushka/callback"]
+
+
+async def test_plugin_inherits_the_token_binding_check(
+    kukushka: OAuthProvider, fake_kukushka: FakeKukushka
+) -> None:
+    with pytest.raises(ApiError) as caught:
+        await kukushka.fetch_profile(fake_kukushka.mint_token(client_id="another-app"))
+    assert (caught.value.status, caught.value.code) == (401, "invalid_provider_token")

@@ -1,0 +1,456 @@
+"""VK ID, Mail.ru and Yandex against strict fake servers over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient
+
+from core.errors import ApiError
+from providers.base import (
+    OAuthProvider,
+    Profile,
+    ProviderTokens,
+    code_challenge,
+    new_code_verifier,
+    new_state,
+)
+from providers.mailru import MailRuProvider
+from providers.vk import VKProvider
+from providers.yandex import YandexProvider
+from tests.fakes.providers import (
+    FakeMailRu,
+    FakeProvider,
+    FakeProviders,
+    FakeVK,
+    FakeYandex,
+    consent,
+)
+
+PUBLIC_URL = "http://127.0.0.1:8888"
+CLASSES: dict[str, type[OAuthProvider]] = {
+    "vk": VKProvider,
+    "mailru": MailRuProvider,
+    "yandex": YandexProvider,
+}
+ALL = pytest.mark.parametrize("name", list(CLASSES))
+SHORT = 0.3  # seconds: the timeout of the hang tests
+
+
+def provider_for(fake: FakeProvider, *, timeout: float = 5, **section: Any) -> OAuthProvider:
+    cls = CLASSES[fake.name]
+    settings = cls.load_settings(fake.section(**section))
+    return cls(settings, public_url=PUBLIC_URL, connect_timeout=timeout, request_timeout=timeout)
+
+
+class Flow:
+    """One sign-in up to the callback: what a handler would hold when it calls exchange."""
+
+    def __init__(self, provider: OAuthProvider, params: dict[str, str], verifier: str, state: str):
+        self.provider, self.params, self.verifier, self.state = provider, params, verifier, state
+
+    async def exchange(self, **changes: Any) -> ProviderTokens:
+        kwargs: dict[str, Any] = {
+            "code_verifier": self.verifier,
+            "state": self.state,
+            "extra": self.params,
+        }
+        kwargs.update(changes)
+        return await self.provider.exchange(self.params["code"], **kwargs)
+
+
+async def start(provider: OAuthProvider, user: str | None = None) -> Flow:
+    state, verifier = new_state(), new_code_verifier()
+    url = provider.authorization_url(state, code_challenge(verifier))
+    params = await consent(url, user=user)
+    assert params["state"] == state and params["code"]
+    return Flow(provider, params, verifier, state)
+
+
+async def refused(awaitable: Any) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        await awaitable
+    return caught.value
+
+
+# ---- the whole flow, per provider ---------------------------------------------------------
+
+
+async def test_vk_flow_keeps_the_int64_id_exact_and_normalises_the_phone(
+    fake_providers: FakeProviders,
+) -> None:
+    fake = fake_providers.vk
+    flow = await start(provider_for(fake))
+    assert {"device_id", "type", "expires_in"} <= set(flow.params)
+    tokens = await flow.exchange()
+    assert tokens.raw["user_id"] == 9007199254740993  # an exact int, not a float
+    assert tokens.expires_in == 3600 and tokens.refresh_token
+    profile = await flow.provider.fetch_profile(tokens.access_token)
+    assert profile == Profile(
+        provider="vk",
+        subject="9007199254740993",
+        email="vk-user@example.com",
+        phone="+79991234567",
+        first_name="Иван",
+        last_name="Петров",
+        avatar="https://sun1.userapi.com/impg/avatar.jpg",
+        email_verified=False,
+    )
+    token_request = next(r for r in fake.requests if r.endpoint == "token")
+    assert (
+        "client_secret" not in token_request.form and "Authorization" not in token_request.headers
+    )
+    assert token_request.form["device_id"] == [flow.params["device_id"]]
+    assert token_request.form["code_verifier"] == [flow.verifier]
+    assert token_request.form["state"] == [flow.state]
+
+
+async def test_vk_user_id_given_as_a_big_json_integer_stays_exact(fake_vk: FakeVK) -> None:
+    fake_vk.users["default"]["user_id"] = 9007199254740993  # a JSON number above 2**53
+    provider = provider_for(fake_vk)
+    profile = await provider.fetch_profile(fake_vk.mint_token())
+    assert profile.subject == "9007199254740993"
+
+
+async def test_vk_never_sends_a_configured_secret(fake_vk: FakeVK) -> None:
+    flow = await start(provider_for(fake_vk, client_secret="configured-by-mistake"))
+    assert (await flow.exchange()).access_token
+    assert all("client_secret" not in r.form for r in fake_vk.requests)
+
+
+async def test_vk_without_phone_scope_gives_no_phone(fake_vk: FakeVK) -> None:
+    provider = provider_for(fake_vk, scope="email")
+    flow = await start(provider)
+    profile = await provider.fetch_profile((await flow.exchange()).access_token)
+    assert profile.phone is None and profile.email == "vk-user@example.com"
+
+
+async def test_mailru_flow_uses_basic_auth_and_keys_on_id(fake_mailru: FakeMailRu) -> None:
+    provider = provider_for(fake_mailru)
+    flow = await start(provider)
+    tokens = await flow.exchange()
+    profile = await provider.fetch_profile(tokens.access_token)
+    assert profile == Profile(
+        provider="mailru",
+        subject="10795631207138211234",
+        email="mailru-user@example.com",
+        phone=None,
+        first_name="Иван",
+        last_name="Петров",
+        avatar="https://filin.mail.ru/pic?d=abc",
+        email_verified=False,
+    )
+    token_request = next(r for r in fake_mailru.requests if r.endpoint == "token")
+    assert token_request.headers["Authorization"].startswith("Basic ")
+    assert "client_secret" not in token_request.form
+    userinfo_request = next(r for r in fake_mailru.requests if r.endpoint == "userinfo")
+    assert userinfo_request.query["access_token"] == [tokens.access_token]
+
+
+async def test_yandex_flow_uses_the_oauth_header(fake_yandex: FakeYandex) -> None:
+    provider = provider_for(fake_yandex)
+    flow = await start(provider)
+    tokens = await flow.exchange()
+    profile = await provider.fetch_profile(tokens.access_token)
+    assert profile == Profile(
+        provider="yandex",
+        subject="1130000012345678",
+        email="yandex-user@example.com",
+        phone="+79991234567",
+        first_name="Иван",
+        last_name="Петров",
+        avatar="https://avatars.yandex.net/get-yapic/131652443/kGy4Hgy5eXzxCGVbgDGAB3cBfo-1/islands-200",
+        email_verified=False,
+    )
+    userinfo_request = next(r for r in fake_yandex.requests if r.endpoint == "userinfo")
+    assert userinfo_request.headers["Authorization"] == f"OAuth {tokens.access_token}"
+    assert userinfo_request.query == {"format": ["json"]}
+
+
+async def test_yandex_social_account_without_default_email(fake_yandex: FakeYandex) -> None:
+    provider = provider_for(fake_yandex)
+    profile = await provider.fetch_profile(fake_yandex.mint_token("no_email"))
+    assert profile.email is None and profile.avatar is None and profile.phone is None
+    assert profile.subject == "1130000087654321"
+
+
+async def test_yandex_takes_only_the_default_email_never_a_guess(fake_yandex: FakeYandex) -> None:
+    fake_yandex.users["no_email"]["emails"] = ["old@example.com", "other@example.com"]
+    profile = await provider_for(fake_yandex).fetch_profile(fake_yandex.mint_token("no_email"))
+    assert profile.email is None
+
+
+@ALL
+async def test_extra_request_params_cannot_change_the_redirect_uri(
+    fake_providers: FakeProviders, name: str
+) -> None:
+    fake = fake_providers[name]
+    flow = await start(provider_for(fake))
+    evil = {**flow.params, "redirect_uri": "https://evil.example/cb", "client_id": "evil"}
+    assert (await flow.exchange(extra=evil)).access_token
+    token_request = next(r for r in fake.requests if r.endpoint == "token")
+    assert token_request.form["redirect_uri"] == [f"{PUBLIC_URL}/{CLASSES[name].prefix}/callback"]
+
+
+# ---- refusals at the token endpoint -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("vk", "verifier is missing or invalid"),
+        ("mailru", "code_verifier does not match"),
+        ("yandex", "Code verifier is not valid"),
+    ],
+)
+async def test_wrong_verifier_is_invalid_grant_with_the_providers_text(
+    fake_providers: FakeProviders, name: str, text: str
+) -> None:
+    flow = await start(provider_for(fake_providers[name]))
+    error = await refused(flow.exchange(code_verifier=new_code_verifier()))
+    assert (error.status, error.code) == (400, "invalid_grant")
+    assert text in error.description
+
+
+@ALL
+async def test_a_code_works_once(fake_providers: FakeProviders, name: str) -> None:
+    flow = await start(provider_for(fake_providers[name]))
+    await flow.exchange()
+    error = await refused(flow.exchange())
+    assert (error.status, error.code) == (400, "invalid_grant")
+    assert "already been used" in error.description
+
+
+async def test_vk_missing_device_id_is_refused_before_calling_vk(fake_vk: FakeVK) -> None:
+    flow = await start(provider_for(fake_vk))
+    error = await refused(flow.exchange(extra={}))
+    assert (error.status, error.code) == (400, "invalid_request")
+    assert "device_id" in error.description
+    assert fake_vk.calls["token"] == 0
+
+
+async def test_vk_fake_refuses_a_token_request_without_device_id(fake_vk: FakeVK) -> None:
+    flow = await start(provider_for(fake_vk))
+    form = {
+        "grant_type": "authorization_code",
+        "code": flow.params["code"],
+        "code_verifier": flow.verifier,
+        "client_id": fake_vk.client_id,
+        "redirect_uri": f"{PUBLIC_URL}/vk/callback",
+        "state": flow.state,
+    }
+    response = await AsyncHTTPClient().fetch(
+        fake_vk.url("token"), method="POST", body=urlencode(form), raise_error=False
+    )
+    assert response.code == 400
+    assert b"device_id is missing or invalid" in response.body
+
+
+async def test_vk_fake_refuses_a_client_secret(fake_vk: FakeVK) -> None:
+    flow = await start(provider_for(fake_vk))
+    form = {
+        "grant_type": "authorization_code",
+        "code": flow.params["code"],
+        "code_verifier": flow.verifier,
+        "client_id": fake_vk.client_id,
+        "client_secret": "anything",
+        "device_id": flow.params["device_id"],
+        "redirect_uri": f"{PUBLIC_URL}/vk/callback",
+        "state": flow.state,
+    }
+    response = await AsyncHTTPClient().fetch(
+        fake_vk.url("token"), method="POST", body=urlencode(form), raise_error=False
+    )
+    assert response.code == 400 and b"client_secret must not be sent" in response.body
+
+
+@pytest.mark.parametrize("name", ["mailru", "yandex"])
+async def test_bad_client_secret_is_invalid_grant(fake_providers: FakeProviders, name: str) -> None:
+    fake = fake_providers[name]
+    flow = await start(provider_for(fake, client_secret="wrong-secret"))
+    error = await refused(flow.exchange())
+    assert (error.status, error.code) == (400, "invalid_grant")
+    assert "invalid_client" in error.description
+
+
+async def test_mailru_error_in_http_200_is_invalid_grant(fake_mailru: FakeMailRu) -> None:
+    flow = await start(provider_for(fake_mailru))
+    await flow.exchange()
+    # The fake answers a replayed code the Mail.ru way: HTTP 200 with an error body.
+    credentials = base64.b64encode(f"{fake_mailru.client_id}:{fake_mailru.client_secret}".encode())
+    raw = await AsyncHTTPClient().fetch(
+        fake_mailru.url("token"),
+        method="POST",
+        headers={"Authorization": f"Basic {credentials.decode()}"},
+        body=urlencode({"grant_type": "authorization_code", "code": flow.params["code"]}),
+        raise_error=False,
+    )
+    assert raw.code == 200 and b'"error_code": 4' in raw.body
+    error = await refused(flow.exchange())
+    assert (error.status, error.code) == (400, "invalid_grant")
+
+
+async def test_unconfigured_provider_calls_nobody(fake_mailru: FakeMailRu) -> None:
+    provider = provider_for(fake_mailru, client_secret="")
+    error = await refused(provider.exchange("code", code_verifier="v" * 43, state="s", extra={}))
+    assert error.status == 503
+    error = await refused(provider.fetch_profile("token"))
+    assert error.status == 503
+    assert fake_mailru.calls["token"] == fake_mailru.calls["userinfo"] == 0
+
+
+# ---- refusals at user info ----------------------------------------------------------------
+
+
+@ALL
+async def test_token_of_another_app_is_invalid_provider_token(
+    fake_providers: FakeProviders, name: str
+) -> None:
+    fake = fake_providers[name]
+    error = await refused(
+        provider_for(fake).fetch_profile(fake.mint_token(client_id="another-app"))
+    )
+    assert (error.status, error.code) == (401, "invalid_provider_token")
+    assert fake.calls["userinfo"] == 1
+
+
+@ALL
+async def test_revoked_and_unknown_tokens_are_invalid_provider_token(
+    fake_providers: FakeProviders, name: str
+) -> None:
+    fake = fake_providers[name]
+    provider = provider_for(fake)
+    token = fake.mint_token()
+    assert (await provider.fetch_profile(token)).subject
+    fake.revoke(token)
+    for bad in (token, "never-issued"):
+        error = await refused(provider.fetch_profile(bad))
+        assert (error.status, error.code) == (401, "invalid_provider_token")
+
+
+async def test_mailru_unknown_token_in_http_200_is_invalid_provider_token(
+    fake_mailru: FakeMailRu,
+) -> None:
+    raw = await AsyncHTTPClient().fetch(
+        fake_mailru.url("userinfo") + "?access_token=nope", raise_error=False
+    )
+    assert raw.code == 200 and b"token not found" in raw.body
+    error = await refused(provider_for(fake_mailru).fetch_profile("nope"))
+    assert (error.status, error.code) == (401, "invalid_provider_token")
+    assert "token not found" in error.description
+
+
+async def test_yandex_fake_wants_oauth_not_bearer(fake_yandex: FakeYandex) -> None:
+    token = fake_yandex.mint_token()
+    url = fake_yandex.url("userinfo") + "?format=json"
+    client = AsyncHTTPClient()
+    bearer = await client.fetch(
+        url, headers={"Authorization": f"Bearer {token}"}, raise_error=False
+    )
+    assert bearer.code == 401
+    oauth = await client.fetch(url, headers={"Authorization": f"OAuth {token}"}, raise_error=False)
+    assert oauth.code == 200
+
+
+# ---- the provider is down, slow or confused (OA5) -----------------------------------------
+
+
+@ALL
+async def test_provider_down_is_502(fake_providers: FakeProviders, name: str) -> None:
+    fake = fake_providers[name]
+    up = await start(provider_for(fake))
+    down = provider_for(fake, down=True)
+    error = await refused(_exchange_with(down, up))
+    assert (error.status, error.code) == (502, "provider_unavailable")
+    error = await refused(down.fetch_profile(fake.mint_token()))
+    assert (error.status, error.code) == (502, "provider_unavailable")
+    assert fake.calls["token"] == fake.calls["userinfo"] == 0
+
+
+def _exchange_with(provider: OAuthProvider, flow: Flow) -> Any:
+    return provider.exchange(
+        flow.params["code"], code_verifier=flow.verifier, state=flow.state, extra=flow.params
+    )
+
+
+@ALL
+async def test_hanging_provider_is_502_within_the_timeout(
+    fake_providers: FakeProviders, name: str
+) -> None:
+    fake = fake_providers[name]
+    provider = provider_for(fake, timeout=SHORT)
+    flow = await start(provider)
+    fake.set_mode("hang")
+    for call in (flow.exchange(), provider.fetch_profile(fake.mint_token())):
+        began = time.monotonic()
+        error = await refused(call)
+        assert (error.status, error.code) == (502, "provider_unavailable")
+        assert time.monotonic() - began < SHORT + 1
+
+
+@pytest.mark.parametrize("mode", ["garbage", "array", "server_error"])
+@ALL
+async def test_answers_that_are_not_the_documented_json_are_502(
+    fake_providers: FakeProviders, name: str, mode: str
+) -> None:
+    fake = fake_providers[name]
+    provider = provider_for(fake)
+    flow = await start(provider)
+    token = fake.mint_token()
+    fake.set_mode(mode)
+    for call in (flow.exchange(), provider.fetch_profile(token)):
+        error = await refused(call)
+        assert (error.status, error.code) == (502, "provider_unavailable")
+
+
+@ALL
+async def test_redirects_are_not_followed(fake_providers: FakeProviders, name: str) -> None:
+    fake = fake_providers[name]
+    provider = provider_for(fake)
+    flow = await start(provider)
+    fake.set_mode("redirect")
+    for call in (flow.exchange(), provider.fetch_profile(fake.mint_token())):
+        error = await refused(call)
+        assert (error.status, error.code) == (502, "provider_unavailable")
+    assert fake.calls["authorize"] == 1  # only the consent; the redirects were not followed
+
+
+@ALL
+async def test_token_answer_without_access_token_is_502(
+    fake_providers: FakeProviders, name: str
+) -> None:
+    fake = fake_providers[name]
+    flow = await start(provider_for(fake))
+    fake.set_mode("no_access_token", "token")
+    error = await refused(flow.exchange())
+    assert (error.status, error.code) == (502, "provider_unavailable")
+
+
+async def test_vk_returning_another_state_is_refused(fake_vk: FakeVK) -> None:
+    flow = await start(provider_for(fake_vk))
+    fake_vk.set_mode("wrong_state", "token")
+    error = await refused(flow.exchange())
+    assert (error.status, error.code) == (502, "provider_unavailable")
+    assert "state" in error.description
+
+
+async def test_profile_without_user_id_is_502(fake_yandex: FakeYandex) -> None:
+    del fake_yandex.users["default"]["id"]
+    error = await refused(provider_for(fake_yandex).fetch_profile(fake_yandex.mint_token()))
+    assert (error.status, error.code) == (502, "provider_unavailable")
+
+
+async def test_no_token_reaches_the_log(
+    fake_mailru: FakeMailRu, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = provider_for(fake_mailru)
+    token = fake_mailru.mint_token()
+    fake_mailru.set_mode("garbage")
+    caplog.set_level("DEBUG")
+    await refused(provider.fetch_profile(token))
+    assert caplog.records, "a provider failure is logged"
+    assert token not in caplog.text and "access_token=" not in caplog.text
