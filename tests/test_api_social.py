@@ -1,0 +1,305 @@
+"""Social sign-in end to end: vhod over HTTP against strict fake providers (OA1–OA6)."""
+
+import asyncio
+import time
+from urllib.parse import parse_qsl, urlsplit
+
+import jwt
+import pytest
+
+from tests.fakes.providers import consent
+
+PREFIX = {"vk": "vk", "mailru": "mail.ru", "yandex": "yandex"}
+PROVIDERS = list(PREFIX)
+FRONT_END = "https://app.example.com/signed-in"
+EVERY_FRONT_END = {name: {"frontend_redirect": FRONT_END} for name in PROVIDERS}
+
+
+@pytest.fixture
+def provider_overrides():
+    """Per-provider config changes; a test parametrizes this to change them."""
+    return {}
+
+
+@pytest.fixture
+def config_overrides(fake_providers, provider_overrides):
+    return {
+        "providers": fake_providers.sections(**provider_overrides),
+        "limits.provider_timeout": 1.0,
+        "limits.per_ip_per_minute": 1000,
+    }
+
+
+async def link(api, name):
+    response = await api.get(f"/{PREFIX[name]}/link")
+    assert response.status == 200, response.body
+    assert isinstance(response.body, str)
+    return response.body
+
+
+def token_query(name, params, *, with_state):
+    query = {"code": params["code"]}
+    if name == "vk":
+        query["device_id"] = params["device_id"]
+    if with_state:
+        query["state"] = params["state"]
+    return query
+
+
+async def provider_token(api, name, **consent_args):
+    """A provider access token got the way a client gets it: link, consent, get/token."""
+    params = await consent(await link(api, name), **consent_args)
+    response = await api.get(
+        f"/{PREFIX[name]}/get/token", query=token_query(name, params, with_state=True)
+    )
+    assert response.status == 200, response.body
+    return response.body["access_token"]
+
+
+def subject(pair):
+    return jwt.decode(pair["access"], options={"verify_signature": False})["sub"]
+
+
+def assert_no_store(response):
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Pragma"] == "no-cache"
+
+
+@pytest.mark.parametrize("provider_overrides", [EVERY_FRONT_END])
+@pytest.mark.parametrize("name", PROVIDERS)
+async def test_full_flow_through_the_front_end(api, fake_providers, name, provider_overrides):
+    """link → consent → callback (302 to the front end) → get/token without state →
+    registration → login: the original clients' flow."""
+    fake = fake_providers[name]
+    url = await link(api, name)
+    params = await consent(url)
+    callback = await api.get(f"/{PREFIX[name]}/callback", query=params)
+    assert callback.status == 302
+    location = urlsplit(callback.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == FRONT_END
+    assert dict(parse_qsl(location.query)) == params
+    assert fake.calls["token"] == 0  # the front end exchanges, not the callback
+    tokens = await api.get(
+        f"/{PREFIX[name]}/get/token", query=token_query(name, params, with_state=False)
+    )
+    assert tokens.status == 200, tokens.body
+    assert set(tokens.body) == {"access_token", "refresh_token", "expire_in"}
+    assert isinstance(tokens.body["expire_in"], int)
+    assert_no_store(tokens)
+    registered = await api.get(
+        f"/{PREFIX[name]}/registration", query={"access_token": tokens.body["access_token"]}
+    )
+    assert registered.status == 200, registered.body
+    assert set(registered.body) == {"access", "refresh"}
+    assert_no_store(registered)
+    logged_in = await api.get(
+        f"/{PREFIX[name]}/login",
+        headers={"Authorization": f"Bearer {tokens.body['access_token']}"},
+    )
+    assert logged_in.status == 200
+    assert_no_store(logged_in)
+    assert subject(logged_in.body) == subject(registered.body)
+    again = await api.get(
+        f"/{PREFIX[name]}/registration", query={"access_token": tokens.body["access_token"]}
+    )
+    assert (again.status, again.body["error"]) == (409, "user_exists")
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+async def test_callback_exchanges_itself_without_a_front_end(api, fake_providers, name):
+    params = await consent(await link(api, name))
+    response = await api.get(f"/{PREFIX[name]}/callback", query=params)
+    assert response.status == 200, response.body
+    assert set(response.body) == {"access_token", "refresh_token", "expire_in"}
+    assert_no_store(response)
+    assert fake_providers[name].calls["token"] == 1
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+async def test_get_token_with_an_explicit_state_and_link_redirect(api, name):
+    redirect = await api.get(f"/{PREFIX[name]}/link", query={"redirect": "1"})
+    assert redirect.status == 302
+    params = await consent(redirect.headers["Location"])
+    response = await api.get(
+        f"/{PREFIX[name]}/get/token", query=token_query(name, params, with_state=True)
+    )
+    assert response.status == 200, response.body
+
+
+async def test_registration_keeps_the_provider_profile(api, services):
+    pair = (
+        await api.get("/vk/registration", query={"access_token": await provider_token(api, "vk")})
+    ).body
+    user = await services.store.get_user(subject(pair))
+    assert user.email == "vk-user@example.com"
+    assert user.phone == "+79991234567"  # VK sends it without "+"
+    assert [(i.provider, i.subject) for i in user.identities] == [("vk", "9007199254740993")]
+    assert user.profile["first_name"] == "Иван"
+
+
+async def test_provider_login_for_an_unregistered_identity_is_404(api):
+    token = await provider_token(api, "yandex")
+    response = await api.get("/yandex/login", query={"access_token": token})
+    assert (response.status, response.body["error"]) == (404, "user_not_found")
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+async def test_state_replay_is_refused_without_a_provider_call(api, fake_providers, name):
+    params = await consent(await link(api, name))
+    query = token_query(name, params, with_state=True)
+    assert (await api.get(f"/{PREFIX[name]}/get/token", query=query)).status == 200
+    replay = await api.get(f"/{PREFIX[name]}/get/token", query=query)
+    assert (replay.status, replay.body["error"]) == (400, "invalid_state")
+    assert fake_providers[name].calls["token"] == 1
+
+
+async def test_unknown_and_missing_state_are_refused(api, fake_vk):
+    params = await consent(await link(api, "vk"))
+    unknown = await api.get(
+        "/vk/get/token", query={**token_query("vk", params, with_state=False), "state": "x" * 43}
+    )
+    assert (unknown.status, unknown.body["error"]) == (400, "invalid_state")
+    # No state and no callback that remembered one for this code.
+    missing = await api.get("/vk/get/token", query=token_query("vk", params, with_state=False))
+    assert (missing.status, missing.body["error"]) == (400, "invalid_state")
+    callback = await api.get("/vk/callback", query={**params, "state": "forged-state"})
+    assert (callback.status, callback.body["error"]) == (400, "invalid_state")
+    assert fake_vk.calls["token"] == 0
+
+
+async def test_expired_state_is_refused(api, fake_vk, clock):
+    params = await consent(await link(api, "vk"))
+    clock.advance(601)
+    response = await api.get("/vk/get/token", query=token_query("vk", params, with_state=True))
+    assert (response.status, response.body["error"]) == (400, "invalid_state")
+    assert fake_vk.calls["token"] == 0
+
+
+async def test_state_of_another_provider_is_refused_with_no_call(api, fake_vk, fake_yandex):
+    """OA4: a Yandex state at /vk/get/token fails there, and VK is never asked."""
+    yandex_params = await consent(await link(api, "yandex"))
+    response = await api.get(
+        "/vk/get/token",
+        query={"code": yandex_params["code"], "state": yandex_params["state"], "device_id": "d"},
+    )
+    assert (response.status, response.body["error"]) == (400, "invalid_state")
+    assert fake_vk.calls["token"] == 0
+    # The state still works where it belongs.
+    good = await api.get(
+        "/yandex/get/token", query=token_query("yandex", yandex_params, with_state=True)
+    )
+    assert good.status == 200
+
+
+async def test_provider_error_at_the_callback(api, fake_mailru):
+    params = await consent(await link(api, "mailru"), deny=True)
+    assert params["error"] == "access_denied"
+    response = await api.get("/mail.ru/callback", query=params)
+    assert (response.status, response.body["error"]) == (400, "access_denied")
+    # The state was spent: it cannot be used afterwards.
+    again = await api.get("/mail.ru/get/token", query={"code": "c", "state": params["state"]})
+    assert again.body["error"] == "invalid_state"
+    assert fake_mailru.calls["token"] == 0
+
+
+async def test_injected_redirect_uri_is_ignored(api, fake_yandex, config):
+    response = await api.get("/yandex/link", query={"redirect_uri": "https://evil.example/cb"})
+    assert "evil.example" not in response.body
+    expected = f"{config.public_url}/yandex/callback"
+    assert dict(parse_qsl(urlsplit(response.body).query))["redirect_uri"] == expected
+    params = await consent(response.body)
+    token = await api.get(
+        "/yandex/get/token",
+        query={
+            **token_query("yandex", params, with_state=True),
+            "redirect_uri": "https://evil.example/cb",
+        },
+    )
+    assert token.status == 200
+    sent = [r for r in fake_yandex.requests if r.endpoint == "token"][-1]
+    assert "evil.example" not in str(sent)
+
+
+async def test_vk_needs_device_id(api, fake_vk):
+    params = await consent(await link(api, "vk"))
+    response = await api.get(
+        "/vk/get/token", query={"code": params["code"], "state": params["state"]}
+    )
+    assert (response.status, response.body["error"]) == (400, "invalid_request")
+    assert "device_id" in response.body["error_description"]
+    assert fake_vk.calls["token"] == 0
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+async def test_token_of_another_app_is_refused(api, fake_providers, name):
+    foreign = fake_providers[name].mint_token(client_id="another-app")
+    for route in ("registration", "login"):
+        response = await api.get(f"/{PREFIX[name]}/{route}", query={"access_token": foreign})
+        assert (response.status, response.body["error"]) == (401, "invalid_provider_token")
+    junk = await api.get(f"/{PREFIX[name]}/login", query={"access_token": "not-a-token"})
+    assert (junk.status, junk.body["error"]) == (401, "invalid_provider_token")
+
+
+@pytest.mark.parametrize("provider_overrides", [{"yandex": {"client_id": ""}}])
+async def test_unconfigured_provider_answers_503_and_others_work(api, provider_overrides):
+    for route in ("link", "callback", "get/token", "registration", "login"):
+        response = await api.get(f"/yandex/{route}", query={"code": "c", "access_token": "t"})
+        assert (response.status, response.body["error"]) == (503, "provider_not_configured")
+    assert (await api.get("/vk/link")).status == 200
+
+
+@pytest.mark.parametrize("mode", ["down", "hang", "garbage", "server_error"])
+async def test_provider_faults_give_502_within_the_timeout(api, fake_providers, mode, services):
+    token = await provider_token(api, "mailru")
+    if mode == "down":
+        await fake_providers.mailru.aclose()
+    else:
+        fake_providers.mailru.set_mode(mode)
+    start = time.monotonic()
+    response = await api.get("/mail.ru/login", query={"access_token": token})
+    elapsed = time.monotonic() - start
+    assert (response.status, response.body["error"]) == (502, "provider_unavailable")
+    assert elapsed < services.config.limits.provider_timeout + 1.0
+
+
+async def test_mailru_error_in_a_200_answer_is_invalid_grant(api, fake_mailru):
+    params = await consent(await link(api, "mailru"))
+    query = token_query("mailru", params, with_state=True)
+    query["code"] = "not-a-code-mailru-issued"
+    response = await api.get("/mail.ru/get/token", query=query)
+    assert (response.status, response.body["error"]) == (400, "invalid_grant")
+    assert fake_mailru.calls["token"] == 1
+
+
+async def test_provider_email_never_signs_into_a_password_account(api, user, fake_mailru, services):
+    """OA6: Mail.ru does not vouch for emails; the same address must not reach Ann's account."""
+    password_pair = (await api.post("/authorization/registration", json_body=user)).body
+    fake_mailru.users["default"]["email"] = user["email"].upper()
+    token = await provider_token(api, "mailru")
+    login = await api.get("/mail.ru/login", query={"access_token": token})
+    assert (login.status, login.body["error"]) == (404, "user_not_found")
+    registered = await api.get("/mail.ru/registration", query={"access_token": token})
+    assert registered.status == 200
+    assert subject(registered.body) != subject(password_pair)
+    provider_user = await services.store.get_user(subject(registered.body))
+    assert provider_user.email is None  # owned by Ann: not attached
+    ann = await services.store.get_user(subject(password_pair))
+    assert ann.identities == []
+    again = await api.get("/mail.ru/login", query={"access_token": token})
+    assert subject(again.body) == subject(registered.body)
+
+
+async def test_concurrent_provider_registrations_create_one_user(api, fake_vk):
+    token = await provider_token(api, "vk")
+    responses = await asyncio.gather(
+        *(api.get("/vk/registration", query={"access_token": token}) for _ in range(6))
+    )
+    assert sorted(r.status for r in responses) == [200] + [409] * 5
+
+
+async def test_link_states_and_challenges_are_fresh_and_hold_no_verifier(api):
+    first, second = await link(api, "vk"), await link(api, "vk")
+    one, two = dict(parse_qsl(urlsplit(first).query)), dict(parse_qsl(urlsplit(second).query))
+    assert one["state"] != two["state"] and one["code_challenge"] != two["code_challenge"]
+    assert len(one["state"]) >= 32 and one["code_challenge_method"].upper() == "S256"
+    assert "code_verifier" not in first
