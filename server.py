@@ -24,10 +24,11 @@ from core.metrics import Metrics
 from core.net import parse_networks
 from core.passwords import Hasher
 from core.social import SocialSignIn
-from core.throttle import Limits, Throttle
+from core.throttle import Throttle
 from core.tokens import TokenService, load_or_create_secret
 from handlers import auth, ops, validate
-from handlers.base import NotFoundHandler, log_request
+from handlers.base import JsonApplication, NotFoundHandler, log_request
+from handlers.docs import docs_routes
 from handlers.social import provider_routes
 from providers import ProviderRegistryError, build_providers, discover_providers
 from storage import Store, open_store
@@ -119,15 +120,7 @@ async def build_services(
     )
     await hasher.warm_up()
     metrics.watch_hash_queue(lambda: hasher.queue_depth)
-    throttle = Throttle(
-        store,
-        Limits(
-            login_failures=config.limits.login_failures,
-            login_window=config.limits.login_window,
-            per_ip_per_minute=config.limits.per_ip_per_minute,
-        ),
-        clock=clock,
-    )
+    throttle = Throttle(store, config.limits, clock=clock)
     accounts = Accounts(
         store,
         hasher,
@@ -156,19 +149,21 @@ async def build_services(
 
 def make_app(services: Services) -> tornado.web.Application:
     routes: list[Any] = [
+        # Tornado tries the routes in order: the token checks, most of the traffic, first.
+        (r"/validate/jwt/access", validate.AccessHandler),
+        (r"/validate/jwt/refresh", validate.RefreshHandler),
         (r"/authorization/registration", auth.RegistrationHandler),
         (r"/authorization/login/email", auth.EmailLoginHandler),
         (r"/authorization/login/phone/number", auth.PhoneLoginHandler),
         (r"/authorization/logout", auth.LogoutHandler),
-        (r"/validate/jwt/refresh", validate.RefreshHandler),
-        (r"/validate/jwt/access", validate.AccessHandler),
         (r"/healthz", ops.HealthHandler),
         (r"/readyz", ops.ReadyHandler),
         *provider_routes(services.providers),
+        *docs_routes(),
     ]
     if services.config.metrics.enabled:
         routes.append((r"/metrics", ops.MetricsHandler))
-    return tornado.web.Application(
+    return JsonApplication(
         routes,
         services=services,
         max_body_bytes=services.config.server.max_body_bytes,

@@ -8,6 +8,7 @@ import phonenumbers
 from core.errors import ApiError
 
 MAX_IDENTIFIER_LENGTH = 320  # RFC 5321's longest address; nothing longer is parsed at all
+E164_MAX_DIGITS = 15
 
 
 def normalize_email(value: str) -> str:
@@ -40,7 +41,10 @@ def normalize_phone(value: str, default_region: str = "RU") -> str:
         if retry is None or not phonenumbers.is_valid_number(retry):
             raise invalid_phone()
         number = retry
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if len(e164) - 1 > E164_MAX_DIGITS:  # libphonenumber accepts a few longer ones
+        raise invalid_phone()
+    return e164
 
 
 def _parse_international(candidate: str) -> phonenumbers.PhoneNumber | None:

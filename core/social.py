@@ -60,7 +60,7 @@ def not_configured(provider: Provider) -> ApiError:
     return ApiError(
         503,
         "provider_not_configured",
-        f"The provider '{provider.prefix}' has no client id configured.",
+        f"Sign-in with '{provider.prefix}' is not configured on this server.",
     )
 
 

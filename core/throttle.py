@@ -6,21 +6,14 @@ Counters live in the store, so every instance on the same database shares them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from core.clock import Clock, system_clock
+from core.config import LimitsConfig
 from core.errors import ApiError
 from core.events import identifier_hash, security_event
 from storage.base import Store
 
 IP_WINDOW_SECONDS = 60
-
-
-@dataclass(frozen=True)
-class Limits:
-    login_failures: int = 10
-    login_window: int = 900
-    per_ip_per_minute: int = 30
 
 
 def rate_limited(retry_after: float) -> ApiError:
@@ -46,7 +39,7 @@ def login_key(user_id: str | None, identifier: str) -> str:
 
 
 class Throttle:
-    def __init__(self, store: Store, limits: Limits, clock: Clock = system_clock) -> None:
+    def __init__(self, store: Store, limits: LimitsConfig, clock: Clock = system_clock) -> None:
         self.store = store
         self.limits = limits
         self.clock = clock

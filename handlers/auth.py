@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from core.errors import invalid_request
 from handlers.base import JsonHandler
 
 
@@ -42,17 +41,7 @@ class PhoneLoginHandler(JsonHandler):
 
 class LogoutHandler(JsonHandler):
     async def post(self) -> None:
-        everywhere = parse_flag(self.param("all", required=False), "all")
+        everywhere = self.flag_param("all")
         await self.services.accounts.logout(self.token_param("refresh"), everywhere)
         self.write_json(True)
 
-
-def parse_flag(value: str | None, name: str) -> bool:
-    if value is None:
-        return False
-    lowered = value.lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise invalid_request(f"The parameter '{name}' must be true or false.")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-import uuid
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+import tornado.httputil
 import tornado.web
 from tornado.escape import json_encode
 
@@ -66,6 +67,15 @@ def redact_uri(uri: str) -> str:
     pairs = parse_qsl(query, keep_blank_values=True)
     safe = [(k, "***" if k.lower() in REDACTED_PARAMS else v) for k, v in pairs]
     return f"{path}?{urlencode(safe, safe='*')}"
+
+
+def header(headers: tornado.httputil.HTTPHeaders, name: str) -> str | None:
+    """`headers.get(name)` for a name already in Header-Case, without the KeyError that
+    HTTPHeaders raises and catches inside get() for every absent header."""
+    values = headers.get_list(name)
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else ",".join(values)
 
 
 def route_of(handler: tornado.web.RequestHandler) -> str:
@@ -136,7 +146,7 @@ class JsonHandler(tornado.web.RequestHandler):
         request_id = getattr(self, "request_id", None)
         if request_id:
             self.set_header("X-Request-Id", request_id)
-        origin = self.request.headers.get("Origin")
+        origin = header(self.request.headers, "Origin")
         if origin and origin in self.settings["services"].config.server.cors_origins:
             # Exact origins only, never "*"; an unknown origin gets no CORS headers at all.
             self.set_header("Access-Control-Allow-Origin", origin)
@@ -145,22 +155,26 @@ class JsonHandler(tornado.web.RequestHandler):
 
     @property
     def client_ip(self) -> str:
-        return client_ip(
-            self.request.remote_ip or "-",
-            self.request.headers.get("X-Forwarded-For"),
-            self.services.trusted_proxies,
-        )
+        remote = self.request.remote_ip or "-"
+        trusted = self.services.trusted_proxies
+        if not trusted:  # X-Forwarded-For is believed from no one: no need to read it
+            return remote
+        return client_ip(remote, header(self.request.headers, "X-Forwarded-For"), trusted)
 
     async def prepare(self) -> None:
         self.services.request_started()
         self._counted = True
-        offered = self.request.headers.get("X-Request-Id", "")
-        self.request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+        headers = self.request.headers
+        offered = header(headers, "X-Request-Id")
+        if offered is not None and _REQUEST_ID.match(offered):
+            self.request_id = offered
+        else:
+            self.request_id = os.urandom(16).hex()  # as uuid4().hex, without the UUID object
         request_id_var.set(self.request_id)
         self.set_header("X-Request-Id", self.request_id)
         client_ip_var.set(self.client_ip)
         limit = self.settings["max_body_bytes"]
-        length = self.request.headers.get("Content-Length")
+        length = header(headers, "Content-Length")
         if length is not None:
             try:
                 too_large = int(length) > limit
@@ -175,7 +189,7 @@ class JsonHandler(tornado.web.RequestHandler):
 
     def options(self, *args: Any) -> None:
         """CORS preflight: the allowed methods for a configured origin, nothing for others."""
-        origin = self.request.headers.get("Origin")
+        origin = header(self.request.headers, "Origin")
         if origin and origin in self.services.config.server.cors_origins:
             methods = [m for m in ("GET", "POST") if self._implements(m)]
             self.set_header("Access-Control-Allow-Methods", ", ".join(methods))
@@ -215,7 +229,7 @@ class JsonHandler(tornado.web.RequestHandler):
             for key, values in self.request.query_arguments.items()
         }
         body = b"".join(self._chunks)
-        content_type = self.request.headers.get("Content-Type", "")
+        content_type = header(self.request.headers, "Content-Type") or ""
         if body and _JSON_TYPE.match(content_type):
             try:
                 decoded = json.loads(body)
@@ -243,10 +257,19 @@ class JsonHandler(tornado.web.RequestHandler):
             raise invalid_request(f"The parameter '{name}' must be a string.")
         return value
 
+    def flag_param(self, name: str) -> bool:
+        """An optional boolean: JSON true/false, or "true"/"false"/"1"/"0" as text."""
+        value = self.params.get(name)
+        if value is None or value == "" or isinstance(value, bool):
+            return bool(value)
+        if isinstance(value, str) and value.lower() in ("true", "1", "false", "0"):
+            return value.lower() in ("true", "1")
+        raise invalid_request(f"The parameter '{name}' must be true or false.")
+
     def token_param(self, name: str) -> str:
         """A token from `Authorization: Bearer`, which wins, or else from the parameter."""
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, credentials = header.partition(" ")
+        authorization = header(self.request.headers, "Authorization") or ""
+        scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()
         value = self.param(name)
@@ -274,6 +297,8 @@ class JsonHandler(tornado.web.RequestHandler):
                 description = "There is no such resource."
             elif status_code == 405:
                 description = f"The method {self.request.method} is not allowed here."
+                allowed = [m for m in ("GET", "POST") if self._implements(m)]
+                self.set_header("Allow", ", ".join([*allowed, "OPTIONS"]))
             error = ApiError(
                 status_code, _STATUS_CODES.get(status_code, "invalid_request"), description
             )
@@ -297,6 +322,52 @@ class JsonHandler(tornado.web.RequestHandler):
             self.send_error(status, exc_info=(type(e), e, e.__traceback__))
             return
         super()._handle_request_exception(e)
+
+
+class JsonApplication(tornado.web.Application):
+    """The Tornado application of vhod: a request without a body skips body streaming.
+
+    Streaming (JsonHandler) is there to refuse an oversized body from its Content-Length
+    before reading it (AP1). A request that has no body gains nothing from it, yet pays for
+    it: Tornado then runs the handler in a task of its own and waits on two futures, a few
+    event-loop turns per request. Such requests are served by a twin of the handler class
+    that does not stream; everything the handler does is the same.
+    """
+
+    def get_handler_delegate(
+        self,
+        request: tornado.httputil.HTTPServerRequest,
+        target_class: type[tornado.web.RequestHandler],
+        target_kwargs: dict[str, Any] | None = None,
+        path_args: list[bytes] | None = None,
+        path_kwargs: dict[str, bytes] | None = None,
+    ) -> Any:
+        if issubclass(target_class, JsonHandler) and not _may_have_body(request.headers):
+            target_class = _without_streaming(target_class)
+        return super().get_handler_delegate(
+            request, target_class, target_kwargs, path_args, path_kwargs
+        )
+
+
+def _may_have_body(headers: tornado.httputil.HTTPHeaders) -> bool:
+    """False only when the request surely has no body, and Tornado would not try to parse
+    one either (it parses form and multipart types, and may refuse them, when not streaming)."""
+    if "Transfer-Encoding" in headers or header(headers, "Content-Length") not in (None, "0"):
+        return True
+    content_type = (header(headers, "Content-Type") or "").lower()
+    return content_type.startswith(("application/x-www-form-urlencoded", "multipart/"))
+
+
+_NON_STREAMING: dict[type, type] = {}
+
+
+def _without_streaming(cls: type[tornado.web.RequestHandler]) -> type[tornado.web.RequestHandler]:
+    twin = _NON_STREAMING.get(cls)
+    if twin is None:
+        # `_stream_request_body` is the flag tornado.web.stream_request_body sets on a class.
+        namespace = {"_stream_request_body": False, "__qualname__": cls.__qualname__}
+        twin = _NON_STREAMING[cls] = type(cls.__name__, (cls,), namespace)
+    return twin
 
 
 def payload_too_large(limit: int) -> ApiError:

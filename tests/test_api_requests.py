@@ -18,6 +18,7 @@ async def test_unknown_path_is_json_404(api):
 async def test_wrong_method_is_json_405(api):
     response = await api.get(REGISTER)
     assert (response.status, response.body["error"]) == (405, "method_not_allowed")
+    assert response.headers["Allow"] == "POST, OPTIONS"
     response = await api.call("DELETE", "/validate/jwt/access")
     assert (response.status, response.body["error"]) == (405, "method_not_allowed")
 

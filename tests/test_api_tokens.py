@@ -180,6 +180,15 @@ async def test_logout_all_revokes_every_token_of_the_user(api, user):
         assert (await api.get(REFRESH, query={"refresh": token})).status == 401
 
 
+async def test_logout_all_as_a_json_boolean(api, user):
+    first = (await registered(api, user))["refresh"]
+    login = {"email": user["email"], "hash_password": user["hash_password"]}
+    second = (await api.post("/authorization/login/email", json_body=login)).body["refresh"]
+    response = await api.post(LOGOUT, json_body={"refresh": first, "all": True})
+    assert (response.status, response.body) == (200, True)
+    assert (await api.get(REFRESH, query={"refresh": second})).status == 401
+
+
 async def test_logout_with_a_bad_token_or_flag(api, user):
     response = await api.post(LOGOUT, json_body={"refresh": "junk"})
     assert (response.status, response.body["error"]) == (401, "invalid_token")

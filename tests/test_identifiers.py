@@ -48,10 +48,21 @@ def test_phone_default_region_is_configurable():
     assert normalize_phone("+44 20 7946 0958", "US") == "+442079460958"
 
 
-@pytest.mark.parametrize("raw", ["", "12345", "abc", "+7 000", "8" * 70, "+0 123 456 7890"])
-def test_bad_phones_are_refused(raw):
+@pytest.mark.parametrize(
+    "raw,region",
+    [
+        ("", "RU"),
+        ("12345", "RU"),
+        ("abc", "RU"),
+        ("+7 000", "RU"),
+        ("8" * 70, "RU"),
+        ("+0 123 456 7890", "RU"),
+        ("30000000000000", "DE"),
+    ],  # the last: 16 digits, not E.164
+)
+def test_bad_phones_are_refused(raw, region):
     with pytest.raises(ApiError) as err:
-        normalize_phone(raw)
+        normalize_phone(raw, region)
     assert (err.value.status, err.value.code) == (400, "invalid_phone_number")
 
 

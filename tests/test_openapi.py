@@ -1,0 +1,140 @@
+"""openapi.yaml: a valid OpenAPI 3.1 document that describes exactly the routes the app serves."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+import tornado.web
+from openapi_spec_validator import OpenAPIV31SpecValidator, validate
+from swagger_ui_bundle import swagger_ui_path
+
+from handlers.base import JsonHandler
+from handlers.docs import ASSETS, load_spec
+from providers import BUILTIN_PROVIDERS
+from server import build_services, make_app
+from tests.conftest import make_config
+
+OPERATION_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+PROVIDER_ROUTES = ("link", "callback", "get/token", "registration", "login")
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    return load_spec()
+
+
+@pytest.fixture
+def builtin_app(io_loop, tmp_path):
+    """The app with the built-in providers only, whatever plugins this machine has installed."""
+    config = make_config(tmp_path)
+    services = io_loop.run_sync(
+        lambda: build_services(config, provider_classes=dict(BUILTIN_PROVIDERS))
+    )
+    yield make_app(services)
+    io_loop.run_sync(services.close)
+
+
+def template(path: str) -> str:
+    """`/docs/static/{file}` and `/docs/static/{}` alike: parameter names are the document's."""
+    return re.sub(r"\{[^}]*\}", "{}", path)
+
+
+def served_operations(app: tornado.web.Application) -> set[tuple[str, str]]:
+    """(path template, method) for every route and every method its handler implements."""
+    served = set()
+    for rule in app.wildcard_router.rules:
+        matcher, handler = rule.matcher, rule.target
+        path = unquote(matcher.reverse(*["{}"] * matcher.regex.groups))
+        for method in OPERATION_METHODS:
+            implementation = getattr(handler, method, None)
+            if implementation in (None, getattr(tornado.web.RequestHandler, method, None)):
+                continue
+            # The CORS preflight that every JSON route inherits is described once, in
+            # info.description; an OPTIONS of a route's own would have to be documented.
+            if method == "options" and implementation is JsonHandler.options:
+                continue
+            served.add((template(path), method))
+    return served
+
+
+def documented_operations(spec: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (template(path), method)
+        for path, item in spec["paths"].items()
+        for method in OPERATION_METHODS
+        if method in item
+    }
+
+
+def test_the_document_is_valid_openapi_3_1(spec):
+    assert spec["openapi"].startswith("3.1.")
+    validate(spec, cls=OpenAPIV31SpecValidator)
+
+
+def test_the_document_describes_exactly_the_served_routes(spec, builtin_app):
+    served = served_operations(builtin_app)
+    documented = documented_operations(spec)
+    assert served - documented == set(), "served but not documented"
+    assert documented - served == set(), "documented but not served"
+    # The comparison above is only as good as the route list it saw.
+    for prefix in ("vk", "mail.ru", "yandex"):
+        for route in PROVIDER_ROUTES:
+            assert (f"/{prefix}/{route}", "get") in served
+    assert ("/validate/jwt/refresh", "post") in served
+    assert ("/metrics", "get") in served
+
+
+def test_every_operation_has_an_id_a_summary_and_json_errors(spec):
+    ids = []
+    for path, item in spec["paths"].items():
+        for method in OPERATION_METHODS:
+            if method not in item:
+                continue
+            operation = item[method]
+            ids.append(operation["operationId"])
+            assert operation.get("summary"), (path, method)
+            for status, response in operation["responses"].items():
+                if "$ref" in response:
+                    response = resolve(spec, response["$ref"])
+                # Only the static files' 416 (a Range outside the file) has no body at all.
+                if int(status) >= 400 and (path, status) != ("/docs/static/{file}", "416"):
+                    assert list(response["content"]) == ["application/json"], (path, status)
+                    schema = response["content"]["application/json"]["schema"]
+                    assert "#/components/schemas/Error" in json.dumps(schema), (path, status)
+    assert len(ids) == len(set(ids))
+
+
+def test_token_responses_declare_no_store_and_limits_declare_retry_after(spec):
+    for name in ("TokenPair", "Refreshed", "ProviderTokens"):
+        headers = spec["components"]["responses"][name]["headers"]
+        assert headers["Cache-Control"]["$ref"] == "#/components/headers/CacheControl"
+        assert headers["Pragma"]["$ref"] == "#/components/headers/Pragma"
+    assert spec["components"]["headers"]["CacheControl"]["schema"] == {"const": "no-store"}
+    assert spec["components"]["headers"]["Pragma"]["schema"] == {"const": "no-cache"}
+    limited = spec["components"]["responses"]["RateLimited"]["headers"]["Retry-After"]
+    assert resolve(spec, limited["$ref"])["required"] is True
+    assert "Retry-After" in spec["components"]["responses"]["HashingUnavailable"]["headers"]
+
+
+def test_the_static_files_listed_are_the_ones_served_and_shipped(spec):
+    parameter = spec["paths"]["/docs/static/{file}"]["parameters"][0]
+    assert parameter["schema"]["enum"] == list(ASSETS)
+    for name in ASSETS:
+        assert (swagger_ui_path / name).is_file(), name
+
+
+async def test_openapi_json_serves_the_yaml_document(api, spec):
+    response = await api.get("/openapi.json")
+    assert response.status == 200
+    assert response.body == spec
+
+
+def resolve(spec: dict[str, Any], ref: str) -> Any:
+    node: Any = spec
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
