@@ -31,11 +31,12 @@ from handlers.base import JsonApplication, NotFoundHandler, log_request
 from handlers.docs import docs_routes
 from handlers.social import provider_routes
 from providers import ProviderRegistryError, build_providers, discover_providers
-from storage import Store, open_store
+from storage import StorageUnavailable, Store, open_store
 
 log = logging.getLogger("vhod")
 
 SHUTDOWN_GRACE_SECONDS = 30
+PURGE_INTERVAL_SECONDS = 600
 
 
 @dataclass
@@ -192,6 +193,7 @@ async def serve(config: Config) -> None:
     )
     server.listen(config.server.port, address=config.server.host)
     log.info(start_line(config, services))
+    purging = asyncio.ensure_future(purge_expired_periodically(services))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -200,11 +202,26 @@ async def serve(config: Config) -> None:
     await stop.wait()
 
     log.info("shutting down: no new connections, waiting for %d in flight", services.in_flight)
+    purging.cancel()
     server.stop()
     await services.wait_idle(SHUTDOWN_GRACE_SECONDS)
     await server.close_all_connections()
     await services.close()
     log.info("stopped")
+
+
+async def purge_expired_periodically(
+    services: Services, interval: float = PURGE_INTERVAL_SECONDS
+) -> None:
+    """Delete expired states, counters and refresh tokens now and then.
+
+    MongoDB's TTL indexes do it there too; SQLite has nothing else that would."""
+    while True:
+        try:
+            await services.store.purge_expired(services.accounts.clock())
+        except StorageUnavailable as exc:
+            log.warning("purging expired rows failed, will retry: %s", exc)
+        await asyncio.sleep(interval)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

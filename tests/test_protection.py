@@ -254,3 +254,17 @@ async def test_ap4_security_events_are_structured_and_secret_free(
             assert secret not in message
     unknown = [r for r in events if r.event == "login_failed" and hasattr(r, "identifier")]
     assert len(unknown) == 1 and len(unknown[0].identifier) == 24
+
+
+async def test_expired_rows_are_purged_periodically(services, clock):
+    from server import purge_expired_periodically
+    from storage.base import OAuthState
+
+    await services.store.put_state(OAuthState("old", "vk", expires_at=clock() + 1))
+    await services.store.put_state(OAuthState("live", "vk", expires_at=clock() + 600))
+    clock.advance(2)
+    task = asyncio.ensure_future(purge_expired_periodically(services, interval=0.01))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    assert await services.store.take_state("vk", clock() - 10, state="old") is None
+    assert await services.store.take_state("vk", clock(), state="live") is not None
