@@ -96,7 +96,8 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     login_method = getattr(handler, "login_method", None)
     if login_method and request.method != "OPTIONS":
         metrics.logins.labels(login_method, login_outcome(status)).inc()
-    level = logging.INFO if status < 500 else logging.ERROR
+    # A 500 is a bug; other 5xx (overloaded, storage or provider down) are expected states.
+    level = logging.ERROR if status == 500 else logging.WARNING if status > 500 else logging.INFO
     if access_log.isEnabledFor(level):
         duration_ms = round(1000.0 * seconds, 2)
         access_log.log(
