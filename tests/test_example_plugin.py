@@ -1,11 +1,8 @@
-"""The example plugin (examples/provider-plugin): found through its package metadata, and
-signing in end to end against a fake Kukushka ID.
+"""The example plugin (examples/provider-plugin): `pip install`ed, it adds its routes to a
+vhod that was not changed, and it signs in end to end against a fake Kukushka ID.
 
-Installing it with pip is not possible offline here: setuptools 65 needs the `wheel` package
-to build, and the environment has none. So setuptools itself turns the plugin's
-pyproject.toml into package metadata (`egg_info`, the same entry_points.txt an install
-writes) in a temporary folder, and a fresh interpreter with that folder on its path runs
-`discover_providers()`. Nothing is installed and the shared virtualenv is not touched.
+pip installs it with `--target` into a temporary folder that the server's and a fresh
+interpreter's PYTHONPATH name, so the shared virtualenv is never changed by the tests.
 """
 
 from __future__ import annotations
@@ -13,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -44,17 +42,15 @@ def test_pyproject_declares_the_entry_point_and_no_vhod_dependency() -> None:
 
 @pytest.fixture(scope="module")
 def plugin_metadata(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """What setuptools makes of pyproject.toml: a vhod_kukushka.egg-info folder."""
-    out = tmp_path_factory.mktemp("kukushka-metadata")
-    setup = "from setuptools import setup; setup()"
-    subprocess.run(
-        [sys.executable, "-c", setup, "-q", "egg_info", "--egg-base", str(out)],
-        cwd=PLUGIN_DIR,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    assert (out / "vhod_kukushka.egg-info" / "entry_points.txt").exists()
+    """The plugin installed by pip, as an operator would, into a folder of its own."""
+    out = tmp_path_factory.mktemp("kukushka-installed")
+    # pip builds in the source folder (build/, *.egg-info): build from a copy instead.
+    source = tmp_path_factory.mktemp("kukushka-source") / "provider-plugin"
+    shutil.copytree(PLUGIN_DIR, source)
+    command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(out)]
+    done = subprocess.run([*command, str(source)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (out / "vhod_kukushka-0.1.0.dist-info" / "entry_points.txt").exists()
     return out
 
 
@@ -77,8 +73,37 @@ def discover_in_fresh_interpreter(*path: Path) -> dict[str, str]:
 
 
 def test_discover_providers_lists_the_plugin(plugin_metadata: Path) -> None:
-    found = discover_in_fresh_interpreter(plugin_metadata, PLUGIN_DIR)
+    found = discover_in_fresh_interpreter(plugin_metadata)
     assert found == {"vk": "vk", "mailru": "mail.ru", "yandex": "yandex", "kukushka": "kukushka"}
+
+
+def test_installed_plugin_adds_its_routes_to_an_unchanged_server(
+    plugin_metadata: Path, tmp_path: Path
+) -> None:
+    from tests.test_server import Server, request
+
+    config = tmp_path / "plugin.yaml"
+    config.write_text(
+        "passwords:\n  bcrypt_rounds: 4\n"
+        f"server:\n  data_dir: {tmp_path / 'data'}\n"
+        f"storage:\n  url: sqlite:///{tmp_path / 'data' / 'vhod.db'}\n"
+        "providers:\n  kukushka:\n    client_id: our-app\n    client_secret: s3cret\n"
+    )
+    server = Server(
+        tmp_path,
+        "--config",
+        str(config),
+        PYTHONPATH=os.pathsep.join([str(plugin_metadata), str(ROOT)]),
+    )
+    try:
+        line = server.wait_started()
+        assert "kukushka" in line
+        status, url = request(server.url("/kukushka/link"))
+        assert status == 200
+        assert url.startswith("https://id.kukushka.example/oauth/authorize?")
+        assert "client_id=our-app" in url
+    finally:
+        assert server.stop() == 0
 
 
 def test_without_its_metadata_the_module_alone_is_not_a_plugin() -> None:
