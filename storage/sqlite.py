@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from storage.base import (
@@ -144,6 +146,23 @@ def _state(row: sqlite3.Row) -> OAuthState:
     )
 
 
+# A call for the worker thread: (function, its arguments, the caller's future and loop).
+_Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+# What became of it: (the future, the result, or the exception raised).
+_Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
+
+
+def _settle(outcomes: list[_Outcome]) -> None:
+    """On the caller's loop: resolve the futures of a batch of finished jobs."""
+    for future, result, error in outcomes:
+        if future.cancelled():
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+
 class SQLiteStore:
     """The Store protocol on one SQLite file, safe to share with other processes (WAL)."""
 
@@ -155,16 +174,57 @@ class SQLiteStore:
         self._db: sqlite3.Connection | None = None
         self._closed = False
         # One thread owns the connection, so sqlite3 objects never cross threads and
-        # statements of this store run one at a time.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vhod-sqlite")
+        # statements of this store run one at a time, in the order they were asked for.
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
 
     # --- plumbing: `_call` and the functions handed to it run on the worker thread ---
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
             raise RuntimeError("the store is closed")
+        return await self._submit(self._call, fn, args)
+
+    def _submit(self, call: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn, args)
+        future = loop.create_future()
+        if self._thread is None:
+            # A daemon, as executor threads are not joined either: close() ends it.
+            self._thread = threading.Thread(target=self._work, name="vhod-sqlite", daemon=True)
+            self._thread.start()
+        self._jobs.put((call, args, future, loop))
+        return future
+
+    def _work(self) -> None:
+        """The worker thread: run the jobs in order; hand their results back in batches.
+
+        Each job's result could wake the event loop on its own (as run_in_executor does),
+        but under load the loop then spends much of its time on those wake-ups: results of
+        the jobs that queued up meanwhile go back in one wake-up instead.
+        """
+        while True:
+            job = self._jobs.get()
+            finished: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+            while job is not None:
+                call, args, future, loop = job
+                # A job its caller gave up on before it started is dropped, as an
+                # executor drops a cancelled job that has not started.
+                if not future.cancelled():
+                    try:
+                        outcome: _Outcome = (future, call(*args), None)
+                    except BaseException as exc:  # the caller's, as an executor hands it over
+                        outcome = (future, None, exc)
+                    finished.setdefault(loop, []).append(outcome)
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+            for loop, outcomes in finished.items():
+                # RuntimeError: that loop is closed, so nobody waits for these any more.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle, outcomes)
+            if job is None:  # close() asked the thread to end, after all work before it
+                return
 
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         try:
@@ -230,11 +290,13 @@ class SQLiteStore:
         if self._closed:
             return
         self._closed = True
+        if self._thread is None:
+            return  # never used: no connection, no thread
         try:
             # Queued after any pending work, so that work finishes on the open connection.
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
+            await self._submit(self._disconnect)
         finally:
-            self._executor.shutdown(wait=False)
+            self._jobs.put(None)
 
     def _disconnect(self) -> None:
         if self._db is not None:
