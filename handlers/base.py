@@ -69,13 +69,23 @@ def redact_uri(uri: str) -> str:
     return f"{path}?{urlencode(safe, safe='*')}"
 
 
-def header(headers: tornado.httputil.HTTPHeaders, name: str) -> str | None:
-    """`headers.get(name)` for a name already in Header-Case, without the KeyError that
-    HTTPHeaders raises and catches inside get() for every absent header."""
-    values = headers.get_list(name)
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else ",".join(values)
+# The request headers a JsonHandler reads.
+_READ_HEADERS = frozenset(
+    {"Authorization", "Content-Length", "Content-Type", "Origin", "X-Forwarded-For", "X-Request-Id"}
+)
+
+
+def read_headers(headers: tornado.httputil.HTTPHeaders) -> dict[str, str]:
+    """The request headers vhod reads, each as `headers.get(name)` would give it, in one pass.
+
+    HTTPHeaders re-normalises the name on every lookup, and get() of an absent header raises
+    and catches a KeyError inside: one pass over the few headers a request has costs less.
+    """
+    found: dict[str, str] = {}
+    for name, value in headers.get_all():
+        if name in _READ_HEADERS:
+            found[name] = f"{found[name]},{value}" if name in found else value
+    return found
 
 
 def route_of(handler: tornado.web.RequestHandler) -> str:
@@ -129,16 +139,15 @@ class JsonHandler(tornado.web.RequestHandler):
 
     # Routes that count against the per-client-address limit (LG4).
     address_limited = False
+    _read: dict[str, str] | None = None  # read_headers(), once a header is asked for
 
     def initialize(self) -> None:
+        # The application's services (accounts, store, providers…), set once by server.py;
+        # an attribute rather than a property, since each request reads it several times.
+        self.services: Any = self.application.settings["services"]
         self._chunks: list[bytes] = []
         self._size = 0
         self._params: dict[str, Any] | None = None
-
-    @property
-    def services(self) -> Any:
-        """The application's services (accounts, store, providers…), set once by server.py."""
-        return self.settings["services"]
 
     def set_default_headers(self) -> None:
         # Called again by send_error, so errors carry these headers too.
@@ -147,12 +156,19 @@ class JsonHandler(tornado.web.RequestHandler):
         request_id = getattr(self, "request_id", None)
         if request_id:
             self.set_header("X-Request-Id", request_id)
-        origin = header(self.request.headers, "Origin")
+        origin = self.header("Origin")
         if origin and origin in self.settings["services"].config.server.cors_origins:
             # Exact origins only, never "*"; an unknown origin gets no CORS headers at all.
             self.set_header("Access-Control-Allow-Origin", origin)
             self.set_header("Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS)
             self.add_header("Vary", "Origin")
+
+    def header(self, name: str) -> str | None:
+        """The request header `name` (one of _READ_HEADERS), or None."""
+        read = self._read
+        if read is None:
+            read = self._read = read_headers(self.request.headers)
+        return read.get(name)
 
     @property
     def client_ip(self) -> str:
@@ -160,13 +176,12 @@ class JsonHandler(tornado.web.RequestHandler):
         trusted = self.services.trusted_proxies
         if not trusted:  # X-Forwarded-For is believed from no one: no need to read it
             return remote
-        return client_ip(remote, header(self.request.headers, "X-Forwarded-For"), trusted)
+        return client_ip(remote, self.header("X-Forwarded-For"), trusted)
 
     async def prepare(self) -> None:
         self.services.request_started()
         self._counted = True
-        headers = self.request.headers
-        offered = header(headers, "X-Request-Id")
+        offered = self.header("X-Request-Id")
         if offered is not None and _REQUEST_ID.match(offered):
             self.request_id = offered
         else:
@@ -175,7 +190,7 @@ class JsonHandler(tornado.web.RequestHandler):
         self.set_header("X-Request-Id", self.request_id)
         client_ip_var.set(self.client_ip)
         limit = self.settings["max_body_bytes"]
-        length = header(headers, "Content-Length")
+        length = self.header("Content-Length")
         if length is not None:
             try:
                 too_large = int(length) > limit
@@ -190,7 +205,7 @@ class JsonHandler(tornado.web.RequestHandler):
 
     def options(self, *args: Any) -> None:
         """CORS preflight: the allowed methods for a configured origin, nothing for others."""
-        origin = header(self.request.headers, "Origin")
+        origin = self.header("Origin")
         if origin and origin in self.services.config.server.cors_origins:
             methods = [m for m in ("GET", "POST") if self._implements(m)]
             self.set_header("Access-Control-Allow-Methods", ", ".join(methods))
@@ -230,7 +245,7 @@ class JsonHandler(tornado.web.RequestHandler):
             for key, values in self.request.query_arguments.items()
         }
         body = b"".join(self._chunks)
-        content_type = header(self.request.headers, "Content-Type") or ""
+        content_type = self.header("Content-Type") or ""
         if body and _JSON_TYPE.match(content_type):
             try:
                 decoded = json.loads(body)
@@ -269,7 +284,7 @@ class JsonHandler(tornado.web.RequestHandler):
 
     def token_param(self, name: str) -> str:
         """A token from `Authorization: Bearer`, which wins, or else from the parameter."""
-        authorization = header(self.request.headers, "Authorization") or ""
+        authorization = self.header("Authorization") or ""
         scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()
@@ -284,7 +299,10 @@ class JsonHandler(tornado.web.RequestHandler):
             self.set_header("Cache-Control", "no-store")
             self.set_header("Pragma", "no-cache")
         self.set_status(status)
-        self.finish(json_encode(value))
+        if value is True or value is False:  # the answer of every token check
+            self.finish("true" if value else "false")
+        else:
+            self.finish(json_encode(value))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -353,10 +371,15 @@ class JsonApplication(tornado.web.Application):
 def _may_have_body(headers: tornado.httputil.HTTPHeaders) -> bool:
     """False only when the request surely has no body, and Tornado would not try to parse
     one either (it parses form and multipart types, and may refuse them, when not streaming)."""
-    if "Transfer-Encoding" in headers or header(headers, "Content-Length") not in (None, "0"):
-        return True
-    content_type = (header(headers, "Content-Type") or "").lower()
-    return content_type.startswith(("application/x-www-form-urlencoded", "multipart/"))
+    for name, value in headers.get_all():  # one pass: see read_headers
+        if name == "Transfer-Encoding" or (name == "Content-Length" and value != "0"):
+            return True
+        if name == "Content-Type" and value.lower().startswith(_PARSED_BODY_TYPES):
+            return True
+    return False
+
+
+_PARSED_BODY_TYPES = ("application/x-www-form-urlencoded", "multipart/")
 
 
 _NON_STREAMING: dict[type, type] = {}
