@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import bcrypt
@@ -21,6 +23,9 @@ MAX_SECRET_BYTES = 1024
 _PREHASH_MARKER = b"\xff"
 _PREHASH_KEY = b"vhod/bcrypt-prehash/v1"
 _COST_RE = re.compile(r"^\$2[aby]\$(\d{2})\$")
+# Hash workers run at a lower CPU priority than the event loop, so that a flood of logins
+# saturating the cores still leaves the loop (token checks, everything else) first in line.
+HASH_WORKER_NICENESS = 10
 
 
 def check_password_policy(secret: str, min_length: int) -> bytes:
@@ -71,7 +76,11 @@ class Hasher:
         self.workers = workers or os.cpu_count() or 1
         self.capacity = self.workers + queue
         self.outstanding = 0
-        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="bcrypt")
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.workers,
+            thread_name_prefix="bcrypt",
+            initializer=_lower_thread_priority,
+        )
         self._dummy_hash: bytes | None = None
 
     @property
@@ -119,3 +128,9 @@ class Hasher:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _lower_thread_priority() -> None:
+    """Raise this thread's niceness (Linux sets it per thread); elsewhere, do nothing."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_WORKER_NICENESS)

@@ -114,3 +114,18 @@ async def test_hashing_does_not_block_the_event_loop():
         task.cancel()
         hasher.close()
     assert ticks >= 5
+
+
+async def test_hash_workers_run_at_a_lower_priority_than_the_event_loop():
+    import os
+    import threading
+
+    hasher = Hasher(rounds=4, workers=1)
+    try:
+        loop_niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        worker = await asyncio.get_running_loop().run_in_executor(
+            hasher._pool, lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        )
+        assert worker > loop_niceness
+    finally:
+        hasher.close()
