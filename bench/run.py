@@ -44,7 +44,7 @@ import tornado  # noqa: E402
 from bench.loadgen import LoadResult, LoadSpec  # noqa: E402
 from core.tokens import ACCESS, TokenService  # noqa: E402
 from storage import User, open_store  # noqa: E402
-from storage.mongo import _user_doc  # noqa: E402  (the exact document create_user writes)
+from storage.mongo import user_document  # noqa: E402  (what create_user writes)
 
 SECRET = "benchmark-only-secret-" + "0123456789" * 4
 PASSWORD = "bench password"
@@ -433,7 +433,7 @@ def load_mongo(
         users = client.get_default_database()["users"]
         batch: list[dict[str, Any]] = []
         for user in bulk_users(prefix, start, stop, password_hash):
-            batch.append(_user_doc(user))
+            batch.append(user_document(user))
             if len(batch) >= 10_000:
                 users.insert_many(batch, ordered=False)
                 stored += len(batch)

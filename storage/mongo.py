@@ -61,7 +61,7 @@ def _hinted_field(exc: DuplicateKeyError) -> str | None:
     return {"email": "email", "phone": "phone", "_id_": "id"}.get(name)
 
 
-def _user_doc(user: User) -> dict[str, Any]:
+def user_document(user: User) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "_id": user.id,
         "password_hash": user.password_hash,
@@ -203,7 +203,7 @@ class MongoStore:
     # --- users ---
 
     async def create_user(self, user: User) -> None:
-        doc = _user_doc(user)
+        doc = user_document(user)
         with _unavailable():
             try:
                 await self.users.insert_one(doc)
