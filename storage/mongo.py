@@ -62,6 +62,7 @@ def _hinted_field(exc: DuplicateKeyError) -> str | None:
 
 
 def user_document(user: User) -> dict[str, Any]:
+    """The document `create_user` writes for `user` (also used to bulk-load users)."""
     doc: dict[str, Any] = {
         "_id": user.id,
         "password_hash": user.password_hash,
