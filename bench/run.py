@@ -45,6 +45,7 @@ from bench.loadgen import LoadResult, LoadSpec  # noqa: E402
 from core.tokens import ACCESS, TokenService  # noqa: E402
 from storage import User, open_store  # noqa: E402
 from storage.mongo import user_document  # noqa: E402  (what create_user writes)
+from tests.processes import free_port  # noqa: E402
 
 SECRET = "benchmark-only-secret-" + "0123456789" * 4
 PASSWORD = "bench password"
@@ -119,12 +120,6 @@ class Report:
 
 
 # --- processes ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:

@@ -24,18 +24,13 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from storage import MongoStore, Store, open_store
+from tests.processes import free_port
 
 STORE_KINDS = ["sqlite", "mongomock", "mongo-wire"]
 
 # nx-27017 ships no __main__ module, and the console script may not sit beside the
 # interpreter that runs the tests; calling its entry point works in both layouts.
 _NX_MAIN = "import sys; from nx_27017.nx_27017 import main; sys.exit(main())"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class NxServer:

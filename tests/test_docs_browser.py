@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from handlers.docs import load_spec
-from tests.test_server import Server
+from tests.processes import Server
 
 CHROMIUM = Path("/usr/bin/chromium")
 OPERATION_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")

@@ -80,7 +80,7 @@ def test_discover_providers_lists_the_plugin(plugin_metadata: Path) -> None:
 def test_installed_plugin_adds_its_routes_to_an_unchanged_server(
     plugin_metadata: Path, tmp_path: Path
 ) -> None:
-    from tests.test_server import Server, request
+    from tests.processes import Server, request
 
     config = tmp_path / "plugin.yaml"
     config.write_text(

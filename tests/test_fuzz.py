@@ -16,7 +16,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.test_server import Server
+from tests.processes import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 # No provider has a client id in this run: their routes answer 503 provider_not_configured.

@@ -4,13 +4,6 @@ revocations and throttle counts made on one hold on the other (SQLite file, Mong
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,68 +16,17 @@ from pymongo import MongoClient
 from tornado.httpclient import AsyncHTTPClient
 
 from tests.fakes.providers import FakeVK, consent_redirect
+from tests.processes import Server, free_port
 from tests.storage_fixtures import with_database
 
-pytest_plugins = ("tests.fakes.providers", "tests.storage_fixtures")
-
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "one-secret-for-every-instance-of-this-test"
 LOGIN_FAILURES = 3
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Instance:
-    """One vhod process, configured through the environment only."""
-
-    def __init__(self, name: str, folder: Path, port: int, env: dict[str, str]) -> None:
-        self.name = name
-        self.port = port
-        self.log = folder / f"vhod-{name}.log"
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("VHOD_")}
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "server.py"), "--port", str(port)],
-            cwd=folder,
-            env={**clean, **env, "VHOD_SERVER__DATA_DIR": str(folder / f"data-{name}")},
-            stdout=subprocess.DEVNULL,
-            stderr=self.log.open("wb"),
-        )
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"vhod {self.name} exited: {self.log.read_text()}")
-            try:
-                with urllib.request.urlopen(self.url("/readyz"), timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"vhod {self.name} not ready: {self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-
-
 @dataclass
 class Pair:
-    a: Instance
-    b: Instance
+    a: Server
+    b: Server
 
 
 @pytest.fixture(params=["sqlite", "mongo-wire"])
@@ -115,12 +57,12 @@ def instances(request: pytest.FixtureRequest, tmp_path: Path, fake_vk: FakeVK) -
         "VHOD_PROVIDERS__VK__TOKEN_URL": vk["token_url"],
         "VHOD_PROVIDERS__VK__USERINFO_URL": vk["userinfo_url"],
     }
-    a = Instance("a", tmp_path, port_a, env)
+    a = Server(tmp_path, port=port_a, VHOD_SERVER__DATA_DIR=str(tmp_path / "data-a"), **env)
     b = None
     try:
-        a.wait_ready()  # A creates the tables or indexes; B finds them there
-        b = Instance("b", tmp_path, port_b, env)
-        b.wait_ready()
+        a.wait_started(timeout=30)  # A creates the tables or indexes; B finds them there
+        b = Server(tmp_path, port=port_b, VHOD_SERVER__DATA_DIR=str(tmp_path / "data-b"), **env)
+        b.wait_started(timeout=30)
         yield Pair(a, b)
     finally:
         for instance in (b, a):
@@ -144,7 +86,7 @@ async def call(url: str, *, body: dict[str, Any] | None = None) -> tuple[int, An
     return response.code, json.loads(response.body or b"null")
 
 
-async def register(instance: Instance, email: str, phone: str) -> dict[str, str]:
+async def register(instance: Server, email: str, phone: str) -> dict[str, str]:
     status, pair = await call(
         instance.url("/authorization/registration"),
         body={"phone_number": phone, "email": email, "hash_password": "correct horse"},

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from storage import MongoStore, RefreshToken, StorageUnavailable, User, open_store
-from tests.storage_fixtures import NxServer, free_port, mongomock_database, open_test_store
+from tests.processes import free_port
+from tests.storage_fixtures import NxServer, mongomock_database, open_test_store
 
 NOW = time.time() + 86_400.0
 
