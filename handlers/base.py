@@ -239,11 +239,15 @@ class JsonHandler(tornado.web.RequestHandler):
             self._params = self._parse_params()
         return self._params
 
-    def _parse_params(self) -> dict[str, Any]:
-        merged: dict[str, Any] = {
+    def query_params(self) -> dict[str, str]:
+        """The query string's parameters, the last value of each."""
+        return {
             key: values[-1].decode("utf-8", "replace")
             for key, values in self.request.query_arguments.items()
         }
+
+    def _parse_params(self) -> dict[str, Any]:
+        merged: dict[str, Any] = dict(self.query_params())
         body = b"".join(self._chunks)
         content_type = self.header("Content-Type") or ""
         if body and _JSON_TYPE.match(content_type):

@@ -21,12 +21,6 @@ class ProviderHandler(JsonHandler):
     def social(self) -> Any:
         return self.services.social
 
-    def query_params(self) -> dict[str, str]:
-        return {
-            key: values[-1].decode("utf-8", "replace")
-            for key, values in self.request.query_arguments.items()
-        }
-
 
 class LinkHandler(ProviderHandler):
     async def get(self) -> None:
