@@ -303,3 +303,18 @@ async def test_link_states_and_challenges_are_fresh_and_hold_no_verifier(api):
     assert one["state"] != two["state"] and one["code_challenge"] != two["code_challenge"]
     assert len(one["state"]) >= 32 and one["code_challenge_method"].upper() == "S256"
     assert "code_verifier" not in first
+
+
+async def test_codes_and_provider_tokens_never_reach_the_log(api, caplog):
+    """AP3 for the provider routes: code, state, device_id and access_token are redacted."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    params = await consent(await link(api, "vk"))
+    query = token_query("vk", params, with_state=True)
+    token = (await api.get("/vk/get/token", query=query)).body["access_token"]
+    await api.get("/vk/registration", query={"access_token": token})
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert "/vk/get/token" in text and "/vk/registration" in text
+    for secret in (params["code"], params["state"], params["device_id"], token):
+        assert secret not in text
