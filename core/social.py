@@ -176,12 +176,14 @@ class SocialSignIn:
             result = await pending
         except ApiError as exc:
             self.metrics.provider_calls.labels(provider.name, call, exc.code).inc()
-            if exc.code == "invalid_provider_token":
-                security_event("provider_token_rejected", provider=provider.name)
-            elif exc.code == "provider_unavailable":
-                security_event("provider_fault", provider=provider.name, call=call)
-            elif exc.code == "invalid_grant":
-                security_event("provider_code_rejected", provider=provider.name)
+            event = {
+                "invalid_provider_token": "provider_token_rejected",
+                "provider_unavailable": "provider_fault",
+                "invalid_grant": "provider_code_rejected",
+            }.get(exc.code)
+            if event:
+                # The one log line of a provider failure; the description says what failed.
+                security_event(event, provider=provider.name, call=call, reason=exc.description)
             raise
         self.metrics.provider_calls.labels(provider.name, call, "ok").inc()
         return result

@@ -7,7 +7,6 @@ import dataclasses
 import hmac
 import ipaddress
 import json
-import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -38,7 +37,6 @@ __all__ = [
     "text_or_none",
 ]
 
-log = logging.getLogger("vhod.providers")
 
 ClientAuth = Literal["basic", "body", "none"]
 CLIENT_AUTH_METHODS: tuple[str, ...] = ("basic", "body", "none")
@@ -273,10 +271,10 @@ class OAuthProvider(ABC):
             isinstance(returned_state, str)
             and hmac.compare_digest(returned_state.encode(), state.encode())
         ):
-            raise self._unavailable("token", "returned another state than the one sent")
+            raise self._unavailable("returned another state than the one sent")
         access_token = body.get("access_token")
         if not isinstance(access_token, str) or not access_token:
-            raise self._unavailable("token", "answered without an access_token")
+            raise self._unavailable("answered without an access_token")
         return ProviderTokens(
             access_token=access_token,
             refresh_token=text_or_none(body.get("refresh_token")),
@@ -294,7 +292,6 @@ class OAuthProvider(ABC):
             raise ApiError(400, "invalid_request", "The access_token parameter is required.")
         body = await self._call("userinfo", self.build_userinfo_request(access_token))
         if not self.token_belongs_to_us(body):
-            log.warning("%s: an access token issued to another client was presented", self.name)
             raise ApiError(
                 401,
                 "invalid_provider_token",
@@ -303,9 +300,9 @@ class OAuthProvider(ABC):
         try:
             profile = self.to_profile(body)
         except (KeyError, TypeError, ValueError) as exc:
-            raise self._unavailable("userinfo", "answered without a usable user id") from exc
+            raise self._unavailable("answered without a usable user id") from exc
         if profile.provider != self.name or not profile.subject:
-            raise self._unavailable("userinfo", "answered without a usable user id")
+            raise self._unavailable("answered without a usable user id")
         return profile
 
     # ---- hooks ----------------------------------------------------------------------------
@@ -426,15 +423,15 @@ class OAuthProvider(ABC):
             response: HTTPResponse = await self.http_client.fetch(request, raise_error=False)
         except HTTPClientError as exc:  # 599: the client gave up (timeout)
             reason = "did not answer in time" if exc.code == 599 else f"failed ({exc.code})"
-            raise self._unavailable(endpoint, reason) from exc
+            raise self._unavailable(reason) from exc
         except OSError as exc:  # refused, unreachable, TLS verification failed
-            raise self._unavailable(endpoint, f"cannot be reached ({type(exc).__name__})") from exc
+            raise self._unavailable(f"cannot be reached ({type(exc).__name__})") from exc
         return self._judge(endpoint, response.code, _parse_json(response.body))
 
     def _judge(self, endpoint: Endpoint, status: int, body: Any) -> dict[str, Any]:
         error = _error_of(body)
         if status >= 500 or (isinstance(error, str) and error in _PROVIDER_SIDE_ERRORS):
-            raise self._unavailable(endpoint, f"reported {error or f'HTTP {status}'}")
+            raise self._unavailable(f"reported {error or f'HTTP {status}'}")
         # An `error` member means a refusal whatever the status (Mail.ru answers it with 200).
         if error is not None or status in _REFUSAL_STATUSES[endpoint]:
             text = _error_text(body) or f"HTTP {status}"
@@ -442,20 +439,17 @@ class OAuthProvider(ABC):
                 raise ApiError(
                     401, "invalid_provider_token", f"{self.title} rejected the access token: {text}"
                 )
-            if error in ("invalid_client", "unauthorized_client"):
-                log.warning("%s: the token endpoint refused our client credentials", self.name)
             raise ApiError(400, "invalid_grant", f"{self.title} refused the code: {text}")
         if status != 200:
-            raise self._unavailable(endpoint, f"answered HTTP {status}")
+            raise self._unavailable(f"answered HTTP {status}")
         if body is _NOT_JSON:
-            raise self._unavailable(endpoint, "answered something that is not JSON")
+            raise self._unavailable("answered something that is not JSON")
         if not isinstance(body, dict):
-            raise self._unavailable(endpoint, "answered JSON that is not an object")
+            raise self._unavailable("answered JSON that is not an object")
         return body
 
-    def _unavailable(self, endpoint: Endpoint, reason: str) -> ApiError:
-        url = getattr(self.settings, f"{endpoint}_url")
-        log.warning("%s: %s %s", self.name, _without_query(url), reason)
+    def _unavailable(self, reason: str) -> ApiError:
+        # Logged once, by the sign-in flow, as a security event carrying this description.
         return ApiError(502, "provider_unavailable", f"{self.title} {reason}.")
 
 
@@ -506,11 +500,6 @@ def _seconds(value: Any) -> int | None:
     if isinstance(value, str) and value.isdigit():
         return int(value)
     return None
-
-
-def _without_query(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 def _check_absolute_url(path: str, url: str) -> None:

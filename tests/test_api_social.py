@@ -318,3 +318,18 @@ async def test_codes_and_provider_tokens_never_reach_the_log(api, caplog):
     assert "/vk/get/token" in text and "/vk/registration" in text
     for secret in (params["code"], params["state"], params["device_id"], token):
         assert secret not in text
+
+
+async def test_a_provider_fault_is_logged_once_as_a_security_event(api, fake_mailru, caplog):
+    """AP4: one structured line, with the reason and no token."""
+    import logging
+
+    token = await provider_token(api, "mailru")
+    fake_mailru.set_mode("garbage")
+    caplog.set_level(logging.DEBUG)
+    response = await api.get("/mail.ru/login", query={"access_token": token})
+    assert response.status == 502
+    lines = [r for r in caplog.records if r.name != "vhod.access"]
+    assert [getattr(r, "event", None) for r in lines] == ["provider_fault"]
+    assert lines[0].provider == "mailru" and "not JSON" in lines[0].reason
+    assert token not in caplog.text
