@@ -34,6 +34,7 @@ class ServerConfig:
     public_url: str | None = None  # None: http://{host}:{port}
     data_dir: str = "data"
     max_body_bytes: int = 65536
+    body_timeout: float = 30.0  # seconds a request body may take to arrive
     trusted_proxies: list[str] = field(default_factory=list)
     cors_origins: list[str] = field(default_factory=list)
 
@@ -258,6 +259,7 @@ def _check(config: Config) -> None:
         ("jwt.refresh_ttl", config.jwt.refresh_ttl),
         ("passwords.min_length", config.passwords.min_length),
         ("server.max_body_bytes", config.server.max_body_bytes),
+        ("server.body_timeout", config.server.body_timeout),
         ("limits.login_failures", config.limits.login_failures),
         ("limits.login_window", config.limits.login_window),
         ("limits.per_ip_per_minute", config.limits.per_ip_per_minute),

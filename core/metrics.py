@@ -82,6 +82,14 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+# Method labels: the methods vhod serves, and one bucket for every made-up method (AP5).
+_METHODS = frozenset({"GET", "POST", "OPTIONS", "HEAD"})
+
+
+def method_label(method: str | None) -> str:
+    return method if method in _METHODS else "other"
+
+
 def login_outcome(status: int) -> str:
     """A login's outcome from its HTTP status: the one place that maps them."""
     return {

@@ -52,12 +52,16 @@ class GetTokenHandler(ProviderHandler):
 
 
 class ProviderRegistrationHandler(ProviderHandler):
+    changes_state_on_get = True
+
     async def get(self) -> None:
         pair = await self.social.register(self.provider, self.token_param("access_token"))
         self.write_json(pair, token=True)
 
 
 class ProviderLoginHandler(ProviderHandler):
+    changes_state_on_get = True
+
     @property
     def login_method(self) -> str:
         return self.provider.name

@@ -1,0 +1,61 @@
+"""The access log line and the request metrics of every answered request, secrets redacted."""
+
+from __future__ import annotations
+
+import logging
+
+import tornado.web
+
+from core.events import client_ip_var
+from core.logs import RedactedUri
+from core.metrics import login_outcome, method_label
+
+access_log = logging.getLogger("vhod.access")
+
+
+def route_of(handler: tornado.web.RequestHandler) -> str:
+    """The route pattern a request matched, for metric labels: a fixed set (AP5).
+
+    A handler names its pattern in `route_label`; a JsonHandler route is a literal path,
+    so the matched path is the pattern; anything else is `unmatched`.
+    """
+    label = getattr(handler, "route_label", None)
+    if label is not None:
+        return label
+    return "unmatched"
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Tornado's `log_function`: one access line and the request metrics."""
+    status = handler.get_status()
+    request = handler.request
+    seconds = request.request_time()
+    route = route_of(handler)
+    method = method_label(request.method)
+    metrics = handler.settings["services"].metrics
+    metrics.observe_request(route, method, status, seconds)
+    login_method = getattr(handler, "login_method", None)
+    if login_method and method != "OPTIONS":
+        metrics.logins.labels(login_method, login_outcome(status)).inc()
+    # A 500 is a bug; other 5xx (overloaded, storage or provider down) are expected states.
+    level = logging.ERROR if status == 500 else logging.WARNING if status > 500 else logging.INFO
+    if access_log.isEnabledFor(level):
+        duration_ms = round(1000.0 * seconds, 2)
+        ip = client_ip_var.get()
+        access_log.log(
+            level,
+            "%d %s %s (%s) %.2fms",
+            status,
+            method,
+            RedactedUri(request.uri or ""),
+            ip,
+            duration_ms,
+            extra={
+                "request_id": getattr(handler, "request_id", "-"),
+                "method": method,
+                "route": route,
+                "status": status,
+                "duration_ms": duration_ms,
+                "ip": ip,
+            },
+        )

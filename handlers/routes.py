@@ -1,0 +1,31 @@
+"""The route table: every path vhod serves, in the order of the README's table."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from handlers import auth, ops, validate
+from handlers.docs import docs_routes
+from handlers.social import provider_routes
+
+if TYPE_CHECKING:
+    from server import Services
+
+
+def routes(services: Services) -> list[Any]:
+    # Tornado tries the routes in order: the token checks, most of the traffic, first.
+    table: list[Any] = [
+        (r"/validate/jwt/access", validate.AccessHandler),
+        (r"/validate/jwt/refresh", validate.RefreshHandler),
+        (r"/authorization/registration", auth.RegistrationHandler),
+        (r"/authorization/login/email", auth.EmailLoginHandler),
+        (r"/authorization/login/phone/number", auth.PhoneLoginHandler),
+        (r"/authorization/logout", auth.LogoutHandler),
+        *provider_routes(services.providers),  # /<prefix>/link, callback, get/token, …
+        (r"/healthz", ops.HealthHandler),
+        (r"/readyz", ops.ReadyHandler),
+        *docs_routes(),  # /docs, /openapi.json
+    ]
+    if services.config.metrics.enabled:
+        table.append((r"/metrics", ops.MetricsHandler))
+    return table
