@@ -20,9 +20,7 @@ def route_of(handler: tornado.web.RequestHandler) -> str:
     so the matched path is the pattern; anything else is `unmatched`.
     """
     label = getattr(handler, "route_label", None)
-    if label is not None:
-        return label
-    return "unmatched"
+    return label if isinstance(label, str) else "unmatched"
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:

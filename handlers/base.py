@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import tornado.httputil
 import tornado.web
@@ -163,6 +163,12 @@ class JsonHandler(tornado.web.RequestHandler):
         """The query string's parameters, the last value of each; invalid UTF-8 is a 400."""
         return params.query_params(self.request.query_arguments)
 
+    @overload
+    def param(self, name: str) -> str: ...
+    @overload
+    def param(self, name: str, *, required: Literal[True]) -> str: ...
+    @overload
+    def param(self, name: str, *, required: bool) -> str | None: ...
     def param(self, name: str, *, required: bool = True) -> str | None:
         """A string parameter; anything else (a number, an object such as {"$ne": null}) is 400."""
         return params.string_param(self.params, name, required=required)
@@ -176,9 +182,7 @@ class JsonHandler(tornado.web.RequestHandler):
         token = params.bearer_token(self.header("Authorization"))
         if token is not None:
             return token
-        value = self.param(name)
-        assert value is not None
-        return value
+        return self.param(name)
 
     # responses
 
@@ -212,9 +216,7 @@ class JsonHandler(tornado.web.RequestHandler):
         value: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        errors.log_exception(
-            value, self.request.method or "-", self.request.uri or "", (typ, value, tb)
-        )
+        errors.log_exception(value, self.request.method or "-", self.request.uri or "")
 
 
 class JsonApplication(tornado.web.Application):
@@ -233,7 +235,7 @@ class JsonApplication(tornado.web.Application):
 class NotFoundHandler(JsonHandler):
     """Every unknown path: a JSON 404 whatever the method."""
 
-    route_label = "unmatched"  # type: ignore[assignment]
+    route_label = "unmatched"
 
     async def prepare(self) -> None:
         await super().prepare()

@@ -4,8 +4,8 @@ at most one log line, with the URI redacted."""
 from __future__ import annotations
 
 import logging
+from http.client import responses
 
-import tornado.httputil
 import tornado.web
 
 from core.errors import ApiError, storage_unavailable
@@ -42,11 +42,11 @@ def api_error_for(exc: BaseException | None, status: int, method: str) -> ApiErr
     elif isinstance(exc, tornado.web.HTTPError) and exc.reason:
         description = exc.reason
     else:
-        description = tornado.httputil.responses.get(status, "The request was refused.")
+        description = responses.get(status, "The request was refused.")
     return ApiError(status, STATUS_CODES.get(status, "invalid_request"), description)
 
 
-def log_exception(exc: BaseException | None, method: str, uri: str, exc_info: object) -> None:
+def log_exception(exc: BaseException | None, method: str, uri: str) -> None:
     """One line for an exception that reached Tornado, never the raw URI (D1b, AP7).
 
     A contract error (ApiError) is the answer itself, not a fault: the services log the
@@ -62,4 +62,4 @@ def log_exception(exc: BaseException | None, method: str, uri: str, exc_info: ob
             "%d %s %s: %s", exc.status_code, method, RedactedUri(uri), exc.log_message or ""
         )
     else:
-        app_log.error("uncaught exception in %s %s", method, RedactedUri(uri), exc_info=exc_info)
+        app_log.error("uncaught exception in %s %s", method, RedactedUri(uri), exc_info=exc)

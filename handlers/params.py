@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import parse_qsl
 
 from core.errors import invalid_request
@@ -93,6 +93,12 @@ def body_params(body: bytes, content_type: str) -> dict[str, Any]:
     return {}
 
 
+@overload
+def string_param(params: Mapping[str, Any], name: str) -> str: ...
+@overload
+def string_param(params: Mapping[str, Any], name: str, *, required: Literal[True]) -> str: ...
+@overload
+def string_param(params: Mapping[str, Any], name: str, *, required: bool) -> str | None: ...
 def string_param(params: Mapping[str, Any], name: str, *, required: bool = True) -> str | None:
     """A string parameter; anything else (a number, an object such as {"$ne": null}) is 400."""
     value = params.get(name)
