@@ -177,3 +177,12 @@ def test_check_config_names_a_bad_key(tmp_path):
     assert "providers.vk.client_idd" in result.stderr
     result = run_check_config(tmp_path, env={"VHOD_SERVER__TRUSTED_PROXIES": "not-an-ip"})
     assert result.returncode == 2 and "server.trusted_proxies" in result.stderr
+
+
+@pytest.mark.parametrize("password", ["pa/ss", "p@ss@word", "pa?ss=1", "pa#ss", "p:a/s@s?x#y"])
+def test_check_config_masks_url_passwords_whatever_they_contain(tmp_path, password):
+    url = f"mongodb://admin:{password}@db.example:27017/vhod"
+    result = run_check_config(tmp_path, env={"VHOD_STORAGE__URL": url})
+    assert result.returncode == 0, result.stderr
+    assert "url: mongodb://admin:***@db.example:27017/vhod" in result.stdout
+    assert password not in result.stdout + result.stderr
