@@ -19,7 +19,7 @@ import yaml
 from core import logs
 from core.accounts import Accounts, AccountSettings
 from core.clock import Clock, system_clock
-from core.config import Config, ConfigError, load_config, masked, redact_url
+from core.config import Config, ConfigError, load_config, masked, redact_text, redact_url
 from core.metrics import Metrics
 from core.net import parse_networks
 from core.passwords import Hasher
@@ -37,6 +37,7 @@ log = logging.getLogger("vhod")
 
 SHUTDOWN_GRACE_SECONDS = 30
 PURGE_INTERVAL_SECONDS = 600
+MAX_REASON_CHARS = 300  # PyMongo's reasons carry a whole topology description
 
 
 @dataclass
@@ -111,9 +112,22 @@ async def build_services(
         clock=clock,
         on_issue=lambda mode: metrics.tokens_issued.labels(mode).inc(),
     )
+    opened_here = store is None
     if store is None:
-        store = await open_store(config.storage.url)
-    await store.setup()
+        url = config.storage.url
+        try:
+            store = await open_store(url)
+        except ValueError as exc:
+            raise ConfigError(f"storage.url: {redact_text(str(exc), url)}") from exc
+        except OSError as exc:  # e.g. the SQLite file's folder cannot be made
+            raise StorageUnavailable(str(exc)) from exc
+    try:
+        await store.setup()
+    except BaseException:
+        if opened_here:  # a store handed in is its owner's to close
+            with contextlib.suppress(Exception):
+                await store.close()
+        raise
     hasher = Hasher(
         config.passwords.bcrypt_rounds,
         workers=config.limits.hash_workers,
@@ -273,7 +287,18 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"vhod: configuration error: {exc}", file=sys.stderr)
         return 2
+    except StorageUnavailable as exc:
+        print(storage_unreachable_line(config.storage.url, exc), file=sys.stderr)
+        return 1
     return 0
+
+
+def storage_unreachable_line(url: str, exc: BaseException) -> str:
+    """One line for an operator: which storage (its password masked) and the driver's reason."""
+    reason = " ".join(redact_text(str(exc), url).split()) or type(exc).__name__
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[: MAX_REASON_CHARS - 1] + "…"
+    return f"vhod: storage unreachable: {redact_url(url)}: {reason}"
 
 
 if __name__ == "__main__":

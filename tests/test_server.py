@@ -7,10 +7,13 @@ import socket
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from tests.processes import Server, request
+from core.config import load_config
+from server import start_line
+from tests.processes import Server, free_port, request
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,3 +98,55 @@ def test_missing_named_config_file_is_an_error(tmp_path):
     server = Server(tmp_path, "--config", str(tmp_path / "absent.yaml"))
     assert server.process.wait(timeout=20) != 0
     assert "absent.yaml" in server.log()
+
+
+def one_line_exit(server: Server) -> str:
+    """The process's whole output, once it exited non-zero, as one line."""
+    code = server.process.wait(timeout=30)
+    text = server.log()
+    assert code != 0, text
+    assert text.count("\n") == 1 and text.endswith("\n"), text
+    assert "Traceback" not in text
+    return text.strip()
+
+
+def test_unreachable_mongodb_is_one_line_naming_it_without_the_password(tmp_path):
+    port = free_port()  # nothing listens there
+    url = f"mongodb://vhod:db-password@127.0.0.1:{port}/vhod?serverSelectionTimeoutMS=300"
+    server = Server(tmp_path, VHOD_STORAGE__URL=url, VHOD_PASSWORDS__BCRYPT_ROUNDS="4")
+    line = one_line_exit(server)
+    assert line.startswith(
+        f"vhod: storage unreachable: mongodb://vhod:***@127.0.0.1:{port}/vhod"
+        "?serverSelectionTimeoutMS=300: "
+    )
+    assert "db-password" not in line
+
+
+def test_unreachable_sqlite_file_is_one_line(tmp_path):
+    (tmp_path / "not-a-folder").write_text("")
+    url = f"sqlite:///{tmp_path / 'not-a-folder' / 'vhod.db'}"
+    server = Server(tmp_path, VHOD_STORAGE__URL=url, VHOD_PASSWORDS__BCRYPT_ROUNDS="4")
+    assert one_line_exit(server).startswith(f"vhod: storage unreachable: {url}: ")
+
+
+@pytest.mark.parametrize("password", ["pa/ss", "p@ss@word", "pa?ss=1", "pa#ss"])
+def test_a_url_password_never_shows_when_the_start_fails(tmp_path, password):
+    # PyMongo refuses the URL (a configuration error) or cannot reach it; either way, one
+    # line that masks the password.
+    url = f"mongodb://admin:{password}@127.0.0.1:{free_port()}/vhod?serverSelectionTimeoutMS=300"
+    server = Server(tmp_path, VHOD_STORAGE__URL=url, VHOD_PASSWORDS__BCRYPT_ROUNDS="4")
+    line = one_line_exit(server)
+    assert line.startswith(
+        ("vhod: storage unreachable: ", "vhod: configuration error: storage.url:")
+    )
+    assert password not in line
+
+
+@pytest.mark.parametrize("password", ["pa/ss", "p@ss@word", "pa?ss=1", "pa#ss"])
+def test_start_line_masks_the_url_password(password):
+    config = load_config(
+        None, environ={}, overrides={"storage.url": f"mongodb://admin:{password}@db/vhod"}
+    )
+    line = start_line(config, SimpleNamespace(providers={}))  # type: ignore[arg-type]
+    assert "storage=mongodb://admin:***@db/vhod " in line
+    assert password not in line
