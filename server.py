@@ -9,7 +9,9 @@ import logging
 import os
 import signal
 import sys
+import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import tornado.httpserver
@@ -230,11 +232,23 @@ async def purge_expired_periodically(
     """Delete expired states, counters and refresh tokens now and then.
 
     MongoDB's TTL indexes do it there too; SQLite has nothing else that would."""
+    url = services.config.storage.url
     while True:
         try:
             await services.store.purge_expired(services.accounts.clock())
         except StorageUnavailable as exc:
-            log.warning("purging expired rows failed, will retry: %s", exc)
+            log.warning("purging expired rows failed, will retry: %s", redact_text(str(exc), url))
+        except Exception as exc:
+            # Anything else is a bug, but it must not end the purging for good. The message
+            # is masked like any storage error; the place names the code without a value.
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            log.error(
+                "purging expired rows failed, will retry: %s at %s:%d: %s",
+                type(exc).__name__,
+                Path(where.filename).name,
+                where.lineno,
+                redact_text(str(exc), url),
+            )
         await asyncio.sleep(interval)
 
 

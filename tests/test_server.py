@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import signal
 import socket
 import threading
@@ -12,7 +14,8 @@ from types import SimpleNamespace
 import pytest
 
 from core.config import load_config
-from server import start_line
+from server import purge_expired_periodically, start_line
+from storage import StorageUnavailable
 from tests.processes import Server, free_port, request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,3 +153,41 @@ def test_start_line_masks_the_url_password(password):
     line = start_line(config, SimpleNamespace(providers={}))  # type: ignore[arg-type]
     assert "storage=mongodb://admin:***@db/vhod " in line
     assert password not in line
+
+
+class FailingPurgeStore:
+    """purge_expired fails with a bug, then with an outage, then works."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.worked = asyncio.Event()
+
+    async def purge_expired(self, now: float) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("boom for mongodb://vhod:db-password@db/vhod")
+        if self.calls == 2:
+            raise StorageUnavailable("db is down")
+        self.worked.set()
+
+
+async def test_purging_goes_on_after_any_error_and_logs_it(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="vhod")
+    store = FailingPurgeStore()
+    url = "mongodb://vhod:db-password@db/vhod"
+    services = SimpleNamespace(
+        config=load_config(None, environ={}, overrides={"storage.url": url}),
+        store=store,
+        accounts=SimpleNamespace(clock=lambda: 0.0),
+    )
+    purging = asyncio.ensure_future(purge_expired_periodically(services, interval=0))  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(store.worked.wait(), 10)
+        assert not purging.done()
+    finally:
+        purging.cancel()
+    messages = [r.getMessage() for r in caplog.records if r.name == "vhod"]
+    assert len(messages) == 2, messages
+    assert messages[0].startswith("purging expired rows failed, will retry: RuntimeError at ")
+    assert "test_server.py" in messages[0] and "db-password" not in messages[0]
+    assert messages[1] == "purging expired rows failed, will retry: db is down"
