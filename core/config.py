@@ -76,6 +76,7 @@ class LimitsConfig:
     login_failures: int = 10
     login_window: int = 900
     per_ip_per_minute: int = 30
+    ipv6_prefix: int = 64  # IPv6 clients count per network of this many bits
     hash_workers: int | None = None
     hash_queue: int = 64
     provider_connect_timeout: float = 5.0
@@ -272,6 +273,8 @@ def _check(config: Config) -> None:
         ("limits.provider_timeout", config.limits.provider_timeout),
     ):
         positive(path, value)
+    if not 1 <= config.limits.ipv6_prefix <= 128:
+        raise ConfigError("limits.ipv6_prefix: must be between 1 and 128 (64 recommended)")
     if config.limits.hash_workers is not None:
         positive("limits.hash_workers", config.limits.hash_workers)
     if config.limits.hash_queue < 0:

@@ -54,6 +54,8 @@ def test_environment_overrides_with_types(tmp_path):
         ({"VHOD_IDENTIFIERS__DEFAULT_REGION": "XX"}, "identifiers.default_region"),
         ({"VHOD_NOPE__KEY": "1"}, "nope"),
         ({"VHOD_JWT__ROTATE_REFRESH": "often"}, "jwt.rotate_refresh"),
+        ({"VHOD_LIMITS__IPV6_PREFIX": "129"}, "limits.ipv6_prefix"),
+        ({"VHOD_LIMITS__IPV6_PREFIX": "0"}, "limits.ipv6_prefix"),
     ],
 )
 def test_bad_settings_name_the_key(environ, named):
