@@ -22,6 +22,7 @@ from core import logs
 from core.accounts import Accounts, AccountSettings
 from core.clock import Clock, system_clock
 from core.config import Config, ConfigError, load_config, masked, redact_text, redact_url
+from core.events import pseudonym_key, set_pseudonym_key
 from core.metrics import Metrics
 from core.net import parse_networks
 from core.passwords import Hasher
@@ -104,6 +105,13 @@ async def build_services(
         secret = config.jwt.secret.encode()
     else:
         secret = load_or_create_secret(config.server.data_dir)
+    try:
+        key = pseudonym_key(config.logging.pseudonym_key, config.jwt.secret, config.server.data_dir)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    except OSError as exc:
+        raise ConfigError(f"server.data_dir: cannot keep the pseudonym key there: {exc}") from exc
+    set_pseudonym_key(key)
     metrics = Metrics()
     tokens = TokenService(
         secret,

@@ -87,6 +87,7 @@ class LimitsConfig:
 class LoggingConfig:
     level: str = "info"
     format: str = "text"
+    pseudonym_key: str | None = None  # None: derived from jwt.secret, else made in data_dir
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,12 @@ def _check(config: Config) -> None:
         raise ConfigError(
             f"jwt.secret: must be at least {MIN_SECRET_BYTES} bytes "
             "(or null, to have one generated and kept in server.data_dir)"
+        )
+    key = config.logging.pseudonym_key
+    if key is not None and len(key.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"logging.pseudonym_key: must be at least {MIN_SECRET_BYTES} bytes "
+            "(or null, to derive one from jwt.secret or keep one in server.data_dir)"
         )
     if config.jwt.algorithm not in ALLOWED_ALGORITHMS:
         raise ConfigError(f"jwt.algorithm: must be one of {', '.join(ALLOWED_ALGORITHMS)}")

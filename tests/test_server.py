@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import signal
 import socket
@@ -191,3 +193,30 @@ async def test_purging_goes_on_after_any_error_and_logs_it(tmp_path, caplog):
     assert messages[0].startswith("purging expired rows failed, will retry: RuntimeError at ")
     assert "test_server.py" in messages[0] and "db-password" not in messages[0]
     assert messages[1] == "purging expired rows failed, will retry: db is down"
+
+
+def pseudonym_in_log(server: Server, email: str) -> str:
+    status, _ = request(
+        server.url("/authorization/login/email"), {"email": email, "hash_password": "p" * 8}
+    )
+    assert status == 401
+    for line in server.log().splitlines():
+        if '"event": "login_failed"' in line:
+            return json.loads(line[line.index("{") :])["identifier"]
+    raise AssertionError(server.log())
+
+
+def test_identifier_pseudonym_is_keyed_and_stable_across_restarts(tmp_path, config_file):
+    email = "nobody@example.com"
+    pseudonyms = []
+    for _ in range(2):
+        server = Server(tmp_path, "--config", str(config_file))
+        try:
+            server.wait_started()
+            pseudonyms.append(pseudonym_in_log(server, email))
+        finally:
+            assert server.stop() == 0
+    assert pseudonyms[0] == pseudonyms[1]
+    assert pseudonyms[0] != hashlib.sha256(email.encode()).hexdigest()[:24]
+    key = tmp_path / "data" / "pseudonym_key"
+    assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
