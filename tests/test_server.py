@@ -6,10 +6,12 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import signal
 import socket
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -53,25 +55,56 @@ def test_starts_serves_and_stops_cleanly_on_sigterm(tmp_path, config_file):
     assert secret.exists() and (secret.stat().st_mode & 0o777) == 0o600
 
 
-def test_in_flight_request_finishes_during_shutdown(tmp_path, config_file):
-    server = Server(tmp_path, "--config", str(config_file), VHOD_PASSWORDS__BCRYPT_ROUNDS="14")
+def hash_queue_depth(server: Server) -> float:
+    with urllib.request.urlopen(server.url("/metrics"), timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("vhod_hash_queue_depth "):
+                return float(line.split()[1])
+    raise AssertionError("no vhod_hash_queue_depth in /metrics")
+
+
+def test_in_flight_requests_finish_during_shutdown(tmp_path, config_file):
+    # One hash worker: of two registrations, one hashes and the other waits for the worker.
+    server = Server(
+        tmp_path,
+        "--config",
+        str(config_file),
+        VHOD_PASSWORDS__BCRYPT_ROUNDS="13",
+        VHOD_LIMITS__HASH_WORKERS="1",
+    )
     try:
         server.wait_started(timeout=60)
-        result: dict[str, object] = {}
-        user = {"phone_number": "+79161234567", "email": "a@example.com", "hash_password": "p" * 8}
+        answers: list[tuple[int, object]] = []
 
-        def register() -> None:
-            result["answer"] = request(server.url("/authorization/registration"), user)
+        def register(index: int) -> None:
+            user = {
+                "phone_number": f"+7916123456{index}",
+                "email": f"user{index}@example.com",
+                "hash_password": "p" * 8,
+            }
+            answers.append(request(server.url("/authorization/registration"), user))
 
-        thread = threading.Thread(target=register)
-        thread.start()
-        time.sleep(0.3)  # the bcrypt-14 hash (about a second) is under way
+        threads = [threading.Thread(target=register, args=(index,)) for index in range(2)]
+        for thread in threads:
+            thread.start()
+        # Signal only once the server shows a registration waiting for the worker: both
+        # are in flight, and the waiting one still has a whole hash to do.
+        deadline = time.monotonic() + 30
+        while hash_queue_depth(server) < 1:
+            assert time.monotonic() < deadline, "no registration ever waited for the worker"
+            assert len(answers) < 2, f"both finished before the signal: {answers}"
+            time.sleep(0.01)
         server.process.send_signal(signal.SIGTERM)
-        thread.join(30)
-        assert result["answer"][0] == 200
+        for thread in threads:
+            thread.join(60)
+        assert [status for status, _ in answers] == [200, 200], answers
     finally:
         code = server.stop()
     assert code == 0
+    waited = re.search(
+        r"shutting down: no new connections, waiting for (\d+) in flight", server.log()
+    )
+    assert waited and int(waited.group(1)) >= 1, server.log()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
 
