@@ -9,7 +9,9 @@ import logging
 import os
 import signal
 import sys
+import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import tornado.httpserver
@@ -19,7 +21,8 @@ import yaml
 from core import logs
 from core.accounts import Accounts, AccountSettings
 from core.clock import Clock, system_clock
-from core.config import Config, ConfigError, load_config, masked, redact_url
+from core.config import Config, ConfigError, load_config, masked, redact_text, redact_url
+from core.events import pseudonym_key, set_pseudonym_key
 from core.metrics import Metrics
 from core.net import parse_networks
 from core.passwords import Hasher
@@ -37,6 +40,7 @@ log = logging.getLogger("vhod")
 SHUTDOWN_GRACE_SECONDS = 30
 PURGE_INTERVAL_SECONDS = 600
 UNREAD_BODY_BYTES = 1 << 40
+MAX_REASON_CHARS = 300  # PyMongo's reasons carry a whole topology description
 
 
 @dataclass
@@ -101,6 +105,13 @@ async def build_services(
         secret = config.jwt.secret.encode()
     else:
         secret = load_or_create_secret(config.server.data_dir)
+    try:
+        key = pseudonym_key(config.logging.pseudonym_key, config.jwt.secret, config.server.data_dir)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    except OSError as exc:
+        raise ConfigError(f"server.data_dir: cannot keep the pseudonym key there: {exc}") from exc
+    set_pseudonym_key(key)
     metrics = Metrics()
     tokens = TokenService(
         secret,
@@ -111,9 +122,22 @@ async def build_services(
         clock=clock,
         on_issue=lambda mode: metrics.tokens_issued.labels(mode).inc(),
     )
+    opened_here = store is None
     if store is None:
-        store = await open_store(config.storage.url)
-    await store.setup()
+        url = config.storage.url
+        try:
+            store = await open_store(url)
+        except ValueError as exc:
+            raise ConfigError(f"storage.url: {redact_text(str(exc), url)}") from exc
+        except OSError as exc:  # e.g. the SQLite file's folder cannot be made
+            raise StorageUnavailable(str(exc)) from exc
+    try:
+        await store.setup()
+    except BaseException:
+        if opened_here:  # a store handed in is its owner's to close
+            with contextlib.suppress(Exception):
+                await store.close()
+        raise
     hasher = Hasher(
         config.passwords.bcrypt_rounds,
         workers=config.limits.hash_workers,
@@ -206,11 +230,23 @@ async def purge_expired_periodically(
     """Delete expired states, counters and refresh tokens now and then.
 
     MongoDB's TTL indexes do it there too; SQLite has nothing else that would."""
+    url = services.config.storage.url
     while True:
         try:
             await services.store.purge_expired(services.accounts.clock())
         except StorageUnavailable as exc:
-            log.warning("purging expired rows failed, will retry: %s", exc)
+            log.warning("purging expired rows failed, will retry: %s", redact_text(str(exc), url))
+        except Exception as exc:
+            # Anything else is a bug, but it must not end the purging for good. The message
+            # is masked like any storage error; the place names the code without a value.
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            log.error(
+                "purging expired rows failed, will retry: %s at %s:%d: %s",
+                type(exc).__name__,
+                Path(where.filename).name,
+                where.lineno,
+                redact_text(str(exc), url),
+            )
         await asyncio.sleep(interval)
 
 
@@ -263,7 +299,18 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"vhod: configuration error: {exc}", file=sys.stderr)
         return 2
+    except StorageUnavailable as exc:
+        print(storage_unreachable_line(config.storage.url, exc), file=sys.stderr)
+        return 1
     return 0
+
+
+def storage_unreachable_line(url: str, exc: BaseException) -> str:
+    """One line for an operator: which storage (its password masked) and the driver's reason."""
+    reason = " ".join(redact_text(str(exc), url).split()) or type(exc).__name__
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[: MAX_REASON_CHARS - 1] + "…"
+    return f"vhod: storage unreachable: {redact_url(url)}: {reason}"
 
 
 if __name__ == "__main__":

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, unquote_plus
 
 import yaml
 
@@ -20,7 +22,12 @@ from core.identifiers import is_valid_region
 from core.tokens import ALLOWED_ALGORITHMS, MIN_SECRET_BYTES
 
 ENV_PREFIX = "VHOD_"
-SECRET_KEYS = frozenset({"secret", "client_secret"})
+SECRET_KEYS = frozenset({"secret", "client_secret", "pseudonym_key"})
+# MongoDB URL options whose values are secrets (a key file's password, AWS session tokens).
+_SECRET_OPTION = re.compile(
+    r"([?&;](?:tlsCertificateKeyFilePassword|authMechanismProperties|password)=)([^&;]*)",
+    re.IGNORECASE,
+)
 
 
 class ConfigError(ValueError):
@@ -70,6 +77,7 @@ class LimitsConfig:
     login_failures: int = 10
     login_window: int = 900
     per_ip_per_minute: int = 30
+    ipv6_prefix: int = 64  # IPv6 clients count per network of this many bits
     hash_workers: int | None = None
     hash_queue: int = 64
     provider_connect_timeout: float = 5.0
@@ -80,6 +88,7 @@ class LimitsConfig:
 class LoggingConfig:
     level: str = "info"
     format: str = "text"
+    pseudonym_key: str | None = None  # None: derived from jwt.secret, else made in data_dir
 
 
 @dataclass(frozen=True)
@@ -242,6 +251,12 @@ def _check(config: Config) -> None:
             f"jwt.secret: must be at least {MIN_SECRET_BYTES} bytes "
             "(or null, to have one generated and kept in server.data_dir)"
         )
+    key = config.logging.pseudonym_key
+    if key is not None and len(key.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"logging.pseudonym_key: must be at least {MIN_SECRET_BYTES} bytes "
+            "(or null, to derive one from jwt.secret or keep one in server.data_dir)"
+        )
     if config.jwt.algorithm not in ALLOWED_ALGORITHMS:
         raise ConfigError(f"jwt.algorithm: must be one of {', '.join(ALLOWED_ALGORITHMS)}")
     if not 4 <= config.passwords.bcrypt_rounds <= 31:
@@ -267,6 +282,8 @@ def _check(config: Config) -> None:
         ("limits.provider_timeout", config.limits.provider_timeout),
     ):
         positive(path, value)
+    if not 1 <= config.limits.ipv6_prefix <= 128:
+        raise ConfigError("limits.ipv6_prefix: must be between 1 and 128 (64 recommended)")
     if config.limits.hash_workers is not None:
         positive("limits.hash_workers", config.limits.hash_workers)
     if config.limits.hash_queue < 0:
@@ -283,7 +300,7 @@ def masked(config: Config) -> dict[str, Any]:
             return {k: walk(v, k) for k, v in node.items()}
         if key in SECRET_KEYS and node:
             return "***"
-        if key == "url" and isinstance(node, str):
+        if (key == "url" or key.endswith("_url")) and isinstance(node, str):
             return redact_url(node)
         return node
 
@@ -291,10 +308,40 @@ def masked(config: Config) -> dict[str, Any]:
 
 
 def redact_url(url: str) -> str:
-    """A database URL without its password, for logs."""
+    """A URL without its password or secret options, for logs and --check-config.
+
+    A password may hold an unescaped "/", "@", "?" or "#": everything up to the last "@" is
+    taken as the credentials, so no part of one can show. A "@" later in the URL (an option
+    value) costs only the host part of the output, never the secrecy of the password.
+    """
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
+    if not sep or scheme.lower() == "sqlite":
         return url
-    credentials, _, host = rest.partition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+    if "@" in rest:
+        credentials, _, rest = rest.rpartition("@")
+        user, colon, _ = credentials.partition(":")
+        rest = f"{user}:***@{rest}" if colon else f"{credentials}@{rest}"
+    return f"{scheme}://" + _SECRET_OPTION.sub(r"\1***", rest)
+
+
+def redact_text(text: str, url: str) -> str:
+    """`text` (a driver's error message, say) without `url`'s password in any spelling."""
+    text = text.replace(url, redact_url(url))
+    for secret in _url_secrets(url):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _url_secrets(url: str) -> list[str]:
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() == "sqlite":
+        return []
+    found = []
+    if "@" in rest:
+        password = rest.rpartition("@")[0].partition(":")[2]
+        found.append(password)
+    found += [match.group(2) for match in _SECRET_OPTION.finditer(rest)]
+    found = [secret for secret in found if secret]
+    found += [unquote(secret) for secret in found] + [unquote_plus(secret) for secret in found]
+    # The longest first, so that a shorter spelling never leaves part of a longer one.
+    return sorted({secret for secret in found if secret}, key=len, reverse=True)

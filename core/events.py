@@ -2,22 +2,88 @@
 
 The client address is request context, not a service argument: the handler sets it once
 and every event logged while serving that request carries it.
+
+An email or phone number appears only as a keyed pseudonym (HMAC-SHA-256 under a server
+key): without the key, nobody can try every phone number to find whose pseudonym it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import hmac
 import json
 import logging
+import os
+import secrets
+import tempfile
 from contextvars import ContextVar
+from pathlib import Path
 
 security_log = logging.getLogger("vhod.security")
 client_ip_var: ContextVar[str] = ContextVar("client_ip", default="-")
 
+PSEUDONYM_KEY_FILE = "pseudonym_key"
+MIN_KEY_FILE_BYTES = 32
+_FROM_JWT_SECRET = b"vhod/identifier-pseudonym/v1"
+
+# Until the service sets its key, a random one: pseudonyms are never unkeyed, only unstable.
+_pseudonym_key = secrets.token_bytes(32)
+
 
 def identifier_hash(identifier: str) -> str:
     """A stable pseudonym for a normalised email or phone, so events and counters hold no PII."""
-    return hashlib.sha256(identifier.encode()).hexdigest()[:24]
+    return hmac.new(_pseudonym_key, identifier.encode(), hashlib.sha256).hexdigest()[:24]
+
+
+def set_pseudonym_key(key: bytes) -> None:
+    """The key identifier_hash uses from now on (the one pseudonym_key chose)."""
+    global _pseudonym_key
+    _pseudonym_key = key
+
+
+def pseudonym_key(
+    configured: str | None, jwt_secret: str | None, data_dir: str | os.PathLike[str]
+) -> bytes:
+    """The pseudonym key from the configuration, so that restarts and every instance sharing
+    a configuration agree: `logging.pseudonym_key`; else one derived from `jwt.secret` (it
+    cannot be turned back into the secret); else a key generated once into `data_dir`."""
+    if configured is not None:
+        return configured.encode()
+    if jwt_secret is not None:
+        return hmac.new(jwt_secret.encode(), _FROM_JWT_SECRET, hashlib.sha256).digest()
+    return load_or_create_key_file(Path(data_dir) / PSEUDONYM_KEY_FILE)
+
+
+def load_or_create_key_file(path: Path) -> bytes:
+    """The key in `path`, made on first use: owner-only, and whole or not there at all.
+
+    It is written to a temporary file first and linked into place; a link never replaces a
+    file, so of processes starting together one key wins and every one of them reads it."""
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(secrets.token_hex(32).encode("ascii"))
+            file.flush()
+            os.fsync(file.fileno())
+        # If another process linked its key first, this one's is dropped and that one read.
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    key = path.read_bytes().strip()
+    if len(key) < MIN_KEY_FILE_BYTES:
+        raise ValueError(f"{path}: the key in it is shorter than {MIN_KEY_FILE_BYTES} bytes")
+    return key
 
 
 def security_event(event: str, *, level: int = logging.WARNING, **fields: str | int | None) -> None:

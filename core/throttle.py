@@ -11,6 +11,7 @@ from core.clock import Clock, system_clock
 from core.config import LimitsConfig
 from core.errors import ApiError
 from core.events import identifier_hash, security_event
+from core.net import address_key
 from storage.base import Store
 
 IP_WINDOW_SECONDS = 60
@@ -62,7 +63,8 @@ class Throttle:
     async def hit_address(self, address: str) -> None:
         """Count one request from `address`; 429 past the per-minute limit."""
         now = self.clock()
-        hits, window_end = await self.store.hit_counter(f"ip:{address}", IP_WINDOW_SECONDS, now)
+        key = f"ip:{address_key(address, self.limits.ipv6_prefix)}"
+        hits, window_end = await self.store.hit_counter(key, IP_WINDOW_SECONDS, now)
         if hits > self.limits.per_ip_per_minute:
             if hits == self.limits.per_ip_per_minute + 1:
                 security_event("address_limited", hits=hits)

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from pymongo.errors import ConfigurationError
+
 from storage.base import (
     DuplicateError,
     Identity,
@@ -45,6 +47,10 @@ async def open_store(url: str) -> Store:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         return SQLiteStore(path)
     if scheme in ("mongodb", "mongodb+srv"):
-        return MongoStore(url)
+        try:
+            return MongoStore(url)
+        except (ValueError, ConfigurationError) as exc:
+            # PyMongo's InvalidURI is no ValueError: a bad URL is one kind of error for callers.
+            raise ValueError(f"the MongoDB driver refuses it: {exc}") from exc
     # Only the scheme: the rest of a URL may carry a password.
     raise ValueError(f"unknown storage URL scheme {scheme!r}: use sqlite:/// or mongodb://")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from core.config import ConfigError, load_config, masked, redact_url
+from core.config import ConfigError, load_config, masked, redact_text, redact_url
 
 
 def test_defaults_match_the_contract():
@@ -54,6 +54,8 @@ def test_environment_overrides_with_types(tmp_path):
         ({"VHOD_IDENTIFIERS__DEFAULT_REGION": "XX"}, "identifiers.default_region"),
         ({"VHOD_NOPE__KEY": "1"}, "nope"),
         ({"VHOD_JWT__ROTATE_REFRESH": "often"}, "jwt.rotate_refresh"),
+        ({"VHOD_LIMITS__IPV6_PREFIX": "129"}, "limits.ipv6_prefix"),
+        ({"VHOD_LIMITS__IPV6_PREFIX": "0"}, "limits.ipv6_prefix"),
     ],
 )
 def test_bad_settings_name_the_key(environ, named):
@@ -82,3 +84,42 @@ def test_masked_hides_secrets_and_url_passwords():
         assert secret not in text
     assert redact_url("mongodb://u:p@h/db") == "mongodb://u:***@h/db"
     assert redact_url("sqlite:///data/vhod.db") == "sqlite:///data/vhod.db"
+
+
+# Passwords with every character that ends a part of a URL when it is not percent-encoded.
+NASTY_PASSWORDS = ["pa/ss", "p@ss@word", "pa?ss=1", "pa#ss", "p:a/s@s?x#y", "pa%2Fss", "a&b;c"]
+
+
+@pytest.mark.parametrize("password", NASTY_PASSWORDS)
+def test_url_passwords_are_masked_whatever_they_contain(password):
+    url = f"mongodb://admin:{password}@db.example:27017/vhod?replicaSet=rs0"
+    redacted = redact_url(url)
+    assert redacted == "mongodb://admin:***@db.example:27017/vhod?replicaSet=rs0"
+    config = load_config(None, environ={"VHOD_STORAGE__URL": url})
+    assert password not in str(masked(config))
+
+
+def test_redact_url_keeps_what_is_not_secret():
+    assert redact_url("mongodb://db:27017/vhod") == "mongodb://db:27017/vhod"
+    assert redact_url("mongodb+srv://reader@cluster.example/vhod") == (
+        "mongodb+srv://reader@cluster.example/vhod"
+    )
+    assert redact_url("sqlite:////var/lib/vhod/a@b.db") == "sqlite:////var/lib/vhod/a@b.db"
+    # A "@" in an option value hides more than needed, never less.
+    assert "hunter2" not in redact_url("mongodb://u:hunter2@db/vhod?appName=me@corp")
+
+
+def test_secret_url_options_are_masked():
+    url = "mongodb://db/vhod?tls=true&tlsCertificateKeyFilePassword=key-pass&w=1"
+    assert redact_url(url) == "mongodb://db/vhod?tls=true&tlsCertificateKeyFilePassword=***&w=1"
+    url = "mongodb://db/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:tok"
+    assert "tok" not in redact_url(url).rsplit("=", 1)[1]
+
+
+def test_redact_text_removes_the_password_in_every_spelling():
+    url = "mongodb://admin:p%2Fa+ss@db/vhod"
+    text = f"cannot reach {url}: auth failed for p%2Fa+ss (p/a+ss, p/a ss)"
+    redacted = redact_text(text, url)
+    for spelling in ("p%2Fa+ss", "p/a+ss", "p/a ss"):
+        assert spelling not in redacted
+    assert "mongodb://admin:***@db/vhod" in redacted

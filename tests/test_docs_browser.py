@@ -14,6 +14,8 @@ import pytest
 from handlers.docs import load_spec
 from tests.processes import Server
 
+pytestmark = pytest.mark.slow
+
 CHROMIUM = Path("/usr/bin/chromium")
 OPERATION_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 

@@ -25,6 +25,8 @@ from core.errors import ApiError
 from providers.base import OAuthProvider, Profile, code_challenge, new_code_verifier, new_state
 from tests.fakes.providers import FakeProvider, Incoming, ProtocolError, Reply, consent
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_DIR = ROOT / "examples" / "provider-plugin"
 

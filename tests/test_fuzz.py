@@ -18,6 +18,8 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.processes import Server
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 # No provider has a client id in this run: their routes answer 503 provider_not_configured.
 PROVIDER_PATH = re.compile(r"^/(vk|mail\.ru|yandex)/")

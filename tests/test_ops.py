@@ -1,5 +1,6 @@
 """Operating vhod: metrics, request ids, JSON logs, CORS, --check-config."""
 
+import hashlib
 import json
 import logging
 import subprocess
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from core import events
+from core.config import ConfigError, load_config, masked
 from core.logs import JsonFormatter, RequestIdFilter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,3 +180,79 @@ def test_check_config_names_a_bad_key(tmp_path):
     assert "providers.vk.client_idd" in result.stderr
     result = run_check_config(tmp_path, env={"VHOD_SERVER__TRUSTED_PROXIES": "not-an-ip"})
     assert result.returncode == 2 and "server.trusted_proxies" in result.stderr
+
+
+# The reported case, and one with every character that ends a part of a URL (test_config.py
+# has each on its own).
+@pytest.mark.parametrize("password", ["pa/ss", "p:a/s@s?x#y"])
+def test_check_config_masks_url_passwords_whatever_they_contain(tmp_path, password):
+    url = f"mongodb://admin:{password}@db.example:27017/vhod"
+    result = run_check_config(tmp_path, env={"VHOD_STORAGE__URL": url})
+    assert result.returncode == 0, result.stderr
+    assert "url: mongodb://admin:***@db.example:27017/vhod" in result.stdout
+    assert password not in result.stdout + result.stderr
+
+
+@pytest.fixture
+def restore_pseudonym_key():
+    saved = events._pseudonym_key
+    yield
+    events.set_pseudonym_key(saved)
+
+
+def test_identifier_pseudonyms_are_keyed(restore_pseudonym_key):
+    phone = "+79161234567"
+    events.set_pseudonym_key(b"k" * 32)
+    first = events.identifier_hash(phone)
+    assert first == events.identifier_hash(phone) and len(first) == 24
+    # Not the bare SHA-256 anyone could compute for every phone number.
+    assert first != hashlib.sha256(phone.encode()).hexdigest()[:24]
+    events.set_pseudonym_key(b"j" * 32)
+    assert events.identifier_hash(phone) != first
+
+
+def test_pseudonym_key_comes_from_the_configuration(tmp_path):
+    dedicated = events.pseudonym_key("p" * 32, "s" * 40, tmp_path)
+    assert dedicated == b"p" * 32
+    derived = events.pseudonym_key(None, "s" * 40, tmp_path)
+    assert derived == events.pseudonym_key(None, "s" * 40, tmp_path / "elsewhere")
+    assert derived not in (b"s" * 40, events.pseudonym_key(None, "t" * 40, tmp_path))
+    assert not list(tmp_path.iterdir())  # neither wrote a file
+    generated = events.pseudonym_key(None, None, tmp_path / "data")
+    assert generated == events.pseudonym_key(None, None, tmp_path / "data")
+    key_file = tmp_path / "data" / events.PSEUDONYM_KEY_FILE
+    assert key_file.read_bytes() == generated and len(generated) == 64
+    assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_processes_starting_together_agree_on_the_generated_key(tmp_path):
+    path = tmp_path / "data" / events.PSEUDONYM_KEY_FILE
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from core.events import load_or_create_key_file\n"
+        "go = Path(sys.argv[2])\n"
+        "while not go.exists(): time.sleep(0.001)\n"
+        "print(load_or_create_key_file(Path(sys.argv[1])).decode())\n"
+    )
+    go = tmp_path / "go"
+    starts = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(path), str(go)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    go.touch()
+    keys = {start.communicate(timeout=30)[0].strip() for start in starts}
+    assert keys == {path.read_text()}
+    assert [p.name for p in path.parent.iterdir()] == [events.PSEUDONYM_KEY_FILE]  # no temp left
+
+
+def test_a_short_pseudonym_key_is_refused():
+    with pytest.raises(ConfigError, match=r"logging\.pseudonym_key"):
+        load_config(None, environ={"VHOD_LOGGING__PSEUDONYM_KEY": "short"})
+    config = load_config(None, environ={"VHOD_LOGGING__PSEUDONYM_KEY": "q" * 32})
+    assert "q" * 32 not in str(masked(config))

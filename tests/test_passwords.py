@@ -1,7 +1,10 @@
 """Password rules PW1–PW4 at the unit level: policy, bcrypt input, hashing pool."""
 
 import asyncio
+import logging
+import threading
 
+import bcrypt
 import pytest
 
 from core.errors import ApiError
@@ -97,23 +100,37 @@ async def test_full_queue_answers_overloaded_at_once():
         hasher.close()
 
 
-async def test_hashing_does_not_block_the_event_loop():
+async def test_hashing_does_not_block_the_event_loop(monkeypatch, caplog):
+    """While bcrypt runs, the loop runs too: the hash below finishes only after the loop has
+    run a callback it scheduled, which a hash on the loop's own thread could never see; and
+    asyncio's debug-mode detector finds no callback that held the loop."""
+    loop = asyncio.get_running_loop()
+    real_hashpw = bcrypt.hashpw
+    loop_ran = threading.Event()
+    seen: dict[str, object] = {}
+
+    def hashpw(secret: bytes, salt: bytes) -> bytes:
+        seen["thread"] = threading.get_ident()
+        loop.call_soon_threadsafe(loop_ran.set)
+        seen["loop_ran_meanwhile"] = loop_ran.wait(timeout=5)
+        return real_hashpw(secret, salt)
+
+    monkeypatch.setattr(bcrypt, "hashpw", hashpw)
+    caplog.set_level(logging.WARNING, logger="asyncio")
     hasher = Hasher(rounds=12, workers=1)
-    ticks = 0
-
-    async def ticker():
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.005)
-            ticks += 1
-
-    task = asyncio.ensure_future(ticker())
+    debug, slow_after = loop.get_debug(), loop.slow_callback_duration
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.5  # a hash on the loop would hold it 5 s or more
     try:
-        await hasher.hash(b"password")  # ~0.2 s of bcrypt on a worker thread
+        await hasher.hash(b"password")
     finally:
-        task.cancel()
+        loop.set_debug(debug)
+        loop.slow_callback_duration = slow_after
         hasher.close()
-    assert ticks >= 5
+    assert seen["loop_ran_meanwhile"] is True
+    assert seen["thread"] != threading.get_ident()
+    held = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    assert not [message for message in held if " took " in message], held
 
 
 async def test_hash_workers_run_at_a_lower_priority_than_the_event_loop():
