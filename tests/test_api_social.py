@@ -333,3 +333,32 @@ async def test_a_provider_fault_is_logged_once_as_a_security_event(api, fake_mai
     assert [getattr(r, "event", None) for r in lines] == ["provider_fault"]
     assert lines[0].provider == "mailru" and "not JSON" in lines[0].reason
     assert token not in caplog.text
+
+
+@pytest.mark.parametrize("route", ["login", "registration"])
+@pytest.mark.parametrize("name", PROVIDERS)
+async def test_a_token_outside_rfc6750_is_refused_before_any_call(api, fake_providers, name, route):
+    """F1: a non-Latin-1 token once broke Yandex's `Authorization: OAuth` header (500)."""
+    for token in ("\U000bf430", "abc def", "ab\r\nX-Injected: 1", "тест", "a" * 5000):
+        response = await api.get(f"/{PREFIX[name]}/{route}", query={"access_token": token})
+        assert (response.status, response.body["error"]) == (401, "invalid_provider_token")
+    assert fake_providers[name].calls["userinfo"] == 0
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+async def test_a_code_or_device_id_outside_visible_ascii_is_refused_before_any_call(
+    api, fake_providers, name
+):
+    params = await consent(await link(api, name))
+    for field_name, bad in (("code", "\U000bf430"), ("code", "a b"), ("device_id", "é")):
+        if field_name == "device_id" and name != "vk":
+            continue
+        query = {**token_query(name, params, with_state=True), field_name: bad}
+        response = await api.get(f"/{PREFIX[name]}/get/token", query=query)
+        assert (response.status, response.body["error"]) == (400, "invalid_request")
+    assert fake_providers[name].calls["token"] == 0
+    # The state was not spent by the refused attempts.
+    good = await api.get(
+        f"/{PREFIX[name]}/get/token", query=token_query(name, params, with_state=True)
+    )
+    assert good.status == 200, good.body

@@ -178,7 +178,14 @@ def test_settings_merge_the_section_over_the_provider_defaults() -> None:
         ({"userinfo_url": "id.vk.com/user_info"}, r"^providers\.vk\.userinfo_url: expected an"),
         ({"authorize_url": ""}, r"^providers\.vk\.authorize_url: a URL is required$"),
         ({"redirect_uri": "/vk/callback"}, r"^providers\.vk\.redirect_uri: expected an absolute"),
-        ({"frontend_redirect": "//evil.example"}, r"^providers\.vk\.frontend_redirect: expected"),
+        ({"frontend_redirect": "//evil.example"}, r"^providers\.vk\.frontend_redirect: a rel"),
+        # Browsers read a backslash as a slash and drop tabs: both lead to another host.
+        ({"frontend_redirect": "/\\evil.example"}, r"^providers\.vk\.frontend_redirect: a rel"),
+        ({"frontend_redirect": "/\t/evil.example"}, r"^providers\.vk\.frontend_redirect: a rel"),
+        ({"frontend_redirect": "/\\t/evil.example"}, r"^providers\.vk\.frontend_redirect: a "),
+        ({"frontend_redirect": "https://app.example\\@evil"}, r"frontend_redirect: holds"),
+        ({"frontend_redirect": "https://user@evil.example/"}, r"frontend_redirect: a URL with"),
+        ({"frontend_redirect": "javascript:alert(1)"}, r"frontend_redirect: expected an abs"),
     ],
 )
 def test_settings_errors_name_the_key(section: dict[str, Any], message: str) -> None:
