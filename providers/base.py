@@ -99,6 +99,8 @@ class OAuthProvider(ABC):
     pkce: ClassVar[bool] = True  # send an S256 challenge and the verifier (RFC 7636)
     client_auth: ClassVar[ClientAuth] = "basic"  # RFC 6749 §2.3.1; "none": public client
     callback_params: ClassVar[tuple[str, ...]] = ()  # required from the callback into exchange
+    # Also passed on to the front end from the callback when present (never anything else).
+    forwarded_params: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
