@@ -55,4 +55,6 @@ class VKProvider(OAuthProvider):
             last_name=text_or_none(user.get("last_name")),
             avatar=text_or_none(user.get("avatar")),
             email_verified=False,  # `verified` is about the person, not the address
+            # A VK ID account signs in by its phone number, confirmed by a one-time code.
+            phone_verified=True,
         )

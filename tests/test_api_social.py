@@ -150,7 +150,11 @@ async def test_registration_keeps_the_provider_profile(api, services):
         await api.get("/vk/registration", query={"access_token": await provider_token(api, "vk")})
     ).body
     user = await services.store.get_user(subject(pair))
-    assert user.email == "vk-user@example.com"
+    # VK ID vouches for no email (D14): kept in the profile, neither attached nor reserved.
+    assert user.email is None and user.profile["email"] == "vk-user@example.com"
+    assert jwt.decode(pair["access"], options={"verify_signature": False})["user_name"] == (
+        "+79991234567"
+    )
     assert user.phone == "+79991234567"  # VK sends it without "+"
     assert [(i.provider, i.subject) for i in user.identities] == [("vk", "9007199254740993")]
     assert user.profile["first_name"] == "Иван"
@@ -555,3 +559,37 @@ async def test_a_provider_error_goes_to_the_front_end_in_our_words(
     )
     assert unknown["error"] == "invalid_state"
     assert fake_mailru.calls["token"] == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "email", "attached"),
+    [
+        ("mailru", "email", "Someone@Mail.Ru", True),
+        ("mailru", "email", "someone@bk.ru", True),
+        ("mailru", "email", "victim@example.com", False),
+        ("mailru", "email", "victim@mail.ru.example.com", False),
+        ("yandex", "default_email", "someone@yandex.ru", True),
+        ("yandex", "default_email", "someone@ya.ru", True),
+        ("yandex", "default_email", "victim@gmail.com", False),
+        ("vk", "email", "someone@mail.ru", False),
+    ],
+)
+async def test_only_an_email_the_provider_vouches_for_is_attached(
+    api, fake_providers, services, user, name, field, email, attached
+):
+    """D14: an address the provider does not vouch for neither reaches the account nor
+    reserves the address: its owner can still register with it afterwards."""
+    users = fake_providers[name].users["default"]
+    users[field] = email
+    pair = (
+        await api.get(
+            f"/{PREFIX[name]}/registration", query={"access_token": await provider_token(api, name)}
+        )
+    ).body
+    stored = await services.store.get_user(subject(pair))
+    normal = email.lower()
+    assert stored.email == (normal if attached else None)
+    if not attached:
+        assert stored.profile["email"] == normal
+        owner = await api.post("/authorization/registration", json_body={**user, "email": email})
+        assert owner.status == 200, owner.body
