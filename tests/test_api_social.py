@@ -1,7 +1,6 @@
 """Social sign-in end to end: vhod over HTTP against strict fake providers (OA1–OA6)."""
 
 import asyncio
-import time
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qsl, urlsplit
 
@@ -304,18 +303,26 @@ async def test_unconfigured_provider_answers_503_and_others_work(api, provider_o
     assert (await api.get("/vk/link")).status == 200
 
 
-@pytest.mark.parametrize("mode", ["down", "hang", "garbage", "server_error"])
-async def test_provider_faults_give_502_within_the_timeout(api, fake_providers, mode, services):
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("down", "cannot be reached"),
+        ("hang", "did not answer in time"),  # vhod's client gave up: the timeout fired
+        ("garbage", "not JSON"),
+        ("server_error", "HTTP 500"),
+    ],
+)
+async def test_provider_faults_give_502(api, fake_providers, mode, reason, services):
     token = await provider_token(api, "mailru")
     if mode == "down":
         await fake_providers.mailru.aclose()
     else:
         fake_providers.mailru.set_mode(mode)
-    start = time.monotonic()
     response = await api.get("/mail.ru/login", query={"access_token": token})
-    elapsed = time.monotonic() - start
     assert (response.status, response.body["error"]) == (502, "provider_unavailable")
-    assert elapsed < services.config.limits.provider_timeout + 1.0
+    assert reason in response.body["error_description"]
+    # The configured timeout is the one the provider calls use (1 s in this module).
+    assert services.providers["mailru"].request_timeout == services.config.limits.provider_timeout
 
 
 async def test_mailru_error_in_a_200_answer_is_invalid_grant(api, fake_mailru):
