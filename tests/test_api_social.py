@@ -600,3 +600,21 @@ async def test_only_an_email_the_provider_vouches_for_is_attached(
         assert stored.profile["email"] == normal
         owner = await api.post("/authorization/registration", json_body={**user, "email": email})
         assert owner.status == 200, owner.body
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+async def test_two_codes_for_one_state_give_tokens_once(api, name):
+    """The exchange runs before the state is spent, so the spending itself must be atomic:
+    the consent page visited twice gives two good codes for one state; one wins."""
+    url = await link(api, name)
+    first, second = await consent(url), await consent(url)
+    assert first["state"] == second["state"] and first["code"] != second["code"]
+    responses = await asyncio.gather(
+        *(
+            api.get(f"/{PREFIX[name]}/get/token", query=token_query(name, p, with_state=True))
+            for p in (first, second)
+        )
+    )
+    assert sorted(r.status for r in responses) == [200, 400]
+    # Whether the loser reached the provider depends on the interleaving; its answer does not.
+    assert [r.body["error"] for r in responses if r.status == 400] == ["invalid_state"]
