@@ -26,6 +26,8 @@ class ProviderProfile(Protocol):
     first_name: str | None
     last_name: str | None
     avatar: str | None
+    email_verified: bool
+    phone_verified: bool
 
 
 @dataclass(frozen=True)
@@ -126,11 +128,14 @@ class Accounts:
 
     async def register_with_provider(self, profile: ProviderProfile) -> dict[str, str]:
         """A new user holding this provider identity, with the provider's email and phone
-        where nobody holds them yet; never signs into an existing user (OA6)."""
+        where the provider vouches for them and nobody holds them yet; an unverified one
+        stays in the profile only (D14). Never signs into an existing user (OA6)."""
+        email = _try(normalize_email, profile.email)
+        phone = _try(lambda p: normalize_phone(p, self.settings.default_region), profile.phone)
         user = User(
             id=new_user_id(),
-            email=_try(normalize_email, profile.email),
-            phone=_try(lambda p: normalize_phone(p, self.settings.default_region), profile.phone),
+            email=email if profile.email_verified else None,
+            phone=phone if profile.phone_verified else None,
             identities=[Identity(profile.provider, profile.subject)],
             profile={
                 key: value
@@ -138,6 +143,8 @@ class Accounts:
                     ("first_name", profile.first_name),
                     ("last_name", profile.last_name),
                     ("avatar", profile.avatar),
+                    ("email", None if profile.email_verified else email),
+                    ("phone", None if profile.phone_verified else phone),
                 )
                 if value
             },

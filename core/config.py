@@ -97,6 +97,13 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class SocialConfig:
+    # true: get/token refuses a code without its state unless the browser that started the
+    # flow was checked at the callback (OA7); false keeps the seed's code-only clients.
+    require_binding: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -106,6 +113,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    social: SocialConfig = field(default_factory=SocialConfig)
     # Per-provider sections; their keys are checked against each provider's settings once
     # the provider registry is known (providers.registry.build_providers).
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)

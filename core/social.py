@@ -1,13 +1,21 @@
 """Sign-in through a provider: state and PKCE kept server-side, code exchange, provider accounts.
 
 The provider objects (providers/) speak each provider's protocol; this module owns the flow
-around them: a `state` is single-use, bound to one provider and expires after ten minutes
-(OA1, OA4), and it lives in storage so that any instance can finish a flow another started.
+around them: a `state` is bound to one provider, expires after ten minutes (OA1, OA4) and
+lives in storage so that any instance can finish a flow another started. A state is spent
+only by the exchange that succeeds, or by its own browser reporting an error (D13).
+
+Binding to the browser (OA7, RFC 9700 §4.7): `/link?redirect=1` sets a cookie whose hash the
+state keeps, and `callback` (or `get/token` before any callback) refuses the state without
+it. A flow started by the JSON `/link` is bound when `get/token` presents its `state`; the
+seed's code-only `get/token` is the unbound form, refused when `require_binding` is set.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -21,6 +29,24 @@ from core.pkce import code_challenge, new_code_verifier, new_state
 from storage.base import OAuthState, Store
 
 STATE_TTL_SECONDS = 600
+BINDING_COOKIE = "vhod_flow"
+_STATE = re.compile(r"[A-Za-z0-9_-]{32,128}")  # what core.pkce.new_state makes
+_FORWARDED = re.compile(r"[\x21-\x7e]{1,4096}")  # visible ASCII (RFC 6749 VSCHAR)
+# RFC 6749 §4.1.2.1 and OpenID Connect Core §3.1.2.6: the codes a provider may send back.
+# The client sees one of these with our own words, never the provider's free text (D15).
+CALLBACK_ERRORS = {
+    "access_denied": "The user or the provider declined the sign-in.",
+    "invalid_request": "The provider found the sign-in request malformed.",
+    "unauthorized_client": "The provider does not let this application sign users in.",
+    "unsupported_response_type": "The provider does not support this sign-in.",
+    "invalid_scope": "The provider refused the requested permissions.",
+    "server_error": "The provider failed to process the sign-in.",
+    "temporarily_unavailable": "The provider is temporarily unable to sign users in.",
+    "login_required": "The provider needs the user to sign in there first.",
+    "interaction_required": "The provider needs the user to interact with it.",
+    "consent_required": "The provider needs the user's consent.",
+}
+UNKNOWN_CALLBACK_ERROR = ("provider_error", "The provider reported an error.")
 
 
 class Provider(Protocol):
@@ -29,7 +55,9 @@ class Provider(Protocol):
     name: str
     prefix: str
     pkce: bool
+    public_url: str
     callback_params: tuple[str, ...]
+    forwarded_params: tuple[str, ...]
 
     settings: Any  # providers.base.ProviderSettings: frontend_redirect is read here
 
@@ -52,8 +80,32 @@ class Redirect:
     url: str
 
 
-def invalid_state() -> ApiError:
-    return ApiError(400, "invalid_state", "The sign-in state is unknown, expired or already used.")
+@dataclass(frozen=True)
+class BindingCookie:
+    """The cookie `/link?redirect=1` sets: HttpOnly, SameSite=Lax (it must come back with
+    the provider's top-level redirect), Secure when the public URL is https."""
+
+    name: str
+    value: str
+    path: str
+    secure: bool
+    max_age: int = STATE_TTL_SECONDS
+
+
+@dataclass(frozen=True)
+class Link:
+    url: str
+    cookie: BindingCookie | None = None
+
+
+def invalid_state(
+    description: str = "The sign-in state is unknown, expired or already used.",
+) -> ApiError:
+    return ApiError(400, "invalid_state", description)
+
+
+def other_browser() -> ApiError:
+    return invalid_state("The sign-in was started in another browser.")
 
 
 def not_configured(provider: Provider) -> ApiError:
@@ -69,6 +121,10 @@ def code_fingerprint(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
 
 
+def _binding_hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
 class SocialSignIn:
     def __init__(
         self,
@@ -77,54 +133,80 @@ class SocialSignIn:
         *,
         metrics: Metrics | None = None,
         clock: Clock = system_clock,
+        require_binding: bool = False,
     ) -> None:
         self.store = store
         self.accounts = accounts
         self.metrics = metrics or Metrics()
         self.clock = clock
+        self.require_binding = require_binding
 
-    async def link(self, provider: Provider) -> str:
-        """The provider's authorization URL for a fresh state (and PKCE verifier)."""
+    async def link(self, provider: Provider, *, bind_browser: bool = False) -> Link:
+        """The provider's authorization URL for a fresh state (and PKCE verifier); with
+        `bind_browser`, also the cookie that binds the flow to this browser."""
         self._require_configured(provider)
         state = new_state()
         verifier = new_code_verifier() if provider.pkce else None
+        cookie = None
+        if bind_browser:
+            cookie = BindingCookie(
+                name=BINDING_COOKIE,
+                value=new_state(),
+                path=f"/{provider.prefix}/",
+                secure=provider.public_url.startswith("https:"),
+            )
         await self.store.put_state(
             OAuthState(
                 state=state,
                 provider=provider.name,
                 expires_at=self.clock() + STATE_TTL_SECONDS,
                 code_verifier=verifier,
+                binding_hash=_binding_hash(cookie.value) if cookie else None,
             )
         )
         challenge = code_challenge(verifier) if verifier else None
-        return provider.authorization_url(state, challenge)
+        return Link(provider.authorization_url(state, challenge), cookie)
 
-    async def callback(self, provider: Provider, params: dict[str, str]) -> Redirect | dict:
+    async def callback(
+        self, provider: Provider, params: dict[str, str], *, cookie: str | None = None
+    ) -> Redirect | dict:
         """Where the provider sends the browser back.
 
         With `frontend_redirect` configured, remember which state this code belongs to and
-        send the browser on with the same parameters; otherwise exchange the code here.
-        """
+        send the browser on (errors too, as `error` and a fixed description); otherwise
+        exchange the code here."""
         self._require_configured(provider)
-        if params.get("error"):
+        front_end = provider.settings.frontend_redirect
+        try:
+            return await self._callback(provider, params, cookie, front_end)
+        except ApiError as exc:
+            if not front_end or exc.status != 400:
+                raise
             state = params.get("state")
-            if state:
-                await self.store.take_state(provider.name, self.clock(), state=state)
-            raise ApiError(
-                400,
-                _safe_code(params["error"]),
-                params.get("error_description") or "The provider reported an error.",
-            )
+            query = {"error": exc.code, "error_description": exc.description}
+            if state and _STATE.fullmatch(state):
+                query["state"] = state
+            return Redirect(_with_query(front_end, query))
+
+    async def _callback(
+        self, provider: Provider, params: dict[str, str], cookie: str | None, front_end: str | None
+    ) -> Redirect | dict:
+        if params.get("error"):
+            await self._spend_if_owner(provider, params.get("state"), cookie)
+            code, description = _callback_error(params["error"])
+            raise ApiError(400, code, description)
         code = _required(params, "code")
-        state = _required(params, "state")
-        if provider.settings.frontend_redirect:
+        record = await self._live_state(provider, _required(params, "state"))
+        if record.binding_hash and not _cookie_matches(record, cookie):
+            raise other_browser()
+        if front_end:
             attached = await self.store.attach_code(
-                state, provider.name, code_fingerprint(code), self.clock()
+                record.state, provider.name, code_fingerprint(code), self.clock()
             )
-            if not attached:
+            if not attached:  # a replayed callback, or another code for this state
                 raise invalid_state()
-            return Redirect(_with_query(provider.settings.frontend_redirect, params))
-        return await self.get_token(provider, code, state=state, params=params)
+            return Redirect(_with_query(front_end, _forwarded(provider, params)))
+        return await self._redeem(provider, record, code, params)
 
     async def get_token(
         self,
@@ -133,31 +215,29 @@ class SocialSignIn:
         *,
         state: str | None,
         params: dict[str, str],
+        cookie: str | None = None,
     ) -> dict[str, Any]:
         """Exchange a code for the provider's tokens, once per state."""
         self._require_configured(provider)
-        extra = {name: _required(params, name) for name in provider.callback_params}
         fingerprint = code_fingerprint(code)
         if state:
-            record = await self.store.take_state(provider.name, self.clock(), state=state)
+            record = await self._live_state(provider, state)
+            if record.code_hash and not hmac.compare_digest(record.code_hash, fingerprint):
+                raise invalid_state()
+            # A browser-started flow that skipped the callback proves its browser here.
+            if record.binding_hash and not record.code_hash and not _cookie_matches(record, cookie):
+                raise other_browser()
         else:
-            record = await self.store.take_state(
-                provider.name, self.clock(), code_hash=fingerprint
-            )
-        if record is None or (record.code_hash and record.code_hash != fingerprint):
-            raise invalid_state()
-        tokens = await self._observed(
-            provider,
-            "token",
-            provider.exchange(
-                code, code_verifier=record.code_verifier, state=record.state, extra=extra
-            ),
-        )
-        return {
-            "access_token": tokens.access_token,
-            "refresh_token": tokens.refresh_token,
-            "expire_in": tokens.expires_in,
-        }
+            found = await self.store.find_state_by_code(provider.name, fingerprint, self.clock())
+            if found is None:
+                raise invalid_state()
+            record = found
+            if self.require_binding and not record.binding_hash:
+                raise invalid_request(
+                    "The parameter 'state' is required: this server binds every sign-in to "
+                    "the client that started it."
+                )
+        return await self._redeem(provider, record, code, params)
 
     async def register(self, provider: Provider, access_token: str) -> dict[str, str]:
         self._require_configured(provider)
@@ -168,6 +248,44 @@ class SocialSignIn:
         self._require_configured(provider)
         profile = await self._observed(provider, "userinfo", provider.fetch_profile(access_token))
         return await self.accounts.login_with_provider(profile)
+
+    async def _live_state(self, provider: Provider, state: str) -> OAuthState:
+        if not _STATE.fullmatch(state):
+            raise invalid_state()
+        record = await self.store.find_state(provider.name, state, self.clock())
+        if record is None:
+            raise invalid_state()
+        return record
+
+    async def _spend_if_owner(
+        self, provider: Provider, state: str | None, cookie: str | None
+    ) -> None:
+        """An error callback spends the state only from the browser that started it: anyone
+        else could cancel someone's sign-in with a forged `?error=`."""
+        if not state or not _STATE.fullmatch(state):
+            return
+        record = await self.store.find_state(provider.name, state, self.clock())
+        if record is not None and record.binding_hash and _cookie_matches(record, cookie):
+            await self.store.consume_state(provider.name, state)
+
+    async def _redeem(
+        self, provider: Provider, record: OAuthState, code: str, params: dict[str, str]
+    ) -> dict[str, Any]:
+        """The exchange; the state is spent only when it succeeds, and only once."""
+        tokens = await self._observed(
+            provider,
+            "token",
+            provider.exchange(
+                code, code_verifier=record.code_verifier, state=record.state, extra=params
+            ),
+        )
+        if not await self.store.consume_state(provider.name, record.state):
+            raise invalid_state()  # a concurrent exchange of this state won
+        return {
+            "access_token": tokens.access_token,
+            "refresh_token": tokens.refresh_token,
+            "expire_in": tokens.expires_in,
+        }
 
     async def _observed(self, provider: Provider, call: str, pending: Any) -> Any:
         """Await a provider call, counting its outcome; faults and refusals are security
@@ -194,6 +312,12 @@ class SocialSignIn:
             raise not_configured(provider)
 
 
+def _cookie_matches(record: OAuthState, cookie: str | None) -> bool:
+    if not cookie or not record.binding_hash:
+        return False
+    return hmac.compare_digest(_binding_hash(cookie), record.binding_hash)
+
+
 def _required(params: dict[str, str], name: str) -> str:
     value = params.get(name)
     if not value:
@@ -201,10 +325,22 @@ def _required(params: dict[str, str], name: str) -> str:
     return value
 
 
-def _safe_code(error: str) -> str:
-    """The provider's error code, if it looks like one (it is echoed to the client)."""
-    cleaned = "".join(ch for ch in error if ch.isalnum() or ch in "_-.")[:64]
-    return cleaned or "access_denied"
+def _callback_error(error: str) -> tuple[str, str]:
+    """The provider's error code if it is a known one, with our fixed description."""
+    if error in CALLBACK_ERRORS:
+        return error, CALLBACK_ERRORS[error]
+    return UNKNOWN_CALLBACK_ERROR
+
+
+def _forwarded(provider: Provider, params: dict[str, str]) -> dict[str, str]:
+    """What the front end gets: code, state and the provider's declared callback values,
+    nothing else a URL could add (`&redirect=https://evil`)."""
+    names = ("code", "state", *provider.callback_params, *provider.forwarded_params)
+    return {
+        name: params[name]
+        for name in dict.fromkeys(names)
+        if isinstance(params.get(name), str) and _FORWARDED.fullmatch(params[name])
+    }
 
 
 def _with_query(url: str, params: dict[str, str]) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from core.social import Redirect
+from core.social import BINDING_COOKIE, Redirect
 from handlers.base import JsonHandler
 
 
@@ -24,16 +24,30 @@ class ProviderHandler(JsonHandler):
 
 class LinkHandler(ProviderHandler):
     async def get(self) -> None:
-        url = await self.social.link(self.provider)
-        if self.get_query_argument("redirect", "") in ("1", "true"):
-            self.redirect(url)
+        # A browser visit (?redirect=1) can carry a cookie back; a JSON call often cannot.
+        visit = self.get_query_argument("redirect", "") in ("1", "true")
+        link = await self.social.link(self.provider, bind_browser=visit)
+        if not visit:
+            self.write_json(link.url)
             return
-        self.write_json(url)
+        cookie = link.cookie
+        self.set_cookie(
+            cookie.name,
+            cookie.value,
+            path=cookie.path,
+            max_age=cookie.max_age,
+            httponly=True,
+            secure=cookie.secure,
+            samesite="Lax",
+        )
+        self.redirect(link.url)
 
 
 class CallbackHandler(ProviderHandler):
     async def get(self) -> None:
-        result = await self.social.callback(self.provider, self.query_params())
+        result = await self.social.callback(
+            self.provider, self.query_params(), cookie=self.get_cookie(BINDING_COOKIE)
+        )
         if isinstance(result, Redirect):
             self.redirect(result.url)
             return
@@ -47,6 +61,7 @@ class GetTokenHandler(ProviderHandler):
             self.param("code"),
             state=self.param("state", required=False),
             params=self.query_params(),
+            cookie=self.get_cookie(BINDING_COOKIE),
         )
         self.write_json(result, token=True)
 

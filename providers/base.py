@@ -1,24 +1,38 @@
-"""The OAuth 2.0 client side every provider shares: state, PKCE, code exchange, user info."""
+"""The OAuth 2.0 client side every provider shares: the template method that owns state,
+PKCE, client authentication and what may go out, and the hooks a provider module overrides.
+
+The HTTP call and its judging live in providers.transport, settings in providers.settings,
+the Profile and mapping helpers in providers.profile; all are re-exported here, so a
+provider module (or plugin) imports from providers.base only.
+"""
 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hmac
-import ipaddress
-import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
-from urllib.parse import quote_plus, urlencode, urlsplit
+from urllib.parse import quote_plus
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
+from tornado.httpclient import AsyncHTTPClient
 from tornado.httputil import url_concat
 
 from core.errors import ApiError
 from core.pkce import code_challenge, new_code_verifier, new_state
+from providers.profile import Profile, e164_or_none, in_own_mailbox, subject_of, text_or_none
+from providers.settings import ProviderSettings, load_settings
+from providers.transport import (
+    Endpoint,
+    ProviderRequest,
+    is_bearer_token,
+    is_wire_value,
+    seconds_or_none,
+    send,
+    unavailable,
+)
 
 # new_state, new_code_verifier and code_challenge live in core.pkce (the flow uses them too);
 # they are re-exported here for provider code and plugins.
@@ -31,6 +45,7 @@ __all__ = [
     "ProviderTokens",
     "code_challenge",
     "e164_or_none",
+    "in_own_mailbox",
     "new_code_verifier",
     "new_state",
     "subject_of",
@@ -40,34 +55,8 @@ __all__ = [
 
 ClientAuth = Literal["basic", "body", "none"]
 CLIENT_AUTH_METHODS: tuple[str, ...] = ("basic", "body", "none")
-Endpoint = Literal["token", "userinfo"]
 
 _CHALLENGE = re.compile(r"[A-Za-z0-9\-_]{43}")
-_PHONE = re.compile(r"\+?[1-9][0-9]{6,14}")
-_PHONE_PUNCTUATION = re.compile(r"[\s()\-.]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-# Error codes that say "try later" rather than "your code or token is bad" (RFC 6749 §4.1.2.1).
-_PROVIDER_SIDE_ERRORS = frozenset({"server_error", "temporarily_unavailable", "slow_down"})
-# RFC 6749 §5.2 (token: 400, 401) and RFC 6750 §3.1 (resource: 400, 401, 403); their bodies
-# may be empty, so the status alone is a refusal there.
-_REFUSAL_STATUSES: dict[str, tuple[int, ...]] = {"token": (400, 401), "userinfo": (400, 401, 403)}
-_MAX_CODE_LENGTH = 4096
-_MAX_ERROR_TEXT = 200
-
-
-@dataclass(frozen=True)
-class Profile:
-    """A provider's user, mapped by `OAuthProvider.to_profile`. `subject` is the stable id."""
-
-    provider: str
-    subject: str
-    email: str | None = None
-    phone: str | None = None  # E.164 with the leading "+"
-    first_name: str | None = None
-    last_name: str | None = None
-    avatar: str | None = None
-    # True only where the provider says so for this address; none of the built-ins does (OA6).
-    email_verified: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,31 +67,6 @@ class ProviderTokens:
     refresh_token: str | None = field(default=None, repr=False)
     expires_in: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
-
-
-@dataclass(frozen=True)
-class ProviderSettings:
-    """One `providers.<name>` config section; every provider accepts exactly these keys."""
-
-    client_id: str = ""
-    client_secret: str = field(default="", repr=False)
-    redirect_uri: str | None = None  # None: {public_url}/{prefix}/callback
-    frontend_redirect: str | None = None
-    scope: str = ""
-    authorize_url: str = ""
-    token_url: str = ""
-    userinfo_url: str = ""
-
-
-@dataclass
-class ProviderRequest:
-    """An HTTP call to a provider as a hook describes it; the base adds timeouts and TLS."""
-
-    method: Literal["GET", "POST"]
-    url: str
-    query: dict[str, str] = field(default_factory=dict)
-    form: dict[str, str] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 _TEMPLATE_METHODS = (
@@ -135,6 +99,8 @@ class OAuthProvider(ABC):
     pkce: ClassVar[bool] = True  # send an S256 challenge and the verifier (RFC 7636)
     client_auth: ClassVar[ClientAuth] = "basic"  # RFC 6749 §2.3.1; "none": public client
     callback_params: ClassVar[tuple[str, ...]] = ()  # required from the callback into exchange
+    # Also passed on to the front end from the callback when present (never anything else).
+    forwarded_params: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -171,35 +137,13 @@ class OAuthProvider(ABC):
 
         Raises ValueError naming the key (`providers.vk.client_idd: unknown key`) for an
         unknown key, a wrong type or an unusable URL."""
-        values: dict[str, Any] = {
+        defaults = {
             "scope": cls.default_scope,
             "authorize_url": cls.default_authorize_url,
             "token_url": cls.default_token_url,
             "userinfo_url": cls.default_userinfo_url,
         }
-        fields = {f.name: f for f in dataclasses.fields(ProviderSettings)}
-        for key, value in (section or {}).items():
-            path = f"providers.{cls.name}.{key}"
-            if key not in fields:
-                raise ValueError(f"{path}: unknown key")
-            optional = key in ("redirect_uri", "frontend_redirect")
-            if value is None and optional:
-                values[key] = None
-                continue
-            if not isinstance(value, str):
-                kind = "str or null" if optional else "str"
-                numeric = isinstance(value, int | float) and not isinstance(value, bool)
-                hint = " (quote numeric ids in YAML)" if numeric else ""
-                raise ValueError(f"{path}: expected {kind}, got {type(value).__name__}{hint}")
-            values[key] = (value.strip() or None) if optional else value.strip()
-        for key in ("authorize_url", "token_url", "userinfo_url"):
-            _check_endpoint(f"providers.{cls.name}.{key}", values[key])
-        if values.get("redirect_uri"):
-            _check_absolute_url(f"providers.{cls.name}.redirect_uri", values["redirect_uri"])
-        front = values.get("frontend_redirect")
-        if front and not (front.startswith("/") and not front.startswith("//")):
-            _check_absolute_url(f"providers.{cls.name}.frontend_redirect", front)
-        return ProviderSettings(**values)
+        return load_settings(cls.name, defaults, section)
 
     # ---- what the base owns -------------------------------------------------------------
 
@@ -246,15 +190,19 @@ class OAuthProvider(ABC):
         else (OA3). Raises ApiError 400 `invalid_request` / `invalid_grant`, 502
         `provider_unavailable`, 503 `provider_not_configured`."""
         self._require_configured()
-        if not isinstance(code, str) or not code or len(code) > _MAX_CODE_LENGTH:
+        # Checked here, before any hook runs, so that no provider module can send a value
+        # that is not visible ASCII (it would break the request or be read differently).
+        if not is_wire_value(code):
             raise ApiError(400, "invalid_request", "The code parameter is missing or malformed.")
         if self.pkce and not code_verifier:
             raise ValueError(f"{self.title} needs the code_verifier kept with the state")
         picked: dict[str, str] = {}
         for name in self.callback_params:
             value = extra.get(name)
-            if not isinstance(value, str) or not value or len(value) > _MAX_CODE_LENGTH:
+            if not value:
                 raise ApiError(400, "invalid_request", f"The {name} parameter is required.")
+            if not is_wire_value(value):
+                raise ApiError(400, "invalid_request", f"The {name} parameter is malformed.")
             picked[name] = value
         params = self.build_token_params(
             code,
@@ -278,7 +226,7 @@ class OAuthProvider(ABC):
         return ProviderTokens(
             access_token=access_token,
             refresh_token=text_or_none(body.get("refresh_token")),
-            expires_in=_seconds(body.get("expires_in")),
+            expires_in=seconds_or_none(body.get("expires_in")),
             raw=body,
         )
 
@@ -290,6 +238,12 @@ class OAuthProvider(ABC):
         self._require_configured()
         if not isinstance(access_token, str) or not access_token:
             raise ApiError(400, "invalid_request", "The access_token parameter is required.")
+        # RFC 6750 §2.1: anything else is no token of any provider, and would not even fit
+        # into an Authorization header; refused before any hook builds a request.
+        if not is_bearer_token(access_token):
+            raise ApiError(
+                401, "invalid_provider_token", f"This is not a {self.title} access token."
+            )
         body = await self._call("userinfo", self.build_userinfo_request(access_token))
         if not self.token_belongs_to_us(body):
             raise ApiError(
@@ -402,154 +356,14 @@ class OAuthProvider(ABC):
             params.pop("client_secret", None)
 
     async def _call(self, endpoint: Endpoint, call: ProviderRequest) -> dict[str, Any]:
-        """Send one request and return its JSON object, or raise the contract's ApiError."""
-        url = url_concat(call.url, call.query) if call.query else call.url
-        headers = {"Accept": "application/json", "User-Agent": "vhod", **call.headers}
-        body = None
-        if call.form is not None:
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-            body = urlencode(call.form)
-        request = HTTPRequest(
-            url,
-            method=call.method,
-            headers=headers,
-            body=body,
+        return await send(
+            self.title,
+            endpoint,
+            call,
+            http_client=self.http_client,
             connect_timeout=self.connect_timeout,
             request_timeout=self.request_timeout,
-            validate_cert=True,
-            follow_redirects=False,  # OA5: talk to the configured host only
         )
-        try:
-            response: HTTPResponse = await self.http_client.fetch(request, raise_error=False)
-        except HTTPClientError as exc:  # 599: the client gave up (timeout)
-            reason = "did not answer in time" if exc.code == 599 else f"failed ({exc.code})"
-            raise self._unavailable(reason) from exc
-        except OSError as exc:  # refused, unreachable, TLS verification failed
-            raise self._unavailable(f"cannot be reached ({type(exc).__name__})") from exc
-        return self._judge(endpoint, response.code, _parse_json(response.body))
-
-    def _judge(self, endpoint: Endpoint, status: int, body: Any) -> dict[str, Any]:
-        error = _error_of(body)
-        if status >= 500 or (isinstance(error, str) and error in _PROVIDER_SIDE_ERRORS):
-            raise self._unavailable(f"reported {error or f'HTTP {status}'}")
-        # An `error` member means a refusal whatever the status (Mail.ru answers it with 200).
-        if error is not None or status in _REFUSAL_STATUSES[endpoint]:
-            text = _error_text(body) or f"HTTP {status}"
-            if endpoint == "userinfo":
-                raise ApiError(
-                    401, "invalid_provider_token", f"{self.title} rejected the access token: {text}"
-                )
-            raise ApiError(400, "invalid_grant", f"{self.title} refused the code: {text}")
-        if status != 200:
-            raise self._unavailable(f"answered HTTP {status}")
-        if body is _NOT_JSON:
-            raise self._unavailable("answered something that is not JSON")
-        if not isinstance(body, dict):
-            raise self._unavailable("answered JSON that is not an object")
-        return body
 
     def _unavailable(self, reason: str) -> ApiError:
-        # Logged once, by the sign-in flow, as a security event carrying this description.
-        return ApiError(502, "provider_unavailable", f"{self.title} {reason}.")
-
-
-_NOT_JSON: Any = object()
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _parse_json(raw: bytes | None) -> Any:
-    """Strict JSON: Python's parser keeps big integers exact (VK's int64 ids)."""
-    if not raw:
-        return _NOT_JSON
-    try:
-        return json.loads(raw, parse_constant=_reject_constant)
-    except ValueError:  # includes JSONDecodeError and UnicodeDecodeError
-        return _NOT_JSON
-
-
-def _error_of(body: Any) -> Any:
-    """The `error` member of an error answer, or None (also for an empty `error`)."""
-    if isinstance(body, dict) and body.get("error"):
-        return body["error"]
-    return None
-
-
-def _error_text(body: Any) -> str:
-    """The provider's own words, bounded and without control characters."""
-    if not isinstance(body, dict):
-        return ""
-    error = body.get("error")
-    if isinstance(error, dict):  # VK API style: {"error": {"error_code": 5, "error_msg": ...}}
-        body, error = error, error.get("error_code")
-    description = next(
-        (body[k] for k in ("error_description", "error_msg", "message") if body.get(k)), None
-    )
-    parts = [str(p) for p in (error, description) if p not in (None, "")]
-    text = ": ".join(dict.fromkeys(parts))  # drop a description that repeats the code
-    return _CONTROL.sub(" ", text)[:_MAX_ERROR_TEXT]
-
-
-def _seconds(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
-
-
-def _check_absolute_url(path: str, url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
-        raise ValueError(f"{path}: expected an absolute http(s) URL without a fragment")
-
-
-def _check_endpoint(path: str, url: str) -> None:
-    """Provider endpoints get our secret and tokens: https, except on this machine (tests)."""
-    if not url:
-        raise ValueError(f"{path}: a URL is required")
-    _check_absolute_url(path, url)
-    parts = urlsplit(url)
-    if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
-        raise ValueError(f"{path}: must be https (plain http only to a loopback address)")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def subject_of(value: Any) -> str:
-    """A provider user id as a string; an int stays exact, a float is refused (never rounded)."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise TypeError(f"user id must be a string or an integer, got {type(value).__name__}")
-    text = str(value).strip()
-    if not text:
-        raise ValueError("empty user id")
-    return text
-
-
-def text_or_none(value: Any) -> str | None:
-    """A trimmed non-empty string, else None (providers omit, null or blank fields alike)."""
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
-
-
-def e164_or_none(value: Any) -> str | None:
-    """A phone number in E.164 with '+' ("79991234567" → "+79991234567"); masked → None."""
-    text = text_or_none(value)
-    if text is None:
-        return None
-    digits = _PHONE_PUNCTUATION.sub("", text)
-    if not _PHONE.fullmatch(digits):
-        return None
-    return digits if digits.startswith("+") else f"+{digits}"
+        return unavailable(self.title, reason)

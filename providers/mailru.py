@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from providers.base import OAuthProvider, Profile, ProviderRequest, subject_of, text_or_none
+from providers.base import (
+    OAuthProvider,
+    Profile,
+    ProviderRequest,
+    in_own_mailbox,
+    subject_of,
+    text_or_none,
+)
+
+# Mail.ru's own mail domains: an address there is the mailbox the user signed in with.
+OWN_MAIL_DOMAINS = ("mail.ru", "inbox.ru", "list.ru", "bk.ru", "internet.ru", "my.com")
 
 
 class MailRuProvider(OAuthProvider):
@@ -24,12 +34,14 @@ class MailRuProvider(OAuthProvider):
         return ProviderRequest("GET", self.settings.userinfo_url, query=query)
 
     def to_profile(self, userinfo: dict[str, Any]) -> Profile:
+        email = text_or_none(userinfo.get("email"))
         return Profile(
             provider=self.name,
             subject=subject_of(userinfo["id"]),  # never the email: addresses change
-            email=text_or_none(userinfo.get("email")),
+            email=email,
             first_name=text_or_none(userinfo.get("first_name")),
             last_name=text_or_none(userinfo.get("last_name")),
             avatar=text_or_none(userinfo.get("image")),
-            email_verified=False,  # Mail.ru has no such flag
+            # No verified flag at Mail.ru; only its own mailboxes are vouched for.
+            email_verified=in_own_mailbox(email, OWN_MAIL_DOMAINS),
         )

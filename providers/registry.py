@@ -93,10 +93,10 @@ def _declaration_problem(cls: type[OAuthProvider]) -> str | None:
         return "title must be a non-empty string"
     if cls.client_auth not in CLIENT_AUTH_METHODS:
         return f"client_auth {cls.client_auth!r} must be one of {', '.join(CLIENT_AUTH_METHODS)}"
-    if not isinstance(cls.callback_params, tuple) or not all(
-        isinstance(p, str) for p in cls.callback_params
-    ):
-        return "callback_params must be a tuple of strings"
+    for attribute in ("callback_params", "forwarded_params"):
+        value = getattr(cls, attribute)
+        if not isinstance(value, tuple) or not all(isinstance(p, str) for p in value):
+            return f"{attribute} must be a tuple of strings"
     if inspect.isabstract(cls):
         return "to_profile is not implemented"
     return None

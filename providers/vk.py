@@ -25,6 +25,7 @@ class VKProvider(OAuthProvider):
     pkce = True  # mandatory at VK ID
     client_auth = "none"  # a public client: client_id in the form, no secret
     callback_params = ("device_id",)  # issued with the code; the exchange fails without it
+    forwarded_params = ("type", "expires_in")  # code_v2 and the code's lifetime; not ext_id
 
     def build_token_params(
         self, code: str, *, code_verifier: str | None, state: str, extra: dict[str, str]
@@ -54,4 +55,6 @@ class VKProvider(OAuthProvider):
             last_name=text_or_none(user.get("last_name")),
             avatar=text_or_none(user.get("avatar")),
             email_verified=False,  # `verified` is about the person, not the address
+            # A VK ID account signs in by its phone number, confirmed by a one-time code.
+            phone_verified=True,
         )

@@ -10,10 +10,13 @@ from providers.base import (
     Profile,
     ProviderRequest,
     e164_or_none,
+    in_own_mailbox,
     subject_of,
     text_or_none,
 )
 
+# Yandex Mail's domains: an address there is the user's own Yandex mailbox.
+OWN_MAIL_DOMAINS = ("yandex.ru", "ya.ru", "yandex.com", "yandex.by", "yandex.kz", "yandex.ua")
 AVATAR_URL = "https://avatars.yandex.net/get-yapic/{}/islands-200"  # ids hold a "/"
 
 
@@ -40,12 +43,13 @@ class YandexProvider(OAuthProvider):
     def to_profile(self, userinfo: dict[str, Any]) -> Profile:
         avatar_id = text_or_none(userinfo.get("default_avatar_id"))
         phone = userinfo.get("default_phone")
+        email = text_or_none(userinfo.get("default_email"))
         return Profile(
             provider=self.name,
             subject=subject_of(userinfo["id"]),  # `login` can change
             # Only the address the user chose; `emails` is empty for social-login accounts and
             # picking one of several would be a guess.
-            email=text_or_none(userinfo.get("default_email")),
+            email=email,
             phone=e164_or_none(phone.get("number")) if isinstance(phone, dict) else None,
             first_name=text_or_none(userinfo.get("first_name")),
             last_name=text_or_none(userinfo.get("last_name")),
@@ -54,5 +58,8 @@ class YandexProvider(OAuthProvider):
                 if avatar_id and not userinfo.get("is_avatar_empty")
                 else None
             ),
-            email_verified=False,  # no flag at Yandex either
+            # No verified flag at Yandex; other addresses of a Yandex ID are its user's word.
+            email_verified=in_own_mailbox(email, OWN_MAIL_DOMAINS),
+            # Yandex ID holds only numbers confirmed by a code; default_phone is one of them.
+            phone_verified=True,
         )

@@ -70,7 +70,8 @@ class OAuthState:
     expires_at: float
     code_verifier: str | None = None
     code_hash: str | None = None  # sha256 of the code that `callback` saw for this state
-    extra: dict[str, str] = field(default_factory=dict)
+    # sha256 of the browser-binding cookie set by `/link?redirect=1`; None: a JSON /link
+    binding_hash: str | None = None
 
 
 class Store(Protocol):
@@ -124,14 +125,20 @@ class Store(Protocol):
     async def put_state(self, state: OAuthState) -> None: ...
 
     async def attach_code(self, state: str, provider: str, code_hash: str, now: float) -> bool:
-        """Remember which code `callback` saw for a live state of this provider."""
+        """Remember which code `callback` saw for a live state of this provider; only the
+        first code: False when one is attached already (a callback is not replayed)."""
 
-    async def take_state(
-        self, provider: str, now: float, *, state: str | None = None, code_hash: str | None = None
+    async def find_state(self, provider: str, state: str, now: float) -> OAuthState | None:
+        """The live state `state` of `provider`, left in place; else None."""
+
+    async def find_state_by_code(
+        self, provider: str, code_hash: str, now: float
     ) -> OAuthState | None:
-        """Atomically remove and return a live state of `provider`, found by `state` or else
-        by the `code_hash` attached to it. Expired, unknown, other-provider or already-taken
-        states give None; a state of another provider is left in place."""
+        """The live state of `provider` whose attached code has this hash, left in place."""
+
+    async def consume_state(self, provider: str, state: str) -> bool:
+        """Remove the state: True for exactly one caller, False once it is gone (or belongs
+        to another provider, where it is left in place)."""
 
     # counters (throttling); shared by every instance on the same store
     async def hit_counter(self, key: str, window: float, now: float) -> tuple[int, float]:

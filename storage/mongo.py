@@ -129,7 +129,7 @@ def _state(doc: Mapping[str, Any] | None) -> OAuthState | None:
         expires_at=float(doc["expires_at"]),
         code_verifier=doc.get("code_verifier"),
         code_hash=doc.get("code_hash"),
-        extra=dict(doc.get("extra") or {}),
+        binding_hash=doc.get("binding_hash"),
     )
 
 
@@ -341,7 +341,7 @@ class MongoStore:
             "provider": state.provider,
             "expires_at": state.expires_at,
             "code_verifier": state.code_verifier,
-            "extra": dict(state.extra),
+            "binding_hash": state.binding_hash,
             "purge_at": _purge_at(state.expires_at),
         }
         if state.code_hash is not None:
@@ -353,25 +353,33 @@ class MongoStore:
                 raise DuplicateError("state") from exc
 
     async def attach_code(self, state: str, provider: str, code_hash: str, now: float) -> bool:
+        # The first code only: `code_hash` is absent until a callback attaches one.
+        query = {"_id": state, "provider": provider, "expires_at": {"$gt": now}}
         with _unavailable():
             result = await self.oauth_states.update_one(
-                {"_id": state, "provider": provider, "expires_at": {"$gt": now}},
-                {"$set": {"code_hash": code_hash}},
+                {**query, "code_hash": {"$exists": False}}, {"$set": {"code_hash": code_hash}}
             )
         return result.matched_count == 1
 
-    async def take_state(
-        self, provider: str, now: float, *, state: str | None = None, code_hash: str | None = None
+    async def find_state(self, provider: str, state: str, now: float) -> OAuthState | None:
+        return await self._find_state(
+            {"_id": state, "provider": provider, "expires_at": {"$gt": now}}
+        )
+
+    async def find_state_by_code(
+        self, provider: str, code_hash: str, now: float
     ) -> OAuthState | None:
-        if state is not None:
-            query: dict[str, Any] = {"_id": state}
-        elif code_hash is not None:
-            query = {"code_hash": code_hash}
-        else:
-            return None
-        query.update(provider=provider, expires_at={"$gt": now})
+        query = {"code_hash": code_hash, "provider": provider, "expires_at": {"$gt": now}}
+        return await self._find_state(query)
+
+    async def _find_state(self, query: dict[str, Any]) -> OAuthState | None:
         with _unavailable():
-            return _state(await self.oauth_states.find_one_and_delete(query))
+            return _state(await self.oauth_states.find_one(query))
+
+    async def consume_state(self, provider: str, state: str) -> bool:
+        with _unavailable():
+            result = await self.oauth_states.delete_one({"_id": state, "provider": provider})
+        return result.deleted_count == 1
 
     # --- counters ---
 

@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS oauth_states (
     expires_at REAL NOT NULL,
     code_verifier TEXT,
     code_hash TEXT,
-    extra TEXT NOT NULL DEFAULT '{}'
+    binding_hash TEXT
 );
 CREATE INDEX IF NOT EXISTS oauth_states_code_hash ON oauth_states (code_hash)
     WHERE code_hash IS NOT NULL;
@@ -111,6 +111,14 @@ _LIVE_STATE_BY_CODE_HASH = (
 )
 
 
+def _add_binding_column(db: sqlite3.Connection) -> None:
+    """A database made before browser binding has no binding_hash column (and an unused
+    `extra` one, which its default keeps out of the way)."""
+    columns = {row["name"] for row in db.execute("PRAGMA table_info(oauth_states)")}
+    if "binding_hash" not in columns:
+        db.execute("ALTER TABLE oauth_states ADD COLUMN binding_hash TEXT")
+
+
 def _user(row: sqlite3.Row, identities: list[Identity]) -> User:
     return User(
         id=row["id"],
@@ -142,7 +150,7 @@ def _state(row: sqlite3.Row) -> OAuthState:
         expires_at=row["expires_at"],
         code_verifier=row["code_verifier"],
         code_hash=row["code_hash"],
-        extra=json.loads(row["extra"]),
+        binding_hash=row["binding_hash"],
     )
 
 
@@ -283,6 +291,7 @@ class SQLiteStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            _add_binding_column(db)
 
         await self._write(create)
 
@@ -436,7 +445,7 @@ class SQLiteStore:
         await self._write(
             lambda db: db.execute(
                 "INSERT INTO oauth_states"
-                " (state, provider, expires_at, code_verifier, code_hash, extra)"
+                " (state, provider, expires_at, code_verifier, code_hash, binding_hash)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     state.state,
@@ -444,7 +453,7 @@ class SQLiteStore:
                     state.expires_at,
                     state.code_verifier,
                     state.code_hash,
-                    json.dumps(state.extra),
+                    state.binding_hash,
                 ),
             )
         )
@@ -453,8 +462,8 @@ class SQLiteStore:
         def attach(db: sqlite3.Connection) -> bool:
             return (
                 db.execute(
-                    "UPDATE oauth_states SET code_hash = ?"
-                    " WHERE state = ? AND provider = ? AND expires_at > ?",
+                    "UPDATE oauth_states SET code_hash = ? WHERE state = ? AND provider = ?"
+                    " AND expires_at > ? AND code_hash IS NULL",
                     (code_hash, state, provider, now),
                 ).rowcount
                 == 1
@@ -462,24 +471,29 @@ class SQLiteStore:
 
         return await self._write(attach)
 
-    async def take_state(
-        self, provider: str, now: float, *, state: str | None = None, code_hash: str | None = None
+    async def find_state(self, provider: str, state: str, now: float) -> OAuthState | None:
+        return await self._find_state(_LIVE_STATE_BY_STATE, state, provider, now)
+
+    async def find_state_by_code(
+        self, provider: str, code_hash: str, now: float
     ) -> OAuthState | None:
-        if state is not None:
-            query, key = _LIVE_STATE_BY_STATE, state
-        elif code_hash is not None:
-            query, key = _LIVE_STATE_BY_CODE_HASH, code_hash
-        else:
-            return None
+        return await self._find_state(_LIVE_STATE_BY_CODE_HASH, code_hash, provider, now)
 
-        def take(db: sqlite3.Connection) -> OAuthState | None:
-            row = db.execute(query, (key, provider, now)).fetchone()
-            if row is None:
-                return None
-            db.execute("DELETE FROM oauth_states WHERE state = ?", (row["state"],))
-            return _state(row)
+    async def _find_state(self, query: str, *args: Any) -> OAuthState | None:
+        def find(db: sqlite3.Connection) -> OAuthState | None:
+            row = db.execute(query, args).fetchone()
+            return None if row is None else _state(row)
 
-        return await self._write(take)
+        return await self._run(find)
+
+    async def consume_state(self, provider: str, state: str) -> bool:
+        def consume(db: sqlite3.Connection) -> bool:
+            deleted = db.execute(
+                "DELETE FROM oauth_states WHERE state = ? AND provider = ?", (state, provider)
+            )
+            return deleted.rowcount == 1
+
+        return await self._write(consume)
 
     # --- counters ---
 

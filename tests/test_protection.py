@@ -266,5 +266,5 @@ async def test_expired_rows_are_purged_periodically(services, clock):
     task = asyncio.ensure_future(purge_expired_periodically(services, interval=0.01))
     await asyncio.sleep(0.05)
     task.cancel()
-    assert await services.store.take_state("vk", clock() - 10, state="old") is None
-    assert await services.store.take_state("vk", clock(), state="live") is not None
+    assert await services.store.find_state("vk", "old", clock() - 10) is None
+    assert await services.store.find_state("vk", "live", clock()) is not None

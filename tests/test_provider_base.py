@@ -14,10 +14,12 @@ from core.errors import ApiError
 from providers.base import (
     OAuthProvider,
     Profile,
+    ProviderRequest,
     ProviderSettings,
     ProviderTokens,
     code_challenge,
     e164_or_none,
+    in_own_mailbox,
     new_code_verifier,
     new_state,
     subject_of,
@@ -178,7 +180,14 @@ def test_settings_merge_the_section_over_the_provider_defaults() -> None:
         ({"userinfo_url": "id.vk.com/user_info"}, r"^providers\.vk\.userinfo_url: expected an"),
         ({"authorize_url": ""}, r"^providers\.vk\.authorize_url: a URL is required$"),
         ({"redirect_uri": "/vk/callback"}, r"^providers\.vk\.redirect_uri: expected an absolute"),
-        ({"frontend_redirect": "//evil.example"}, r"^providers\.vk\.frontend_redirect: expected"),
+        ({"frontend_redirect": "//evil.example"}, r"^providers\.vk\.frontend_redirect: a rel"),
+        # Browsers read a backslash as a slash and drop tabs: both lead to another host.
+        ({"frontend_redirect": "/\\evil.example"}, r"^providers\.vk\.frontend_redirect: a rel"),
+        ({"frontend_redirect": "/\t/evil.example"}, r"^providers\.vk\.frontend_redirect: a rel"),
+        ({"frontend_redirect": "/\\t/evil.example"}, r"^providers\.vk\.frontend_redirect: a "),
+        ({"frontend_redirect": "https://app.example\\@evil"}, r"frontend_redirect: holds"),
+        ({"frontend_redirect": "https://user@evil.example/"}, r"frontend_redirect: a URL with"),
+        ({"frontend_redirect": "javascript:alert(1)"}, r"frontend_redirect: expected an abs"),
     ],
 )
 def test_settings_errors_name_the_key(section: dict[str, Any], message: str) -> None:
@@ -244,3 +253,86 @@ def test_phone_becomes_e164(raw: Any, expected: str | None) -> None:
 
 def test_profile_defaults_to_unverified_email() -> None:
     assert Profile(provider="vk", subject="1", email="a@example.com").email_verified is False
+
+
+def test_own_mailbox_is_an_exact_domain() -> None:
+    domains = ("mail.ru", "bk.ru")
+    assert in_own_mailbox("Ivan@Mail.RU", domains)
+    for email in ("ivan@mail.ru.evil.example", "ivan@evilmail.ru", "a@b@mail.ru", "@mail.ru", None):
+        assert not in_own_mailbox(email, domains)
+
+
+# ---- nothing malformed goes out, whatever a provider module builds (F1) -------------------
+
+
+class NoNetwork:
+    """An HTTP client that fails the test if anything is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    async def fetch(self, request: Any, **kwargs: Any) -> Any:
+        self.sent.append(request)
+        raise AssertionError(f"a request went out: {request.url}")
+
+
+class HeaderPlugin(OAuthProvider):
+    """A plugin that puts the token into a header of its own, and a display name too."""
+
+    name, prefix, title = "header_plugin", "header-plugin", "Header Plugin"
+    default_authorize_url = "https://id.example/authorize"
+    default_token_url = "https://id.example/token"
+    default_userinfo_url = "https://id.example/userinfo"
+    client_name = "Ivan"
+
+    def build_userinfo_request(self, access_token: str) -> ProviderRequest:
+        headers = {"X-Token": access_token, "X-Client": self.client_name}
+        return ProviderRequest("GET", self.settings.userinfo_url, headers=headers)
+
+    def to_profile(self, userinfo: dict[str, Any]) -> Profile:
+        return Profile(provider=self.name, subject=subject_of(userinfo["id"]))
+
+
+def no_network(cls: type[OAuthProvider]) -> tuple[OAuthProvider, NoNetwork]:
+    client = NoNetwork()
+    settings = cls.load_settings({"client_id": "our-client", "client_secret": "our-secret"})
+    return cls(settings, public_url=PUBLIC_URL, http_client=client), client  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cls", [VKProvider, MailRuProvider, YandexProvider, HeaderPlugin])
+@pytest.mark.parametrize("token", ["\U000bf430", "тест", "a b", "a\r\nX: y", "=abc", "a" * 4097])
+async def test_a_token_that_is_no_bearer_token_never_leaves(
+    cls: type[OAuthProvider], token: str
+) -> None:
+    provider, client = no_network(cls)
+    with pytest.raises(ApiError) as caught:
+        await provider.fetch_profile(token)
+    assert (caught.value.status, caught.value.code) == (401, "invalid_provider_token")
+    assert client.sent == []
+
+
+@pytest.mark.parametrize("cls", [VKProvider, MailRuProvider, YandexProvider])
+@pytest.mark.parametrize(
+    ("code", "device_id"), [("\U000bf430", "d"), ("a b", "d"), ("c", "é"), ("c", "a\nb")]
+)
+async def test_a_code_or_callback_value_outside_visible_ascii_never_leaves(
+    cls: type[OAuthProvider], code: str, device_id: str
+) -> None:
+    provider, client = no_network(cls)
+    if device_id != "d" and not cls.callback_params:
+        return  # only VK has a callback value to check
+    with pytest.raises(ApiError) as caught:
+        await provider.exchange(
+            code, code_verifier="v" * 43, state=new_state(), extra={"device_id": device_id}
+        )
+    assert (caught.value.status, caught.value.code) == (400, "invalid_request")
+    assert client.sent == []
+
+
+async def test_a_header_a_plugin_builds_from_other_text_is_refused_before_sending() -> None:
+    provider, client = no_network(HeaderPlugin)
+    provider.client_name = "Иван"  # type: ignore[attr-defined]
+    with pytest.raises(ApiError) as caught:
+        await provider.fetch_profile("a-good-token")
+    assert (caught.value.status, caught.value.code) == (400, "invalid_request")
+    assert client.sent == []

@@ -56,7 +56,7 @@ def make_state(
     ttl: float = 600,
     code_verifier: str | None = None,
     code_hash: str | None = None,
-    extra: dict[str, str] | None = None,
+    binding_hash: str | None = None,
 ) -> OAuthState:
     return OAuthState(
         state=uuid.uuid4().hex,
@@ -64,7 +64,7 @@ def make_state(
         expires_at=now + ttl,
         code_verifier=code_verifier,
         code_hash=code_hash,
-        extra=extra or {},
+        binding_hash=binding_hash,
     )
 
 
@@ -376,46 +376,56 @@ async def test_concurrent_rotations_one_wins(store: Store, now: float) -> None:
 # --- OAuth states ---
 
 
-async def test_take_state_by_state_once(store: Store, now: float) -> None:
-    state = make_state(now, code_verifier="verifier", extra={"redirect": "/next"})
+async def test_a_found_state_stays_until_consumed_once(store: Store, now: float) -> None:
+    state = make_state(now, code_verifier="verifier", binding_hash="b" * 64)
     await store.put_state(state)
 
-    assert await store.take_state("vk", now, state=state.state) == state
-    assert await store.take_state("vk", now, state=state.state) is None
+    assert await store.find_state("vk", state.state, now) == state
+    assert await store.find_state("vk", state.state, now) == state  # finding spends nothing
+    assert await store.consume_state("vk", state.state) is True
+    assert await store.consume_state("vk", state.state) is False
+    assert await store.find_state("vk", state.state, now) is None
 
 
-async def test_take_state_by_attached_code(store: Store, now: float) -> None:
+async def test_state_found_by_its_attached_code(store: Store, now: float) -> None:
     state = make_state(now, code_verifier="verifier")
     await store.put_state(state)
+    assert await store.find_state_by_code("vk", "code-hash", now) is None
 
     assert await store.attach_code(state.state, "vk", "code-hash", now) is True
-    taken = await store.take_state("vk", now, code_hash="code-hash")
+    found = await store.find_state_by_code("vk", "code-hash", now)
 
-    assert taken is not None
-    assert (taken.state, taken.code_verifier, taken.code_hash) == (
+    assert found is not None
+    assert (found.state, found.code_verifier, found.code_hash) == (
         state.state,
         "verifier",
         "code-hash",
     )
-    assert await store.take_state("vk", now, code_hash="code-hash") is None
-    assert await store.take_state("vk", now, state=state.state) is None
+    assert await store.consume_state("vk", state.state) is True
+    assert await store.find_state_by_code("vk", "code-hash", now) is None
 
 
-async def test_take_state_without_a_key_is_none(store: Store, now: float) -> None:
-    await store.put_state(make_state(now))
+async def test_only_the_first_code_is_attached(store: Store, now: float) -> None:
+    """D13: a replayed callback cannot attach another code to a live state."""
+    state = make_state(now)
+    await store.put_state(state)
 
-    assert await store.take_state("vk", now) is None
+    assert await store.attach_code(state.state, "vk", "first", now) is True
+    assert await store.attach_code(state.state, "vk", "second", now) is False
+    assert await store.find_state_by_code("vk", "second", now) is None
+    found = await store.find_state("vk", state.state, now)
+    assert found is not None and found.code_hash == "first"
 
 
-async def test_expired_state_is_not_taken(store: Store, now: float) -> None:
+async def test_expired_state_is_not_found(store: Store, now: float) -> None:
     state = make_state(now, ttl=-1, code_hash="code-hash")
     at_expiry = make_state(now, ttl=0)
     await store.put_state(state)
     await store.put_state(at_expiry)
 
-    assert await store.take_state("vk", now, state=state.state) is None
-    assert await store.take_state("vk", now, code_hash="code-hash") is None
-    assert await store.take_state("vk", now, state=at_expiry.state) is None
+    assert await store.find_state("vk", state.state, now) is None
+    assert await store.find_state_by_code("vk", "code-hash", now) is None
+    assert await store.find_state("vk", at_expiry.state, now) is None
 
 
 async def test_state_of_another_provider_is_left_in_place(store: Store, now: float) -> None:
@@ -423,11 +433,12 @@ async def test_state_of_another_provider_is_left_in_place(store: Store, now: flo
     await store.put_state(state)
     await store.attach_code(state.state, "vk", "code-hash", now)
 
-    assert await store.take_state("yandex", now, state=state.state) is None
-    assert await store.take_state("yandex", now, code_hash="code-hash") is None
+    assert await store.find_state("yandex", state.state, now) is None
+    assert await store.find_state_by_code("yandex", "code-hash", now) is None
+    assert await store.consume_state("yandex", state.state) is False
 
-    taken = await store.take_state("vk", now, state=state.state)
-    assert taken is not None and taken.state == state.state
+    found = await store.find_state("vk", state.state, now)
+    assert found is not None and found.state == state.state
 
 
 async def test_attach_code_refusals(store: Store, now: float) -> None:
@@ -441,20 +452,29 @@ async def test_attach_code_refusals(store: Store, now: float) -> None:
     assert await store.attach_code(live.state, "yandex", "h3", now) is False
 
     for code_hash in ("h1", "h2", "h3"):
-        assert await store.take_state("vk", now, code_hash=code_hash) is None
-    taken = await store.take_state("vk", now, state=live.state)
-    assert taken is not None and taken.code_hash is None
+        assert await store.find_state_by_code("vk", code_hash, now) is None
+    found = await store.find_state("vk", live.state, now)
+    assert found is not None and found.code_hash is None
 
 
-async def test_concurrent_takes_of_one_state_one_wins(store: Store, now: float) -> None:
+async def test_concurrent_consumes_of_one_state_one_wins(store: Store, now: float) -> None:
+    state = make_state(now)
+    await store.put_state(state)
+
+    results = await asyncio.gather(*(store.consume_state("vk", state.state) for _ in range(10)))
+
+    assert sorted(results) == [False] * 9 + [True]
+
+
+async def test_concurrent_attaches_one_wins(store: Store, now: float) -> None:
     state = make_state(now)
     await store.put_state(state)
 
     results = await asyncio.gather(
-        *(store.take_state("vk", now, state=state.state) for _ in range(10))
+        *(store.attach_code(state.state, "vk", f"h{i}", now) for i in range(10))
     )
 
-    assert [r for r in results if r is not None] == [state]
+    assert sorted(results) == [False] * 9 + [True]
 
 
 # --- counters ---
@@ -533,7 +553,7 @@ async def test_purge_expired_removes_only_expired_rows(store: Store, now: float)
     assert await store.get_refresh_token(old_token.jti) is None
     assert await store.get_refresh_token(live_token.jti) == live_token
     # An hour later the purged state would be refused anyway; only a purge removes it.
-    assert await store.take_state("vk", now - 3600, state=old_state.state) is None
-    assert await store.take_state("vk", now, state=live_state.state) == live_state
+    assert await store.find_state("vk", old_state.state, now - 3600) is None
+    assert await store.find_state("vk", live_state.state, now) == live_state
     assert await store.peek_counter("old", now - 15) == (0, now - 15)
     assert await store.peek_counter("live", now - 1) == (1, now + 5)
