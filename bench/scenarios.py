@@ -9,6 +9,7 @@ interleaved with the loads it is compared with, so that drift of a shared machin
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import time
 from dataclasses import replace
@@ -150,7 +151,9 @@ class Bench:
                 if store in self.o.stores:
                     self.on_store(store)
                 else:
-                    reason = "skipped: not in --stores (or nx-27017 is not installed)"
+                    installed = store != MONGO or importlib.util.find_spec("nx_27017")
+                    why = "not in --stores" if installed else "nx-27017 is not installed"
+                    reason = f"skipped: {why}"
                     for name in ("throughput", "users") + (
                         ("saturation", "memory") if store == SQLITE else ()
                     ):
