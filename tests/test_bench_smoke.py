@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.model import SCENARIOS, SQLITE, TORNADO
-from bench.targets import TARGETS
+from bench import model
+from bench.model import SCENARIOS, SQLITE, TORNADO, Report, Row, ScenarioRun
+from bench.targets import TARGETS, judge
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,3 +59,34 @@ def test_quick_benchmark_reports_every_scenario_and_target(tmp_path):
     assert "access log at `info`, metrics on" in table
     has_matplotlib = importlib.util.find_spec("matplotlib") is not None
     assert result.with_suffix(".png").exists() == has_matplotlib
+
+
+def test_every_benchmark_module_stays_under_400_lines():
+    sizes = {p.name: len(p.read_text().splitlines()) for p in (ROOT / "bench").glob("*.py")}
+    assert {name: n for name, n in sizes.items() if n >= 400} == {}
+
+
+def row(measure: str, store: str, rps: float) -> Row:
+    return Row(measure, store, rps, p50_ms=1.0, p99_ms=2.0, requests=10, errors=0)
+
+
+def test_targets_pass_miss_or_skip_with_the_scenarios_reason():
+    report = Report(machine={}, settings={})
+    report.rows += [
+        row(model.BASELINE, TORNADO, 1000.0),
+        row(model.ACCESS, SQLITE, 950.0),
+        row(model.REFRESH, SQLITE, 400.0),
+    ]
+    report.scenarios.append(ScenarioRun("es256", SQLITE, "skipped", model.ES256_UNSUPPORTED))
+
+    verdicts = {v.name: v for v in judge(report)}
+
+    assert len(verdicts) == len(TARGETS)
+    access = verdicts["validate/access throughput"]
+    assert (access.verdict, access.ratio, access.rule) == ("PASS", 0.95, "≥ 0.9 × baseline")
+    assert verdicts["validate/refresh throughput"].verdict == "MISS"
+    es256 = [v for name, v in verdicts.items() if name.startswith("ES256")]
+    assert len(es256) == 3
+    assert {(v.verdict, v.detail) for v in es256} == {("SKIP", model.ES256_UNSUPPORTED)}
+    memory = verdicts["RSS across the memory run"]
+    assert (memory.verdict, memory.ratio) == ("SKIP", None)
