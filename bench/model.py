@@ -18,6 +18,8 @@ NX_27017 = (
 
 # Measures (rows of the report), by the scenario that makes them.
 BASELINE = "baseline"
+BASELINE_ES256 = "baseline, beside the ES256 checks"
+BASELINES = (BASELINE, BASELINE_ES256)  # rows of the bare Tornado app, not of vhod
 ACCESS = "validate/access"
 REFRESH = "validate/refresh"
 LOGIN = "login/email"
@@ -41,7 +43,7 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
     "saturation": (ACCESS_IDLE, ACCESS_LOADED, LOGIN_SATURATING),
     "memory": (ACCESS_MEMORY,),
     "users": (LOGIN_SMALL, LOGIN_LARGE),
-    "es256": (ES256_ONE, ES256_DISTINCT, ISSUE_HS256, ISSUE_ES256),
+    "es256": (BASELINE_ES256, ES256_ONE, ES256_DISTINCT, ISSUE_HS256, ISSUE_ES256),
 }
 ES256_UNSUPPORTED = "skipped: ES256 not supported by this server"
 
