@@ -45,6 +45,14 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
     "users": (LOGIN_SMALL, LOGIN_LARGE),
     "es256": (BASELINE_ES256, ES256_ONE, ES256_DISTINCT, ISSUE_HS256, ISSUE_ES256),
 }
+# The stores each scenario runs on (the ES256 comparison: two fresh SQLite servers).
+SCENARIO_STORES: dict[str, tuple[str, ...]] = {
+    "throughput": (SQLITE, MONGO),
+    "saturation": (SQLITE,),
+    "memory": (SQLITE,),
+    "users": (SQLITE, MONGO),
+    "es256": (SQLITE,),
+}
 ES256_UNSUPPORTED = "skipped: ES256 not supported by this server"
 
 
