@@ -101,7 +101,7 @@ class Bench:
             )
         )
         print(
-            f"  {measure:<44} {model.STORE_TITLES[store]:<20} {result.rps:9.1f} req/s"
+            f"  {measure:<42} {model.STORE_TITLES[store]:<42} {result.rps:9.1f} req/s"
             f"  p50 {result.p50_ms:8.2f} ms  p99 {result.p99_ms:8.2f} ms"
             f"  ({result.requests} requests, {result.errors} errors)",
             flush=True,
