@@ -115,7 +115,8 @@ class _Requests:
         return self._encode(login_body(spec.user_prefix, n, spec.users, spec.password, spec.stride))
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """The status and body of one HTTP/1.1 answer with a Content-Length (as vhod sends)."""
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     length = 0
@@ -123,9 +124,8 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
             length = int(value)
-    if length:
-        await reader.readexactly(length)
-    return status
+    body = await reader.readexactly(length) if length else b""
+    return status, body
 
 
 async def run_load(spec: LoadSpec) -> LoadResult:
@@ -155,7 +155,7 @@ async def run_load(spec: LoadSpec) -> LoadResult:
                 while time.perf_counter() < deadline and budget_left():
                     sent = time.perf_counter()
                     writer.write(requests.next())
-                    status = await _read_response(reader)
+                    status, _ = await read_response(reader)
                     latencies.append(time.perf_counter() - sent)
                     statuses[str(status)] += 1
             except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):

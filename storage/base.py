@@ -8,6 +8,7 @@ backend never checks with a read before it writes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -154,3 +155,12 @@ class Store(Protocol):
 
     async def purge_expired(self, now: float) -> None:
         """Delete expired states, counters and refresh tokens (MongoDB's TTL does it too)."""
+
+    # bulk loading (seeding a benchmark, importing users)
+    async def bulk_insert_users(self, users: Sequence[User]) -> None:
+        """Insert many new users without provider identities in one round trip.
+
+        Much faster than create_user one at a time; ValueError for a user that carries
+        identities. When a user collides with a stored one (or with another of the batch)
+        it raises DuplicateError; which of the other users were stored then depends on the
+        backend (SQLite: none, one transaction; MongoDB: all the others, unordered)."""

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from pymongo import AsyncMongoClient, ReturnDocument
-from pymongo.errors import ConnectionFailure, DuplicateKeyError
+from pymongo import AsyncMongoClient, ReturnDocument, WriteConcern
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
 
 from storage.base import (
     DuplicateError,
@@ -422,3 +422,29 @@ class MongoStore:
             await self.oauth_states.delete_many({"expires_at": {"$lte": now}})
             await self.counters.delete_many({"ends": {"$lte": now}})
             await self.refresh_tokens.delete_many({"expires_at": {"$lte": now}})
+
+    # --- bulk loading ---
+
+    async def bulk_insert_users(self, users: Sequence[User]) -> None:
+        if any(user.identities for user in users):
+            raise ValueError("bulk_insert_users takes users without provider identities")
+        if not users:
+            return  # insert_many refuses an empty list
+        docs = [user_document(user) for user in users]
+        # Unordered: the server may apply the batch in parallel, and one duplicate does
+        # not stop the rest; majority: the load is durable once this returns.
+        # get_collection, not users.with_options: mongomock-motor 0.0.36 hands the latter
+        # back as its synchronous collection.
+        majority = WriteConcern("majority")
+        collection = self.database.get_collection(self.users.name, write_concern=majority)
+        with _unavailable():
+            try:
+                await collection.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors") or []
+                first = next((e for e in errors if e.get("code") == 11000), None)
+                if first is None:
+                    raise
+                duplicate = DuplicateKeyError(first.get("errmsg", ""), 11000, first)
+                field = await self._user_duplicate_field(duplicate, docs[first["index"]])
+                raise DuplicateError(field) from exc

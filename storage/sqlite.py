@@ -8,7 +8,7 @@ import json
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from storage.base import (
@@ -532,3 +532,27 @@ class SQLiteStore:
             db.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?", (now,))
 
         await self._write(purge)
+
+    # --- bulk loading ---
+
+    async def bulk_insert_users(self, users: Sequence[User]) -> None:
+        rows = [
+            (u.id, u.email, u.phone, u.password_hash, json.dumps(u.profile), u.created_at)
+            for u in _without_identities(users)
+        ]
+
+        def insert(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT INTO users (id, email, phone, password_hash, profile, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+        if rows:
+            await self._write(insert)  # one transaction: a collision stores none of them
+
+
+def _without_identities(users: Sequence[User]) -> Sequence[User]:
+    if any(user.identities for user in users):
+        raise ValueError("bulk_insert_users takes users without provider identities")
+    return users

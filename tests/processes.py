@@ -1,4 +1,5 @@
-"""Real vhod processes for tests: a free port, a server started from server.py, a request."""
+"""Real processes for tests and the benchmark: a free port, a vhod server started from
+server.py, any other child process with its output in a log file, and a request."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,46 +31,96 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-class Server:
+def accepts_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+class Child:
+    """A child process whose stderr goes to `log_path`; stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(
+        self,
+        command: list[str],
+        log_path: Path,
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        stdout: Any = subprocess.DEVNULL,
+    ) -> None:
+        self.log_path = log_path
+        with log_path.open("wb") as err:
+            self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=err)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        """Poll `ready()` until it is true; AssertionError when this process exits first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            if not self.alive():
+                raise AssertionError(f"{what} exited {self.process.returncode}: {self.log()}")
+            time.sleep(0.05)
+        raise AssertionError(f"{what} did not start within {timeout:.0f} s: {self.log()[-2000:]}")
+
+    def stop(self, timeout: float = 15) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+            raise
+
+
+class Server(Child):
     """A vhod process started from server.py in `tmp_path`, logging to a file there."""
 
     def __init__(self, tmp_path: Path, *args: str, port: int | None = None, **env: str) -> None:
         self.port = port or free_port()
         self.stderr = tmp_path / f"server-{self.port}.log"
-        self.process = subprocess.Popen(
+        super().__init__(
             [sys.executable, str(ROOT / "server.py"), "--port", str(self.port), *args],
+            self.stderr,
             cwd=tmp_path,
             env=clean_env(**env),
-            stderr=self.stderr.open("wb"),
-            stdout=subprocess.DEVNULL,
         )
 
     def wait_started(self, timeout: float = 20) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.log()
-            if "vhod listening on" in text:
-                return text
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited {self.process.returncode}: {text}")
-            time.sleep(0.05)
-        raise AssertionError(f"server did not start: {self.log()}")
+        self.wait_until(lambda: "vhod listening on" in self.log(), timeout, "server")
+        return self.log()
 
-    def log(self) -> str:
-        return self.stderr.read_text(errors="replace")
+    def wait_ready(self, timeout: float = 20) -> None:
+        """Until /readyz answers 200: listening, and its storage reachable."""
+        self.wait_until(lambda: status_of(self.url("/readyz")) == 200, timeout, "server")
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
-            raise
+
+def status_of(url: str) -> int:
+    """The HTTP status of a GET of `url`; 0 when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+    except OSError:
+        return 0
 
 
 def request(url: str, data: dict | None = None) -> tuple[int, object]:

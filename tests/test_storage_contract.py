@@ -557,3 +557,41 @@ async def test_purge_expired_removes_only_expired_rows(store: Store, now: float)
     assert await store.find_state("vk", live_state.state, now) == live_state
     assert await store.peek_counter("old", now - 15) == (0, now - 15)
     assert await store.peek_counter("live", now - 1) == (1, now + 5)
+
+
+# --- bulk loading ---
+
+
+async def test_bulk_insert_users_stores_every_user_as_create_user_would(store: Store) -> None:
+    users = [
+        make_user(f"bulk{n}@example.com", f"+7916000000{n}", password_hash=f"h{n}", created_at=n)
+        for n in range(3)
+    ]
+
+    await store.bulk_insert_users(users)
+    await store.bulk_insert_users([])
+
+    for user in users:
+        assert await store.get_user(user.id) == user
+        assert await store.find_user_by_email(user.email or "") == user
+        assert await store.find_user_by_phone(user.phone or "") == user
+
+
+async def test_bulk_insert_users_refuses_a_taken_email(store: Store) -> None:
+    taken = make_user("taken@example.com", "+79160000001")
+    await store.create_user(taken)
+
+    with pytest.raises(DuplicateError) as refused:
+        await store.bulk_insert_users([make_user("taken@example.com", "+79160000002")])
+
+    assert refused.value.field == "email"
+    assert await store.find_user_by_email("taken@example.com") == taken
+    assert await store.find_user_by_phone("+79160000002") is None
+
+
+async def test_bulk_insert_users_refuses_users_with_identities(store: Store) -> None:
+    with_identity = make_user("a@example.com", identities=[Identity("vk", "1")])
+    with pytest.raises(ValueError):
+        await store.bulk_insert_users([with_identity])
+
+    assert await store.find_user_by_email("a@example.com") is None

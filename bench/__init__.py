@@ -1,0 +1,1 @@
+"""vhod's benchmark: `python bench/run.py` (see run.py for its parts)."""
