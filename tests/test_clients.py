@@ -285,3 +285,32 @@ def test_the_generated_typescript_client_runs_the_flows_with_typed_errors(
     for _, url, content_type in posts:
         assert content_type.startswith("application/json") and "?" not in url, url
     assert not any(PASSWORD.split()[0] in line for line in result["requests"])
+
+    # The README's front-end example compiles against the same generated types, as a
+    # bundler project would import them.
+    shutil.copy(work / "schema.d.ts", work / "vhod.d.ts")
+    (work / "readme-example.ts").write_text(readme_typescript())
+    run(
+        [
+            str(npm_tools / "tsc"),
+            "--strict",
+            "--noEmit",
+            "--target",
+            "es2022",
+            "--module",
+            "esnext",
+            "--moduleResolution",
+            "bundler",
+            "--lib",
+            "es2022,dom",
+            "readme-example.ts",
+        ],
+        work,
+    )
+
+
+def readme_typescript() -> str:
+    """The TypeScript block of the README's section on browser front ends."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Calling vhod from a browser front end", 1)[1].split("\n## ", 1)[0]
+    return section.split("```ts\n", 1)[1].split("```", 1)[0]
