@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import socket
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
@@ -187,3 +189,23 @@ def resolve(spec: dict[str, Any], ref: str) -> Any:
     for part in ref.removeprefix("#/").split("/"):
         node = node[part]
     return node
+
+
+async def test_every_documented_413_of_a_get_is_answered(spec, http_server_client):
+    """GET routes document the 413 that an oversized Content-Length gets before any reading."""
+    port = int(http_server_client.get_url("/").rsplit(":", 1)[1].rstrip("/"))
+    loop = asyncio.get_running_loop()
+    paths = [
+        path
+        for path, method, operation in operations(spec)
+        if method == "get" and "413" in operation["responses"]
+    ]
+    assert {"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"} <= set(paths)
+    for path in paths:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n".encode()
+            )
+            data = await loop.run_in_executor(None, sock.recv, 65536)
+        assert data.startswith(b"HTTP/1.1 413"), (path, data[:100])
+        assert b'"payload_too_large"' in data, path
