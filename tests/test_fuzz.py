@@ -37,8 +37,8 @@ PROVIDER_PATH = re.compile(r"^/(vk|mail\.ru|yandex)/")
 # The only 5xx a provider route may answer: its provider is down or answered nonsense.
 PROVIDER_5XX = {502: {"provider_unavailable"}}
 
-# Known, and fixed elsewhere (F1): Yandex's token routes put the access_token in a header
-# unchecked, so a non-Latin-1 one is a 500. Remove once the providers' fix is in.
+# Known, and fixed elsewhere (F1, against AP6): Yandex's token routes put the access_token in
+# a header unchecked, so a non-Latin-1 one is a 500. Remove once the providers' fix is in.
 KNOWN_F1 = {"/yandex/login", "/yandex/registration"}
 
 # The document exactly as /openapi.json serves it (test_openapi.py checks they are the same).
