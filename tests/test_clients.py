@@ -51,8 +51,18 @@ def npm_tools() -> Path:
         missing("Node.js and npm are missing: install Debian's nodejs and npm")
     if not (STAMP.exists() and STAMP.read_text() == lock_digest()):
         # --ignore-scripts: none of the tools needs an install script, and none may download.
+        # --prefer-offline: what npm's cache holds is used without asking the registry again.
         done = subprocess.run(
-            [npm, "ci", "--prefix", str(TOOLS), "--ignore-scripts", "--no-audit", "--no-fund"],
+            [
+                npm,
+                "ci",
+                "--prefix",
+                str(TOOLS),
+                "--ignore-scripts",
+                "--prefer-offline",
+                "--no-audit",
+                "--no-fund",
+            ],
             capture_output=True,
             text=True,
             timeout=600,
