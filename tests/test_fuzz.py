@@ -33,6 +33,8 @@ OPERATION_METHODS = ("get", "put", "post", "delete", "options", "head", "patch",
 # Examples per operation: enough that the string strategies reach non-ASCII, control and
 # oversized values on every parameter (F1 was a non-Latin-1 token), within about a minute.
 EXAMPLES = 150
+# Scenarios of the stateful run, each up to six linked calls.
+STATEFUL_SCENARIOS = 300
 PROVIDER_PATH = re.compile(r"^/(vk|mail\.ru|yandex)/")
 # The only 5xx a provider route may answer: its provider is down or answered nonsense.
 PROVIDER_5XX = {502: {"provider_unavailable"}}
@@ -163,3 +165,30 @@ def test_every_operation_conforms(
             )
         )
     case.call_and_validate(base_url=live_server, checks=CHECKS, timeout=15)
+
+
+# Sequences the document's links allow: sign up or in, then refresh, validate and log out with
+# the tokens just issued, which random examples (always invalid tokens) never reach.
+token_flows = schema.include(path_regex=r"^/(authorization|validate)/")
+
+
+def test_token_flows_conform_statefully(live_server: str) -> None:
+    class TokenFlows(token_flows.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, object]:
+            return {"base_url": live_server, "timeout": 15}
+
+        def validate_response(
+            self, response: schemathesis.Response, case: schemathesis.Case, **kwargs: object
+        ) -> None:
+            case.validate_response(response, checks=CHECKS, recorder=self.recorder)
+
+    TokenFlows.run(
+        settings=settings(
+            max_examples=STATEFUL_SCENARIOS,
+            stateful_step_count=6,
+            derandomize=True,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
