@@ -30,10 +30,20 @@ ASSETS = (
 # By suffix rather than from `mimetypes`, whose answer depends on the machine's mime.types.
 _ASSET_TYPES = {".css": "text/css", ".js": "text/javascript", ".png": "image/png"}
 # The page and everything it loads come from this server: no CDN, no inline script or style.
+# Images may also be data: URIs, which is how swagger-ui.css draws its icons (the arrows of
+# a select, the copy button, the model toggles); data: is allowed for nothing else.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'none'"
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
 )
+# What GET / links to, relative to it like everything the docs page loads. The JWKS is served
+# where asymmetric signing is configured.
+INDEX_LINKS = {
+    "docs": "docs",
+    "openapi": "openapi.json",
+    "health": "healthz",
+    "jwks": ".well-known/jwks.json",
+}
 
 # Relative URLs, so that the page also works behind a proxy that mounts vhod under a prefix.
 PAGE = """<!DOCTYPE html>
@@ -78,9 +88,62 @@ def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
 
 
 @functools.cache
+def served_spec() -> dict[str, Any]:
+    """openapi.yaml, read once per process; callers must not change it."""
+    return load_spec()
+
+
+@functools.cache
 def spec_json() -> str:
-    """The document as the JSON text /openapi.json serves, read once per process."""
-    return json.dumps(load_spec(), ensure_ascii=False)
+    """The document as the JSON text /openapi.json serves."""
+    return json.dumps(served_spec(), ensure_ascii=False)
+
+
+def index_document(spec: dict[str, Any]) -> dict[str, Any]:
+    """The JSON answer of GET /: what this server is, and where its documentation lives."""
+    info = spec["info"]
+    return {
+        "name": info["title"],
+        "version": info["version"],
+        "summary": info["summary"],
+        "links": dict(INDEX_LINKS),
+    }
+
+
+def prefers_html(accept: str) -> bool:
+    """Whether an Accept header ranks text/html above JSON, as a browser's does.
+
+    `*/*` alone (curl, HTTP libraries) is no preference: such clients get JSON."""
+    quality = {"text/html": 0.0, "application/json": 0.0}
+    for media_range in accept.split(",")[:32]:  # bounded: the header is the client's
+        kind, *options = (part.strip() for part in media_range.split(";"))
+        if kind.lower() not in quality:
+            continue
+        q = 1.0
+        for option in options:
+            name, _, value = option.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        quality[kind.lower()] = max(quality[kind.lower()], q)
+    return quality["text/html"] > quality["application/json"]
+
+
+class IndexHandler(JsonHandler):
+    """GET /: a short JSON index, or, for a browser, a redirect to the docs page."""
+
+    def initialize(self, index: str) -> None:  # type: ignore[override]
+        super().initialize()
+        self.index = index
+
+    def get(self) -> None:
+        self.add_header("Vary", "Accept")  # beside the Vary: Origin of CORS
+        if prefers_html(self.request.headers.get("Accept", "")):
+            self.redirect(INDEX_LINKS["docs"])
+            return
+        self.finish(self.index)
 
 
 class OpenApiHandler(JsonHandler):
@@ -133,10 +196,13 @@ class DocsAssetHandler(tornado.web.StaticFileHandler):
 
 
 def docs_routes() -> list[tuple[Any, ...]]:
-    """Routes of the API description: /openapi.json, /docs and the page's scripts and styles."""
+    """Routes of the API description: the index at /, /openapi.json, /docs and the page's
+    scripts and styles."""
     document = spec_json()
+    index = json.dumps(index_document(served_spec()), ensure_ascii=False)
     assets = "|".join(re.escape(name) for name in ASSETS)
     return [
+        (r"/", IndexHandler, {"index": index}),
         (r"/openapi\.json", OpenApiHandler, {"document": document}),
         (r"/docs", DocsPageHandler),
         (r"/docs/swagger-initializer\.js", DocsScriptHandler),

@@ -1,7 +1,10 @@
-"""/docs: Swagger UI served by vhod itself, drawn by headless Chromium under a 'self'-only CSP."""
+"""/docs: Swagger UI served by vhod itself, drawn by headless Chromium under a CSP that allows
+only vhod's own files (and data: images, Swagger UI's icons); GET /, the index that sends a
+browser there."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers.docs import load_spec
+from handlers.docs import load_spec, prefers_html
 from tests.processes import Server
 
 pytestmark = pytest.mark.slow
@@ -40,10 +43,14 @@ class RenderedOperations(HTMLParser):
         self.method: str | None = None
         self.found: set[tuple[str, str]] = set()
         self.error_boxes = 0
+        self.classes: set[str] = set()
+        self.selects = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
         classes = (attributes.get("class") or "").split()
+        self.classes.update(classes)
+        self.selects += tag == "select"
         if tag == "div" and "opblock" in classes:
             kinds = [c.removeprefix("opblock-") for c in classes if c.startswith("opblock-")]
             self.method = next((k for k in kinds if k in OPERATION_METHODS), None)
@@ -98,8 +105,13 @@ def render(chromium: Path, url: str, profile: Path) -> tuple[str, str]:
     return done.stdout, done.stderr
 
 
-def test_docs_page_renders_every_operation(chromium, server, tmp_path):
-    dom, log = render(chromium, server.url("/docs"), tmp_path / "chromium-profile")
+# An operation opened by deep link, so that its parts with icons are drawn too.
+OPENED = "#/tokens/refreshWithBody"
+
+
+def test_docs_page_renders_every_operation_and_its_icons(chromium, server, tmp_path):
+    # A browser that opens the index is sent to the page; the fragment goes along.
+    dom, log = render(chromium, server.url("/" + OPENED), tmp_path / "chromium-profile")
     page = RenderedOperations()
     page.feed(dom)
     documented = {
@@ -110,10 +122,15 @@ def test_docs_page_renders_every_operation(chromium, server, tmp_path):
     }
     assert page.found == documented
     assert page.error_boxes == 0
-    # Nothing the page needs was refused by its own Content-Security-Policy.
+    # Drawn: the elements swagger-ui.css gives data: icons (the servers and media type
+    # selects, the copy button of the opened operation)...
+    assert page.selects >= 2 and "copy-to-clipboard" in page.classes
+    assert "opblock-body" in page.classes, "the deep-linked operation is open"
+    # ...and nothing the page needs, those icons included, was refused by its CSP.
     assert "Content Security Policy" not in log, re.findall(r".*Content Security Policy.*", log)
     # The page's requests all reached vhod, which logs each one.
     served = server.log()
+    assert "302 GET / (" in served and "200 GET /docs (" in served
     for asset in ("/docs/static/swagger-ui-bundle.js", "/docs/swagger-initializer.js"):
         assert f"200 GET {asset}" in served
     assert "200 GET /openapi.json" in served
@@ -125,6 +142,8 @@ async def test_docs_page_allows_only_its_own_origin(http_server_client):
     policy = response.headers["Content-Security-Policy"]
     directives = dict(d.strip().split(None, 1) for d in policy.split(";") if d.strip())
     assert directives["default-src"] == "'self'"
+    # Swagger UI draws its icons as data: images; data: is allowed for images only.
+    assert directives.pop("img-src") == "'self' data:"
     for name, sources in directives.items():
         assert set(sources.split()) <= {"'self'", "'none'"}, (name, sources)
     html = response.body.decode()
@@ -148,3 +167,52 @@ async def test_only_the_listed_package_files_are_served(http_server_client):
         response = await http_server_client.fetch(path, raise_error=False)
         assert response.code == 404, path
         assert response.headers["Content-Type"].startswith("application/json"), path
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
+
+
+async def test_the_index_names_the_api_and_links_to_its_documentation(http_server_client):
+    for accept in (None, "*/*", "application/json", "application/json, text/html;q=0.5"):
+        headers = {"Accept": accept} if accept else {}
+        response = await http_server_client.fetch("/", headers=headers, follow_redirects=False)
+        assert response.code == 200, accept
+        assert response.headers["Content-Type"].startswith("application/json")
+        assert "Accept" in response.headers.get_list("Vary")
+        index = json.loads(response.body)
+        spec = load_spec()
+        assert index["name"] == "vhod" and index["version"] == spec["info"]["version"]
+    assert set(index["links"]) == {"docs", "openapi", "health", "jwks"}
+    assert index["links"]["jwks"] == ".well-known/jwks.json"
+    # The links are relative to the index, so that they hold behind a proxy's prefix too.
+    for name in ("docs", "openapi", "health"):
+        link = await http_server_client.fetch("/" + index["links"][name])
+        assert link.code == 200, name
+
+
+async def test_the_index_sends_a_browser_to_the_docs_page(http_server_client):
+    response = await http_server_client.fetch(
+        "/", headers={"Accept": BROWSER_ACCEPT}, follow_redirects=False, raise_error=False
+    )
+    assert response.code == 302
+    assert response.headers["Location"] == "docs"
+    assert "Accept" in response.headers.get_list("Vary")
+
+
+@pytest.mark.parametrize(
+    ("accept", "html"),
+    [
+        (BROWSER_ACCEPT, True),
+        ("text/html", True),
+        ("TEXT/HTML; q=0.7, application/json; q=0.3", True),
+        ("*/*", False),
+        ("", False),
+        ("application/json", False),
+        ("text/html;q=0.5, application/json", False),
+        ("text/html;q=0, */*", False),
+        ("text/html;q=bogus", False),
+        ("application/json," * 40 + "text/html", False),  # past the ranges read
+    ],
+)
+def test_prefers_html(accept, html):
+    assert prefers_html(accept) is html

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import json
+import asyncio
 import re
+import socket
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
 
@@ -104,8 +106,57 @@ def test_every_operation_has_an_id_a_summary_and_json_errors(spec):
                 if int(status) >= 400 and (path, status) != ("/docs/static/{file}", "416"):
                     assert list(response["content"]) == ["application/json"], (path, status)
                     schema = response["content"]["application/json"]["schema"]
-                    assert "#/components/schemas/Error" in json.dumps(schema), (path, status)
+                    assert_error_schema(spec, schema, (path, status))
     assert len(ids) == len(set(ids))
+
+
+def assert_error_schema(spec: dict[str, Any], schema: dict[str, Any], where: object) -> None:
+    """A named schema of the Error shape, whose `error` lists its codes: a generator makes a
+    type of it (an allOf that narrows `error` is what openapi-python-client drops)."""
+    assert set(schema) == {"$ref"}, where
+    named = resolve(spec, schema["$ref"])
+    assert named["type"] == "object" and named["additionalProperties"] is False, where
+    assert named["required"] == ["error", "error_description"], where
+    assert set(named["properties"]) == {"error", "error_description"}, where
+    assert named["properties"]["error_description"] == {
+        "$ref": "#/components/schemas/ErrorDescription"
+    }, where
+    code = named["properties"]["error"]
+    assert code["type"] == "string", where
+    # Only a provider's own error, passed on by a callback, may carry any code.
+    if schema["$ref"] != "#/components/schemas/Error":
+        assert code["enum"] and all(isinstance(c, str) for c in code["enum"]), where
+
+
+def operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in spec["paths"].items():
+        for method in OPERATION_METHODS:
+            if method in item:
+                yield path, method, item[method]
+
+
+def test_every_operation_is_public_for_generated_clients(spec):
+    # A non-empty `security`, even [{}, {bearer}], makes openapi-python-client demand an
+    # AuthenticatedClient; a token a route checks is its parameter instead.
+    assert "securitySchemes" not in spec["components"]
+    for path, method, operation in operations(spec):
+        assert operation["security"] == [], (path, method)
+
+
+def test_post_bodies_are_json_and_no_post_takes_query_parameters(spec):
+    """A generated client sends JSON and never puts a password or a token in a URL; the
+    form body and the query string still work, for older clients (test_api_requests.py)."""
+    posts = [(path, operation) for path, method, operation in operations(spec) if method == "post"]
+    assert len(posts) == 6
+    for path, operation in posts:
+        assert "parameters" not in operation, path
+        body = operation["requestBody"]
+        if "$ref" in body:
+            body = resolve(spec, body["$ref"])
+        assert body["required"] is True, path
+        assert list(body["content"]) == ["application/json"], path
+        schema = resolve(spec, body["content"]["application/json"]["schema"]["$ref"])
+        assert schema["required"], path
 
 
 def test_token_responses_declare_no_store_and_limits_declare_retry_after(spec):
@@ -138,3 +189,23 @@ def resolve(spec: dict[str, Any], ref: str) -> Any:
     for part in ref.removeprefix("#/").split("/"):
         node = node[part]
     return node
+
+
+async def test_every_documented_413_of_a_get_is_answered(spec, http_server_client):
+    """GET routes document the 413 that an oversized Content-Length gets before any reading."""
+    port = int(http_server_client.get_url("/").rsplit(":", 1)[1].rstrip("/"))
+    loop = asyncio.get_running_loop()
+    paths = [
+        path
+        for path, method, operation in operations(spec)
+        if method == "get" and "413" in operation["responses"]
+    ]
+    assert {"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"} <= set(paths)
+    for path in paths:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n".encode()
+            )
+            data = await loop.run_in_executor(None, sock.recv, 65536)
+        assert data.startswith(b"HTTP/1.1 413"), (path, data[:100])
+        assert b'"payload_too_large"' in data, path
