@@ -23,6 +23,7 @@ from core.config import Config, ConfigError, load_config, masked, redact_url
 from core.metrics import Metrics
 from core.net import parse_networks
 from core.passwords import Hasher
+from core.secret_file import SecretFileError
 from core.social import SocialSignIn
 from core.throttle import Throttle
 from core.tokens import TokenService, load_or_create_secret
@@ -100,7 +101,10 @@ async def build_services(
     if config.jwt.secret is not None:
         secret = config.jwt.secret.encode()
     else:
-        secret = load_or_create_secret(config.server.data_dir)
+        try:
+            secret = load_or_create_secret(config.server.data_dir)
+        except SecretFileError as exc:
+            raise ConfigError(str(exc)) from exc
     metrics = Metrics()
     tokens = TokenService(
         secret,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Any
 import jwt
 
 from core.clock import Clock, system_clock
+from core.secret_file import read_or_create_secret
 
 ACCESS = "access_token"
 REFRESH = "refresh_token"
@@ -35,22 +35,12 @@ class IssuedToken:
 
 
 def load_or_create_secret(data_dir: str | os.PathLike[str]) -> bytes:
-    """The generated signing secret kept in `data_dir`, created once with owner-only access."""
-    path = Path(data_dir) / SECRET_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return path.read_bytes().strip()
-    except FileNotFoundError:
-        pass
-    value = secrets.token_urlsafe(48).encode("ascii")
-    try:
-        # O_EXCL: when two processes start at once, one writes and the other reads its value.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as f:
-        f.write(value)
-    return value
+    """The generated signing secret kept in `data_dir`, created once with owner-only access.
+
+    SecretFileError (a ValueError naming the file) when the file there is empty or short."""
+    return read_or_create_secret(
+        Path(data_dir) / SECRET_FILE, min_bytes=MIN_SECRET_BYTES, what="generated JWT secret"
+    )
 
 
 class TokenService:
