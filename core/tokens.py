@@ -123,9 +123,12 @@ class TokenService:
             )
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise InvalidToken(str(exc)) from exc
-        exp = claims["exp"]
-        if not isinstance(exp, int | float) or isinstance(exp, bool):
-            raise InvalidToken("exp is not a number")
+        # JSON allows NaN and Infinity through Python's parser; only integers are times here.
+        for name in ("exp", "iat"):
+            if type(claims[name]) is not int:
+                raise InvalidToken(f"{name} is not an integer")
+        if claims["iat"] > self.clock() + LEEWAY_SECONDS:
+            raise InvalidToken("issued in the future")
         if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
             raise InvalidToken("sub and jti must be strings")
         return claims

@@ -226,3 +226,47 @@ def test_d9_the_server_refuses_a_bad_secret_file_without_a_traceback(tmp_path, m
     err = capsys.readouterr().err
     assert "configuration error" in err and str(tmp_path / "jwt_secret") in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"exp": float("nan")},
+        {"exp": float("inf")},
+        {"exp": 9e99},
+        {"exp": True},
+        {"exp": "9999999999"},
+        {"iat": float("nan")},
+        {"iat": float("-inf")},
+        {"iat": 1.5},
+    ],
+    ids=[
+        "exp-nan",
+        "exp-inf",
+        "exp-float",
+        "exp-bool",
+        "exp-text",
+        "iat-nan",
+        "iat-inf",
+        "iat-float",
+    ],
+)
+def test_d21_exp_and_iat_must_be_finite_integers(tokens, changes):
+    with pytest.raises(InvalidToken):
+        tokens.decode(forge(claims_of(tokens, **changes)), ACCESS)
+
+
+def test_d21_a_token_issued_in_the_future_is_refused(tokens, clock):
+    future = claims_of(tokens, iat=int(clock()) + 60)
+    with pytest.raises(InvalidToken):
+        tokens.decode(forge(future), ACCESS)
+    within_leeway = claims_of(tokens, iat=int(clock()) + 5)
+    tokens.decode(forge(within_leeway), ACCESS)
+
+
+def test_d21_a_nan_exp_token_is_not_accepted_later_from_the_cache(tokens, clock):
+    token = forge(claims_of(tokens, exp=float("nan")))
+    for _ in range(3):
+        with pytest.raises(InvalidToken):
+            tokens.decode(token, ACCESS)
+        clock.advance(10**6)
