@@ -20,14 +20,17 @@ from core import logs
 from core.accounts import Accounts, AccountSettings
 from core.clock import Clock, system_clock
 from core.config import Config, ConfigError, load_config, masked, redact_url
+from core.kek import SETTING as KEK_SETTING
+from core.kek import UndecryptableKey
+from core.key_manager import KeyManager
+from core.key_setup import add_keys_commands, key_ring, rotation_policy, run_keys_command
 from core.metrics import Metrics
 from core.net import parse_networks
 from core.passwords import Hasher
-from core.secret_file import SecretFileError
 from core.social import SocialSignIn
 from core.throttle import Throttle
-from core.tokens import TokenService, load_or_create_secret
-from handlers import auth, ops, validate
+from core.tokens import TokenService
+from handlers import auth, ops, validate, wellknown
 from handlers.base import JsonApplication, NotFoundHandler, log_request
 from handlers.docs import docs_routes
 from handlers.social import provider_routes
@@ -48,6 +51,7 @@ class Services:
     store: Store
     hasher: Hasher
     tokens: TokenService
+    keys: KeyManager
     accounts: Accounts
     social: SocialSignIn
     throttle: Throttle
@@ -98,18 +102,14 @@ async def build_services(
         trusted_proxies = parse_networks(config.server.trusted_proxies)
     except (ValueError, ProviderRegistryError) as exc:
         raise ConfigError(str(exc)) from exc
-    if config.jwt.secret is not None:
-        secret = config.jwt.secret.encode()
-    else:
-        try:
-            secret = load_or_create_secret(config.server.data_dir)
-        except SecretFileError as exc:
-            raise ConfigError(str(exc)) from exc
+    ring, kek = key_ring(config)
     metrics = Metrics()
     tokens = TokenService(
-        secret,
-        algorithm=config.jwt.algorithm,
+        keys=ring,
+        algorithm=ring.algorithm,
         issuer=config.jwt.issuer,
+        audience=config.jwt.audience,
+        access_type=config.jwt.access_token_type,
         access_ttl=config.jwt.access_ttl,
         refresh_ttl=config.jwt.refresh_ttl,
         clock=clock,
@@ -118,6 +118,12 @@ async def build_services(
     if store is None:
         store = await open_store(config.storage.url)
     await store.setup()
+    keys = KeyManager(store, ring, rotation_policy(config), kek=kek, clock=clock)
+    try:
+        await keys.start()
+    except UndecryptableKey as exc:
+        await store.close()
+        raise ConfigError(f"{KEK_SETTING}: {exc}; nothing was changed") from exc
     hasher = Hasher(
         config.passwords.bcrypt_rounds,
         workers=config.limits.hash_workers,
@@ -143,6 +149,7 @@ async def build_services(
         store=store,
         hasher=hasher,
         tokens=tokens,
+        keys=keys,
         accounts=accounts,
         social=SocialSignIn(store, accounts, metrics=metrics, clock=clock),
         throttle=throttle,
@@ -161,6 +168,8 @@ def make_app(services: Services) -> tornado.web.Application:
         (r"/authorization/login/email", auth.EmailLoginHandler),
         (r"/authorization/login/phone/number", auth.PhoneLoginHandler),
         (r"/authorization/logout", auth.LogoutHandler),
+        (r"/.well-known/jwks.json", wellknown.JwksHandler),
+        (r"/.well-known/openid-configuration", wellknown.DiscoveryHandler),
         (r"/healthz", ops.HealthHandler),
         (r"/readyz", ops.ReadyHandler),
         *provider_routes(services.providers),
@@ -198,6 +207,7 @@ async def serve(config: Config) -> None:
     server.listen(config.server.port, address=config.server.host)
     log.info(start_line(config, services))
     purging = asyncio.ensure_future(purge_expired_periodically(services))
+    maintaining_keys = asyncio.ensure_future(services.keys.maintain())
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -207,6 +217,7 @@ async def serve(config: Config) -> None:
 
     log.info("shutting down: no new connections, waiting for %d in flight", services.in_flight)
     purging.cancel()
+    maintaining_keys.cancel()
     server.stop()
     await services.wait_idle(SHUTDOWN_GRACE_SECONDS)
     await server.close_all_connections()
@@ -241,6 +252,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="validate the configuration, print the effective one with secrets masked, exit",
     )
+    add_keys_commands(parser)
     return parser.parse_args(argv)
 
 
@@ -273,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logs.configure(config.logging.level, config.logging.format)
     try:
+        if args.command == "keys":
+            return run_keys_command(config, args)
         asyncio.run(serve(config))
     except ConfigError as exc:
         print(f"vhod: configuration error: {exc}", file=sys.stderr)

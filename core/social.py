@@ -141,9 +141,7 @@ class SocialSignIn:
         if state:
             record = await self.store.take_state(provider.name, self.clock(), state=state)
         else:
-            record = await self.store.take_state(
-                provider.name, self.clock(), code_hash=fingerprint
-            )
+            record = await self.store.take_state(provider.name, self.clock(), code_hash=fingerprint)
         if record is None or (record.code_hash and record.code_hash != fingerprint):
             raise invalid_state()
         tokens = await self._observed(

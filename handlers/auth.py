@@ -44,4 +44,3 @@ class LogoutHandler(JsonHandler):
         everywhere = self.flag_param("all")
         await self.services.accounts.logout(self.token_param("refresh"), everywhere)
         self.write_json(True)
-

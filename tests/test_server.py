@@ -40,9 +40,11 @@ def test_starts_serves_and_stops_cleanly_on_sigterm(tmp_path, config_file):
     finally:
         code = server.stop()
     assert code == 0
-    # No configured secret: one was generated, owner-only, in data_dir.
-    secret = tmp_path / "data" / "jwt_secret"
-    assert secret.exists() and (secret.stat().st_mode & 0o777) == 0o600
+    # A new install signs with ES256: its key-encryption key was generated, owner-only, in
+    # data_dir, and no HMAC secret was made.
+    kek = tmp_path / "data" / "jwt_key_encryption_key"
+    assert kek.exists() and (kek.stat().st_mode & 0o777) == 0o600
+    assert not (tmp_path / "data" / "jwt_secret").exists()
 
 
 def test_in_flight_request_finishes_during_shutdown(tmp_path, config_file):
