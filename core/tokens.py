@@ -128,7 +128,7 @@ class TokenService:
                 claims["aud"] = self.audience
             if session is not None:
                 claims["sid"] = session
-        key = self.keys.signer(now)
+        key = self.keys.signer(self.clock())  # not `now`, which is rounded down
         headers = {"kid": key.kid, "typ": self.access_type if mode == ACCESS else REFRESH_TYPE}
         token = jwt.encode(claims, key.signing, algorithm=key.algorithm, headers=headers)
         if self.on_issue is not None:
