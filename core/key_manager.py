@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ from core.keys import (
 from storage.base import DuplicateError, SigningKey, StorageUnavailable, Store
 
 log = logging.getLogger("vhod")
+UNKNOWN_KID_GAP = 1.0  # seconds between store reads that unknown kids cause
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class KeyManager:
         self.rotating = ring.algorithm in ASYMMETRIC_ALGORITHMS
         self._private: dict[str, Any] = {}  # decrypted private keys by kid
         self._wake = asyncio.Event()
-        self._last_refresh = -1e18
+        self._last_read = -1e18  # time.monotonic() of the last read of the store
         ring.on_unknown_kid = self._unknown_kid
 
     async def start(self) -> None:
@@ -101,7 +103,7 @@ class KeyManager:
                 continue
             keys.append(self._key(record, until, strict=strict))
         self.ring.load(keys)
-        self._last_refresh = now
+        self._last_read = time.monotonic()
         return records
 
     def _key(self, record: SigningKey, until: float, *, strict: bool) -> Key:
@@ -194,7 +196,8 @@ class KeyManager:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
             self._wake.clear()
-            wait = self._last_refresh + interval / 4 - self.clock()
+            # However many unknown kids arrive, the store is read at most once a second.
+            wait = self._last_read + min(UNKNOWN_KID_GAP, interval / 4) - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             try:

@@ -255,3 +255,99 @@ def test_mongodb_storage_without_a_kek_is_refused_before_anything_starts(io_loop
     )
     with pytest.raises(ConfigError, match="VHOD_JWT__KEY_ENCRYPTION_KEY"):
         io_loop.run_sync(lambda: build_services(config))
+
+
+async def test_an_unknown_kid_of_ours_wakes_a_read_of_the_store(store: Store) -> None:
+    clock = FakeClock(T0)
+    slow = RotationPolicy(interval=10_000, lead=1_000, retention=500)  # re-reads every 60 s
+    reader = KeyManager(store, KeyRing(algorithm="ES256"), slow, kek=KEK, clock=clock)
+    writer = KeyManager(store, KeyRing(algorithm="ES256"), slow, kek=KEK, clock=clock)
+    await reader.start()
+    maintaining = asyncio.ensure_future(reader.maintain())
+    try:
+        await writer.rotate_if_due(force=True)
+        new = (await store.list_signing_keys())[-1].kid
+        assert new not in reader.ring.kids
+        assert reader.ring.verifier(new, clock()) is None  # a token names it: wake up
+        for _ in range(200):
+            if new in reader.ring.kids:
+                break
+            await asyncio.sleep(0.05)
+        assert new in reader.ring.kids
+    finally:
+        maintaining.cancel()
+
+
+def run_server(monkeypatch, tmp_path, capsys, *argv: str, **env: str) -> tuple[int, str, str]:
+    import server
+
+    for name in [n for n in os.environ if n.startswith("VHOD_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("VHOD_SERVER__DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VHOD_STORAGE__URL", f"sqlite:///{tmp_path}/data/vhod.db")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    code = server.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_keys_commands_list_rotate_and_import(monkeypatch, tmp_path, capsys):
+    code, out, _ = run_server(monkeypatch, tmp_path, capsys, "keys", "list")
+    assert code == 0 and out.split() == [
+        "KID",
+        "ALGORITHM",
+        "STATE",
+        "SIGNS",
+        "FROM",
+        "PUBLISHED",
+        "UNTIL",
+        "CREATED",
+    ]
+    code, out, _ = run_server(monkeypatch, tmp_path, capsys, "keys", "rotate")
+    assert code == 0 and "a new key was added" in out
+    first = out.splitlines()[2].split()
+    assert first[1:3] == ["ES256", "current"]  # the first key signs at once
+    code, out, _ = run_server(
+        monkeypatch, tmp_path, capsys, "keys", "rotate", "--algorithm", "EdDSA"
+    )
+    assert code == 0 and out.splitlines()[-1].split()[1:3] == ["EdDSA", "next"]
+    code, out, _ = run_server(monkeypatch, tmp_path, capsys, "keys", "rotate")
+    assert code == 0 and "already waiting" in out  # one successor at a time
+    pem = tmp_path / "key.pem"
+    pem.write_bytes(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.BestAvailableEncryption(b"hunter2hunter2"),
+        )
+    )
+    code, out, _ = run_server(
+        monkeypatch,
+        tmp_path,
+        capsys,
+        "keys",
+        "import",
+        str(pem),
+        "--password-env",
+        "PEM_PW",
+        PEM_PW="hunter2hunter2",
+    )
+    assert code == 0 and "(RS256)" in out
+    assert [line.split()[1] for line in out.splitlines()[2:]] == ["ES256", "EdDSA", "RS256"]
+    assert "hunter2" not in out
+
+
+def test_keys_commands_refuse_a_wrong_kek_and_a_bad_pem(monkeypatch, tmp_path, capsys):
+    kek = {"VHOD_JWT__KEY_ENCRYPTION_KEY": "a" * 32}
+    assert run_server(monkeypatch, tmp_path, capsys, "keys", "rotate", **kek)[0] == 0
+    code, _, err = run_server(
+        monkeypatch, tmp_path, capsys, "keys", "rotate", VHOD_JWT__KEY_ENCRYPTION_KEY="b" * 32
+    )
+    assert code == 2 and "jwt.key_encryption_key" in err and "Traceback" not in err
+    (tmp_path / "bad.pem").write_text("not a key")
+    code, _, err = run_server(monkeypatch, tmp_path, capsys, "keys", "import", "bad.pem", **kek)
+    assert code == 2 and "PEM" in err
+    code, out, _ = run_server(monkeypatch, tmp_path, capsys, "keys", "list", **kek)
+    assert len(out.splitlines()) == 2  # still the one key
