@@ -46,7 +46,7 @@ def key_ring(
         if algorithm in ASYMMETRIC_ALGORITHMS or private_keys:
             kek = load_kek(
                 config.jwt.key_encryption_key,
-                data_dir,
+                generated_kek_folder(config),
                 shared_store=not config.storage.url.startswith("sqlite:"),
             )
     except ValueError as exc:  # SecretFileError, or a missing or short KEK
@@ -54,6 +54,15 @@ def key_ring(
     hmac_algorithm = algorithm if algorithm in HMAC_ALGORITHMS else "HS256"
     ring = KeyRing(algorithm=algorithm, hmac_secret=secret, hmac_algorithm=hmac_algorithm)
     return ring, kek
+
+
+def generated_kek_folder(config: Config) -> str:
+    """Where a generated key-encryption key lives: beside the SQLite database (data_dir with
+    the default storage.url), so processes sharing that file share its keys too."""
+    database = config.storage.url.removeprefix("sqlite:///")
+    if config.storage.url.startswith("sqlite:///") and database != ":memory:":
+        return str(Path(database).parent)
+    return config.server.data_dir
 
 
 def add_keys_commands(parser: argparse.ArgumentParser) -> None:

@@ -351,3 +351,27 @@ def test_keys_commands_refuse_a_wrong_kek_and_a_bad_pem(monkeypatch, tmp_path, c
     assert code == 2 and "PEM" in err
     code, out, _ = run_server(monkeypatch, tmp_path, capsys, "keys", "list", **kek)
     assert len(out.splitlines()) == 2  # still the one key
+
+
+def test_processes_sharing_a_sqlite_file_share_its_generated_kek(io_loop, tmp_path):
+    def start(name):
+        config = make_config(
+            tmp_path / name,
+            **{
+                "jwt.secret": None,
+                "jwt.algorithm": "ES256",
+                "storage.url": f"sqlite:///{tmp_path}/shared/vhod.db",
+            },
+        )
+        return io_loop.run_sync(lambda: build_services(config))
+
+    a = start("a")
+    b = start("b")  # another data_dir, the same database: it decrypts a's key
+    try:
+        token = a.tokens.issue("access_token", "u1", "ann").token
+        assert b.accounts.validate_access(token) is True
+        assert (tmp_path / "shared" / KEK_FILE).exists()
+        assert not (tmp_path / "a" / KEK_FILE).exists()
+    finally:
+        io_loop.run_sync(a.close)
+        io_loop.run_sync(b.close)
