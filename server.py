@@ -194,7 +194,8 @@ def start_line(config: Config, services: Services) -> str:
     )
     return (
         f"vhod listening on http://{config.server.host}:{config.server.port} "
-        f"storage={redact_url(config.storage.url)} providers={providers or 'none'}"
+        f"storage={redact_url(config.storage.url)} providers={providers or 'none'} "
+        f"tokens={services.tokens.keys.algorithm}"
     )
 
 

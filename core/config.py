@@ -18,6 +18,7 @@ import yaml
 
 from core.identifiers import is_valid_region
 from core.kek import MIN_KEK_BYTES
+from core.keys import ASYMMETRIC_ALGORITHMS
 from core.tokens import ACCESS_TYPES, ALLOWED_ALGORITHMS, MIN_SECRET_BYTES
 
 ENV_PREFIX = "VHOD_"
@@ -256,6 +257,15 @@ def _check(config: Config) -> None:
         raise ConfigError(
             f"jwt.key_encryption_key: must be at least {MIN_KEK_BYTES} bytes "
             "(or null on a single machine, to have one generated into server.data_dir)"
+        )
+    if (
+        kek is None
+        and config.jwt.algorithm in ASYMMETRIC_ALGORITHMS
+        and config.storage.url.startswith("mongodb")
+    ):
+        raise ConfigError(
+            "jwt.key_encryption_key: required with MongoDB storage, where every instance "
+            "decrypts the same signing keys (VHOD_JWT__KEY_ENCRYPTION_KEY)"
         )
     if config.jwt.access_token_type not in ACCESS_TYPES:
         raise ConfigError(f"jwt.access_token_type: must be one of {', '.join(ACCESS_TYPES)}")

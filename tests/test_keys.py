@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from core.clock import FakeClock
-from core.config import ConfigError
+from core.config import ConfigError, masked
 from core.kek import KEK_FILE, KeyEncryptionKey, UndecryptableKey, load_kek
 from core.key_manager import KeyManager, jwks_max_age, refresh_interval
 from core.keys import (
@@ -77,9 +77,15 @@ def test_kek_generated_once_owner_only_but_never_for_a_shared_store(tmp_path):
     assert not (tmp_path / "other" / KEK_FILE).exists()
 
 
-def test_a_short_configured_kek_stops_the_start(tmp_path):
+def test_a_short_or_missing_kek_stops_the_start_and_a_set_one_is_masked(tmp_path):
     with pytest.raises(ConfigError, match=r"jwt\.key_encryption_key"):
         make_config(tmp_path, **{"jwt.key_encryption_key": "short"})
+    with pytest.raises(ConfigError, match=r"jwt\.key_encryption_key: required with MongoDB"):
+        make_config(
+            tmp_path, **{"jwt.algorithm": "EdDSA", "storage.url": "mongodb://127.0.0.1/vhod"}
+        )
+    config = make_config(tmp_path, **{"jwt.key_encryption_key": "k" * 40})
+    assert masked(config)["jwt"]["key_encryption_key"] == "***"
 
 
 # --- key pairs and import ---
@@ -249,7 +255,7 @@ def test_mongodb_storage_without_a_kek_is_refused_before_anything_starts(io_loop
         tmp_path,
         **{
             "jwt.secret": None,
-            "jwt.algorithm": "ES256",
+            "jwt.algorithm": None,  # a new install: ES256, chosen at start
             "storage.url": "mongodb://127.0.0.1:1/vhod",
         },
     )
