@@ -270,3 +270,34 @@ def test_d21_a_nan_exp_token_is_not_accepted_later_from_the_cache(tokens, clock)
         with pytest.raises(InvalidToken):
             tokens.decode(token, ACCESS)
         clock.advance(10**6)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"alg": "HS256", "kid": 5},
+        {"alg": "HS256", "kid": ["a"]},
+        {"alg": ["HS256"]},
+        {"alg": "HS256", "crit": ["exp"]},
+        {"alg": "HS256", "kid": "A" * 5000},
+        {"alg": "HS256", "x5u": "https://evil.test/cert"},
+    ],
+    ids=["kid-int", "kid-list", "alg-list", "crit", "kid-huge", "x5u"],
+)
+def test_odd_headers_are_refused_cleanly(tokens, header):
+    _, payload, signature = tokens.issue(ACCESS, "u1", "x").token.split(".")
+    head = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
+    with pytest.raises(InvalidToken):
+        tokens.decode(f"{head}.{payload}.{signature}", ACCESS)
+
+
+def test_hmac_tokens_carry_a_kid_and_a_typ_per_kind(tokens):
+    access = jwt.get_unverified_header(tokens.issue(ACCESS, "u1", "x").token)
+    refresh = jwt.get_unverified_header(tokens.issue(REFRESH, "u1", "x").token)
+    assert access == {"alg": "HS256", "typ": "JWT", "kid": access["kid"]}
+    assert refresh["typ"] == "refresh+jwt" and refresh["kid"] == access["kid"]
+    assert access["kid"].startswith("hs-") and SECRET.decode() not in access["kid"]
+    # Tokens signed before kids existed are the secret's too.
+    legacy = forge(claims_of(tokens))
+    assert "kid" not in jwt.get_unverified_header(legacy)
+    assert tokens.decode(legacy, ACCESS)["sub"] == "u1"
