@@ -185,3 +185,42 @@ def test_a_new_install_chooses_es256_and_one_with_a_secret_keeps_hs256(io_loop, 
     services = io_loop.run_sync(lambda: build_services(upgraded))
     assert services.tokens.keys.algorithm == "HS256"
     io_loop.run_sync(services.close)
+
+
+async def test_access_tokens_must_carry_the_configured_audience(api, user, services):
+    tokens = await registered(api, user)
+    claims = jwt.decode(tokens["access"], options={"verify_signature": False})
+    signer = services.keys.ring.signer(services.keys.clock())
+
+    def signed(**changes):
+        body = {k: v for k, v in {**claims, **changes}.items() if v is not None}
+        return jwt.encode(body, signer.signing, "ES256", headers={"kid": signer.kid})
+
+    for aud, valid in (
+        (None, False),
+        ("billing-api", False),
+        (["billing-api", {"x": 1}], False),
+        (["billing-api", AUDIENCE], True),
+        (AUDIENCE, True),
+    ):
+        answer = (await api.get(ACCESS, query={"access": signed(aud=aud)})).body
+        assert answer is valid, aud
+
+
+@pytest.mark.parametrize(("algorithm", "kty"), [("EdDSA", "OKP"), ("RS256", "RSA")])
+def test_eddsa_and_rs256_sign_and_verify_from_the_jwks(io_loop, tmp_path, algorithm, kty):
+    config = make_config(
+        tmp_path, **{"jwt.secret": None, "jwt.algorithm": algorithm, "jwt.audience": AUDIENCE}
+    )
+    services = io_loop.run_sync(lambda: build_services(config))
+    try:
+        document, _ = services.keys.jwks()
+        assert [(k["kty"], k["alg"]) for k in document["keys"]] == [(kty, algorithm)]
+        assert "d" not in document["keys"][0] and "p" not in document["keys"][0]
+        token = services.tokens.issue("access_token", "u1", "ann").token
+        key = jwt.PyJWKSet.from_dict(document)[header_of(token)["kid"]]
+        claims = jwt.decode(token, key, algorithms=[algorithm], audience=AUDIENCE, issuer="vhod")
+        assert claims["sub"] == "u1"
+        assert services.accounts.validate_access(token) is True
+    finally:
+        io_loop.run_sync(services.close)
