@@ -17,6 +17,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from core.clock import Clock, system_clock
+from core.kek import SETTING as KEK_SETTING
 from core.kek import KeyEncryptionKey
 from core.keys import (
     ASYMMETRIC_ALGORITHMS,
@@ -80,6 +81,7 @@ class KeyManager:
         self.clock = clock
         self.rotating = ring.algorithm in ASYMMETRIC_ALGORITHMS
         self._private: dict[str, Any] = {}  # decrypted private keys by kid
+        self._undecryptable: set[str] = set()
         self._wake = asyncio.Event()
         self._last_read = -1e18  # time.monotonic() of the last read of the store
         ring.on_unknown_kid = self._unknown_kid
@@ -116,8 +118,14 @@ class KeyManager:
                 if strict:
                     raise
                 # Another instance wrote it with another KEK: verify with it, sign with the
-                # keys this instance has, and say so loudly.
-                log.error("signing key %s does not decrypt with this instance's KEK", record.kid)
+                # keys this instance has, and say so loudly (once per key).
+                if record.kid not in self._undecryptable:
+                    self._undecryptable.add(record.kid)
+                    log.error(
+                        "signing key %s does not decrypt with this instance's %s",
+                        record.kid,
+                        KEK_SETTING,
+                    )
         return Key(
             kid=record.kid,
             algorithm=record.algorithm,
@@ -149,7 +157,7 @@ class KeyManager:
         now = self.clock()
         latest = max((r.activates_at for r in records), default=now)
         if not await self._add(private_key, records, max(now + self.policy.lead, latest), now):
-            raise DuplicateError("generation")
+            raise ValueError("another key was added at the same moment: run the import again")
         return max(await self.store.list_signing_keys(), key=lambda r: r.generation)
 
     async def _add(
@@ -177,7 +185,8 @@ class KeyManager:
         await self.refresh()
         return added
 
-    async def list(self) -> list[KeyInfo]:
+    async def describe(self) -> list[KeyInfo]:
+        """Every stored key with its state now, for `keys list`."""
         records = await self.store.list_signing_keys()
         return [
             KeyInfo(r.kid, r.generation, r.algorithm, state, r.activates_at, until, r.created_at)
@@ -186,7 +195,7 @@ class KeyManager:
 
     def _unknown_kid(self, kid: str) -> None:
         # Verification never reads the store; it only wakes the maintenance loop, which
-        # re-reads at most once per refresh_interval / 4.
+        # re-reads at most once per UNKNOWN_KID_GAP.
         self._wake.set()
 
     async def maintain(self) -> None:

@@ -118,7 +118,7 @@ async def _run_keys_command(config: Config, args: argparse.Namespace, pem: bytes
             password = os.environ.get(args.password_env) if args.password_env else None
             record = await manager.import_pem(pem, password.encode() if password else None)
             print(f"imported key {record.kid} ({record.algorithm})")
-        print(format_keys(await manager.list()))
+        print(format_keys(await manager.describe()))
         return 0
     except UndecryptableKey as exc:
         print(f"vhod: configuration error: {KEK_SETTING}: {exc}", file=sys.stderr)

@@ -381,3 +381,20 @@ def test_processes_sharing_a_sqlite_file_share_its_generated_kek(io_loop, tmp_pa
     finally:
         io_loop.run_sync(a.close)
         io_loop.run_sync(b.close)
+
+
+async def test_a_key_from_an_instance_with_another_kek_still_verifies(store: Store, caplog):
+    clock = FakeClock(T0)
+    ours = manager(store, clock)
+    await ours.start()
+    theirs = manager(store, clock, kek=KeyEncryptionKey(b"t" * 32))
+    await theirs.rotate_if_due(force=True)  # a misconfigured instance adds a key
+    foreign = (await store.list_signing_keys())[-1]
+    for _ in range(3):
+        await ours.refresh()  # running: not a reason to stop serving
+    key = ours.ring.verifier(foreign.kid, clock())
+    assert key is not None and key.signing is None  # verifies its tokens, cannot sign
+    clock.advance(POLICY.lead)
+    assert ours.ring.signer(clock()).kid != foreign.kid  # keeps signing with its own key
+    errors = [r for r in caplog.records if foreign.kid in r.getMessage()]
+    assert len(errors) == 1 and "jwt.key_encryption_key" in errors[0].getMessage()
