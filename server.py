@@ -23,12 +23,16 @@ from core.accounts import Accounts, AccountSettings
 from core.clock import Clock, system_clock
 from core.config import Config, ConfigError, load_config, masked, redact_text, redact_url
 from core.events import pseudonym_key, set_pseudonym_key
+from core.kek import SETTING as KEK_SETTING
+from core.kek import UndecryptableKey
+from core.key_manager import KeyManager
+from core.key_setup import add_keys_commands, key_ring, rotation_policy, run_keys_command
 from core.metrics import Metrics
 from core.net import parse_networks
 from core.passwords import Hasher
 from core.social import SocialSignIn
 from core.throttle import Throttle
-from core.tokens import TokenService, load_or_create_secret
+from core.tokens import TokenService
 from handlers.access_log import log_request
 from handlers.base import JsonApplication, NotFoundHandler
 from handlers.routes import routes
@@ -51,6 +55,7 @@ class Services:
     store: Store
     hasher: Hasher
     tokens: TokenService
+    keys: KeyManager
     accounts: Accounts
     social: SocialSignIn
     throttle: Throttle
@@ -101,10 +106,7 @@ async def build_services(
         trusted_proxies = parse_networks(config.server.trusted_proxies)
     except (ValueError, ProviderRegistryError) as exc:
         raise ConfigError(str(exc)) from exc
-    if config.jwt.secret is not None:
-        secret = config.jwt.secret.encode()
-    else:
-        secret = load_or_create_secret(config.server.data_dir)
+    ring, kek = key_ring(config)
     try:
         key = pseudonym_key(config.logging.pseudonym_key, config.jwt.secret, config.server.data_dir)
     except ValueError as exc:
@@ -114,9 +116,11 @@ async def build_services(
     set_pseudonym_key(key)
     metrics = Metrics()
     tokens = TokenService(
-        secret,
-        algorithm=config.jwt.algorithm,
+        keys=ring,
+        algorithm=ring.algorithm,
         issuer=config.jwt.issuer,
+        audience=config.jwt.audience,
+        access_type=config.jwt.access_token_type,
         access_ttl=config.jwt.access_ttl,
         refresh_ttl=config.jwt.refresh_ttl,
         clock=clock,
@@ -138,6 +142,13 @@ async def build_services(
             with contextlib.suppress(Exception):
                 await store.close()
         raise
+    keys = KeyManager(store, ring, rotation_policy(config), kek=kek, clock=clock)
+    try:
+        await keys.start()
+    except UndecryptableKey as exc:
+        if opened_here:
+            await store.close()
+        raise ConfigError(f"{KEK_SETTING}: {exc}; nothing was changed") from exc
     hasher = Hasher(
         config.passwords.bcrypt_rounds,
         workers=config.limits.hash_workers,
@@ -163,6 +174,7 @@ async def build_services(
         store=store,
         hasher=hasher,
         tokens=tokens,
+        keys=keys,
         accounts=accounts,
         social=SocialSignIn(
             store,
@@ -196,7 +208,8 @@ def start_line(config: Config, services: Services) -> str:
     )
     return (
         f"vhod listening on http://{config.server.host}:{config.server.port} "
-        f"storage={redact_url(config.storage.url)} providers={providers or 'none'}"
+        f"storage={redact_url(config.storage.url)} providers={providers or 'none'} "
+        f"tokens={services.tokens.keys.algorithm}"
     )
 
 
@@ -214,6 +227,7 @@ async def serve(config: Config) -> None:
     server.listen(config.server.port, address=config.server.host)
     log.info(start_line(config, services))
     purging = asyncio.ensure_future(purge_expired_periodically(services))
+    maintaining_keys = asyncio.ensure_future(services.keys.maintain())
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -223,6 +237,7 @@ async def serve(config: Config) -> None:
 
     log.info("shutting down: no new connections, waiting for %d in flight", services.in_flight)
     purging.cancel()
+    maintaining_keys.cancel()
     server.stop()
     await services.wait_idle(SHUTDOWN_GRACE_SECONDS)
     await server.close_all_connections()
@@ -269,6 +284,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="validate the configuration, print the effective one with secrets masked, exit",
     )
+    add_keys_commands(parser)
     return parser.parse_args(argv)
 
 
@@ -301,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logs.configure(config.logging.level, config.logging.format)
     try:
+        if args.command == "keys":
+            return run_keys_command(config, args)
         asyncio.run(serve(config))
     except ConfigError as exc:
         print(f"vhod: configuration error: {exc}", file=sys.stderr)

@@ -185,7 +185,9 @@ class Accounts:
         record, user = await self._live_refresh(token)
         now = self.clock()
         result: dict[str, Any] = {
-            "access": self.tokens.issue(ACCESS, user.id, user_name(user)).token,
+            "access": self.tokens.issue(
+                ACCESS, user.id, user_name(user), session=record.family
+            ).token,
             "email": user.email,
         }
         if self.settings.rotate_refresh:
@@ -245,7 +247,8 @@ class Accounts:
                 issued_at=self.clock(),
             )
         )
-        return {"access": self.tokens.issue(ACCESS, user.id, name).token, "refresh": refresh.token}
+        access = self.tokens.issue(ACCESS, user.id, name, session=refresh.jti)  # sid: the family
+        return {"access": access.token, "refresh": refresh.token}
 
 
 def new_user_id() -> str:

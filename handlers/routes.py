@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from handlers import auth, ops, validate
+from handlers import auth, ops, validate, wellknown
 from handlers.docs import docs_routes
 from handlers.social import provider_routes
 
@@ -22,6 +22,8 @@ def routes(services: Services) -> list[Any]:
         (r"/authorization/login/phone/number", auth.PhoneLoginHandler),
         (r"/authorization/logout", auth.LogoutHandler),
         *provider_routes(services.providers),  # /<prefix>/link, callback, get/token, …
+        (r"/.well-known/jwks.json", wellknown.JwksHandler),
+        (r"/.well-known/openid-configuration", wellknown.DiscoveryHandler),
         (r"/healthz", ops.HealthHandler),
         (r"/readyz", ops.ReadyHandler),
         *docs_routes(),  # /docs, /openapi.json

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core.errors import ApiError
 from handlers.base import JsonHandler
 
 
@@ -17,6 +18,14 @@ class RefreshHandler(JsonHandler):
 
 class AccessHandler(JsonHandler):
     def get(self) -> None:
-        self.write_json(self.services.accounts.validate_access(self.token_param("access")))
+        try:
+            token = self.token_param("access")
+        except ApiError:
+            # Only a missing parameter is a 400; any value given (empty, a number, an
+            # object) is a token that does not check out, and the answer stays a boolean.
+            if "access" not in self.params:
+                raise
+            token = ""
+        self.write_json(self.services.accounts.validate_access(token))
 
     post = get

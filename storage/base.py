@@ -75,6 +75,21 @@ class OAuthState:
     binding_hash: str | None = None
 
 
+@dataclass(frozen=True)
+class SigningKey:
+    """One token-signing key pair. It signs from `activates_at` until the key of the next
+    `generation` activates; `generation` is unique, so two instances that rotate at once
+    cannot both add a successor. `private_key` is encrypted (core.kek), never plain."""
+
+    kid: str
+    generation: int
+    algorithm: str
+    public_key: str  # PEM, SubjectPublicKeyInfo
+    private_key: str
+    activates_at: float
+    created_at: float
+
+
 class Store(Protocol):
     """What the services need from a database. Every method may raise StorageUnavailable."""
 
@@ -164,3 +179,10 @@ class Store(Protocol):
         identities. When a user collides with a stored one (or with another of the batch)
         it raises DuplicateError; which of the other users were stored then depends on the
         backend (SQLite: none, one transaction; MongoDB: all the others, unordered)."""
+
+    # token-signing keys; shared by every instance on the same store
+    async def add_signing_key(self, key: SigningKey) -> None:
+        """Insert a key; DuplicateError("generation") when that generation exists already."""
+
+    async def list_signing_keys(self) -> list[SigningKey]:
+        """Every stored signing key, oldest generation first."""

@@ -17,6 +17,7 @@ from storage.base import (
     Identity,
     OAuthState,
     RefreshToken,
+    SigningKey,
     StorageUnavailable,
     User,
 )
@@ -165,6 +166,7 @@ class MongoStore:
         self.refresh_tokens = database["refresh_tokens"]
         self.oauth_states = database["oauth_states"]
         self.counters = database["counters"]
+        self.signing_keys = database["signing_keys"]
 
     @property
     def owns_client(self) -> bool:
@@ -448,3 +450,38 @@ class MongoStore:
                 duplicate = DuplicateKeyError(first.get("errmsg", ""), 11000, first)
                 field = await self._user_duplicate_field(duplicate, docs[first["index"]])
                 raise DuplicateError(field) from exc
+
+    # --- token-signing keys ---
+
+    async def add_signing_key(self, key: SigningKey) -> None:
+        # The generation is the _id: the one uniqueness every server enforces.
+        doc = {
+            "_id": key.generation,
+            "kid": key.kid,
+            "algorithm": key.algorithm,
+            "public_key": key.public_key,
+            "private_key": key.private_key,
+            "activates_at": key.activates_at,
+            "created_at": key.created_at,
+        }
+        with _unavailable():
+            try:
+                await self.signing_keys.insert_one(doc)
+            except DuplicateKeyError as exc:
+                raise DuplicateError("generation") from exc
+
+    async def list_signing_keys(self) -> list[SigningKey]:
+        with _unavailable():
+            docs = await self.signing_keys.find({}).sort("_id", 1).to_list(None)
+        return [
+            SigningKey(
+                kid=doc["kid"],
+                generation=int(doc["_id"]),
+                algorithm=doc["algorithm"],
+                public_key=doc["public_key"],
+                private_key=doc["private_key"],
+                activates_at=float(doc["activates_at"]),
+                created_at=float(doc["created_at"]),
+            )
+            for doc in docs
+        ]

@@ -16,6 +16,7 @@ from storage.base import (
     Identity,
     OAuthState,
     RefreshToken,
+    SigningKey,
     StorageUnavailable,
     User,
 )
@@ -80,6 +81,15 @@ CREATE TABLE IF NOT EXISTS counters (
     ends REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS counters_ends ON counters (ends);
+CREATE TABLE IF NOT EXISTS signing_keys (
+    generation INTEGER PRIMARY KEY,
+    kid TEXT NOT NULL UNIQUE,
+    algorithm TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    private_key TEXT NOT NULL,
+    activates_at REAL NOT NULL,
+    created_at REAL NOT NULL
+);
 """
 
 
@@ -91,6 +101,8 @@ _DUPLICATE_FIELDS = {
     "users.id": "id",
     "refresh_tokens.jti": "jti",
     "oauth_states.state": "state",
+    "signing_keys.generation": "generation",
+    "signing_keys.kid": "kid",
 }
 
 
@@ -532,6 +544,42 @@ class SQLiteStore:
             db.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?", (now,))
 
         await self._write(purge)
+
+    # --- token-signing keys ---
+
+    async def add_signing_key(self, key: SigningKey) -> None:
+        await self._write(
+            lambda db: db.execute(
+                "INSERT INTO signing_keys (generation, kid, algorithm, public_key, private_key,"
+                " activates_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key.generation,
+                    key.kid,
+                    key.algorithm,
+                    key.public_key,
+                    key.private_key,
+                    key.activates_at,
+                    key.created_at,
+                ),
+            )
+        )
+
+    async def list_signing_keys(self) -> list[SigningKey]:
+        def rows(db: sqlite3.Connection) -> list[SigningKey]:
+            return [
+                SigningKey(
+                    kid=row["kid"],
+                    generation=row["generation"],
+                    algorithm=row["algorithm"],
+                    public_key=row["public_key"],
+                    private_key=row["private_key"],
+                    activates_at=row["activates_at"],
+                    created_at=row["created_at"],
+                )
+                for row in db.execute("SELECT * FROM signing_keys ORDER BY generation")
+            ]
+
+        return await self._run(rows)
 
     # --- bulk loading ---
 

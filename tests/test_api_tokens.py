@@ -71,6 +71,19 @@ async def test_access_without_the_parameter_is_400(api):
     assert (response.status, response.body["error"]) == (400, "invalid_request")
 
 
+async def test_v1_an_empty_or_non_string_access_value_is_false(api):
+    for response in (
+        await api.get(ACCESS, query={"access": ""}),
+        await api.post(ACCESS, form={"access": ""}),
+        await api.post(ACCESS, json_body={"access": ""}),
+        await api.post(ACCESS, json_body={"access": 12}),
+        await api.post(ACCESS, json_body={"access": None}),
+        await api.post(ACCESS, json_body={"access": {"$ne": None}}),
+        await api.get(ACCESS, query={"access": ""}, headers={"Authorization": "Bearer "}),
+    ):
+        assert (response.status, response.body, response.raw) == (200, False, b"false")
+
+
 async def test_jw4_kinds_never_interchange(api, user):
     tokens = await registered(api, user)
     assert (await api.get(ACCESS, query={"access": tokens["refresh"]})).body is False

@@ -9,7 +9,8 @@ def test_defaults_match_the_contract():
     config = load_config(None, environ={})
     assert config.server.port == 8888
     assert config.storage.url == "sqlite:///data/vhod.db"
-    assert config.jwt.algorithm == "HS256" and config.jwt.secret is None
+    # Unset: chosen at start, HS256 where a secret exists, else ES256 (core.tokens).
+    assert config.jwt.algorithm is None and config.jwt.secret is None
     assert config.passwords.bcrypt_rounds == 12 and config.passwords.min_length == 8
     assert config.limits.hash_queue == 64 and config.limits.hash_workers is None
     assert config.public_url == "http://127.0.0.1:8888"

@@ -50,9 +50,11 @@ def test_starts_serves_and_stops_cleanly_on_sigterm(tmp_path, config_file):
     finally:
         code = server.stop()
     assert code == 0
-    # No configured secret: one was generated, owner-only, in data_dir.
-    secret = tmp_path / "data" / "jwt_secret"
-    assert secret.exists() and (secret.stat().st_mode & 0o777) == 0o600
+    # A new install signs with ES256: its key-encryption key was generated, owner-only, in
+    # data_dir, and no HMAC secret was made.
+    kek = tmp_path / "data" / "jwt_key_encryption_key"
+    assert kek.exists() and (kek.stat().st_mode & 0o777) == 0o600
+    assert not (tmp_path / "data" / "jwt_secret").exists()
 
 
 def hash_queue_depth(server: Server) -> float:
@@ -148,10 +150,15 @@ def one_line_exit(server: Server) -> str:
     return text.strip()
 
 
+# The storage is what these tests reach; HS256 keeps the key pair's KEK out of the way
+# (a MongoDB store needs a configured jwt.key_encryption_key for ES256).
+HS256 = {"VHOD_JWT__ALGORITHM": "HS256", "VHOD_PASSWORDS__BCRYPT_ROUNDS": "4"}
+
+
 def test_unreachable_mongodb_is_one_line_naming_it_without_the_password(tmp_path):
     port = free_port()  # nothing listens there
     url = f"mongodb://vhod:db-password@127.0.0.1:{port}/vhod?serverSelectionTimeoutMS=300"
-    server = Server(tmp_path, VHOD_STORAGE__URL=url, VHOD_PASSWORDS__BCRYPT_ROUNDS="4")
+    server = Server(tmp_path, VHOD_STORAGE__URL=url, **HS256)
     line = one_line_exit(server)
     assert line.startswith(
         f"vhod: storage unreachable: mongodb://vhod:***@127.0.0.1:{port}/vhod"
@@ -163,8 +170,17 @@ def test_unreachable_mongodb_is_one_line_naming_it_without_the_password(tmp_path
 def test_unreachable_sqlite_file_is_one_line(tmp_path):
     (tmp_path / "not-a-folder").write_text("")
     url = f"sqlite:///{tmp_path / 'not-a-folder' / 'vhod.db'}"
-    server = Server(tmp_path, VHOD_STORAGE__URL=url, VHOD_PASSWORDS__BCRYPT_ROUNDS="4")
+    server = Server(tmp_path, VHOD_STORAGE__URL=url, **HS256)
     assert one_line_exit(server).startswith(f"vhod: storage unreachable: {url}: ")
+    # With the default key pair, the generated key-encryption key beside it fails first.
+    fresh = str(tmp_path / "fresh")  # no generated HMAC secret from the run above
+    server = Server(
+        tmp_path,
+        VHOD_STORAGE__URL=url,
+        VHOD_SERVER__DATA_DIR=fresh,
+        VHOD_PASSWORDS__BCRYPT_ROUNDS="4",
+    )
+    assert one_line_exit(server).startswith("vhod: configuration error: jwt.key_encryption_key")
 
 
 @pytest.mark.parametrize("password", ["pa/ss", "p@ss@word", "pa?ss=1", "pa#ss"])
@@ -172,7 +188,7 @@ def test_a_url_password_never_shows_when_the_start_fails(tmp_path, password):
     # PyMongo refuses the URL (a configuration error) or cannot reach it; either way, one
     # line that masks the password.
     url = f"mongodb://admin:{password}@127.0.0.1:{free_port()}/vhod?serverSelectionTimeoutMS=300"
-    server = Server(tmp_path, VHOD_STORAGE__URL=url, VHOD_PASSWORDS__BCRYPT_ROUNDS="4")
+    server = Server(tmp_path, VHOD_STORAGE__URL=url, **HS256)
     line = one_line_exit(server)
     assert line.startswith(
         ("vhod: storage unreachable: ", "vhod: configuration error: storage.url:")
@@ -185,7 +201,10 @@ def test_start_line_masks_the_url_password(password):
     config = load_config(
         None, environ={}, overrides={"storage.url": f"mongodb://admin:{password}@db/vhod"}
     )
-    line = start_line(config, SimpleNamespace(providers={}))  # type: ignore[arg-type]
+    services = SimpleNamespace(
+        providers={}, tokens=SimpleNamespace(keys=SimpleNamespace(algorithm="ES256"))
+    )
+    line = start_line(config, services)  # type: ignore[arg-type]
     assert "storage=mongodb://admin:***@db/vhod " in line
     assert password not in line
 

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from storage import DuplicateError, Identity, OAuthState, RefreshToken, Store, User
+from storage import DuplicateError, Identity, OAuthState, RefreshToken, SigningKey, Store, User
 
 WINDOW = 60.0
 
@@ -595,3 +595,39 @@ async def test_bulk_insert_users_refuses_users_with_identities(store: Store) -> 
         await store.bulk_insert_users([with_identity])
 
     assert await store.find_user_by_email("a@example.com") is None
+
+
+# --- token-signing keys ---
+
+
+def make_signing_key(generation: int, now: float) -> SigningKey:
+    return SigningKey(
+        kid=f"kid-{generation}-{uuid.uuid4().hex[:8]}",
+        generation=generation,
+        algorithm="ES256",
+        public_key="-----BEGIN PUBLIC KEY-----\n...\n-----END PUBLIC KEY-----\n",
+        private_key="v1.encrypted",
+        activates_at=now + generation * 0.25,
+        created_at=now,
+    )
+
+
+async def test_signing_keys_round_trip_in_generation_order(store: Store, now: float) -> None:
+    assert await store.list_signing_keys() == []
+    second, first = make_signing_key(2, now), make_signing_key(1, now)
+    await store.add_signing_key(second)
+    await store.add_signing_key(first)
+    assert await store.list_signing_keys() == [first, second]
+
+
+async def test_concurrent_rotations_add_one_key_per_generation(store: Store, now: float) -> None:
+    await store.add_signing_key(make_signing_key(1, now))
+    candidates = [make_signing_key(2, now) for _ in range(8)]
+    results = await asyncio.gather(
+        *(store.add_signing_key(key) for key in candidates), return_exceptions=True
+    )
+    assert sum(result is None for result in results) == 1
+    assert all(isinstance(r, DuplicateError) and r.field == "generation" for r in results if r)
+    stored = await store.list_signing_keys()
+    assert [key.generation for key in stored] == [1, 2]
+    assert stored[1] in candidates

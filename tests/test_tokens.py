@@ -170,3 +170,134 @@ def test_cached_claims_cannot_be_changed_by_a_caller(tokens):
     token = tokens.issue(ACCESS, "u1", "x").token
     tokens.decode(token, ACCESS)["mode"] = REFRESH
     assert tokens.decode(token, ACCESS)["mode"] == ACCESS
+
+
+def _read_secret_in_a_child(folder, start, results):
+    start.wait()
+    try:
+        results.put(load_or_create_secret(folder))
+    except Exception as exc:  # reported to the parent, which fails the test
+        results.put(repr(exc))
+
+
+def test_d9_processes_starting_at_once_share_one_whole_secret(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for trial in range(15):
+        folder = tmp_path / f"trial-{trial}"
+        start, results = context.Event(), context.Queue()
+        children = [
+            context.Process(target=_read_secret_in_a_child, args=(folder, start, results))
+            for _ in range(6)
+        ]
+        for child in children:
+            child.start()
+        start.set()
+        values = [results.get(timeout=30) for _ in children]
+        for child in children:
+            child.join(timeout=30)
+        assert len(set(values)) == 1, values
+        assert isinstance(values[0], bytes) and len(values[0]) >= 32, values
+        assert [p.name for p in folder.iterdir()] == ["jwt_secret"]  # no temporary left
+
+
+@pytest.mark.parametrize("content", [b"", b"\n", b"too-short"])
+def test_d9_an_empty_or_short_secret_file_is_a_clean_error_naming_it(tmp_path, content):
+    from core.secret_file import SecretFileError
+
+    (tmp_path / "jwt_secret").write_bytes(content)
+    with pytest.raises(SecretFileError, match="jwt_secret"):
+        load_or_create_secret(tmp_path)
+    assert (tmp_path / "jwt_secret").read_bytes() == content  # never overwritten
+
+
+def test_d9_the_server_refuses_a_bad_secret_file_without_a_traceback(tmp_path, monkeypatch, capsys):
+    import server
+
+    (tmp_path / "jwt_secret").write_bytes(b"")
+    for name in [n for n in os.environ if n.startswith("VHOD_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("VHOD_SERVER__DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("VHOD_STORAGE__URL", f"sqlite:///{tmp_path}/vhod.db")
+    monkeypatch.setenv("VHOD_JWT__ALGORITHM", "HS256")
+    monkeypatch.chdir(tmp_path)
+    assert server.main([]) == 2
+    err = capsys.readouterr().err
+    assert "configuration error" in err and str(tmp_path / "jwt_secret") in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"exp": float("nan")},
+        {"exp": float("inf")},
+        {"exp": 9e99},
+        {"exp": True},
+        {"exp": "9999999999"},
+        {"iat": float("nan")},
+        {"iat": float("-inf")},
+        {"iat": 1.5},
+    ],
+    ids=[
+        "exp-nan",
+        "exp-inf",
+        "exp-float",
+        "exp-bool",
+        "exp-text",
+        "iat-nan",
+        "iat-inf",
+        "iat-float",
+    ],
+)
+def test_d21_exp_and_iat_must_be_finite_integers(tokens, changes):
+    with pytest.raises(InvalidToken):
+        tokens.decode(forge(claims_of(tokens, **changes)), ACCESS)
+
+
+def test_d21_a_token_issued_in_the_future_is_refused(tokens, clock):
+    future = claims_of(tokens, iat=int(clock()) + 60)
+    with pytest.raises(InvalidToken):
+        tokens.decode(forge(future), ACCESS)
+    within_leeway = claims_of(tokens, iat=int(clock()) + 5)
+    tokens.decode(forge(within_leeway), ACCESS)
+
+
+def test_d21_a_nan_exp_token_is_not_accepted_later_from_the_cache(tokens, clock):
+    token = forge(claims_of(tokens, exp=float("nan")))
+    for _ in range(3):
+        with pytest.raises(InvalidToken):
+            tokens.decode(token, ACCESS)
+        clock.advance(10**6)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"alg": "HS256", "kid": 5},
+        {"alg": "HS256", "kid": ["a"]},
+        {"alg": ["HS256"]},
+        {"alg": "HS256", "crit": ["exp"]},
+        {"alg": "HS256", "kid": "A" * 5000},
+        {"alg": "HS256", "x5u": "https://evil.test/cert"},
+    ],
+    ids=["kid-int", "kid-list", "alg-list", "crit", "kid-huge", "x5u"],
+)
+def test_odd_headers_are_refused_cleanly(tokens, header):
+    _, payload, signature = tokens.issue(ACCESS, "u1", "x").token.split(".")
+    head = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
+    with pytest.raises(InvalidToken):
+        tokens.decode(f"{head}.{payload}.{signature}", ACCESS)
+
+
+def test_hmac_tokens_carry_a_kid_and_a_typ_per_kind(tokens):
+    access = jwt.get_unverified_header(tokens.issue(ACCESS, "u1", "x").token)
+    refresh = jwt.get_unverified_header(tokens.issue(REFRESH, "u1", "x").token)
+    assert access == {"alg": "HS256", "typ": "JWT", "kid": access["kid"]}
+    assert refresh["typ"] == "refresh+jwt" and refresh["kid"] == access["kid"]
+    assert access["kid"].startswith("hs-") and SECRET.decode() not in access["kid"]
+    # Tokens signed before kids existed are the secret's too.
+    legacy = forge(claims_of(tokens))
+    assert "kid" not in jwt.get_unverified_header(legacy)
+    assert tokens.decode(legacy, ACCESS)["sub"] == "u1"

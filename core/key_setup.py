@@ -1,0 +1,166 @@
+"""From the configuration to the key ring, and the `python server.py keys …` commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from core.config import Config, ConfigError
+from core.kek import SETTING as KEK_SETTING
+from core.kek import KeyEncryptionKey, UndecryptableKey, load_kek
+from core.key_manager import KeyInfo, KeyManager
+from core.keys import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS, KeyRing, RotationPolicy
+from core.tokens import LEEWAY_SECONDS, SECRET_FILE, choose_algorithm, load_or_create_secret
+from storage import StorageUnavailable, open_store
+
+
+def rotation_policy(config: Config) -> RotationPolicy:
+    return RotationPolicy(
+        interval=config.jwt.rotation_interval,
+        lead=config.jwt.rotation_lead,
+        # A retired key verifies until the last token it signed has expired.
+        retention=max(config.jwt.access_ttl, config.jwt.refresh_ttl) + LEEWAY_SECONDS,
+    )
+
+
+def key_ring(
+    config: Config, *, private_keys: bool = False
+) -> tuple[KeyRing, KeyEncryptionKey | None]:
+    """The key ring (with the HMAC secret, when there is one) and the key-encryption key,
+    which is needed to sign asymmetrically or, with `private_keys`, to add a key."""
+    data_dir = config.server.data_dir
+    algorithm = choose_algorithm(config.jwt.algorithm, config.jwt.secret, data_dir)
+    secret: bytes | None = None
+    try:
+        if config.jwt.secret is not None:
+            secret = config.jwt.secret.encode()
+        elif algorithm in HMAC_ALGORITHMS or (Path(data_dir) / SECRET_FILE).exists():
+            # After a switch to a key pair the generated secret still verifies its tokens.
+            secret = load_or_create_secret(data_dir)
+        kek = None
+        if algorithm in ASYMMETRIC_ALGORITHMS or private_keys:
+            folder = generated_kek_folder(config)
+            try:
+                kek = load_kek(
+                    config.jwt.key_encryption_key,
+                    folder,
+                    shared_store=not config.storage.url.startswith("sqlite:"),
+                )
+            except OSError as exc:
+                raise ConfigError(
+                    f"{KEK_SETTING}: cannot keep a generated one in {folder}: {exc.strerror}"
+                ) from exc
+    except ValueError as exc:  # SecretFileError, or a missing or short KEK
+        raise ConfigError(str(exc)) from exc
+    hmac_algorithm = algorithm if algorithm in HMAC_ALGORITHMS else "HS256"
+    ring = KeyRing(algorithm=algorithm, hmac_secret=secret, hmac_algorithm=hmac_algorithm)
+    return ring, kek
+
+
+def generated_kek_folder(config: Config) -> str:
+    """Where a generated key-encryption key lives: beside the SQLite database (data_dir with
+    the default storage.url), so processes sharing that file share its keys too."""
+    database = config.storage.url.removeprefix("sqlite:///")
+    if config.storage.url.startswith("sqlite:///") and database != ":memory:":
+        return str(Path(database).parent)
+    return config.server.data_dir
+
+
+def add_keys_commands(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="command", metavar="keys")
+    keys = commands.add_parser("keys", help="list, rotate or import the token-signing keys")
+    actions = keys.add_subparsers(dest="keys_command", required=True)
+    actions.add_parser("list", help="each key's id, algorithm, state and dates")
+    rotate = actions.add_parser(
+        "rotate", help="publish a new key now; it signs after jwt.rotation_lead seconds"
+    )
+    rotate.add_argument("--algorithm", choices=ASYMMETRIC_ALGORITHMS, default=None)
+    imported = actions.add_parser(
+        "import", help="add a PEM private key (P-256, Ed25519, RSA) as the next key"
+    )
+    imported.add_argument("path", help="the PEM file")
+    imported.add_argument(
+        "--password-env", default=None, help="environment variable holding the PEM's password"
+    )
+
+
+def run_keys_command(config: Config, args: argparse.Namespace) -> int:
+    """Run one `keys` command against the configured store; the exit status."""
+    pem = None
+    if args.keys_command == "import":
+        try:
+            pem = Path(args.path).read_bytes()
+        except OSError as exc:
+            print(f"vhod: {args.path}: {exc.strerror}", file=sys.stderr)
+            return 2
+    return asyncio.run(_run_keys_command(config, args, pem))
+
+
+async def _run_keys_command(config: Config, args: argparse.Namespace, pem: bytes | None) -> int:
+    adding = args.keys_command != "list"
+    try:
+        ring, kek = key_ring(config, private_keys=adding)
+    except ConfigError as exc:
+        print(f"vhod: configuration error: {exc}", file=sys.stderr)
+        return 2
+    store = await open_store(config.storage.url)
+    try:
+        await store.setup()
+        manager = KeyManager(store, ring, rotation_policy(config), kek=kek)
+        # Adding a key under another KEK than the stored ones would split the key set.
+        await manager.refresh(strict=adding)
+        if args.keys_command == "rotate":
+            algorithm = args.algorithm or (
+                ring.algorithm if ring.algorithm in ASYMMETRIC_ALGORITHMS else "ES256"
+            )
+            added = await manager.rotate_if_due(force=True, algorithm=algorithm)
+            print("a new key was added" if added else "a new key is already waiting to sign")
+        elif pem is not None:
+            password = os.environ.get(args.password_env) if args.password_env else None
+            record = await manager.import_pem(pem, password.encode() if password else None)
+            print(f"imported key {record.kid} ({record.algorithm})")
+        print(format_keys(await manager.describe()))
+        return 0
+    except UndecryptableKey as exc:
+        print(f"vhod: configuration error: {KEK_SETTING}: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"vhod: {exc}", file=sys.stderr)
+        return 2
+    except StorageUnavailable as exc:
+        print(f"vhod: the store is unavailable, nothing was changed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+
+
+def format_keys(keys: list[KeyInfo]) -> str:
+    def when(seconds: float) -> str:
+        if seconds == float("inf"):
+            return "-"
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    rows: list[Any] = [("KID", "ALGORITHM", "STATE", "SIGNS FROM", "PUBLISHED UNTIL", "CREATED")]
+    rows += [
+        (
+            k.kid,
+            k.algorithm,
+            k.state,
+            when(k.activates_at),
+            when(k.published_until),
+            when(k.created_at),
+        )
+        for k in keys
+    ]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(
+            str(value).ljust(width) for value, width in zip(row, widths, strict=True)
+        ).rstrip()
+        for row in rows
+    )

@@ -1,0 +1,262 @@
+"""vhod's tokens checked by libraries vhod does not use, in their own processes, from the JWKS
+alone: Node's jose (createRemoteJWKSet + jwtVerify) and PyJWT's PyJWKClient in a virtualenv
+of its own. Both follow key rotations on two instances that share one store (JW7).
+
+The verifiers are installed on first use into .cache/verifiers (gitignored), from npm and PyPI.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import select
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+
+from tests.processes import ROOT, Server, clean_env, free_port, request
+from tests.storage_fixtures import with_database
+
+JOSE = "jose@6.2.17"
+PYJWT = ["PyJWT[crypto]==2.15.1", "cryptography==50.0.2"]
+CACHE = ROOT / ".cache" / "verifiers"
+HERE = Path(__file__).resolve().parent / "verifiers"
+AUDIENCE = "orders-api"
+KEK = "one-key-encryption-key-for-every-instance"
+
+
+def install_verifiers() -> tuple[Path, Path]:
+    """(folder with jose and its script, the separate virtualenv's python), installed once."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    node_dir, venv = CACHE / "node", CACHE / "pyjwt-venv"
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test runs install once
+        marker = node_dir / f".installed-{JOSE}"
+        if not marker.exists():
+            if shutil.which("npm") is None:
+                pytest.fail("npm is needed to install the jose verifier")
+            subprocess.run(
+                ["npm", "install", "--prefix", str(node_dir), JOSE, "--no-audit", "--no-fund"],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+            marker.touch()
+        marker = venv / (".installed-" + "-".join(PYJWT).replace("[", "").replace("]", ""))
+        if not marker.exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+            subprocess.run(
+                [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *PYJWT],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+            marker.touch()
+    # ESM resolves `import "jose"` from the script's folder: the script sits beside node_modules.
+    shutil.copy(HERE / "jose_verify.mjs", node_dir / "jose_verify.mjs")
+    return node_dir, venv / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def verifier_tools() -> tuple[Path, Path]:
+    try:
+        return install_verifiers()
+    except (subprocess.SubprocessError, OSError) as exc:
+        pytest.fail(f"cannot install the third-party verifiers: {exc}")
+
+
+class Verifier:
+    """One verifier process: a token in on stdin, a JSON verdict out on stdout."""
+
+    def __init__(self, name: str, command: list[str]) -> None:
+        self.name = name
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            env=clean_env(),
+        )
+
+    def check(self, token: str, timeout: float = 20) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(token + "\n")
+        self.process.stdin.flush()
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline() if ready else ""
+        if not line:
+            self.process.kill()
+            errors = self.process.stderr.read() if self.process.stderr else ""
+            raise AssertionError(f"{self.name} gave no answer: {errors}")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.process.stdin:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def verifiers(tools: tuple[Path, Path], issuer: str, jwks_max_age: int) -> list[Verifier]:
+    node_dir, python = tools
+    jwks = f"{issuer}/.well-known/jwks.json"
+    return [
+        Verifier(
+            "jose",
+            [
+                "node",
+                str(node_dir / "jose_verify.mjs"),
+                jwks,
+                issuer,
+                AUDIENCE,
+                str(jwks_max_age * 1000),
+            ],
+        ),
+        Verifier(
+            "PyJWKClient",
+            [str(python), str(HERE / "pyjwt_verify.py"), issuer, AUDIENCE, str(jwks_max_age)],
+        ),
+    ]
+
+
+USER = {"phone_number": "+79161234567", "email": "ann@example.com", "hash_password": "p" * 8}
+
+
+def test_a_fresh_install_is_verified_from_the_jwks_alone(tmp_path, verifier_tools):
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    # Nothing about keys or algorithms: a new install signs with ES256.
+    server = Server(
+        tmp_path,
+        port=port,
+        VHOD_SERVER__DATA_DIR=str(tmp_path / "data"),
+        VHOD_STORAGE__URL=f"sqlite:///{tmp_path / 'data' / 'vhod.db'}",
+        VHOD_JWT__ISSUER=issuer,
+        VHOD_JWT__AUDIENCE=AUDIENCE,
+        VHOD_PASSWORDS__BCRYPT_ROUNDS="4",
+    )
+    checkers: list[Verifier] = []
+    try:
+        server.wait_started()
+        status, tokens = request(server.url("/authorization/registration"), USER)
+        assert status == 200, tokens
+        assert isinstance(tokens, dict)
+        checkers = verifiers(verifier_tools, issuer, 60)
+        for checker in checkers:
+            verdict = checker.check(tokens["access"])
+            assert verdict["ok"] is True, (checker.name, verdict)
+            refused = checker.check(tokens["refresh"])  # no aud: not an access token
+            assert refused["ok"] is False, (checker.name, refused)
+            assert checker.check(tokens["access"][:-4] + "AAAA")["ok"] is False
+    finally:
+        for checker in checkers:
+            checker.close()
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "mongo-wire"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared' / 'vhod.db'}"
+        return
+    url = with_database(request.getfixturevalue("mongo_url"), f"vhod_keys_{uuid.uuid4().hex[:12]}")
+    yield url
+    client: MongoClient[dict[str, Any]] = MongoClient(url)
+    client.drop_database(url.rsplit("/", 1)[1])
+    client.close()
+
+
+def test_rotations_on_two_instances_are_followed_with_no_failed_check(
+    tmp_path, verifier_tools, storage_url
+):
+    port_a, port_b = free_port(), free_port()
+    issuer = f"http://127.0.0.1:{port_a}"  # behind one load balancer: one public URL
+    env = {
+        "VHOD_STORAGE__URL": storage_url,
+        "VHOD_JWT__KEY_ENCRYPTION_KEY": KEK,
+        "VHOD_JWT__ISSUER": issuer,
+        "VHOD_JWT__AUDIENCE": AUDIENCE,
+        # Seconds instead of days: each key signs 5 s, published 2 s before it signs.
+        "VHOD_JWT__ROTATION_INTERVAL": "5",
+        "VHOD_JWT__ROTATION_LEAD": "2",
+        "VHOD_JWT__ACCESS_TTL": "40",
+        "VHOD_JWT__REFRESH_TTL": "60",
+        "VHOD_PASSWORDS__BCRYPT_ROUNDS": "4",
+        "VHOD_LIMITS__HASH_WORKERS": "1",
+    }
+    a = Server(tmp_path, port=port_a, VHOD_SERVER__DATA_DIR=str(tmp_path / "a"), **env)
+    b = None
+    checkers: list[Verifier] = []
+    try:
+        a.wait_started(timeout=30)
+        b = Server(tmp_path, port=port_b, VHOD_SERVER__DATA_DIR=str(tmp_path / "b"), **env)
+        b.wait_started(timeout=30)
+        status, tokens = request(a.url("/authorization/registration"), USER)
+        assert status == 200 and isinstance(tokens, dict), tokens
+        first = tokens["access"]
+        checkers = verifiers(verifier_tools, issuer, 1)  # the JWKS says max-age=1
+        seen: dict[str, int] = {}
+        rotated_by_hand = False
+        started = time.monotonic()
+        while time.monotonic() - started < 13:
+            for instance in (a, b):
+                query = "/validate/jwt/refresh?refresh=" + tokens["refresh"]
+                status, body = request(instance.url(query))
+                assert status == 200, body
+                assert isinstance(body, dict)
+                for checker in checkers:
+                    verdict = checker.check(body["access"])
+                    assert verdict["ok"] is True, (checker.name, verdict, instance.port)
+                    seen[verdict["kid"]] = seen.get(verdict["kid"], 0) + 1
+            if not rotated_by_hand and time.monotonic() - started > 6:
+                rotate = subprocess.run(
+                    [sys.executable, str(ROOT / "server.py"), "keys", "rotate"],
+                    cwd=tmp_path,
+                    env=clean_env(VHOD_SERVER__DATA_DIR=str(tmp_path / "cli"), **env),
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+                assert rotate.returncode == 0, rotate.stderr
+                rotated_by_hand = True
+            time.sleep(0.2)
+        assert len(seen) >= 3, seen  # the first key and at least two rotations
+        # The first token, signed by a retired key, still verifies until it expires.
+        for checker in checkers:
+            assert checker.check(first)["ok"] is True, checker.name
+        for instance in (a, b):
+            assert request(instance.url("/validate/jwt/access?access=" + first)) == (200, True)
+        listing = subprocess.run(
+            [sys.executable, str(ROOT / "server.py"), "keys", "list"],
+            cwd=tmp_path,
+            env=clean_env(VHOD_SERVER__DATA_DIR=str(tmp_path / "cli"), **env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert listing.returncode == 0, listing.stderr
+        stored = [line.split()[0] for line in listing.stdout.splitlines()[1:]]
+        # One key per rotation, however many instances rotated at once: every stored key
+        # signed tokens here, except at most the one waiting to sign.
+        assert len(stored) == len(set(stored))
+        assert len(set(stored) - set(seen)) <= 1, (stored, seen)
+    finally:
+        for checker in checkers:
+            checker.close()
+        for instance in (b, a):
+            if instance is not None:
+                instance.stop()
