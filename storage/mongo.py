@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -20,20 +19,8 @@ from storage.base import (
     StorageUnavailable,
     User,
 )
-
-# Index names as MongoDB reports them ("index: email_unique dup key: ...") and as servers
-# that name indexes themselves do ("UNIQUE constraint failed: index 'idx_users_email'").
-_INDEX_NAME = re.compile(r"index:?\s*'?([\w.$-]+)")
-_USER_UNIQUE_FIELDS = ("email", "phone")
-
-
-@contextmanager
-def _unavailable() -> Iterator[None]:
-    # ConnectionFailure covers AutoReconnect, NetworkTimeout and ServerSelectionTimeoutError.
-    try:
-        yield
-    except ConnectionFailure as exc:
-        raise StorageUnavailable(str(exc)) from exc
+from storage.mongo_errors import USER_UNIQUE_FIELDS, hinted_field, unavailable
+from storage.mongo_indexes import create_indexes
 
 
 def _purge_at(seconds: float) -> datetime:
@@ -44,21 +31,6 @@ def _purge_at(seconds: float) -> datetime:
 def identity_key(provider: str, subject: str) -> str:
     """The `_id` of an identity claim; escaping keeps ("a:b", "c") apart from ("a", "b:c")."""
     return provider.replace("%", "%25").replace(":", "%3A") + ":" + subject
-
-
-def _hinted_field(exc: DuplicateKeyError) -> str | None:
-    details = exc.details or {}
-    key_pattern = details.get("keyPattern") or {}
-    for key in key_pattern:
-        if key in _USER_UNIQUE_FIELDS:
-            return key
-        if key == "_id":
-            return "id"
-    match = _INDEX_NAME.search(str(details.get("errmsg") or exc))
-    if match is None:
-        return None
-    name = match.group(1).removeprefix("idx_users_").removesuffix("_unique")
-    return {"email": "email", "phone": "phone", "_id_": "id"}.get(name)
 
 
 def user_document(user: User) -> dict[str, Any]:
@@ -174,23 +146,8 @@ class MongoStore:
     # --- lifecycle ---
 
     async def setup(self) -> None:
-        with _unavailable():
-            for field in _USER_UNIQUE_FIELDS:
-                await self.users.create_index(
-                    field,
-                    name=f"{field}_unique",
-                    unique=True,
-                    partialFilterExpression={field: {"$type": "string"}},
-                )
-            await self.refresh_tokens.create_index("user_id", name="user_id")
-            await self.refresh_tokens.create_index("family", name="family")
-            await self.oauth_states.create_index(
-                "code_hash",
-                name="code_hash",
-                partialFilterExpression={"code_hash": {"$type": "string"}},
-            )
-            for collection in (self.refresh_tokens, self.oauth_states, self.counters):
-                await collection.create_index("purge_at", name="purge_at_ttl", expireAfterSeconds=0)
+        with unavailable():
+            await create_indexes(self.database)
 
     async def close(self) -> None:
         # A database handed in belongs to whoever made its client.
@@ -198,14 +155,14 @@ class MongoStore:
             await self._client.close()
 
     async def ping(self) -> None:
-        with _unavailable():
+        with unavailable():
             await self.database.command("ping")
 
     # --- users ---
 
     async def create_user(self, user: User) -> None:
         doc = user_document(user)
-        with _unavailable():
+        with unavailable():
             try:
                 await self.users.insert_one(doc)
             except DuplicateKeyError as exc:
@@ -213,8 +170,8 @@ class MongoStore:
             await self._claim_identities(user)
 
     async def _user_duplicate_field(self, exc: DuplicateKeyError, doc: dict[str, Any]) -> str:
-        hinted = _hinted_field(exc)
-        present = [field for field in _USER_UNIQUE_FIELDS if field in doc]
+        hinted = hinted_field(exc)
+        present = [field for field in USER_UNIQUE_FIELDS if field in doc]
         if hinted == "id" or (present and hinted == present[0]):
             return hinted
         # The hint is missing, names the later field, or is wrong (mongomock-motor reports
@@ -259,26 +216,26 @@ class MongoStore:
         await self.users.delete_one({"_id": user_id})
 
     async def get_user(self, user_id: str) -> User | None:
-        with _unavailable():
+        with unavailable():
             return _user(await self.users.find_one({"_id": user_id}))
 
     async def find_user_by_email(self, email: str) -> User | None:
-        with _unavailable():
+        with unavailable():
             return _user(await self.users.find_one({"email": email}))
 
     async def find_user_by_phone(self, phone: str) -> User | None:
-        with _unavailable():
+        with unavailable():
             return _user(await self.users.find_one({"phone": phone}))
 
     async def find_user_by_identity(self, provider: str, subject: str) -> User | None:
-        with _unavailable():
+        with unavailable():
             claim = await self.identities.find_one({"_id": identity_key(provider, subject)})
             if claim is None:
                 return None
             return _user(await self.users.find_one({"_id": claim["user_id"]}))
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
-        with _unavailable():
+        with unavailable():
             await self.users.update_one(
                 {"_id": user_id}, {"$set": {"password_hash": password_hash}}
             )
@@ -286,18 +243,18 @@ class MongoStore:
     # --- refresh tokens ---
 
     async def add_refresh_token(self, token: RefreshToken) -> None:
-        with _unavailable():
+        with unavailable():
             try:
                 await self.refresh_tokens.insert_one(_token_doc(token))
             except DuplicateKeyError as exc:
                 raise DuplicateError("jti") from exc
 
     async def get_refresh_token(self, jti: str) -> RefreshToken | None:
-        with _unavailable():
+        with unavailable():
             return _token(await self.refresh_tokens.find_one({"_id": jti}))
 
     async def rotate_refresh_token(self, jti: str, successor: RefreshToken, now: float) -> bool:
-        with _unavailable():
+        with unavailable():
             retired = await self.refresh_tokens.find_one_and_update(
                 {
                     "_id": jti,
@@ -321,7 +278,7 @@ class MongoStore:
             return True
 
     async def _revoke(self, query: dict[str, Any]) -> None:
-        with _unavailable():
+        with unavailable():
             await self.refresh_tokens.update_many(query, {"$set": {"revoked": True}})
 
     async def revoke_refresh_token(self, jti: str) -> None:
@@ -346,14 +303,14 @@ class MongoStore:
         }
         if state.code_hash is not None:
             doc["code_hash"] = state.code_hash
-        with _unavailable():
+        with unavailable():
             try:
                 await self.oauth_states.insert_one(doc)
             except DuplicateKeyError as exc:
                 raise DuplicateError("state") from exc
 
     async def attach_code(self, state: str, provider: str, code_hash: str, now: float) -> bool:
-        with _unavailable():
+        with unavailable():
             result = await self.oauth_states.update_one(
                 {"_id": state, "provider": provider, "expires_at": {"$gt": now}},
                 {"$set": {"code_hash": code_hash}},
@@ -370,7 +327,7 @@ class MongoStore:
         else:
             return None
         query.update(provider=provider, expires_at={"$gt": now})
-        with _unavailable():
+        with unavailable():
             return _state(await self.oauth_states.find_one_and_delete(query))
 
     # --- counters ---
@@ -380,7 +337,7 @@ class MongoStore:
         # servers ignore $setOnInsert, swallow a findAndModify's duplicate-key error, or
         # round a $set float to 15 digits. Each step below is one single-document
         # operation that only one concurrent caller can win, so the loop converges.
-        with _unavailable():
+        with unavailable():
             for _attempt in range(10):
                 live = await self.counters.find_one_and_update(
                     {"_id": key, "ends": {"$gt": now}},
@@ -401,16 +358,16 @@ class MongoStore:
         raise StorageUnavailable(f"counter {key!r} kept changing under contention")
 
     async def peek_counter(self, key: str, now: float) -> tuple[int, float]:
-        with _unavailable():
+        with unavailable():
             doc = await self.counters.find_one({"_id": key, "ends": {"$gt": now}})
         return (0, now) if doc is None else (int(doc["hits"]), float(doc["ends"]))
 
     async def reset_counter(self, key: str) -> None:
-        with _unavailable():
+        with unavailable():
             await self.counters.delete_one({"_id": key})
 
     async def purge_expired(self, now: float) -> None:
-        with _unavailable():
+        with unavailable():
             await self.oauth_states.delete_many({"expires_at": {"$lte": now}})
             await self.counters.delete_many({"ends": {"$lte": now}})
             await self.refresh_tokens.delete_many({"expires_at": {"$lte": now}})

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import queue
 import sqlite3
-import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -16,24 +12,11 @@ from storage.base import (
     Identity,
     OAuthState,
     RefreshToken,
-    StorageUnavailable,
     User,
 )
+from storage.sqlite_worker import Worker, transaction
 
 T = TypeVar("T")
-
-# Primary result codes of faults another process or the disk causes, not this code.
-_TRANSIENT_CODES = frozenset(
-    {
-        sqlite3.SQLITE_BUSY,
-        sqlite3.SQLITE_LOCKED,
-        sqlite3.SQLITE_CANTOPEN,
-        sqlite3.SQLITE_IOERR,
-        sqlite3.SQLITE_FULL,
-        sqlite3.SQLITE_PROTOCOL,
-        sqlite3.SQLITE_READONLY,
-    }
-)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -83,26 +66,6 @@ CREATE INDEX IF NOT EXISTS counters_ends ON counters (ends);
 """
 
 
-# "UNIQUE constraint failed: <table>.<column>[, ...]" names the refusing constraint.
-_DUPLICATE_FIELDS = {
-    "users.email": "email",
-    "users.phone": "phone",
-    "identities.provider": "identity",
-    "users.id": "id",
-    "refresh_tokens.jti": "jti",
-    "oauth_states.state": "state",
-}
-
-
-def _duplicate(exc: sqlite3.IntegrityError) -> DuplicateError | None:
-    message = str(exc)
-    if not message.startswith("UNIQUE constraint failed: "):
-        return None
-    column = message.removeprefix("UNIQUE constraint failed: ").split(",")[0].strip()
-    field = _DUPLICATE_FIELDS.get(column)
-    return None if field is None else DuplicateError(field)
-
-
 _LIVE_STATE_BY_STATE = (
     "SELECT * FROM oauth_states WHERE state = ? AND provider = ? AND expires_at > ?"
 )
@@ -146,23 +109,6 @@ def _state(row: sqlite3.Row) -> OAuthState:
     )
 
 
-# A call for the worker thread: (function, its arguments, the caller's future and loop).
-_Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
-# What became of it: (the future, the result, or the exception raised).
-_Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
-
-
-def _settle(outcomes: list[_Outcome]) -> None:
-    """On the caller's loop: resolve the futures of a batch of finished jobs."""
-    for future, result, error in outcomes:
-        if future.cancelled():
-            continue
-        if error is None:
-            future.set_result(result)
-        else:
-            future.set_exception(error)
-
-
 class SQLiteStore:
     """The Store protocol on one SQLite file, safe to share with other processes (WAL)."""
 
@@ -171,107 +117,31 @@ class SQLiteStore:
     def __init__(self, path: str, *, busy_timeout_ms: int = 5000) -> None:
         self.path = path
         self._busy_timeout_ms = busy_timeout_ms
-        self._db: sqlite3.Connection | None = None
         self._closed = False
-        # One thread owns the connection, so sqlite3 objects never cross threads and
-        # statements of this store run one at a time, in the order they were asked for.
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker(self._connect)
 
-    # --- plumbing: `_call` and the functions handed to it run on the worker thread ---
+    # --- plumbing: the functions handed to `_run` run on the worker thread ---
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
             raise RuntimeError("the store is closed")
-        return await self._submit(self._call, fn, args)
-
-    def _submit(self, call: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        if self._thread is None:
-            # A daemon, as executor threads are not joined either: close() ends it.
-            self._thread = threading.Thread(target=self._work, name="vhod-sqlite", daemon=True)
-            self._thread.start()
-        self._jobs.put((call, args, future, loop))
-        return future
-
-    def _work(self) -> None:
-        """The worker thread: run the jobs in order; hand their results back in batches.
-
-        Each job's result could wake the event loop on its own (as run_in_executor does),
-        but under load the loop then spends much of its time on those wake-ups: results of
-        the jobs that queued up meanwhile go back in one wake-up instead.
-        """
-        while True:
-            job = self._jobs.get()
-            finished: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
-            while job is not None:
-                call, args, future, loop = job
-                # A job its caller gave up on before it started is dropped, as an
-                # executor drops a cancelled job that has not started.
-                if not future.cancelled():
-                    try:
-                        outcome: _Outcome = (future, call(*args), None)
-                    except BaseException as exc:  # the caller's, as an executor hands it over
-                        outcome = (future, None, exc)
-                    finished.setdefault(loop, []).append(outcome)
-                try:
-                    job = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-            for loop, outcomes in finished.items():
-                # RuntimeError: that loop is closed, so nobody waits for these any more.
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_settle, outcomes)
-            if job is None:  # close() asked the thread to end, after all work before it
-                return
-
-    def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        try:
-            return fn(self._connect(), *args)
-        except sqlite3.IntegrityError as exc:
-            duplicate = _duplicate(exc)
-            if duplicate is None:
-                raise
-            raise duplicate from exc
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF in _TRANSIENT_CODES:
-                raise StorageUnavailable(str(exc)) from exc
-            raise
+        return await self._worker.run(fn, *args)
 
     def _connect(self) -> sqlite3.Connection:
-        if self._db is None:
-            db = sqlite3.connect(
-                self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None
-            )
-            try:
-                db.row_factory = sqlite3.Row
-                db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-                db.execute("PRAGMA journal_mode = WAL")
-                db.execute("PRAGMA synchronous = FULL")
-                db.execute("PRAGMA foreign_keys = ON")
-            except BaseException:
-                db.close()
-                raise
-            self._db = db
-        return self._db
-
-    @staticmethod
-    def _transaction(db: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
-        # IMMEDIATE takes the write lock up front, so a read-then-write cannot interleave
-        # with another process's write.
-        db.execute("BEGIN IMMEDIATE")
+        db = sqlite3.connect(self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None)
         try:
-            result = fn(db, *args)
-            db.execute("COMMIT")
+            db.row_factory = sqlite3.Row
+            db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA foreign_keys = ON")
         except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            db.close()
             raise
-        return result
+        return db
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self._run(self._transaction, fn, *args)
+        return await self._run(transaction, fn, *args)
 
     async def _update(self, statement: str, *args: Any) -> None:
         await self._write(lambda db: db.execute(statement, args))
@@ -290,18 +160,7 @@ class SQLiteStore:
         if self._closed:
             return
         self._closed = True
-        if self._thread is None:
-            return  # never used: no connection, no thread
-        try:
-            # Queued after any pending work, so that work finishes on the open connection.
-            await self._submit(self._disconnect)
-        finally:
-            self._jobs.put(None)
-
-    def _disconnect(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        await self._worker.stop()
 
     async def ping(self) -> None:
         await self._run(lambda db: db.execute("SELECT 1").fetchone())
