@@ -106,11 +106,11 @@ class Accounts:
     ) -> dict[str, str]:
         encoded = secret.encode("utf-8", "surrogatepass")
         key = login_key(user.id if user else None, identifier)
-        await self.throttle.check_login(key)
+        attempt = await self.throttle.reserve_login(key)
         # An unknown user (or one without a password) costs one bcrypt check too (LG2).
         stored = user.password_hash if user else None
         if not await self.hasher.verify(encoded, stored) or user is None or stored is None:
-            await self.throttle.login_failed(key)
+            self.throttle.login_failed(key, attempt)
             security_event(
                 "login_failed",
                 user=user.id if user else None,

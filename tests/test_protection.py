@@ -7,9 +7,11 @@ import logging
 import statistics
 import time
 
+import bcrypt
 import pytest
 
 from core.passwords import hash_cost
+from tests.storage_fixtures import running_app
 
 REGISTER = "/authorization/registration"
 LOGIN_EMAIL = "/authorization/login/email"
@@ -268,3 +270,38 @@ async def test_expired_rows_are_purged_periodically(services, clock):
     task.cancel()
     assert await services.store.take_state("vk", clock() - 10, state="old") is None
     assert await services.store.take_state("vk", clock(), state="live") is not None
+
+
+@pytest.fixture
+def verified_hashes(monkeypatch):
+    """Every stored hash bcrypt checked a password against, on whichever thread."""
+    checked: list[bytes] = []
+    original = bcrypt.checkpw
+
+    def counting(secret: bytes, hashed: bytes) -> bool:
+        checked.append(hashed)
+        return original(secret, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", counting)
+    return checked
+
+
+async def test_lg7_parallel_wrong_passwords_are_verified_at_most_the_limit(
+    tmp_path, backend_url, verified_hashes, user
+):
+    overrides = {"passwords.bcrypt_rounds": 8, **NO_ADDRESS_LIMIT}
+    async with running_app(tmp_path, backend_url, **overrides) as app:
+        assert (await app.call("POST", REGISTER, user))[0] == 200
+        wrong = {"email": user["email"], "hash_password": "wrong password"}
+        verified_hashes.clear()
+
+        results = await asyncio.gather(*(app.call("POST", LOGIN_EMAIL, wrong) for _ in range(30)))
+
+        statuses = sorted(status for status, _ in results)
+        limit = app.services.config.limits.login_failures
+        assert len(verified_hashes) <= limit, statuses
+        assert statuses.count(401) == len(verified_hashes)
+        assert statuses.count(429) == 30 - len(verified_hashes)
+        # The lock holds for the right password too.
+        right = {"email": user["email"], "hash_password": user["hash_password"]}
+        assert (await app.call("POST", LOGIN_EMAIL, right))[0] == 429
