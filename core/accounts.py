@@ -201,7 +201,10 @@ class Accounts:
         except InvalidToken as exc:
             raise invalid_token() from exc
         if everywhere:
-            await self.store.revoke_user_tokens(claims["sub"])
+            # Ending every session takes a live session: a revoked, retired or expired
+            # token (a stolen copy of an old one, say) cannot end the others.
+            record, _user = await self._live_refresh(token)
+            await self.store.revoke_user_tokens(record.user_id)
         else:
             await self.store.revoke_refresh_token(claims["jti"])
         return True

@@ -195,3 +195,21 @@ async def test_logout_with_a_bad_token_or_flag(api, user):
     token = (await registered(api, user))["refresh"]
     response = await api.post(LOGOUT, json_body={"refresh": token, "all": "maybe"})
     assert (response.status, response.body["error"]) == (400, "invalid_request")
+
+
+@pytest.mark.parametrize("retire", ["logout", "rotate"])
+@pytest.mark.parametrize("config_overrides", [{"jwt.rotate_refresh": True}])
+async def test_a_dead_refresh_token_cannot_end_every_session(api, user, config_overrides, retire):
+    """D10: logout all=true takes a live refresh token; a revoked or rotated one is 401."""
+    old = (await registered(api, user))["refresh"]
+    login = {"email": user["email"], "hash_password": user["hash_password"]}
+    other = (await api.post("/authorization/login/email", json_body=login)).body["refresh"]
+    if retire == "logout":
+        assert (await api.post(LOGOUT, json_body={"refresh": old})).status == 200
+    else:
+        assert (await api.get(REFRESH, query={"refresh": old})).status == 200
+
+    response = await api.post(LOGOUT, json_body={"refresh": old, "all": True})
+
+    assert (response.status, response.body["error"]) == (401, "invalid_token")
+    assert (await api.get(REFRESH, query={"refresh": other})).status == 200
