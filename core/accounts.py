@@ -15,6 +15,8 @@ from core.throttle import Throttle, login_key
 from core.tokens import ACCESS, REFRESH, InvalidToken, TokenService
 from storage.base import DuplicateError, Identity, RefreshToken, Store, User
 
+REVOCATION_SLACK_SECONDS = 3600
+
 
 class ProviderProfile(Protocol):
     """What a provider's user info maps to (providers.base.Profile satisfies it)."""
@@ -204,7 +206,7 @@ class Accounts:
             # Ending every session takes a live session: a revoked, retired or expired
             # token (a stolen copy of an old one, say) cannot end the others.
             record, _user = await self._live_refresh(token)
-            await self.store.revoke_user_tokens(record.user_id)
+            await self.store.revoke_user_tokens(record.user_id, until=self._revocation_horizon())
         else:
             await self.store.revoke_refresh_token(claims["jti"])
         return True
@@ -219,7 +221,7 @@ class Accounts:
             raise invalid_token()
         if record.replaced_by:
             # A retired token came back: someone holds a copy. End the whole chain (RT3).
-            await self.store.revoke_family(record.family)
+            await self.store.revoke_family(record.family, until=self._revocation_horizon())
             security_event("refresh_reuse", user=record.user_id, family=record.family)
             raise invalid_token()
         if record.revoked or record.expires_at <= self.clock():
@@ -228,6 +230,11 @@ class Accounts:
         if user is None:
             raise invalid_token()
         return record, user
+
+    def _revocation_horizon(self) -> float:
+        """How long a family revocation is kept: past the expiry of any successor a
+        rotation in flight right now could still store (an hour covers clock skew)."""
+        return self.clock() + self.tokens.refresh_ttl + REVOCATION_SLACK_SECONDS
 
     async def _issue_pair(self, user: User) -> dict[str, str]:
         name = user_name(user)

@@ -103,7 +103,8 @@ class Store(Protocol):
     # refresh tokens
     async def add_refresh_token(self, token: RefreshToken) -> None: ...
 
-    async def get_refresh_token(self, jti: str) -> RefreshToken | None: ...
+    async def get_refresh_token(self, jti: str) -> RefreshToken | None:
+        """The token's record; `revoked` is also true when its family was revoked."""
 
     async def rotate_refresh_token(self, jti: str, successor: RefreshToken, now: float) -> bool:
         """Atomically retire `jti` (set replaced_by) and store `successor`.
@@ -116,9 +117,21 @@ class Store(Protocol):
     async def revoke_refresh_token(self, jti: str) -> None:
         """Revoke one token; revoking a revoked or unknown token is not an error."""
 
-    async def revoke_family(self, family: str) -> None: ...
+    async def revoke_family(self, family: str, *, until: float) -> None:
+        """Revoke every token of `family`, including successors stored after this returns.
 
-    async def revoke_user_tokens(self, user_id: str) -> None: ...
+        Revocation is recorded on the family, not only on the tokens that exist now:
+        MongoDB has no multi-document atomicity, so a rotation that retired its token
+        just before the revocation may store its successor just after the update of the
+        family's tokens. The successor carries the family, and get_refresh_token reports
+        every member of a revoked family as revoked, so it is dead on arrival. The record
+        is kept until `until`, the latest any token of the family can expire.
+        """
+
+    async def revoke_user_tokens(self, user_id: str, *, until: float) -> None:
+        """Revoke every family the user has tokens of, as revoke_family does each one.
+
+        Families the user starts afterwards (new sign-ins) are not affected."""
 
     # OAuth states
     async def put_state(self, state: OAuthState) -> None: ...
@@ -146,4 +159,5 @@ class Store(Protocol):
     async def reset_counter(self, key: str) -> None: ...
 
     async def purge_expired(self, now: float) -> None:
-        """Delete expired states, counters and refresh tokens (MongoDB's TTL does it too)."""
+        """Delete expired states, counters, refresh tokens and family revocations (MongoDB's
+        TTL does it too)."""

@@ -137,6 +137,7 @@ class MongoStore:
         self.refresh_tokens = database["refresh_tokens"]
         self.oauth_states = database["oauth_states"]
         self.counters = database["counters"]
+        self.revoked_families = database["revoked_families"]
 
     @property
     def owns_client(self) -> bool:
@@ -251,7 +252,11 @@ class MongoStore:
 
     async def get_refresh_token(self, jti: str) -> RefreshToken | None:
         with unavailable():
-            return _token(await self.refresh_tokens.find_one({"_id": jti}))
+            token = _token(await self.refresh_tokens.find_one({"_id": jti}))
+            if token is not None and not token.revoked:
+                marked = await self.revoked_families.find_one({"_id": token.family}, {"_id": 1})
+                token.revoked = marked is not None
+        return token
 
     async def rotate_refresh_token(self, jti: str, successor: RefreshToken, now: float) -> bool:
         with unavailable():
@@ -284,10 +289,26 @@ class MongoStore:
     async def revoke_refresh_token(self, jti: str) -> None:
         await self._revoke({"_id": jti})
 
-    async def revoke_family(self, family: str) -> None:
+    async def _mark_revoked(self, families: list[str], until: float) -> None:
+        # Written before the tokens are updated: from here on every member reads revoked.
+        # update_one with $set, not replace_one: nx-27017 0.8.1 upserts a replacement
+        # under a new ObjectId instead of the filter's _id.
+        record = {"$set": {"until": until, "purge_at": _purge_at(until)}}
+        for family in families:
+            try:
+                await self.revoked_families.update_one({"_id": family}, record, upsert=True)
+            except DuplicateKeyError:  # a concurrent revocation inserted it first
+                await self.revoked_families.update_one({"_id": family}, record)
+
+    async def revoke_family(self, family: str, *, until: float) -> None:
+        with unavailable():
+            await self._mark_revoked([family], until)
         await self._revoke({"family": family})
 
-    async def revoke_user_tokens(self, user_id: str) -> None:
+    async def revoke_user_tokens(self, user_id: str, *, until: float) -> None:
+        with unavailable():
+            families = await self.refresh_tokens.distinct("family", {"user_id": user_id})
+            await self._mark_revoked(sorted(families), until)
         await self._revoke({"user_id": user_id})
 
     # --- OAuth states ---
@@ -371,3 +392,4 @@ class MongoStore:
             await self.oauth_states.delete_many({"expires_at": {"$lte": now}})
             await self.counters.delete_many({"ends": {"$lte": now}})
             await self.refresh_tokens.delete_many({"expires_at": {"$lte": now}})
+            await self.revoked_families.delete_many({"until": {"$lte": now}})

@@ -63,8 +63,29 @@ CREATE TABLE IF NOT EXISTS counters (
     ends REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS counters_ends ON counters (ends);
+CREATE TABLE IF NOT EXISTS revoked_families (
+    family TEXT PRIMARY KEY,
+    until REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS revoked_families_until ON revoked_families (until);
 """
 
+
+_TOKEN_BY_JTI = (
+    "SELECT *, EXISTS (SELECT 1 FROM revoked_families"
+    " WHERE revoked_families.family = refresh_tokens.family) AS family_revoked"
+    " FROM refresh_tokens WHERE jti = ?"
+)
+# A later revocation keeps the record at least as long as an earlier one did.
+_MARK_FAMILY = (
+    "INSERT INTO revoked_families (family, until) VALUES (?, ?)"
+    " ON CONFLICT (family) DO UPDATE SET until = max(until, excluded.until)"
+)
+_MARK_FAMILIES_OF_USER = (
+    "INSERT INTO revoked_families (family, until)"
+    " SELECT DISTINCT family, ? FROM refresh_tokens WHERE user_id = ?"
+    " ON CONFLICT (family) DO UPDATE SET until = max(until, excluded.until)"
+)
 
 _LIVE_STATE_BY_STATE = (
     "SELECT * FROM oauth_states WHERE state = ? AND provider = ? AND expires_at > ?"
@@ -93,7 +114,7 @@ def _token(row: sqlite3.Row) -> RefreshToken:
         family=row["family"],
         expires_at=row["expires_at"],
         issued_at=row["issued_at"],
-        revoked=bool(row["revoked"]),
+        revoked=bool(row["revoked"] or row["family_revoked"]),
         replaced_by=row["replaced_by"],
     )
 
@@ -261,7 +282,7 @@ class SQLiteStore:
 
     async def get_refresh_token(self, jti: str) -> RefreshToken | None:
         def get(db: sqlite3.Connection) -> RefreshToken | None:
-            row = db.execute("SELECT * FROM refresh_tokens WHERE jti = ?", (jti,)).fetchone()
+            row = db.execute(_TOKEN_BY_JTI, (jti,)).fetchone()
             return None if row is None else _token(row)
 
         return await self._run(get)
@@ -283,11 +304,19 @@ class SQLiteStore:
     async def revoke_refresh_token(self, jti: str) -> None:
         await self._update("UPDATE refresh_tokens SET revoked = 1 WHERE jti = ?", jti)
 
-    async def revoke_family(self, family: str) -> None:
-        await self._update("UPDATE refresh_tokens SET revoked = 1 WHERE family = ?", family)
+    async def revoke_family(self, family: str, *, until: float) -> None:
+        def revoke(db: sqlite3.Connection) -> None:
+            db.execute(_MARK_FAMILY, (family, until))
+            db.execute("UPDATE refresh_tokens SET revoked = 1 WHERE family = ?", (family,))
 
-    async def revoke_user_tokens(self, user_id: str) -> None:
-        await self._update("UPDATE refresh_tokens SET revoked = 1 WHERE user_id = ?", user_id)
+        await self._write(revoke)
+
+    async def revoke_user_tokens(self, user_id: str, *, until: float) -> None:
+        def revoke(db: sqlite3.Connection) -> None:
+            db.execute(_MARK_FAMILIES_OF_USER, (until, user_id))
+            db.execute("UPDATE refresh_tokens SET revoked = 1 WHERE user_id = ?", (user_id,))
+
+        await self._write(revoke)
 
     # --- OAuth states ---
 
@@ -375,5 +404,6 @@ class SQLiteStore:
             db.execute("DELETE FROM oauth_states WHERE expires_at <= ?", (now,))
             db.execute("DELETE FROM counters WHERE ends <= ?", (now,))
             db.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?", (now,))
+            db.execute("DELETE FROM revoked_families WHERE until <= ?", (now,))
 
         await self._write(purge)

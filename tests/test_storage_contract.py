@@ -291,7 +291,7 @@ async def test_revoke_family(store: Store, now: float) -> None:
     for token in (first, second, stranger):
         await store.add_refresh_token(token)
 
-    await store.revoke_family(first.jti)
+    await store.revoke_family(first.jti, until=now + 7200)
 
     for token, revoked in ((first, True), (second, True), (stranger, False)):
         found = await store.get_refresh_token(token.jti)
@@ -304,13 +304,63 @@ async def test_revoke_user_tokens(store: Store, now: float) -> None:
     for token in [*mine, theirs]:
         await store.add_refresh_token(token)
 
-    await store.revoke_user_tokens("ann")
+    await store.revoke_user_tokens("ann", until=now + 7200)
 
     for token in mine:
         found = await store.get_refresh_token(token.jti)
         assert found is not None and found.revoked
     found = await store.get_refresh_token(theirs.jti)
     assert found is not None and not found.revoked
+
+
+async def test_a_revoked_family_refuses_members_stored_later(store: Store, now: float) -> None:
+    """A successor that a rotation stores just after the revocation is revoked too (D4)."""
+    first = make_token(now)
+    await store.add_refresh_token(first)
+    await store.revoke_family(first.family, until=now + 7200)
+    late = make_token(now, family=first.family)
+    await store.add_refresh_token(late)
+    other = make_token(now)
+    await store.add_refresh_token(other)
+
+    found = await store.get_refresh_token(late.jti)
+    assert found is not None and found.revoked is True
+    untouched = await store.get_refresh_token(other.jti)
+    assert untouched is not None and untouched.revoked is False
+
+
+async def test_revoked_users_families_refuse_members_stored_later(store: Store, now: float) -> None:
+    mine = make_token(now, user_id="ann")
+    await store.add_refresh_token(mine)
+    await store.revoke_user_tokens("ann", until=now + 7200)
+    late = make_token(now, user_id="ann", family=mine.family)
+    new_sign_in = make_token(now, user_id="ann")
+    for token in (late, new_sign_in):
+        await store.add_refresh_token(token)
+
+    found = await store.get_refresh_token(late.jti)
+    assert found is not None and found.revoked is True
+    # A family started after the revocation (a new sign-in) is not affected.
+    fresh = await store.get_refresh_token(new_sign_in.jti)
+    assert fresh is not None and fresh.revoked is False
+
+
+async def test_family_revocations_are_purged_after_their_horizon(store: Store, now: float) -> None:
+    first = make_token(now, ttl=10)
+    await store.add_refresh_token(first)
+    await store.revoke_family(first.family, until=now + 20)
+
+    await store.purge_expired(now + 19)
+    kept = make_token(now + 19, family=first.family)
+    await store.add_refresh_token(kept)
+    found = await store.get_refresh_token(kept.jti)
+    assert found is not None and found.revoked is True
+
+    await store.purge_expired(now + 21)
+    after = make_token(now + 21, family=first.family)
+    await store.add_refresh_token(after)
+    found = await store.get_refresh_token(after.jti)
+    assert found is not None and found.revoked is False
 
 
 async def test_rotate_retires_the_token_and_stores_the_successor(store: Store, now: float) -> None:
