@@ -13,7 +13,7 @@ from core.identifiers import normalize_email, normalize_phone
 from core.passwords import Hasher, check_password_policy
 from core.throttle import Throttle, login_key
 from core.tokens import ACCESS, REFRESH, InvalidToken, TokenService
-from storage.base import DuplicateError, Identity, RefreshToken, Store, User
+from storage.base import DuplicateError, Identity, PartialWrite, RefreshToken, Store, User
 
 REVOCATION_SLACK_SECONDS = 3600
 
@@ -87,11 +87,12 @@ class Accounts:
             password_hash=await self.hasher.hash(encoded),
             created_at=self.clock(),
         )
+        record, pair = self._new_session(user)
         try:
-            await self.store.create_user(user)
+            await self._create(user, record)
         except DuplicateError as exc:
             raise user_exists() from exc
-        return await self._issue_pair(user)
+        return pair
 
     async def login_with_email(self, email: str, secret: str) -> dict[str, str]:
         normal = normalize_email(email)
@@ -146,9 +147,10 @@ class Accounts:
             created_at=self.clock(),
         )
         while True:
+            record, pair = self._new_session(user)
             try:
-                await self.store.create_user(user)
-                break
+                await self._create(user, record)
+                return pair
             except DuplicateError as exc:
                 if exc.field == "email" and user.email is not None:
                     user.email = None  # owned by someone else: not attached
@@ -156,7 +158,18 @@ class Accounts:
                     user.phone = None
                 else:
                     raise user_exists("This provider account is already registered.") from exc
-        return await self._issue_pair(user)
+
+    async def _create(self, user: User, first_session: RefreshToken) -> None:
+        """The user and its first refresh token, written as one unit (D16)."""
+        try:
+            await self.store.create_user(user, first_session)
+        except PartialWrite as exc:
+            raise ApiError(
+                503,
+                "storage_unavailable",
+                "The database stopped answering part-way; the account may exist: sign in"
+                " to check before registering again.",
+            ) from exc
 
     async def login_with_provider(self, profile: ProviderProfile) -> dict[str, str]:
         user = await self.store.find_user_by_identity(profile.provider, profile.subject)
@@ -236,19 +249,24 @@ class Accounts:
         rotation in flight right now could still store (an hour covers clock skew)."""
         return self.clock() + self.tokens.refresh_ttl + REVOCATION_SLACK_SECONDS
 
-    async def _issue_pair(self, user: User) -> dict[str, str]:
+    def _new_session(self, user: User) -> tuple[RefreshToken, dict[str, str]]:
+        """A new token pair for `user`, and the refresh token's record (not yet stored)."""
         name = user_name(user)
         refresh = self.tokens.issue(REFRESH, user.id, name)
-        await self.store.add_refresh_token(
-            RefreshToken(
-                jti=refresh.jti,
-                user_id=user.id,
-                family=refresh.jti,
-                expires_at=refresh.expires_at,
-                issued_at=self.clock(),
-            )
+        record = RefreshToken(
+            jti=refresh.jti,
+            user_id=user.id,
+            family=refresh.jti,
+            expires_at=refresh.expires_at,
+            issued_at=self.clock(),
         )
-        return {"access": self.tokens.issue(ACCESS, user.id, name).token, "refresh": refresh.token}
+        pair = {"access": self.tokens.issue(ACCESS, user.id, name).token, "refresh": refresh.token}
+        return record, pair
+
+    async def _issue_pair(self, user: User) -> dict[str, str]:
+        record, pair = self._new_session(user)
+        await self.store.add_refresh_token(record)
+        return pair
 
 
 def new_user_id() -> str:

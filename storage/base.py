@@ -16,6 +16,11 @@ class StorageUnavailable(Exception):
     """The database cannot be reached or answered with a transient fault; nothing was written."""
 
 
+class PartialWrite(StorageUnavailable):
+    """The database failed part-way through a multi-step write and the undo failed too:
+    some of it may have been written."""
+
+
 class DuplicateError(Exception):
     """A unique constraint refused the write. `field` is `email`, `phone` or `identity`."""
 
@@ -87,8 +92,12 @@ class Store(Protocol):
         """Return when the database answers; raise StorageUnavailable otherwise."""
 
     # users
-    async def create_user(self, user: User) -> None:
-        """Insert a new user; DuplicateError names the first unique field that collided."""
+    async def create_user(self, user: User, first_token: RefreshToken | None = None) -> None:
+        """Insert a new user, and with it `first_token`, its first session, as one unit.
+
+        DuplicateError names a unique field that collided (`email`, `phone`, `identity`,
+        `id`, or `jti` for the token); then nothing was written, as with
+        StorageUnavailable. PartialWrite: the unit failed and might not be undone."""
 
     async def get_user(self, user_id: str) -> User | None: ...
 

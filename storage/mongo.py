@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from pymongo import AsyncMongoClient, ReturnDocument
-from pymongo.errors import ConnectionFailure, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from storage.base import (
     DuplicateError,
     Identity,
     OAuthState,
+    PartialWrite,
     RefreshToken,
     StorageUnavailable,
     User,
@@ -161,14 +161,32 @@ class MongoStore:
 
     # --- users ---
 
-    async def create_user(self, user: User) -> None:
+    async def create_user(self, user: User, first_token: RefreshToken | None = None) -> None:
         doc = user_document(user)
         with unavailable():
             try:
                 await self.users.insert_one(doc)
             except DuplicateKeyError as exc:
                 raise DuplicateError(await self._user_duplicate_field(exc, doc)) from exc
-            await self._claim_identities(user)
+        # No multi-document transaction here (nx-27017 0.8.1 and a standalone mongod have
+        # none): what follows the user insert is undone when it fails, so create_user
+        # leaves nothing behind, or says that it may have (PartialWrite).
+        claimed: list[str] = []
+        try:
+            with unavailable():
+                await self._claim_identities(user, claimed)
+                if first_token is not None:
+                    await self.refresh_tokens.insert_one(_token_doc(first_token))
+        except Exception as exc:
+            try:
+                with unavailable():
+                    await self._undo_user(user.id, claimed)
+            except Exception as undo_failed:
+                raise PartialWrite(f"user {user.id} may remain: {undo_failed}") from exc
+            if isinstance(exc, DuplicateKeyError):
+                field = "identity" if len(claimed) < len(user.identities) else "jti"
+                raise DuplicateError(field) from exc
+            raise
 
     async def _user_duplicate_field(self, exc: DuplicateKeyError, doc: dict[str, Any]) -> str:
         hinted = hinted_field(exc)
@@ -183,33 +201,20 @@ class MongoStore:
                 return field
         return "id"  # neither is taken, so the refusing key was the user id
 
-    async def _claim_identities(self, user: User) -> None:
-        """Insert one claim per identity; their `_id` uniqueness is the identity constraint.
-
-        Run after the user insert, so a refused claim undoes the claims made so far and
-        the user, and the whole create_user leaves nothing behind.
-        """
-        claimed: list[str] = []
-        try:
-            for identity in user.identities:
-                key = identity_key(identity.provider, identity.subject)
-                await self.identities.insert_one(
-                    {
-                        "_id": key,
-                        "provider": identity.provider,
-                        "subject": identity.subject,
-                        "user_id": user.id,
-                    }
-                )
-                claimed.append(key)
-        except DuplicateKeyError as exc:
-            await self._undo_user(user.id, claimed)
-            raise DuplicateError("identity") from exc
-        except ConnectionFailure:
-            # If the server is gone the undo fails too; the caller sees StorageUnavailable.
-            with suppress(ConnectionFailure):
-                await self._undo_user(user.id, claimed)
-            raise
+    async def _claim_identities(self, user: User, claimed: list[str]) -> None:
+        """Insert one claim per identity, adding each to `claimed`; their `_id` uniqueness
+        is the identity constraint."""
+        for identity in user.identities:
+            key = identity_key(identity.provider, identity.subject)
+            await self.identities.insert_one(
+                {
+                    "_id": key,
+                    "provider": identity.provider,
+                    "subject": identity.subject,
+                    "user_id": user.id,
+                }
+            )
+            claimed.append(key)
 
     async def _undo_user(self, user_id: str, claimed: list[str]) -> None:
         if claimed:

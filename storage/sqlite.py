@@ -188,7 +188,7 @@ class SQLiteStore:
 
     # --- users ---
 
-    async def create_user(self, user: User) -> None:
+    async def create_user(self, user: User, first_token: RefreshToken | None = None) -> None:
         def insert(db: sqlite3.Connection) -> None:
             try:
                 db.execute(
@@ -217,6 +217,8 @@ class SQLiteStore:
                 "INSERT INTO identities (provider, subject, user_id) VALUES (?, ?, ?)",
                 [(i.provider, i.subject, user.id) for i in user.identities],
             )
+            if first_token is not None:
+                self._insert_token(db, first_token)
 
         await self._write(insert)
 

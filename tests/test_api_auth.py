@@ -3,11 +3,15 @@
 import asyncio
 import statistics
 import time
+import uuid
 
 import jwt
 import pytest
+from pymongo.errors import AutoReconnect
 
+from storage import SQLiteStore, StorageUnavailable
 from tests.conftest import TEST_SECRET
+from tests.storage_fixtures import running_app, with_database
 
 REGISTER = "/authorization/registration"
 LOGIN_EMAIL = "/authorization/login/email"
@@ -216,3 +220,59 @@ async def test_lg2_unknown_users_cost_the_same_time(api, user, config_overrides)
         unknown.append(await timed("nobody@example.com"))
     ratio = statistics.median(unknown) / statistics.median(known)
     assert 0.8 <= ratio <= 1.25, (ratio, known, unknown)
+
+
+def fail_refresh_token_writes(store, monkeypatch) -> None:
+    """Make the store's next refresh-token writes fail as a lost database would."""
+    if isinstance(store, SQLiteStore):
+
+        def failing(db, token):
+            raise StorageUnavailable("disk I/O error")
+
+        monkeypatch.setattr(store, "_insert_token", failing)
+    else:
+
+        async def failing(*args, **kwargs):
+            raise AutoReconnect("connection closed")
+
+        monkeypatch.setattr(store.refresh_tokens, "insert_one", failing)
+
+
+async def test_d16_a_failure_between_user_and_token_leaves_no_user(
+    tmp_path, backend_url, user, monkeypatch
+):
+    async with running_app(tmp_path, backend_url) as app:
+        store = app.services.store
+        with monkeypatch.context() as patch:
+            fail_refresh_token_writes(store, patch)
+            status, body = await app.call("POST", REGISTER, user)
+        assert (status, body["error"]) == (503, "storage_unavailable")
+        assert "nothing was changed" in body["error_description"]
+        # True to its word: nobody holds the email or phone, and registering again works.
+        assert await store.find_user_by_email(user["email"]) is None
+        assert await store.find_user_by_phone(user["phone_number"]) is None
+        status, pair = await app.call("POST", REGISTER, user)
+        assert status == 200, pair
+
+
+async def test_d16_an_undo_that_fails_too_is_reported_truthfully(
+    tmp_path, mongo_url, user, monkeypatch
+):
+    url = with_database(mongo_url, f"vhod_d16_{uuid.uuid4().hex[:12]}")
+    async with running_app(tmp_path, url) as app:
+        store = app.services.store
+
+        async def failing(*args, **kwargs):
+            raise AutoReconnect("connection closed")
+
+        with monkeypatch.context() as patch:
+            fail_refresh_token_writes(store, patch)
+            patch.setattr(store.users, "delete_one", failing)
+            status, body = await app.call("POST", REGISTER, user)
+        assert (status, body["error"]) == (503, "storage_unavailable")
+        assert "nothing was changed" not in body["error_description"]
+        assert "may exist" in body["error_description"]
+        # The account that remained signs in with its password.
+        login = {"email": user["email"], "hash_password": user["hash_password"]}
+        assert (await app.call("POST", LOGIN_EMAIL, login))[0] == 200
+        await store.database.client.drop_database(store.database.name)

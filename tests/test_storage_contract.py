@@ -228,6 +228,31 @@ async def test_concurrent_registrations_of_one_email_one_wins(store: Store) -> N
             assert await store.find_user_by_phone(user.phone or "") is None
 
 
+async def test_a_user_and_its_first_token_are_created_together(store: Store, now: float) -> None:
+    user = make_user("ann@example.com", "+79160000001", [Identity("vk", "1")])
+    token = make_token(now, user_id=user.id)
+
+    await store.create_user(user, token)
+
+    assert await store.get_user(user.id) == user
+    assert await store.get_refresh_token(token.jti) == token
+
+
+async def test_a_refused_user_stores_no_first_token(store: Store, now: float) -> None:
+    await store.create_user(make_user("ann@example.com", identities=[Identity("vk", "1")]))
+    for loser in (
+        make_user("ann@example.com"),
+        make_user("bob@example.com", identities=[Identity("vk", "1")]),
+    ):
+        token = make_token(now, user_id=loser.id)
+
+        with pytest.raises(DuplicateError):
+            await store.create_user(loser, token)
+
+        assert await store.get_user(loser.id) is None
+        assert await store.get_refresh_token(token.jti) is None
+
+
 async def test_set_password_hash(store: Store) -> None:
     ann = make_user("ann@example.com", password_hash="old")
     bob = make_user("bob@example.com", password_hash="bob's")

@@ -8,8 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pymongo.errors import AutoReconnect
 
-from storage import MongoStore, RefreshToken, StorageUnavailable, User, open_store
+from storage import (
+    DuplicateError,
+    Identity,
+    MongoStore,
+    PartialWrite,
+    RefreshToken,
+    StorageUnavailable,
+    User,
+    open_store,
+)
 from tests.processes import free_port
 from tests.storage_fixtures import NxServer, mongomock_database, open_test_store
 
@@ -170,3 +180,89 @@ def test_store_needs_a_url_or_a_database() -> None:
         MongoStore()
     with pytest.raises(ValueError):
         MongoStore("mongodb://127.0.0.1/", database=mongomock_database())
+
+
+# --- undo paths: MongoDB has no multi-document atomicity here, so each step is undone ---
+
+
+async def mongomock_store() -> MongoStore:
+    store = MongoStore(database=mongomock_database())
+    await store.setup()
+    return store
+
+
+def fail_after(monkeypatch: pytest.MonkeyPatch, collection: Any, method: str, calls: int) -> None:
+    """`collection.method` works `calls` times, then fails as a lost connection does."""
+    original = getattr(collection, method)
+    count = 0
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        nonlocal count
+        count += 1
+        if count > calls:
+            raise AutoReconnect("connection closed")
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(collection, method, flaky)
+
+
+async def test_a_lost_connection_while_claiming_identities_undoes_everything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = await mongomock_store()
+    user = User(
+        id="u1", email="ann@example.com", identities=[Identity("vk", "1"), Identity("ya", "2")]
+    )
+    fail_after(monkeypatch, store.identities, "insert_one", 1)
+
+    with pytest.raises(StorageUnavailable) as caught:
+        await store.create_user(user)
+
+    assert not isinstance(caught.value, PartialWrite)
+    monkeypatch.undo()
+    assert await store.get_user("u1") is None
+    assert await store.identities.count_documents({}) == 0
+
+
+async def test_a_taken_first_token_id_undoes_the_user() -> None:
+    store = await mongomock_store()
+    taken = RefreshToken(jti="t1", user_id="other", family="t1", expires_at=NOW)
+    await store.add_refresh_token(taken)
+    user = User(id="u1", email="ann@example.com", identities=[Identity("vk", "1")])
+
+    with pytest.raises(DuplicateError) as caught:
+        await store.create_user(
+            user, RefreshToken(jti="t1", user_id="u1", family="t1", expires_at=NOW)
+        )
+
+    assert caught.value.field == "jti"
+    assert await store.get_user("u1") is None
+    assert await store.find_user_by_identity("vk", "1") is None
+    assert await store.get_refresh_token("t1") == taken
+
+
+async def test_an_undo_that_fails_is_a_partial_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = await mongomock_store()
+    fail_after(monkeypatch, store.refresh_tokens, "insert_one", 0)
+    fail_after(monkeypatch, store.users, "delete_one", 0)
+    token = RefreshToken(jti="t1", user_id="u1", family="t1", expires_at=NOW)
+
+    with pytest.raises(PartialWrite):
+        await store.create_user(User(id="u1", email="ann@example.com"), token)
+
+
+async def test_rotating_onto_a_taken_id_keeps_the_token_usable() -> None:
+    store = await mongomock_store()
+    for jti in ("t0", "t1"):
+        await store.add_refresh_token(
+            RefreshToken(jti=jti, user_id="u1", family=jti, expires_at=NOW)
+        )
+    successor = RefreshToken(jti="t1", user_id="u1", family="t0", expires_at=NOW)
+
+    with pytest.raises(DuplicateError):
+        await store.rotate_refresh_token("t0", successor, NOW - 60)
+
+    found = await store.get_refresh_token("t0")
+    assert found is not None and found.replaced_by is None
+    fresh = RefreshToken(jti="t2", user_id="u1", family="t0", expires_at=NOW)
+    assert await store.rotate_refresh_token("t0", fresh, NOW - 60) is True
