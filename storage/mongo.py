@@ -20,7 +20,7 @@ from storage.base import (
     User,
 )
 from storage.mongo_errors import USER_UNIQUE_FIELDS, hinted_field, unavailable
-from storage.mongo_indexes import create_indexes
+from storage.mongo_indexes import PoolClearedWatch, create_indexes, ensure_unique_indexes
 
 
 def _purge_at(seconds: float) -> datetime:
@@ -121,6 +121,7 @@ class MongoStore:
         if (url is None) == (database is None):
             raise ValueError("give MongoStore either a URL or a database, not both")
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
+        self._reconnects = PoolClearedWatch()
         if url is not None:
             options = {name.lower() for name in parse_qs(urlsplit(url).query)}
             settings: dict[str, Any] = {"tz_aware": True}
@@ -129,6 +130,11 @@ class MongoStore:
                 settings["serverSelectionTimeoutMS"] = timeout_ms
             if "connecttimeoutms" not in options:
                 settings["connectTimeoutMS"] = timeout_ms
+            if "w" not in options:
+                # Explicit, as the implicit default is w:1 on a replica set with an
+                # arbiter: an acknowledged write must survive a failover.
+                settings["w"] = "majority"
+            settings["event_listeners"] = [self._reconnects]
             self._client = AsyncMongoClient(url, **settings)
             database = self._client.get_default_database(default="vhod")
         self.database = database
@@ -149,6 +155,7 @@ class MongoStore:
     async def setup(self) -> None:
         with unavailable():
             await create_indexes(self.database)
+        self._reconnects.cleared = False
 
     async def close(self) -> None:
         # A database handed in belongs to whoever made its client.
@@ -156,12 +163,25 @@ class MongoStore:
             await self._client.close()
 
     async def ping(self) -> None:
+        """The database answers and its unique indexes are there (re-created if they
+        vanished, StorageUnavailable if they cannot be): /readyz fails rather than let
+        uniqueness silently go (D17)."""
         with unavailable():
             await self.database.command("ping")
+            await ensure_unique_indexes(self.database)
+
+    async def _after_reconnect(self) -> None:
+        """Before a write that relies on a unique index: check the indexes once after the
+        driver lost its connections, as the server may have come back without them."""
+        if self._reconnects.cleared:
+            with unavailable():
+                await ensure_unique_indexes(self.database)
+            self._reconnects.cleared = False
 
     # --- users ---
 
     async def create_user(self, user: User, first_token: RefreshToken | None = None) -> None:
+        await self._after_reconnect()
         doc = user_document(user)
         with unavailable():
             try:
