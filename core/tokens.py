@@ -37,7 +37,7 @@ class IssuedToken:
 def load_or_create_secret(data_dir: str | os.PathLike[str]) -> bytes:
     """The generated signing secret kept in `data_dir`, created once with owner-only access."""
     path = Path(data_dir) / SECRET_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # owner only (D19)
     try:
         return path.read_bytes().strip()
     except FileNotFoundError:

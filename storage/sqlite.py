@@ -14,7 +14,7 @@ from storage.base import (
     RefreshToken,
     User,
 )
-from storage.sqlite_worker import Worker, transaction
+from storage.sqlite_worker import Worker, make_private, transaction
 
 T = TypeVar("T")
 
@@ -149,6 +149,8 @@ class SQLiteStore:
         return await self._worker.run(fn, *args)
 
     def _connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            make_private(self.path)
         db = sqlite3.connect(self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None)
         try:
             db.row_factory = sqlite3.Row

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
@@ -13,6 +14,9 @@ from typing import Any, TypeVar
 from storage.base import DuplicateError, StorageUnavailable
 
 T = TypeVar("T")
+
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
 
 # Primary result codes of faults another process or the disk causes, not this code.
 TRANSIENT_CODES = frozenset(
@@ -151,6 +155,8 @@ class Worker:
             if exc.sqlite_errorcode & 0xFF in TRANSIENT_CODES:
                 raise StorageUnavailable(str(exc)) from exc
             raise
+        except OSError as exc:  # preparing the file: as SQLITE_CANTOPEN would be
+            raise StorageUnavailable(str(exc)) from exc
 
     def _disconnect(self) -> None:
         if self._db is not None:
@@ -171,3 +177,21 @@ def transaction(db: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
             db.execute("ROLLBACK")
         raise
     return result
+
+
+def make_private(path: str) -> None:
+    """Create the database file readable by its owner only, and tighten an existing one.
+
+    The file holds password hashes. SQLite creates -wal and -shm with the database file's
+    mode, whatever the umask, so they follow; left-overs from an older run are tightened
+    too. Modes are set with chmod, so the umask cannot widen them.
+    """
+    # O_NOFOLLOW: never change the mode of whatever a planted symlink points at.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_FILE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path + suffix, PRIVATE_FILE_MODE, follow_symlinks=False)
