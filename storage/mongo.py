@@ -210,14 +210,13 @@ class MongoStore:
 
     async def _user_duplicate_field(self, exc: DuplicateKeyError, doc: dict[str, Any]) -> str:
         hinted = hinted_field(exc)
-        present = [field for field in USER_UNIQUE_FIELDS if field in doc]
-        if hinted == "id" or (present and hinted == present[0]):
+        if hinted is not None and (hinted == "id" or hinted in doc):
             return hinted
-        # The hint is missing, names the later field, or is wrong (mongomock-motor reports
-        # keyPattern without its partial filter): reading after the refused write finds
-        # the first field that collided.
-        for field in present:
-            if await self.users.find_one({field: doc[field]}, {"_id": 1}) is not None:
+        # mongomock 4.3.0 reports an _id duplicate without details, and applies a unique
+        # index without its partial filter (so a missing field "collides" and is named):
+        # then a read after the refused write tells which field collided.
+        for field in USER_UNIQUE_FIELDS:
+            if field in doc and await self.users.find_one({field: doc[field]}, {"_id": 1}):
                 return field
         return "id"  # neither is taken, so the refusing key was the user id
 

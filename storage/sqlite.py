@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from storage.base import (
-    DuplicateError,
     Identity,
     OAuthState,
     RefreshToken,
@@ -192,29 +191,19 @@ class SQLiteStore:
 
     async def create_user(self, user: User, first_token: RefreshToken | None = None) -> None:
         def insert(db: sqlite3.Connection) -> None:
-            try:
-                db.execute(
-                    "INSERT INTO users (id, email, phone, password_hash, profile, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        user.id,
-                        user.email,
-                        user.phone,
-                        user.password_hash,
-                        json.dumps(user.profile),
-                        user.created_at,
-                    ),
-                )
-            except sqlite3.IntegrityError as exc:
-                # SQLite reports whichever unique index it checked first (phone, in
-                # practice); the contract names the first field in email, phone order.
-                for field, value, query in (
-                    ("email", user.email, "SELECT 1 FROM users WHERE email = ?"),
-                    ("phone", user.phone, "SELECT 1 FROM users WHERE phone = ?"),
-                ):
-                    if value is not None and db.execute(query, (value,)).fetchone():
-                        raise DuplicateError(field) from exc
-                raise
+            # A unique-constraint failure names its column, which names the field.
+            db.execute(
+                "INSERT INTO users (id, email, phone, password_hash, profile, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    user.id,
+                    user.email,
+                    user.phone,
+                    user.password_hash,
+                    json.dumps(user.profile),
+                    user.created_at,
+                ),
+            )
             db.executemany(
                 "INSERT INTO identities (provider, subject, user_id) VALUES (?, ?, ?)",
                 [(i.provider, i.subject, user.id) for i in user.identities],
