@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,25 +11,16 @@ from pymongo.errors import DuplicateKeyError
 
 from storage.base import (
     DuplicateError,
-    Identity,
     OAuthState,
     PartialWrite,
     RefreshToken,
     StorageUnavailable,
     User,
 )
+from storage.mongo_docs import identity_key, token_document, token_from, user_from
+from storage.mongo_docs import purge_at as _purge_at  # the name the OAuth-state code uses
 from storage.mongo_errors import USER_UNIQUE_FIELDS, hinted_field, unavailable
 from storage.mongo_indexes import PoolClearedWatch, create_indexes, ensure_unique_indexes
-
-
-def _purge_at(seconds: float) -> datetime:
-    """The BSON date a TTL index expires a document at; only the TTL monitor reads it."""
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-def identity_key(provider: str, subject: str) -> str:
-    """The `_id` of an identity claim; escaping keeps ("a:b", "c") apart from ("a", "b:c")."""
-    return provider.replace("%", "%25").replace(":", "%3A") + ":" + subject
 
 
 def user_document(user: User) -> dict[str, Any]:
@@ -48,48 +38,6 @@ def user_document(user: User) -> dict[str, Any]:
     if user.phone is not None:
         doc["phone"] = user.phone
     return doc
-
-
-def _user(doc: Mapping[str, Any] | None) -> User | None:
-    if doc is None:
-        return None
-    return User(
-        id=doc["_id"],
-        email=doc.get("email"),
-        phone=doc.get("phone"),
-        password_hash=doc.get("password_hash"),
-        identities=[Identity(i["provider"], i["subject"]) for i in doc.get("identities") or []],
-        profile=dict(doc.get("profile") or {}),
-        created_at=float(doc.get("created_at") or 0.0),
-    )
-
-
-def _token_doc(token: RefreshToken) -> dict[str, Any]:
-    return {
-        "_id": token.jti,
-        "user_id": token.user_id,
-        "family": token.family,
-        "expires_at": token.expires_at,
-        "issued_at": token.issued_at,
-        "revoked": bool(token.revoked),
-        "replaced_by": token.replaced_by,
-        "purge_at": _purge_at(token.expires_at),
-    }
-
-
-def _token(doc: Mapping[str, Any] | None) -> RefreshToken | None:
-    if doc is None:
-        return None
-    return RefreshToken(
-        jti=doc["_id"],
-        user_id=doc["user_id"],
-        family=doc["family"],
-        expires_at=float(doc["expires_at"]),
-        issued_at=float(doc.get("issued_at") or 0.0),
-        # Some servers hand booleans back as 0/1.
-        revoked=bool(doc.get("revoked")),
-        replaced_by=doc.get("replaced_by"),
-    )
 
 
 def _state(doc: Mapping[str, Any] | None) -> OAuthState | None:
@@ -196,7 +144,7 @@ class MongoStore:
             with unavailable():
                 await self._claim_identities(user, claimed)
                 if first_token is not None:
-                    await self.refresh_tokens.insert_one(_token_doc(first_token))
+                    await self.refresh_tokens.insert_one(token_document(first_token))
         except Exception as exc:
             try:
                 with unavailable():
@@ -242,22 +190,22 @@ class MongoStore:
 
     async def get_user(self, user_id: str) -> User | None:
         with unavailable():
-            return _user(await self.users.find_one({"_id": user_id}))
+            return user_from(await self.users.find_one({"_id": user_id}))
 
     async def find_user_by_email(self, email: str) -> User | None:
         with unavailable():
-            return _user(await self.users.find_one({"email": email}))
+            return user_from(await self.users.find_one({"email": email}))
 
     async def find_user_by_phone(self, phone: str) -> User | None:
         with unavailable():
-            return _user(await self.users.find_one({"phone": phone}))
+            return user_from(await self.users.find_one({"phone": phone}))
 
     async def find_user_by_identity(self, provider: str, subject: str) -> User | None:
         with unavailable():
             claim = await self.identities.find_one({"_id": identity_key(provider, subject)})
             if claim is None:
                 return None
-            return _user(await self.users.find_one({"_id": claim["user_id"]}))
+            return user_from(await self.users.find_one({"_id": claim["user_id"]}))
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         with unavailable():
@@ -270,13 +218,13 @@ class MongoStore:
     async def add_refresh_token(self, token: RefreshToken) -> None:
         with unavailable():
             try:
-                await self.refresh_tokens.insert_one(_token_doc(token))
+                await self.refresh_tokens.insert_one(token_document(token))
             except DuplicateKeyError as exc:
                 raise DuplicateError("jti") from exc
 
     async def get_refresh_token(self, jti: str) -> RefreshToken | None:
         with unavailable():
-            token = _token(await self.refresh_tokens.find_one({"_id": jti}))
+            token = token_from(await self.refresh_tokens.find_one({"_id": jti}))
             if token is not None and not token.revoked:
                 marked = await self.revoked_families.find_one({"_id": token.family}, {"_id": 1})
                 token.revoked = marked is not None
@@ -298,7 +246,7 @@ class MongoStore:
             if retired is None:
                 return False
             try:
-                await self.refresh_tokens.insert_one(_token_doc(successor))
+                await self.refresh_tokens.insert_one(token_document(successor))
             except DuplicateKeyError as exc:
                 await self.refresh_tokens.update_one(
                     {"_id": jti, "replaced_by": successor.jti}, {"$set": {"replaced_by": None}}

@@ -13,6 +13,13 @@ from storage.base import (
     RefreshToken,
     User,
 )
+from storage.sqlite_rows import (
+    MARK_FAMILIES_OF_USER,
+    MARK_FAMILY,
+    TOKEN_BY_JTI,
+    token_from,
+    user_from,
+)
 from storage.sqlite_worker import Worker, make_private, transaction
 
 T = TypeVar("T")
@@ -70,52 +77,12 @@ CREATE INDEX IF NOT EXISTS revoked_families_until ON revoked_families (until);
 """
 
 
-_TOKEN_BY_JTI = (
-    "SELECT *, EXISTS (SELECT 1 FROM revoked_families"
-    " WHERE revoked_families.family = refresh_tokens.family) AS family_revoked"
-    " FROM refresh_tokens WHERE jti = ?"
-)
-# A later revocation keeps the record at least as long as an earlier one did.
-_MARK_FAMILY = (
-    "INSERT INTO revoked_families (family, until) VALUES (?, ?)"
-    " ON CONFLICT (family) DO UPDATE SET until = max(until, excluded.until)"
-)
-_MARK_FAMILIES_OF_USER = (
-    "INSERT INTO revoked_families (family, until)"
-    " SELECT DISTINCT family, ? FROM refresh_tokens WHERE user_id = ?"
-    " ON CONFLICT (family) DO UPDATE SET until = max(until, excluded.until)"
-)
-
 _LIVE_STATE_BY_STATE = (
     "SELECT * FROM oauth_states WHERE state = ? AND provider = ? AND expires_at > ?"
 )
 _LIVE_STATE_BY_CODE_HASH = (
     "SELECT * FROM oauth_states WHERE code_hash = ? AND provider = ? AND expires_at > ? LIMIT 1"
 )
-
-
-def _user(row: sqlite3.Row, identities: list[Identity]) -> User:
-    return User(
-        id=row["id"],
-        email=row["email"],
-        phone=row["phone"],
-        password_hash=row["password_hash"],
-        identities=identities,
-        profile=json.loads(row["profile"]),
-        created_at=row["created_at"],
-    )
-
-
-def _token(row: sqlite3.Row) -> RefreshToken:
-    return RefreshToken(
-        jti=row["jti"],
-        user_id=row["user_id"],
-        family=row["family"],
-        expires_at=row["expires_at"],
-        issued_at=row["issued_at"],
-        revoked=bool(row["revoked"] or row["family_revoked"]),
-        replaced_by=row["replaced_by"],
-    )
 
 
 def _state(row: sqlite3.Row) -> OAuthState:
@@ -224,7 +191,7 @@ class SQLiteStore:
                 (row["id"],),
             )
         ]
-        return _user(row, identities)
+        return user_from(row, identities)
 
     async def _find_user(self, query: str, *args: Any) -> User | None:
         return await self._run(lambda db: self._load_user(db, db.execute(query, args).fetchone()))
@@ -275,8 +242,8 @@ class SQLiteStore:
 
     async def get_refresh_token(self, jti: str) -> RefreshToken | None:
         def get(db: sqlite3.Connection) -> RefreshToken | None:
-            row = db.execute(_TOKEN_BY_JTI, (jti,)).fetchone()
-            return None if row is None else _token(row)
+            row = db.execute(TOKEN_BY_JTI, (jti,)).fetchone()
+            return None if row is None else token_from(row)
 
         return await self._run(get)
 
@@ -299,14 +266,14 @@ class SQLiteStore:
 
     async def revoke_family(self, family: str, *, until: float) -> None:
         def revoke(db: sqlite3.Connection) -> None:
-            db.execute(_MARK_FAMILY, (family, until))
+            db.execute(MARK_FAMILY, (family, until))
             db.execute("UPDATE refresh_tokens SET revoked = 1 WHERE family = ?", (family,))
 
         await self._write(revoke)
 
     async def revoke_user_tokens(self, user_id: str, *, until: float) -> None:
         def revoke(db: sqlite3.Connection) -> None:
-            db.execute(_MARK_FAMILIES_OF_USER, (until, user_id))
+            db.execute(MARK_FAMILIES_OF_USER, (until, user_id))
             db.execute("UPDATE refresh_tokens SET revoked = 1 WHERE user_id = ?", (user_id,))
 
         await self._write(revoke)
