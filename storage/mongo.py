@@ -235,7 +235,8 @@ class MongoStore:
             retired = await self.refresh_tokens.find_one_and_update(
                 {
                     "_id": jti,
-                    # Not `False`: also matches a server's stored 0, and refuses its 1.
+                    # Not `False`: also matches a document holding 0 and refuses one
+                    # holding 1 (written by another tool; nx-27017 0.8.1 keeps booleans).
                     "revoked": {"$nin": [True, 1]},
                     "replaced_by": None,
                     "expires_at": {"$gt": now},
@@ -326,10 +327,10 @@ class MongoStore:
     # --- counters ---
 
     async def hit_counter(self, key: str, window: float, now: float) -> tuple[int, float]:
-        # No upsert with $setOnInsert, and no $set of the window's end: some wire-compatible
-        # servers ignore $setOnInsert, swallow a findAndModify's duplicate-key error, or
-        # round a $set float to 15 digits. Each step below is one single-document
-        # operation that only one concurrent caller can win, so the loop converges.
+        # Workaround for nx-27017 0.8.1, which ignores $setOnInsert and rounds a $set float
+        # to 15 digits: no upsert with $setOnInsert (the idiomatic call on MongoDB) and no
+        # $set of the window's end. Each step below is one single-document operation
+        # that only one concurrent caller can win, so the loop converges.
         with unavailable():
             for _attempt in range(10):
                 live = await self.counters.find_one_and_update(

@@ -55,7 +55,7 @@ def token_from(doc: Mapping[str, Any] | None) -> RefreshToken | None:
         family=doc["family"],
         expires_at=float(doc["expires_at"]),
         issued_at=float(doc.get("issued_at") or 0.0),
-        # Some servers hand booleans back as 0/1.
+        # A document may hold 0/1 (written by another tool): read as a boolean.
         revoked=bool(doc.get("revoked")),
         replaced_by=doc.get("replaced_by"),
     )

@@ -19,8 +19,9 @@ from storage.base import PartialWrite, StorageUnavailable
 
 USER_UNIQUE_FIELDS = ("email", "phone")
 
-# Index names as MongoDB reports them ("index: email_unique dup key: ...") and as servers
-# that name indexes themselves do ("UNIQUE constraint failed: index 'idx_users_email'").
+# Index names as MongoDB reports them ("index: email_unique dup key: ...") and as
+# nx-27017 0.8.1, which names indexes itself, does ("UNIQUE constraint failed: index
+# 'idx_users_email'", with no keyPattern).
 _INDEX_NAME = re.compile(r"index:?\s*'?([\w.$-]+)")
 
 
