@@ -162,9 +162,6 @@ class Store(Protocol):
         Returns (hits in the current window, the window's end). A window that ended
         starts afresh."""
 
-    async def peek_counter(self, key: str, now: float) -> tuple[int, float]:
-        """Hits and window end of a live window, or (0, now) when there is none."""
-
     async def reset_counter(self, key: str) -> None: ...
 
     async def purge_expired(self, now: float) -> None:

@@ -351,11 +351,6 @@ class MongoStore:
                 return 1, ends
         raise StorageUnavailable(f"counter {key!r} kept changing under contention")
 
-    async def peek_counter(self, key: str, now: float) -> tuple[int, float]:
-        with unavailable():
-            doc = await self.counters.find_one({"_id": key, "ends": {"$gt": now}})
-        return (0, now) if doc is None else (int(doc["hits"]), float(doc["ends"]))
-
     async def reset_counter(self, key: str) -> None:
         with unavailable():
             await self.counters.delete_one({"_id": key})

@@ -347,15 +347,6 @@ class SQLiteStore:
 
         return await self._write(hit)
 
-    async def peek_counter(self, key: str, now: float) -> tuple[int, float]:
-        def peek(db: sqlite3.Connection) -> tuple[int, float]:
-            row = db.execute(
-                "SELECT hits, ends FROM counters WHERE key = ? AND ends > ?", (key, now)
-            ).fetchone()
-            return (0, now) if row is None else (row["hits"], row["ends"])
-
-        return await self._run(peek)
-
     async def reset_counter(self, key: str) -> None:
         await self._update("DELETE FROM counters WHERE key = ?", key)
 

@@ -541,7 +541,6 @@ async def test_counter_counts_hits_within_a_window(store: Store, now: float) -> 
     assert await store.hit_counter("login:ann", WINDOW, now) == (1, ends)
     assert await store.hit_counter("login:ann", WINDOW, now + 1) == (2, ends)
     assert await store.hit_counter("login:ann", WINDOW, now + WINDOW - 1) == (3, ends)
-    assert await store.peek_counter("login:ann", now + 2) == (3, ends)
     assert await store.hit_counter("login:bob", WINDOW, now + 1) == (1, now + 1 + WINDOW)
 
 
@@ -550,13 +549,8 @@ async def test_counter_starts_a_new_window_after_the_end(store: Store, now: floa
     await store.hit_counter("k", WINDOW, now)
     later = now + WINDOW
 
-    assert await store.peek_counter("k", later) == (0, later)
     assert await store.hit_counter("k", WINDOW, later) == (1, later + WINDOW)
     assert await store.hit_counter("k", WINDOW, later + 1) == (2, later + WINDOW)
-
-
-async def test_peek_counter_without_hits(store: Store, now: float) -> None:
-    assert await store.peek_counter("never", now) == (0, now)
 
 
 async def test_reset_counter(store: Store, now: float) -> None:
@@ -566,8 +560,7 @@ async def test_reset_counter(store: Store, now: float) -> None:
     await store.reset_counter("k")
     await store.reset_counter("unknown")
 
-    assert await store.peek_counter("k", now) == (0, now)
-    assert await store.peek_counter("other", now) == (1, now + WINDOW)
+    assert await store.hit_counter("other", WINDOW, now) == (2, now + WINDOW)
     assert await store.hit_counter("k", WINDOW, now + 1) == (1, now + 1 + WINDOW)
 
 
@@ -576,7 +569,7 @@ async def test_concurrent_hits_are_all_counted(store: Store, now: float) -> None
 
     assert sorted(hits for hits, _ in results) == list(range(1, 21))
     assert {ends for _, ends in results} == {now + WINDOW}
-    assert await store.peek_counter("k", now) == (20, now + WINDOW)
+    assert await store.hit_counter("k", WINDOW, now) == (21, now + WINDOW)
 
 
 async def test_concurrent_hits_restart_an_ended_window_once(store: Store, now: float) -> None:
@@ -610,5 +603,6 @@ async def test_purge_expired_removes_only_expired_rows(store: Store, now: float)
     # An hour later the purged state would be refused anyway; only a purge removes it.
     assert await store.take_state("vk", now - 3600, state=old_state.state) is None
     assert await store.take_state("vk", now, state=live_state.state) == live_state
-    assert await store.peek_counter("old", now - 15) == (0, now - 15)
-    assert await store.peek_counter("live", now - 1) == (1, now + 5)
+    # A purged counter starts afresh even at a time its window had not ended.
+    assert await store.hit_counter("old", 10, now - 15) == (1, now - 5)
+    assert await store.hit_counter("live", 10, now - 1) == (2, now + 5)

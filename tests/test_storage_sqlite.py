@@ -112,7 +112,6 @@ async def test_every_lookup_uses_an_index(tmp_path: Path) -> None:
         await store.take_state("vk", NOW, code_hash="h")
         await store.take_state("vk", NOW, state="s1")
         await store.hit_counter("k", 60, NOW)
-        await store.peek_counter("k", NOW)
         await store.reset_counter("k")
         await store.purge_expired(NOW)
         await store._run(lambda db: db.set_trace_callback(None))
