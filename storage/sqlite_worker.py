@@ -186,12 +186,11 @@ def make_private(path: str) -> None:
     mode, whatever the umask, so they follow; left-overs from an older run are tightened
     too. Modes are set with chmod, so the umask cannot widen them.
     """
-    # O_NOFOLLOW: never change the mode of whatever a planted symlink points at.
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_FILE_MODE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
     try:
         os.fchmod(fd, PRIVATE_FILE_MODE)
     finally:
         os.close(fd)
     for suffix in ("-wal", "-shm", "-journal"):
         with contextlib.suppress(FileNotFoundError):
-            os.chmod(path + suffix, PRIVATE_FILE_MODE, follow_symlinks=False)
+            os.chmod(path + suffix, PRIVATE_FILE_MODE)

@@ -75,6 +75,10 @@ async def test_setup_creates_the_indexes() -> None:
         "purge_at_ttl": ttl,
     }
     assert await index_info(store.counters) == {"_id_": {"key": [("_id", 1)]}, "purge_at_ttl": ttl}
+    assert await index_info(store.revoked_families) == {
+        "_id_": {"key": [("_id", 1)]},
+        "purge_at_ttl": ttl,
+    }
 
 
 async def test_ttl_dates_match_the_expiry() -> None:
