@@ -157,7 +157,8 @@ async def test_rt2_rt3_rotation_and_reuse_revokes_the_family(api, user, config_o
 
 
 @pytest.mark.parametrize("config_overrides", [{"jwt.rotate_refresh": True}])
-async def test_rt4_concurrent_refreshes_give_one_successor(api, user, config_overrides):
+async def test_rt4_concurrent_refreshes_give_one_successor(api, user, config_overrides, caplog):
+    caplog.set_level(logging.INFO, logger="vhod.security")
     token = (await register(api, user))["refresh"]
     responses = await asyncio.gather(
         *(api.get(REFRESH, query={"refresh": token}) for _ in range(10))
@@ -165,7 +166,12 @@ async def test_rt4_concurrent_refreshes_give_one_successor(api, user, config_ove
     winners = [r for r in responses if r.status == 200]
     assert len(winners) == 1
     assert all(r.status == 401 for r in responses if r.status != 200)
-    assert (await api.get(REFRESH, query={"refresh": winners[0].body["refresh"]})).status == 200
+    # A request that reads the token only after the winner retired it is a retired token
+    # coming back, and ends the family (RT3); which requests do depends on timing. The
+    # successor works exactly when none did.
+    replayed = any(getattr(r, "event", None) == "refresh_reuse" for r in caplog.records)
+    successor = await api.get(REFRESH, query={"refresh": winners[0].body["refresh"]})
+    assert successor.status == (401 if replayed else 200)
 
 
 async def test_without_rotation_the_original_behaviour_holds(api, user):
