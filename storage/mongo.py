@@ -266,6 +266,8 @@ class MongoStore:
         # Written before the tokens are updated: from here on every member reads revoked.
         # update_one with $set, not replace_one: nx-27017 0.8.1 upserts a replacement
         # under a new ObjectId instead of the filter's _id.
+        # One write per family rather than a bulk_write: mongomock 4.3.0 cannot take
+        # PyMongo 4.20's UpdateOne; a user has few families, and this is rare.
         record = {"$set": {"until": until, "purge_at": _purge_at(until)}}
         for family in families:
             try:
