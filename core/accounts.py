@@ -13,7 +13,9 @@ from core.identifiers import normalize_email, normalize_phone
 from core.passwords import Hasher, check_password_policy
 from core.throttle import Throttle, login_key
 from core.tokens import ACCESS, REFRESH, InvalidToken, TokenService
-from storage.base import DuplicateError, Identity, RefreshToken, Store, User
+from storage.base import DuplicateError, Identity, PartialWrite, RefreshToken, Store, User
+
+REVOCATION_SLACK_SECONDS = 3600
 
 
 class ProviderProfile(Protocol):
@@ -87,11 +89,12 @@ class Accounts:
             password_hash=await self.hasher.hash(encoded),
             created_at=self.clock(),
         )
+        record, pair = self._new_session(user)
         try:
-            await self.store.create_user(user)
+            await self._create(user, record)
         except DuplicateError as exc:
             raise user_exists() from exc
-        return await self._issue_pair(user)
+        return pair
 
     async def login_with_email(self, email: str, secret: str) -> dict[str, str]:
         normal = normalize_email(email)
@@ -108,11 +111,11 @@ class Accounts:
     ) -> dict[str, str]:
         encoded = secret.encode("utf-8", "surrogatepass")
         key = login_key(user.id if user else None, identifier)
-        await self.throttle.check_login(key)
+        attempt = await self.throttle.reserve_login(key)
         # An unknown user (or one without a password) costs one bcrypt check too (LG2).
         stored = user.password_hash if user else None
         if not await self.hasher.verify(encoded, stored) or user is None or stored is None:
-            await self.throttle.login_failed(key)
+            self.throttle.login_failed(key, attempt)
             security_event(
                 "login_failed",
                 user=user.id if user else None,
@@ -151,9 +154,10 @@ class Accounts:
             created_at=self.clock(),
         )
         while True:
+            record, pair = self._new_session(user)
             try:
-                await self.store.create_user(user)
-                break
+                await self._create(user, record)
+                return pair
             except DuplicateError as exc:
                 if exc.field == "email" and user.email is not None:
                     user.email = None  # owned by someone else: not attached
@@ -161,7 +165,18 @@ class Accounts:
                     user.phone = None
                 else:
                     raise user_exists("This provider account is already registered.") from exc
-        return await self._issue_pair(user)
+
+    async def _create(self, user: User, first_session: RefreshToken) -> None:
+        """The user and its first refresh token, written as one unit (D16)."""
+        try:
+            await self.store.create_user(user, first_session)
+        except PartialWrite as exc:
+            raise ApiError(
+                503,
+                "storage_unavailable",
+                "The database stopped answering part-way; the account may exist: sign in"
+                " to check before registering again.",
+            ) from exc
 
     async def login_with_provider(self, profile: ProviderProfile) -> dict[str, str]:
         user = await self.store.find_user_by_identity(profile.provider, profile.subject)
@@ -210,7 +225,10 @@ class Accounts:
         except InvalidToken as exc:
             raise invalid_token() from exc
         if everywhere:
-            await self.store.revoke_user_tokens(claims["sub"])
+            # Ending every session takes a live session: a revoked, retired or expired
+            # token (a stolen copy of an old one, say) cannot end the others.
+            record, _user = await self._live_refresh(token)
+            await self.store.revoke_user_tokens(record.user_id, until=self._revocation_horizon())
         else:
             await self.store.revoke_refresh_token(claims["jti"])
         return True
@@ -225,7 +243,7 @@ class Accounts:
             raise invalid_token()
         if record.replaced_by:
             # A retired token came back: someone holds a copy. End the whole chain (RT3).
-            await self.store.revoke_family(record.family)
+            await self.store.revoke_family(record.family, until=self._revocation_horizon())
             security_event("refresh_reuse", user=record.user_id, family=record.family)
             raise invalid_token()
         if record.revoked or record.expires_at <= self.clock():
@@ -235,20 +253,30 @@ class Accounts:
             raise invalid_token()
         return record, user
 
-    async def _issue_pair(self, user: User) -> dict[str, str]:
+    def _revocation_horizon(self) -> float:
+        """How long a family revocation is kept: past the expiry of any successor a
+        rotation in flight right now could still store (an hour covers clock skew)."""
+        return self.clock() + self.tokens.refresh_ttl + REVOCATION_SLACK_SECONDS
+
+    def _new_session(self, user: User) -> tuple[RefreshToken, dict[str, str]]:
+        """A new token pair for `user`, and the refresh token's record (not yet stored)."""
         name = user_name(user)
         refresh = self.tokens.issue(REFRESH, user.id, name)
-        await self.store.add_refresh_token(
-            RefreshToken(
-                jti=refresh.jti,
-                user_id=user.id,
-                family=refresh.jti,
-                expires_at=refresh.expires_at,
-                issued_at=self.clock(),
-            )
+        record = RefreshToken(
+            jti=refresh.jti,
+            user_id=user.id,
+            family=refresh.jti,
+            expires_at=refresh.expires_at,
+            issued_at=self.clock(),
         )
         access = self.tokens.issue(ACCESS, user.id, name, session=refresh.jti)  # sid: the family
-        return {"access": access.token, "refresh": refresh.token}
+        pair = {"access": access.token, "refresh": refresh.token}
+        return record, pair
+
+    async def _issue_pair(self, user: User) -> dict[str, str]:
+        record, pair = self._new_session(user)
+        await self.store.add_refresh_token(record)
+        return pair
 
 
 def new_user_id() -> str:

@@ -19,7 +19,7 @@ def read_or_create_secret(path: Path, *, min_bytes: int, what: str) -> bytes:
     complete temporary file and links it to `path`; the first link wins, and the others read
     the winner's file, which is whole from the moment it has its name.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # owner only (D19)
     if not path.exists():
         value = secrets.token_urlsafe(48).encode("ascii")
         temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")

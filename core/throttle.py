@@ -45,19 +45,26 @@ class Throttle:
         self.limits = limits
         self.clock = clock
 
-    async def check_login(self, key: str) -> None:
-        """429 while `key` has used up its failures in the current window."""
-        now = self.clock()
-        failures, window_end = await self.store.peek_counter(key, now)
-        if failures >= self.limits.login_failures:
-            raise rate_limited(window_end - now)
+    async def reserve_login(self, key: str) -> int:
+        """Count one attempt on `key` before its password is verified; 429 past the limit.
 
-    async def login_failed(self, key: str) -> None:
-        failures, _ = await self.store.hit_counter(key, self.limits.login_window, self.clock())
-        if failures == self.limits.login_failures:
-            security_event("login_locked", key=key.rsplit(":", 1)[-1], failures=failures)
+        Counting first, in one atomic store operation, is what bounds the verifications:
+        however many attempts arrive in parallel, at most `login_failures` of them get a
+        number within the limit (LG7). Returns this attempt's number in the window.
+        """
+        now = self.clock()
+        attempt, window_end = await self.store.hit_counter(key, self.limits.login_window, now)
+        if attempt > self.limits.login_failures:
+            raise rate_limited(window_end - now)
+        return attempt
+
+    def login_failed(self, key: str, attempt: int) -> None:
+        """The reserved attempt `attempt` failed: it stays counted; the last one locks."""
+        if attempt == self.limits.login_failures:
+            security_event("login_locked", key=key.rsplit(":", 1)[-1], failures=attempt)
 
     async def login_succeeded(self, key: str) -> None:
+        """A right password ends the count, the attempt reserved for it included."""
         await self.store.reset_counter(key)
 
     async def hit_address(self, address: str) -> None:

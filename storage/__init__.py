@@ -8,6 +8,7 @@ from storage.base import (
     DuplicateError,
     Identity,
     OAuthState,
+    PartialWrite,
     RefreshToken,
     SigningKey,
     StorageUnavailable,
@@ -16,12 +17,14 @@ from storage.base import (
 )
 from storage.mongo import MongoStore
 from storage.sqlite import SQLiteStore
+from storage.sqlite_worker import PRIVATE_DIR_MODE
 
 __all__ = [
     "DuplicateError",
     "Identity",
     "MongoStore",
     "OAuthState",
+    "PartialWrite",
     "RefreshToken",
     "SQLiteStore",
     "SigningKey",
@@ -46,7 +49,7 @@ async def open_store(url: str) -> Store:
             raise ValueError("a SQLite storage URL looks like sqlite:///path/to/vhod.db")
         path = url.removeprefix(_SQLITE_PREFIX)
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _make_private_folder(Path(path).parent)
         return SQLiteStore(path)
     if scheme in ("mongodb", "mongodb+srv"):
         try:
@@ -56,3 +59,14 @@ async def open_store(url: str) -> Store:
             raise ValueError(f"the MongoDB driver refuses it: {exc}") from exc
     # Only the scheme: the rest of a URL may carry a password.
     raise ValueError(f"unknown storage URL scheme {scheme!r}: use sqlite:/// or mongodb://")
+
+
+def _make_private_folder(folder: Path) -> None:
+    """Create the database's folder (and missing parents) for its owner only.
+
+    A folder that exists already is the operator's (it may be /var/lib): left as it is."""
+    missing = [folder, *folder.parents]
+    missing = [path for path in missing if not path.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in missing:
+        path.chmod(PRIVATE_DIR_MODE)  # chmod, so the umask cannot widen it

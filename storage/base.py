@@ -17,6 +17,11 @@ class StorageUnavailable(Exception):
     """The database cannot be reached or answered with a transient fault; nothing was written."""
 
 
+class PartialWrite(StorageUnavailable):
+    """The database failed part-way through a multi-step write and the undo failed too:
+    some of it may have been written."""
+
+
 class DuplicateError(Exception):
     """A unique constraint refused the write. `field` is `email`, `phone` or `identity`."""
 
@@ -104,8 +109,12 @@ class Store(Protocol):
         """Return when the database answers; raise StorageUnavailable otherwise."""
 
     # users
-    async def create_user(self, user: User) -> None:
-        """Insert a new user; DuplicateError names the first unique field that collided."""
+    async def create_user(self, user: User, first_token: RefreshToken | None = None) -> None:
+        """Insert a new user, and with it `first_token`, its first session, as one unit.
+
+        DuplicateError names a unique field that collided (`email`, `phone`, `identity`,
+        `id`, or `jti` for the token); then nothing was written, as with
+        StorageUnavailable. PartialWrite: the unit failed and might not be undone."""
 
     async def get_user(self, user_id: str) -> User | None: ...
 
@@ -120,7 +129,8 @@ class Store(Protocol):
     # refresh tokens
     async def add_refresh_token(self, token: RefreshToken) -> None: ...
 
-    async def get_refresh_token(self, jti: str) -> RefreshToken | None: ...
+    async def get_refresh_token(self, jti: str) -> RefreshToken | None:
+        """The token's record; `revoked` is also true when its family was revoked."""
 
     async def rotate_refresh_token(self, jti: str, successor: RefreshToken, now: float) -> bool:
         """Atomically retire `jti` (set replaced_by) and store `successor`.
@@ -133,9 +143,21 @@ class Store(Protocol):
     async def revoke_refresh_token(self, jti: str) -> None:
         """Revoke one token; revoking a revoked or unknown token is not an error."""
 
-    async def revoke_family(self, family: str) -> None: ...
+    async def revoke_family(self, family: str, *, until: float) -> None:
+        """Revoke every token of `family`, including successors stored after this returns.
 
-    async def revoke_user_tokens(self, user_id: str) -> None: ...
+        Revocation is recorded on the family, not only on the tokens that exist now:
+        MongoDB has no multi-document atomicity, so a rotation that retired its token
+        just before the revocation may store its successor just after the update of the
+        family's tokens. The successor carries the family, and get_refresh_token reports
+        every member of a revoked family as revoked, so it is dead on arrival. The record
+        is kept until `until`, the latest any token of the family can expire.
+        """
+
+    async def revoke_user_tokens(self, user_id: str, *, until: float) -> None:
+        """Revoke every family the user has tokens of, as revoke_family does each one.
+
+        Families the user starts afterwards (new sign-ins) are not affected."""
 
     # OAuth states
     async def put_state(self, state: OAuthState) -> None: ...
@@ -163,13 +185,11 @@ class Store(Protocol):
         Returns (hits in the current window, the window's end). A window that ended
         starts afresh."""
 
-    async def peek_counter(self, key: str, now: float) -> tuple[int, float]:
-        """Hits and window end of a live window, or (0, now) when there is none."""
-
     async def reset_counter(self, key: str) -> None: ...
 
     async def purge_expired(self, now: float) -> None:
-        """Delete expired states, counters and refresh tokens (MongoDB's TTL does it too)."""
+        """Delete expired states, counters, refresh tokens and family revocations (MongoDB's
+        TTL does it too)."""
 
     # bulk loading (seeding a benchmark, importing users)
     async def bulk_insert_users(self, users: Sequence[User]) -> None:

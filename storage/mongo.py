@@ -2,64 +2,26 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from pymongo import AsyncMongoClient, ReturnDocument, WriteConcern
-from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage.base import (
     DuplicateError,
-    Identity,
     OAuthState,
+    PartialWrite,
     RefreshToken,
     SigningKey,
     StorageUnavailable,
     User,
 )
-
-# Index names as MongoDB reports them ("index: email_unique dup key: ...") and as servers
-# that name indexes themselves do ("UNIQUE constraint failed: index 'idx_users_email'").
-_INDEX_NAME = re.compile(r"index:?\s*'?([\w.$-]+)")
-_USER_UNIQUE_FIELDS = ("email", "phone")
-
-
-@contextmanager
-def _unavailable() -> Iterator[None]:
-    # ConnectionFailure covers AutoReconnect, NetworkTimeout and ServerSelectionTimeoutError.
-    try:
-        yield
-    except ConnectionFailure as exc:
-        raise StorageUnavailable(str(exc)) from exc
-
-
-def _purge_at(seconds: float) -> datetime:
-    """The BSON date a TTL index expires a document at; only the TTL monitor reads it."""
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-def identity_key(provider: str, subject: str) -> str:
-    """The `_id` of an identity claim; escaping keeps ("a:b", "c") apart from ("a", "b:c")."""
-    return provider.replace("%", "%25").replace(":", "%3A") + ":" + subject
-
-
-def _hinted_field(exc: DuplicateKeyError) -> str | None:
-    details = exc.details or {}
-    key_pattern = details.get("keyPattern") or {}
-    for key in key_pattern:
-        if key in _USER_UNIQUE_FIELDS:
-            return key
-        if key == "_id":
-            return "id"
-    match = _INDEX_NAME.search(str(details.get("errmsg") or exc))
-    if match is None:
-        return None
-    name = match.group(1).removeprefix("idx_users_").removesuffix("_unique")
-    return {"email": "email", "phone": "phone", "_id_": "id"}.get(name)
+from storage.mongo_docs import identity_key, token_document, token_from, user_from
+from storage.mongo_docs import purge_at as _purge_at  # the name the OAuth-state code uses
+from storage.mongo_errors import USER_UNIQUE_FIELDS, hinted_field, unavailable
+from storage.mongo_indexes import PoolClearedWatch, create_indexes, ensure_unique_indexes
 
 
 def user_document(user: User) -> dict[str, Any]:
@@ -77,48 +39,6 @@ def user_document(user: User) -> dict[str, Any]:
     if user.phone is not None:
         doc["phone"] = user.phone
     return doc
-
-
-def _user(doc: Mapping[str, Any] | None) -> User | None:
-    if doc is None:
-        return None
-    return User(
-        id=doc["_id"],
-        email=doc.get("email"),
-        phone=doc.get("phone"),
-        password_hash=doc.get("password_hash"),
-        identities=[Identity(i["provider"], i["subject"]) for i in doc.get("identities") or []],
-        profile=dict(doc.get("profile") or {}),
-        created_at=float(doc.get("created_at") or 0.0),
-    )
-
-
-def _token_doc(token: RefreshToken) -> dict[str, Any]:
-    return {
-        "_id": token.jti,
-        "user_id": token.user_id,
-        "family": token.family,
-        "expires_at": token.expires_at,
-        "issued_at": token.issued_at,
-        "revoked": bool(token.revoked),
-        "replaced_by": token.replaced_by,
-        "purge_at": _purge_at(token.expires_at),
-    }
-
-
-def _token(doc: Mapping[str, Any] | None) -> RefreshToken | None:
-    if doc is None:
-        return None
-    return RefreshToken(
-        jti=doc["_id"],
-        user_id=doc["user_id"],
-        family=doc["family"],
-        expires_at=float(doc["expires_at"]),
-        issued_at=float(doc.get("issued_at") or 0.0),
-        # Some servers hand booleans back as 0/1.
-        revoked=bool(doc.get("revoked")),
-        replaced_by=doc.get("replaced_by"),
-    )
 
 
 def _state(doc: Mapping[str, Any] | None) -> OAuthState | None:
@@ -150,6 +70,7 @@ class MongoStore:
         if (url is None) == (database is None):
             raise ValueError("give MongoStore either a URL or a database, not both")
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
+        self._reconnects = PoolClearedWatch()
         if url is not None:
             options = {name.lower() for name in parse_qs(urlsplit(url).query)}
             settings: dict[str, Any] = {"tz_aware": True}
@@ -158,6 +79,11 @@ class MongoStore:
                 settings["serverSelectionTimeoutMS"] = timeout_ms
             if "connecttimeoutms" not in options:
                 settings["connectTimeoutMS"] = timeout_ms
+            if "w" not in options:
+                # Explicit, as the implicit default is w:1 on a replica set with an
+                # arbiter: an acknowledged write must survive a failover.
+                settings["w"] = "majority"
+            settings["event_listeners"] = [self._reconnects]
             self._client = AsyncMongoClient(url, **settings)
             database = self._client.get_default_database(default="vhod")
         self.database = database
@@ -167,6 +93,7 @@ class MongoStore:
         self.oauth_states = database["oauth_states"]
         self.counters = database["counters"]
         self.signing_keys = database["signing_keys"]
+        self.revoked_families = database["revoked_families"]
 
     @property
     def owns_client(self) -> bool:
@@ -176,23 +103,9 @@ class MongoStore:
     # --- lifecycle ---
 
     async def setup(self) -> None:
-        with _unavailable():
-            for field in _USER_UNIQUE_FIELDS:
-                await self.users.create_index(
-                    field,
-                    name=f"{field}_unique",
-                    unique=True,
-                    partialFilterExpression={field: {"$type": "string"}},
-                )
-            await self.refresh_tokens.create_index("user_id", name="user_id")
-            await self.refresh_tokens.create_index("family", name="family")
-            await self.oauth_states.create_index(
-                "code_hash",
-                name="code_hash",
-                partialFilterExpression={"code_hash": {"$type": "string"}},
-            )
-            for collection in (self.refresh_tokens, self.oauth_states, self.counters):
-                await collection.create_index("purge_at", name="purge_at_ttl", expireAfterSeconds=0)
+        with unavailable():
+            await create_indexes(self.database)
+        self._reconnects.cleared = False
 
     async def close(self) -> None:
         # A database handed in belongs to whoever made its client.
@@ -200,60 +113,77 @@ class MongoStore:
             await self._client.close()
 
     async def ping(self) -> None:
-        with _unavailable():
+        """The database answers and its unique indexes are there (re-created if they
+        vanished, StorageUnavailable if they cannot be): /readyz fails rather than let
+        uniqueness silently go (D17)."""
+        with unavailable():
             await self.database.command("ping")
+            await ensure_unique_indexes(self.database)
+
+    async def _after_reconnect(self) -> None:
+        """Before a write that relies on a unique index: check the indexes once after the
+        driver lost its connections, as the server may have come back without them."""
+        if self._reconnects.cleared:
+            with unavailable():
+                await ensure_unique_indexes(self.database)
+            self._reconnects.cleared = False
 
     # --- users ---
 
-    async def create_user(self, user: User) -> None:
+    async def create_user(self, user: User, first_token: RefreshToken | None = None) -> None:
+        await self._after_reconnect()
         doc = user_document(user)
-        with _unavailable():
+        with unavailable():
             try:
                 await self.users.insert_one(doc)
             except DuplicateKeyError as exc:
                 raise DuplicateError(await self._user_duplicate_field(exc, doc)) from exc
-            await self._claim_identities(user)
+        # No multi-document transaction here (nx-27017 0.8.1 and a standalone mongod have
+        # none): what follows the user insert is undone when it fails, so create_user
+        # leaves nothing behind, or says that it may have (PartialWrite).
+        claimed: list[str] = []
+        try:
+            with unavailable():
+                await self._claim_identities(user, claimed)
+                if first_token is not None:
+                    await self.refresh_tokens.insert_one(token_document(first_token))
+        except Exception as exc:
+            try:
+                with unavailable():
+                    await self._undo_user(user.id, claimed)
+            except Exception as undo_failed:
+                raise PartialWrite(f"user {user.id} may remain: {undo_failed}") from exc
+            if isinstance(exc, DuplicateKeyError):
+                field = "identity" if len(claimed) < len(user.identities) else "jti"
+                raise DuplicateError(field) from exc
+            raise
 
     async def _user_duplicate_field(self, exc: DuplicateKeyError, doc: dict[str, Any]) -> str:
-        hinted = _hinted_field(exc)
-        present = [field for field in _USER_UNIQUE_FIELDS if field in doc]
-        if hinted == "id" or (present and hinted == present[0]):
+        hinted = hinted_field(exc)
+        if hinted is not None and (hinted == "id" or hinted in doc):
             return hinted
-        # The hint is missing, names the later field, or is wrong (mongomock-motor reports
-        # keyPattern without its partial filter): reading after the refused write finds
-        # the first field that collided.
-        for field in present:
-            if await self.users.find_one({field: doc[field]}, {"_id": 1}) is not None:
+        # mongomock 4.3.0 reports an _id duplicate without details, and applies a unique
+        # index without its partial filter (so a missing field "collides" and is named):
+        # then a read after the refused write tells which field collided.
+        for field in USER_UNIQUE_FIELDS:
+            if field in doc and await self.users.find_one({field: doc[field]}, {"_id": 1}):
                 return field
         return "id"  # neither is taken, so the refusing key was the user id
 
-    async def _claim_identities(self, user: User) -> None:
-        """Insert one claim per identity; their `_id` uniqueness is the identity constraint.
-
-        Run after the user insert, so a refused claim undoes the claims made so far and
-        the user, and the whole create_user leaves nothing behind.
-        """
-        claimed: list[str] = []
-        try:
-            for identity in user.identities:
-                key = identity_key(identity.provider, identity.subject)
-                await self.identities.insert_one(
-                    {
-                        "_id": key,
-                        "provider": identity.provider,
-                        "subject": identity.subject,
-                        "user_id": user.id,
-                    }
-                )
-                claimed.append(key)
-        except DuplicateKeyError as exc:
-            await self._undo_user(user.id, claimed)
-            raise DuplicateError("identity") from exc
-        except ConnectionFailure:
-            # If the server is gone the undo fails too; the caller sees StorageUnavailable.
-            with suppress(ConnectionFailure):
-                await self._undo_user(user.id, claimed)
-            raise
+    async def _claim_identities(self, user: User, claimed: list[str]) -> None:
+        """Insert one claim per identity, adding each to `claimed`; their `_id` uniqueness
+        is the identity constraint."""
+        for identity in user.identities:
+            key = identity_key(identity.provider, identity.subject)
+            await self.identities.insert_one(
+                {
+                    "_id": key,
+                    "provider": identity.provider,
+                    "subject": identity.subject,
+                    "user_id": user.id,
+                }
+            )
+            claimed.append(key)
 
     async def _undo_user(self, user_id: str, claimed: list[str]) -> None:
         if claimed:
@@ -261,26 +191,26 @@ class MongoStore:
         await self.users.delete_one({"_id": user_id})
 
     async def get_user(self, user_id: str) -> User | None:
-        with _unavailable():
-            return _user(await self.users.find_one({"_id": user_id}))
+        with unavailable():
+            return user_from(await self.users.find_one({"_id": user_id}))
 
     async def find_user_by_email(self, email: str) -> User | None:
-        with _unavailable():
-            return _user(await self.users.find_one({"email": email}))
+        with unavailable():
+            return user_from(await self.users.find_one({"email": email}))
 
     async def find_user_by_phone(self, phone: str) -> User | None:
-        with _unavailable():
-            return _user(await self.users.find_one({"phone": phone}))
+        with unavailable():
+            return user_from(await self.users.find_one({"phone": phone}))
 
     async def find_user_by_identity(self, provider: str, subject: str) -> User | None:
-        with _unavailable():
+        with unavailable():
             claim = await self.identities.find_one({"_id": identity_key(provider, subject)})
             if claim is None:
                 return None
-            return _user(await self.users.find_one({"_id": claim["user_id"]}))
+            return user_from(await self.users.find_one({"_id": claim["user_id"]}))
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
-        with _unavailable():
+        with unavailable():
             await self.users.update_one(
                 {"_id": user_id}, {"$set": {"password_hash": password_hash}}
             )
@@ -288,22 +218,27 @@ class MongoStore:
     # --- refresh tokens ---
 
     async def add_refresh_token(self, token: RefreshToken) -> None:
-        with _unavailable():
+        with unavailable():
             try:
-                await self.refresh_tokens.insert_one(_token_doc(token))
+                await self.refresh_tokens.insert_one(token_document(token))
             except DuplicateKeyError as exc:
                 raise DuplicateError("jti") from exc
 
     async def get_refresh_token(self, jti: str) -> RefreshToken | None:
-        with _unavailable():
-            return _token(await self.refresh_tokens.find_one({"_id": jti}))
+        with unavailable():
+            token = token_from(await self.refresh_tokens.find_one({"_id": jti}))
+            if token is not None and not token.revoked:
+                marked = await self.revoked_families.find_one({"_id": token.family}, {"_id": 1})
+                token.revoked = marked is not None
+        return token
 
     async def rotate_refresh_token(self, jti: str, successor: RefreshToken, now: float) -> bool:
-        with _unavailable():
+        with unavailable():
             retired = await self.refresh_tokens.find_one_and_update(
                 {
                     "_id": jti,
-                    # Not `False`: also matches a server's stored 0, and refuses its 1.
+                    # Not `False`: also matches a document holding 0 and refuses one
+                    # holding 1 (written by another tool; nx-27017 0.8.1 keeps booleans).
                     "revoked": {"$nin": [True, 1]},
                     "replaced_by": None,
                     "expires_at": {"$gt": now},
@@ -314,7 +249,7 @@ class MongoStore:
             if retired is None:
                 return False
             try:
-                await self.refresh_tokens.insert_one(_token_doc(successor))
+                await self.refresh_tokens.insert_one(token_document(successor))
             except DuplicateKeyError as exc:
                 await self.refresh_tokens.update_one(
                     {"_id": jti, "replaced_by": successor.jti}, {"$set": {"replaced_by": None}}
@@ -323,16 +258,34 @@ class MongoStore:
             return True
 
     async def _revoke(self, query: dict[str, Any]) -> None:
-        with _unavailable():
+        with unavailable():
             await self.refresh_tokens.update_many(query, {"$set": {"revoked": True}})
 
     async def revoke_refresh_token(self, jti: str) -> None:
         await self._revoke({"_id": jti})
 
-    async def revoke_family(self, family: str) -> None:
+    async def _mark_revoked(self, families: list[str], until: float) -> None:
+        # Written before the tokens are updated: from here on every member reads revoked.
+        # update_one with $set, not replace_one: nx-27017 0.8.1 upserts a replacement
+        # under a new ObjectId instead of the filter's _id.
+        # One write per family rather than a bulk_write: mongomock 4.3.0 cannot take
+        # PyMongo 4.20's UpdateOne; a user has few families, and this is rare.
+        record = {"$set": {"until": until, "purge_at": _purge_at(until)}}
+        for family in families:
+            try:
+                await self.revoked_families.update_one({"_id": family}, record, upsert=True)
+            except DuplicateKeyError:  # a concurrent revocation inserted it first
+                await self.revoked_families.update_one({"_id": family}, record)
+
+    async def revoke_family(self, family: str, *, until: float) -> None:
+        with unavailable():
+            await self._mark_revoked([family], until)
         await self._revoke({"family": family})
 
-    async def revoke_user_tokens(self, user_id: str) -> None:
+    async def revoke_user_tokens(self, user_id: str, *, until: float) -> None:
+        with unavailable():
+            families = await self.refresh_tokens.distinct("family", {"user_id": user_id})
+            await self._mark_revoked(sorted(families), until)
         await self._revoke({"user_id": user_id})
 
     # --- OAuth states ---
@@ -348,7 +301,7 @@ class MongoStore:
         }
         if state.code_hash is not None:
             doc["code_hash"] = state.code_hash
-        with _unavailable():
+        with unavailable():
             try:
                 await self.oauth_states.insert_one(doc)
             except DuplicateKeyError as exc:
@@ -357,7 +310,7 @@ class MongoStore:
     async def attach_code(self, state: str, provider: str, code_hash: str, now: float) -> bool:
         # The first code only: `code_hash` is absent until a callback attaches one.
         query = {"_id": state, "provider": provider, "expires_at": {"$gt": now}}
-        with _unavailable():
+        with unavailable():
             result = await self.oauth_states.update_one(
                 {**query, "code_hash": {"$exists": False}}, {"$set": {"code_hash": code_hash}}
             )
@@ -375,22 +328,22 @@ class MongoStore:
         return await self._find_state(query)
 
     async def _find_state(self, query: dict[str, Any]) -> OAuthState | None:
-        with _unavailable():
+        with unavailable():
             return _state(await self.oauth_states.find_one(query))
 
     async def consume_state(self, provider: str, state: str) -> bool:
-        with _unavailable():
+        with unavailable():
             result = await self.oauth_states.delete_one({"_id": state, "provider": provider})
         return result.deleted_count == 1
 
     # --- counters ---
 
     async def hit_counter(self, key: str, window: float, now: float) -> tuple[int, float]:
-        # No upsert with $setOnInsert, and no $set of the window's end: some wire-compatible
-        # servers ignore $setOnInsert, swallow a findAndModify's duplicate-key error, or
-        # round a $set float to 15 digits. Each step below is one single-document
-        # operation that only one concurrent caller can win, so the loop converges.
-        with _unavailable():
+        # Workaround for nx-27017 0.8.1, which ignores $setOnInsert and rounds a $set float
+        # to 15 digits: no upsert with $setOnInsert (the idiomatic call on MongoDB) and no
+        # $set of the window's end. Each step below is one single-document operation
+        # that only one concurrent caller can win, so the loop converges.
+        with unavailable():
             for _attempt in range(10):
                 live = await self.counters.find_one_and_update(
                     {"_id": key, "ends": {"$gt": now}},
@@ -410,20 +363,16 @@ class MongoStore:
                 return 1, ends
         raise StorageUnavailable(f"counter {key!r} kept changing under contention")
 
-    async def peek_counter(self, key: str, now: float) -> tuple[int, float]:
-        with _unavailable():
-            doc = await self.counters.find_one({"_id": key, "ends": {"$gt": now}})
-        return (0, now) if doc is None else (int(doc["hits"]), float(doc["ends"]))
-
     async def reset_counter(self, key: str) -> None:
-        with _unavailable():
+        with unavailable():
             await self.counters.delete_one({"_id": key})
 
     async def purge_expired(self, now: float) -> None:
-        with _unavailable():
+        with unavailable():
             await self.oauth_states.delete_many({"expires_at": {"$lte": now}})
             await self.counters.delete_many({"ends": {"$lte": now}})
             await self.refresh_tokens.delete_many({"expires_at": {"$lte": now}})
+            await self.revoked_families.delete_many({"until": {"$lte": now}})
 
     # --- bulk loading ---
 
@@ -439,7 +388,7 @@ class MongoStore:
         # back as its synchronous collection.
         majority = WriteConcern("majority")
         collection = self.database.get_collection(self.users.name, write_concern=majority)
-        with _unavailable():
+        with unavailable():
             try:
                 await collection.insert_many(docs, ordered=False)
             except BulkWriteError as exc:
@@ -464,14 +413,14 @@ class MongoStore:
             "activates_at": key.activates_at,
             "created_at": key.created_at,
         }
-        with _unavailable():
+        with unavailable():
             try:
                 await self.signing_keys.insert_one(doc)
             except DuplicateKeyError as exc:
                 raise DuplicateError("generation") from exc
 
     async def list_signing_keys(self) -> list[SigningKey]:
-        with _unavailable():
+        with unavailable():
             docs = await self.signing_keys.find({}).sort("_id", 1).to_list(None)
         return [
             SigningKey(

@@ -2,39 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import queue
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from storage.base import (
-    DuplicateError,
     Identity,
     OAuthState,
     RefreshToken,
     SigningKey,
-    StorageUnavailable,
     User,
 )
+from storage.sqlite_rows import (
+    MARK_FAMILIES_OF_USER,
+    MARK_FAMILY,
+    TOKEN_BY_JTI,
+    token_from,
+    user_from,
+)
+from storage.sqlite_worker import Worker, make_private, transaction
 
 T = TypeVar("T")
-
-# Primary result codes of faults another process or the disk causes, not this code.
-_TRANSIENT_CODES = frozenset(
-    {
-        sqlite3.SQLITE_BUSY,
-        sqlite3.SQLITE_LOCKED,
-        sqlite3.SQLITE_CANTOPEN,
-        sqlite3.SQLITE_IOERR,
-        sqlite3.SQLITE_FULL,
-        sqlite3.SQLITE_PROTOCOL,
-        sqlite3.SQLITE_READONLY,
-    }
-)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -90,29 +79,12 @@ CREATE TABLE IF NOT EXISTS signing_keys (
     activates_at REAL NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS revoked_families (
+    family TEXT PRIMARY KEY,
+    until REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS revoked_families_until ON revoked_families (until);
 """
-
-
-# "UNIQUE constraint failed: <table>.<column>[, ...]" names the refusing constraint.
-_DUPLICATE_FIELDS = {
-    "users.email": "email",
-    "users.phone": "phone",
-    "identities.provider": "identity",
-    "users.id": "id",
-    "refresh_tokens.jti": "jti",
-    "oauth_states.state": "state",
-    "signing_keys.generation": "generation",
-    "signing_keys.kid": "kid",
-}
-
-
-def _duplicate(exc: sqlite3.IntegrityError) -> DuplicateError | None:
-    message = str(exc)
-    if not message.startswith("UNIQUE constraint failed: "):
-        return None
-    column = message.removeprefix("UNIQUE constraint failed: ").split(",")[0].strip()
-    field = _DUPLICATE_FIELDS.get(column)
-    return None if field is None else DuplicateError(field)
 
 
 _LIVE_STATE_BY_STATE = (
@@ -131,30 +103,6 @@ def _add_binding_column(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE oauth_states ADD COLUMN binding_hash TEXT")
 
 
-def _user(row: sqlite3.Row, identities: list[Identity]) -> User:
-    return User(
-        id=row["id"],
-        email=row["email"],
-        phone=row["phone"],
-        password_hash=row["password_hash"],
-        identities=identities,
-        profile=json.loads(row["profile"]),
-        created_at=row["created_at"],
-    )
-
-
-def _token(row: sqlite3.Row) -> RefreshToken:
-    return RefreshToken(
-        jti=row["jti"],
-        user_id=row["user_id"],
-        family=row["family"],
-        expires_at=row["expires_at"],
-        issued_at=row["issued_at"],
-        revoked=bool(row["revoked"]),
-        replaced_by=row["replaced_by"],
-    )
-
-
 def _state(row: sqlite3.Row) -> OAuthState:
     return OAuthState(
         state=row["state"],
@@ -166,23 +114,6 @@ def _state(row: sqlite3.Row) -> OAuthState:
     )
 
 
-# A call for the worker thread: (function, its arguments, the caller's future and loop).
-_Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
-# What became of it: (the future, the result, or the exception raised).
-_Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
-
-
-def _settle(outcomes: list[_Outcome]) -> None:
-    """On the caller's loop: resolve the futures of a batch of finished jobs."""
-    for future, result, error in outcomes:
-        if future.cancelled():
-            continue
-        if error is None:
-            future.set_result(result)
-        else:
-            future.set_exception(error)
-
-
 class SQLiteStore:
     """The Store protocol on one SQLite file, safe to share with other processes (WAL)."""
 
@@ -191,107 +122,33 @@ class SQLiteStore:
     def __init__(self, path: str, *, busy_timeout_ms: int = 5000) -> None:
         self.path = path
         self._busy_timeout_ms = busy_timeout_ms
-        self._db: sqlite3.Connection | None = None
         self._closed = False
-        # One thread owns the connection, so sqlite3 objects never cross threads and
-        # statements of this store run one at a time, in the order they were asked for.
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker(self._connect)
 
-    # --- plumbing: `_call` and the functions handed to it run on the worker thread ---
+    # --- plumbing: the functions handed to `_run` run on the worker thread ---
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
             raise RuntimeError("the store is closed")
-        return await self._submit(self._call, fn, args)
-
-    def _submit(self, call: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        if self._thread is None:
-            # A daemon, as executor threads are not joined either: close() ends it.
-            self._thread = threading.Thread(target=self._work, name="vhod-sqlite", daemon=True)
-            self._thread.start()
-        self._jobs.put((call, args, future, loop))
-        return future
-
-    def _work(self) -> None:
-        """The worker thread: run the jobs in order; hand their results back in batches.
-
-        Each job's result could wake the event loop on its own (as run_in_executor does),
-        but under load the loop then spends much of its time on those wake-ups: results of
-        the jobs that queued up meanwhile go back in one wake-up instead.
-        """
-        while True:
-            job = self._jobs.get()
-            finished: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
-            while job is not None:
-                call, args, future, loop = job
-                # A job its caller gave up on before it started is dropped, as an
-                # executor drops a cancelled job that has not started.
-                if not future.cancelled():
-                    try:
-                        outcome: _Outcome = (future, call(*args), None)
-                    except BaseException as exc:  # the caller's, as an executor hands it over
-                        outcome = (future, None, exc)
-                    finished.setdefault(loop, []).append(outcome)
-                try:
-                    job = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-            for loop, outcomes in finished.items():
-                # RuntimeError: that loop is closed, so nobody waits for these any more.
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_settle, outcomes)
-            if job is None:  # close() asked the thread to end, after all work before it
-                return
-
-    def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        try:
-            return fn(self._connect(), *args)
-        except sqlite3.IntegrityError as exc:
-            duplicate = _duplicate(exc)
-            if duplicate is None:
-                raise
-            raise duplicate from exc
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF in _TRANSIENT_CODES:
-                raise StorageUnavailable(str(exc)) from exc
-            raise
+        return await self._worker.run(fn, *args)
 
     def _connect(self) -> sqlite3.Connection:
-        if self._db is None:
-            db = sqlite3.connect(
-                self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None
-            )
-            try:
-                db.row_factory = sqlite3.Row
-                db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-                db.execute("PRAGMA journal_mode = WAL")
-                db.execute("PRAGMA synchronous = FULL")
-                db.execute("PRAGMA foreign_keys = ON")
-            except BaseException:
-                db.close()
-                raise
-            self._db = db
-        return self._db
-
-    @staticmethod
-    def _transaction(db: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
-        # IMMEDIATE takes the write lock up front, so a read-then-write cannot interleave
-        # with another process's write.
-        db.execute("BEGIN IMMEDIATE")
+        if self.path != ":memory:":
+            make_private(self.path)
+        db = sqlite3.connect(self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None)
         try:
-            result = fn(db, *args)
-            db.execute("COMMIT")
+            db.row_factory = sqlite3.Row
+            db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA foreign_keys = ON")
         except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            db.close()
             raise
-        return result
+        return db
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self._run(self._transaction, fn, *args)
+        return await self._run(transaction, fn, *args)
 
     async def _update(self, statement: str, *args: Any) -> None:
         await self._write(lambda db: db.execute(statement, args))
@@ -311,53 +168,34 @@ class SQLiteStore:
         if self._closed:
             return
         self._closed = True
-        if self._thread is None:
-            return  # never used: no connection, no thread
-        try:
-            # Queued after any pending work, so that work finishes on the open connection.
-            await self._submit(self._disconnect)
-        finally:
-            self._jobs.put(None)
-
-    def _disconnect(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        await self._worker.stop()
 
     async def ping(self) -> None:
         await self._run(lambda db: db.execute("SELECT 1").fetchone())
 
     # --- users ---
 
-    async def create_user(self, user: User) -> None:
+    async def create_user(self, user: User, first_token: RefreshToken | None = None) -> None:
         def insert(db: sqlite3.Connection) -> None:
-            try:
-                db.execute(
-                    "INSERT INTO users (id, email, phone, password_hash, profile, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        user.id,
-                        user.email,
-                        user.phone,
-                        user.password_hash,
-                        json.dumps(user.profile),
-                        user.created_at,
-                    ),
-                )
-            except sqlite3.IntegrityError as exc:
-                # SQLite reports whichever unique index it checked first (phone, in
-                # practice); the contract names the first field in email, phone order.
-                for field, value, query in (
-                    ("email", user.email, "SELECT 1 FROM users WHERE email = ?"),
-                    ("phone", user.phone, "SELECT 1 FROM users WHERE phone = ?"),
-                ):
-                    if value is not None and db.execute(query, (value,)).fetchone():
-                        raise DuplicateError(field) from exc
-                raise
+            # A unique-constraint failure names its column, which names the field.
+            db.execute(
+                "INSERT INTO users (id, email, phone, password_hash, profile, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    user.id,
+                    user.email,
+                    user.phone,
+                    user.password_hash,
+                    json.dumps(user.profile),
+                    user.created_at,
+                ),
+            )
             db.executemany(
                 "INSERT INTO identities (provider, subject, user_id) VALUES (?, ?, ?)",
                 [(i.provider, i.subject, user.id) for i in user.identities],
             )
+            if first_token is not None:
+                self._insert_token(db, first_token)
 
         await self._write(insert)
 
@@ -372,7 +210,7 @@ class SQLiteStore:
                 (row["id"],),
             )
         ]
-        return _user(row, identities)
+        return user_from(row, identities)
 
     async def _find_user(self, query: str, *args: Any) -> User | None:
         return await self._run(lambda db: self._load_user(db, db.execute(query, args).fetchone()))
@@ -423,8 +261,8 @@ class SQLiteStore:
 
     async def get_refresh_token(self, jti: str) -> RefreshToken | None:
         def get(db: sqlite3.Connection) -> RefreshToken | None:
-            row = db.execute("SELECT * FROM refresh_tokens WHERE jti = ?", (jti,)).fetchone()
-            return None if row is None else _token(row)
+            row = db.execute(TOKEN_BY_JTI, (jti,)).fetchone()
+            return None if row is None else token_from(row)
 
         return await self._run(get)
 
@@ -445,11 +283,19 @@ class SQLiteStore:
     async def revoke_refresh_token(self, jti: str) -> None:
         await self._update("UPDATE refresh_tokens SET revoked = 1 WHERE jti = ?", jti)
 
-    async def revoke_family(self, family: str) -> None:
-        await self._update("UPDATE refresh_tokens SET revoked = 1 WHERE family = ?", family)
+    async def revoke_family(self, family: str, *, until: float) -> None:
+        def revoke(db: sqlite3.Connection) -> None:
+            db.execute(MARK_FAMILY, (family, until))
+            db.execute("UPDATE refresh_tokens SET revoked = 1 WHERE family = ?", (family,))
 
-    async def revoke_user_tokens(self, user_id: str) -> None:
-        await self._update("UPDATE refresh_tokens SET revoked = 1 WHERE user_id = ?", user_id)
+        await self._write(revoke)
+
+    async def revoke_user_tokens(self, user_id: str, *, until: float) -> None:
+        def revoke(db: sqlite3.Connection) -> None:
+            db.execute(MARK_FAMILIES_OF_USER, (until, user_id))
+            db.execute("UPDATE refresh_tokens SET revoked = 1 WHERE user_id = ?", (user_id,))
+
+        await self._write(revoke)
 
     # --- OAuth states ---
 
@@ -525,15 +371,6 @@ class SQLiteStore:
 
         return await self._write(hit)
 
-    async def peek_counter(self, key: str, now: float) -> tuple[int, float]:
-        def peek(db: sqlite3.Connection) -> tuple[int, float]:
-            row = db.execute(
-                "SELECT hits, ends FROM counters WHERE key = ? AND ends > ?", (key, now)
-            ).fetchone()
-            return (0, now) if row is None else (row["hits"], row["ends"])
-
-        return await self._run(peek)
-
     async def reset_counter(self, key: str) -> None:
         await self._update("DELETE FROM counters WHERE key = ?", key)
 
@@ -542,6 +379,7 @@ class SQLiteStore:
             db.execute("DELETE FROM oauth_states WHERE expires_at <= ?", (now,))
             db.execute("DELETE FROM counters WHERE ends <= ?", (now,))
             db.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?", (now,))
+            db.execute("DELETE FROM revoked_families WHERE until <= ?", (now,))
 
         await self._write(purge)
 

@@ -8,13 +8,16 @@ be started or reached, its tests fail: they never skip.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -22,6 +25,9 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
+from tornado.httpclient import AsyncHTTPClient
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 
 from storage import MongoStore, Store, open_store
 from tests.processes import free_port
@@ -171,3 +177,62 @@ def store(request: pytest.FixtureRequest, io_loop: Any, tmp_path: Path) -> Itera
     made = io_loop.run_sync(lambda: open_test_store(request.param, tmp_path, url))
     yield made
     io_loop.run_sync(lambda: dispose(made))
+
+
+@pytest.fixture(params=["sqlite", "mongo-wire"])
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A storage URL of an empty database, on SQLite and on the wire server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/backend/vhod.db"
+        return
+    name = f"vhod_app_{uuid.uuid4().hex[:12]}"
+    base = request.getfixturevalue("mongo_url")
+    yield with_database(base, name)
+    client: MongoClient[dict[str, Any]] = MongoClient(base, serverSelectionTimeoutMS=3000)
+    try:
+        client.drop_database(name)
+    finally:
+        client.close()
+
+
+@dataclass
+class Running:
+    """A vhod app served in this process on its own services: `url(path)` reaches it."""
+
+    services: Any
+    port: int
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def call(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> tuple[int, Any]:
+        response = await AsyncHTTPClient().fetch(
+            self.url(path),
+            method=method,
+            body=None if body is None else json.dumps(body),
+            headers={"Content-Type": "application/json"},
+            raise_error=False,
+            request_timeout=60,
+        )
+        return response.code, json.loads(response.body or b"null")
+
+
+@asynccontextmanager
+async def running_app(tmp_path: Path, storage_url: str, **overrides: Any) -> AsyncIterator[Running]:
+    """Services on `storage_url` (test settings plus `overrides`) behind a real HTTP server."""
+    from server import build_services, make_app
+    from tests.conftest import make_config
+
+    config = make_config(tmp_path, **{"storage.url": storage_url, **overrides})
+    services = await build_services(config)
+    sockets = bind_sockets(0, "127.0.0.1")
+    server = HTTPServer(make_app(services))
+    server.add_sockets(sockets)
+    try:
+        yield Running(services, sockets[0].getsockname()[1])
+    finally:
+        server.stop()
+        await server.close_all_connections()
+        await services.close()

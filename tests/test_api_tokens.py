@@ -1,5 +1,6 @@
 """Token routes over HTTP: /validate/jwt/refresh, /validate/jwt/access, logout; JW1–JW5, RT1."""
 
+import asyncio
 import base64
 import json
 import uuid
@@ -8,6 +9,7 @@ import jwt
 import pytest
 
 from tests.conftest import TEST_SECRET
+from tests.storage_fixtures import running_app
 
 REFRESH = "/validate/jwt/refresh"
 ACCESS = "/validate/jwt/access"
@@ -208,3 +210,90 @@ async def test_logout_with_a_bad_token_or_flag(api, user):
     token = (await registered(api, user))["refresh"]
     response = await api.post(LOGOUT, json_body={"refresh": token, "all": "maybe"})
     assert (response.status, response.body["error"]) == (400, "invalid_request")
+
+
+@pytest.mark.parametrize("retire", ["logout", "rotate"])
+@pytest.mark.parametrize("config_overrides", [{"jwt.rotate_refresh": True}])
+async def test_a_dead_refresh_token_cannot_end_every_session(api, user, config_overrides, retire):
+    """D10: logout all=true takes a live refresh token; a revoked or rotated one is 401."""
+    old = (await registered(api, user))["refresh"]
+    login = {"email": user["email"], "hash_password": user["hash_password"]}
+    other = (await api.post("/authorization/login/email", json_body=login)).body["refresh"]
+    if retire == "logout":
+        assert (await api.post(LOGOUT, json_body={"refresh": old})).status == 200
+    else:
+        assert (await api.get(REFRESH, query={"refresh": old})).status == 200
+
+    response = await api.post(LOGOUT, json_body={"refresh": old, "all": True})
+
+    assert (response.status, response.body["error"]) == (401, "invalid_token")
+    assert (await api.get(REFRESH, query={"refresh": other})).status == 200
+
+
+async def rotate_until_refused(
+    app, token: str, rotations: list[str], ready: asyncio.Event, after: int
+) -> str:
+    """Refresh with rotation in a loop, as a thief holding `token` would; the last token.
+
+    `ready` is set once `after` rotations are done (or the loop ended). A chain that
+    escaped the revocation would go on for ever: the loop gives up after 50 rotations."""
+    try:
+        while len(rotations) < 50:
+            status, body = await app.call("POST", REFRESH, {"refresh": token})
+            if status != 200:
+                return token
+            token = body["refresh"]
+            rotations.append(token)
+            if len(rotations) >= after:
+                ready.set()
+        return token
+    finally:
+        ready.set()
+
+
+TRIALS = 12
+
+
+@pytest.mark.parametrize("revoke", ["logout_all", "reuse"])
+async def test_a_token_rotated_in_a_loop_does_not_survive_revocation(
+    tmp_path, backend_url, user, revoke
+):
+    """D4: whatever rotation is in flight, after logout all (or a detected reuse) no token
+    of the user (of the family) works, on SQLite and over the MongoDB wire."""
+    overrides = {"jwt.rotate_refresh": True, "limits.per_ip_per_minute": 100_000}
+    async with running_app(tmp_path, backend_url, **overrides) as app:
+        survivors = []
+        for trial in range(TRIALS):
+            account = {
+                **user,
+                "email": f"u{trial}@example.com",
+                "phone_number": f"+7916{trial:07d}",
+            }
+            status, pair = await app.call("POST", "/authorization/registration", account)
+            assert status == 200, pair
+            stolen = pair["refresh"]
+            rotations: list[str] = []
+            ready = asyncio.Event()
+            # Revoke after a different number of rotations in each trial.
+            thief = asyncio.ensure_future(
+                rotate_until_refused(app, stolen, rotations, ready, after=2 + trial % 3)
+            )
+            await ready.wait()
+            if revoke == "logout_all":
+                login = {"email": account["email"], "hash_password": account["hash_password"]}
+                status, mine = await app.call("POST", "/authorization/login/email", login)
+                assert status == 200, mine
+                status, _ = await app.call(
+                    "POST", LOGOUT, {"refresh": mine["refresh"], "all": True}
+                )
+            else:  # the first, long retired token comes back: the family is ended
+                status, _ = await app.call("POST", REFRESH, {"refresh": stolen})
+                assert status == 401
+                status = 200
+            assert status == 200
+            last = await thief
+            for token in [last, *rotations[-3:]]:
+                status, _ = await app.call("POST", REFRESH, {"refresh": token})
+                if status != 401:
+                    survivors.append((trial, status))
+        assert survivors == []

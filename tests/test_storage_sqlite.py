@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from storage import (
     User,
     open_store,
 )
+from tests.processes import Server, request
 
 NOW = time.time()
 
@@ -101,15 +105,14 @@ async def test_every_lookup_uses_an_index(tmp_path: Path) -> None:
             "t1", RefreshToken(jti="t2", user_id="u1", family="t1", expires_at=NOW + 60), NOW
         )
         await store.revoke_refresh_token("t1")
-        await store.revoke_family("t1")
-        await store.revoke_user_tokens("u1")
+        await store.revoke_family("t1", until=NOW + 60)
+        await store.revoke_user_tokens("u1", until=NOW + 60)
         await store.put_state(OAuthState(state="s1", provider="vk", expires_at=NOW + 60))
         await store.attach_code("s1", "vk", "h", NOW)
         await store.find_state_by_code("vk", "h", NOW)
         await store.find_state("vk", "s1", NOW)
         await store.consume_state("vk", "s1")
         await store.hit_counter("k", 60, NOW)
-        await store.peek_counter("k", NOW)
         await store.reset_counter("k")
         await store.purge_expired(NOW)
         await store._run(lambda db: db.set_trace_callback(None))
@@ -222,3 +225,78 @@ async def test_open_store_rejects_unknown_urls(url: str, named: str) -> None:
     with pytest.raises(ValueError, match=named) as caught:
         await open_store(url)
     assert "secret" not in str(caught.value)
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """The most permissive umask, so that only the store's own modes protect the files."""
+    previous = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+async def test_database_files_are_private_whatever_the_umask(tmp_path: Path, open_umask) -> None:
+    """D19: the folder is 0700 and vhod.db, -wal and -shm are 0600: they hold password hashes."""
+    path = tmp_path / "data" / "deeper" / "vhod.db"
+
+    store = await open_store(f"sqlite:///{path}")
+    try:
+        await store.setup()
+        await store.create_user(User(id="u1", email="ann@example.com", password_hash="$2b$"))
+        modes = {
+            name: stat.S_IMODE(os.stat(tmp_path / name).st_mode)
+            for name in ("data", "data/deeper", "data/deeper/vhod.db")
+        }
+        for suffix in ("-wal", "-shm"):
+            modes[suffix] = stat.S_IMODE(os.stat(f"{path}{suffix}").st_mode)
+    finally:
+        await store.close()
+
+    assert modes == {
+        "data": 0o700,
+        "data/deeper": 0o700,
+        "data/deeper/vhod.db": 0o600,
+        "-wal": 0o600,
+        "-shm": 0o600,
+    }
+
+
+async def test_an_existing_readable_database_is_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "vhod.db"
+    os.chmod(tmp_path, 0o755)
+    for name in ("vhod.db", "vhod.db-wal"):
+        (tmp_path / name).touch(mode=0o644)
+        os.chmod(tmp_path / name, 0o644)
+
+    store = await opened(path)
+    try:
+        modes = [stat.S_IMODE(os.stat(f"{path}{suffix}").st_mode) for suffix in ("", "-wal")]
+    finally:
+        await store.close()
+
+    assert modes == [0o600, 0o600]
+    assert stat.S_IMODE(os.stat(tmp_path).st_mode) == 0o755  # the operator's folder: as it was
+
+
+def test_a_server_started_with_the_defaults_keeps_its_data_private(tmp_path: Path) -> None:
+    """D19 end to end: the data folder the default configuration uses is 0700, and the
+    database files and the generated secret in it are 0600."""
+    server = Server(tmp_path, VHOD_PASSWORDS__BCRYPT_ROUNDS="4")
+    try:
+        server.wait_started()
+        status, _ = request(
+            server.url("/authorization/registration"),
+            {"phone_number": "+79161234567", "email": "a@example.ru", "hash_password": "12345678"},
+        )
+        assert status == 200
+        data = tmp_path / "data"
+        modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in [data, *data.iterdir()]}
+    finally:
+        server.stop()
+
+    assert modes.pop("data") == 0o700
+    # A new install signs with ES256: the generated key-encryption key is the secret here.
+    assert {"vhod.db", "vhod.db-wal", "vhod.db-shm", "jwt_key_encryption_key"} <= set(modes)
+    assert set(modes.values()) == {0o600}, modes

@@ -1,0 +1,61 @@
+"""The MongoDB store's documents for users, identity claims and refresh tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from storage.base import Identity, RefreshToken, User
+
+
+def purge_at(seconds: float) -> datetime:
+    """The BSON date a TTL index expires a document at; only the TTL monitor reads it."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def identity_key(provider: str, subject: str) -> str:
+    """The `_id` of an identity claim; escaping keeps ("a:b", "c") apart from ("a", "b:c")."""
+    return provider.replace("%", "%25").replace(":", "%3A") + ":" + subject
+
+
+def user_from(doc: Mapping[str, Any] | None) -> User | None:
+    if doc is None:
+        return None
+    return User(
+        id=doc["_id"],
+        email=doc.get("email"),
+        phone=doc.get("phone"),
+        password_hash=doc.get("password_hash"),
+        identities=[Identity(i["provider"], i["subject"]) for i in doc.get("identities") or []],
+        profile=dict(doc.get("profile") or {}),
+        created_at=float(doc.get("created_at") or 0.0),
+    )
+
+
+def token_document(token: RefreshToken) -> dict[str, Any]:
+    return {
+        "_id": token.jti,
+        "user_id": token.user_id,
+        "family": token.family,
+        "expires_at": token.expires_at,
+        "issued_at": token.issued_at,
+        "revoked": bool(token.revoked),
+        "replaced_by": token.replaced_by,
+        "purge_at": purge_at(token.expires_at),
+    }
+
+
+def token_from(doc: Mapping[str, Any] | None) -> RefreshToken | None:
+    if doc is None:
+        return None
+    return RefreshToken(
+        jti=doc["_id"],
+        user_id=doc["user_id"],
+        family=doc["family"],
+        expires_at=float(doc["expires_at"]),
+        issued_at=float(doc.get("issued_at") or 0.0),
+        # A document may hold 0/1 (written by another tool): read as a boolean.
+        revoked=bool(doc.get("revoked")),
+        replaced_by=doc.get("replaced_by"),
+    )
