@@ -168,6 +168,7 @@ async def build_services(
             rotate_refresh=config.jwt.rotate_refresh,
         ),
         clock=clock,
+        on_login=lambda method, outcome: metrics.logins.labels(method, outcome).inc(),
     )
     return Services(
         config=config,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -10,10 +12,23 @@ from core.clock import Clock, system_clock
 from core.errors import ApiError, invalid_credentials, invalid_token
 from core.events import identifier_hash, security_event
 from core.identifiers import normalize_email, normalize_phone
+from core.metrics import login_outcome
 from core.passwords import Hasher, check_password_policy
 from core.throttle import Throttle, login_key
 from core.tokens import ACCESS, REFRESH, InvalidToken, TokenService
-from storage.base import DuplicateError, Identity, PartialWrite, RefreshToken, Store, User
+from storage.base import (
+    DuplicateError,
+    Identity,
+    PartialWrite,
+    RefreshToken,
+    StorageUnavailable,
+    Store,
+    User,
+)
+
+# Called once per sign-in attempt with its method (email, phone, a provider's name) and
+# its outcome (core.metrics.login_outcome): the metrics hook.
+LoginObserver = Callable[[str, str], None]
 
 REVOCATION_SLACK_SECONDS = 3600
 
@@ -68,6 +83,7 @@ class Accounts:
         throttle: Throttle,
         settings: AccountSettings | None = None,
         clock: Clock = system_clock,
+        on_login: LoginObserver | None = None,
     ) -> None:
         self.store = store
         self.hasher = hasher
@@ -75,6 +91,27 @@ class Accounts:
         self.throttle = throttle
         self.settings = settings or AccountSettings()
         self.clock = clock
+        self.on_login = on_login
+
+    @contextmanager
+    def counted_login(self, method: str) -> Iterator[None]:
+        """Report how the sign-in attempt in the block ended, where that is known."""
+        try:
+            yield
+        except ApiError as exc:
+            self._observe_login(method, login_outcome(exc.status))
+            raise
+        except StorageUnavailable:
+            self._observe_login(method, login_outcome(503))
+            raise
+        except Exception:
+            self._observe_login(method, login_outcome(500))
+            raise
+        self._observe_login(method, login_outcome(200))
+
+    def _observe_login(self, method: str, outcome: str) -> None:
+        if self.on_login is not None:
+            self.on_login(method, outcome)
 
     # password accounts
 
@@ -97,14 +134,16 @@ class Accounts:
         return pair
 
     async def login_with_email(self, email: str, secret: str) -> dict[str, str]:
-        normal = normalize_email(email)
-        user = await self.store.find_user_by_email(normal)
-        return await self._password_login(user, normal, secret)
+        with self.counted_login("email"):
+            normal = normalize_email(email)
+            user = await self.store.find_user_by_email(normal)
+            return await self._password_login(user, normal, secret)
 
     async def login_with_phone(self, phone_number: str, secret: str) -> dict[str, str]:
-        normal = normalize_phone(phone_number, self.settings.default_region)
-        user = await self.store.find_user_by_phone(normal)
-        return await self._password_login(user, normal, secret)
+        with self.counted_login("phone"):
+            normal = normalize_phone(phone_number, self.settings.default_region)
+            user = await self.store.find_user_by_phone(normal)
+            return await self._password_login(user, normal, secret)
 
     async def _password_login(
         self, user: User | None, identifier: str, secret: str

@@ -245,9 +245,12 @@ class SocialSignIn:
         return await self.accounts.register_with_provider(profile)
 
     async def login(self, provider: Provider, access_token: str) -> dict[str, str]:
-        self._require_configured(provider)
-        profile = await self._observed(provider, "userinfo", provider.fetch_profile(access_token))
-        return await self.accounts.login_with_provider(profile)
+        with self.accounts.counted_login(provider.name):
+            self._require_configured(provider)
+            profile = await self._observed(
+                provider, "userinfo", provider.fetch_profile(access_token)
+            )
+            return await self.accounts.login_with_provider(profile)
 
     async def _live_state(self, provider: Provider, state: str) -> OAuthState:
         if not _STATE.fullmatch(state):

@@ -8,7 +8,7 @@ import tornado.web
 
 from core.events import client_ip_var
 from core.logs import RedactedUri
-from core.metrics import login_outcome, method_label
+from core.metrics import method_label
 
 access_log = logging.getLogger("vhod.access")
 
@@ -32,9 +32,6 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     method = method_label(request.method)
     metrics = handler.settings["services"].metrics
     metrics.observe_request(route, method, status, seconds)
-    login_method = getattr(handler, "login_method", None)
-    if login_method and method != "OPTIONS":
-        metrics.logins.labels(login_method, login_outcome(status)).inc()
     # A 500 is a bug; other 5xx (overloaded, storage or provider down) are expected states.
     level = logging.ERROR if status == 500 else logging.WARNING if status > 500 else logging.INFO
     if access_log.isEnabledFor(level):

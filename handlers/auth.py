@@ -19,7 +19,6 @@ class RegistrationHandler(JsonHandler):
 
 class EmailLoginHandler(JsonHandler):
     address_limited = True
-    login_method = "email"
 
     async def post(self) -> None:
         pair = await self.services.accounts.login_with_email(
@@ -30,7 +29,6 @@ class EmailLoginHandler(JsonHandler):
 
 class PhoneLoginHandler(JsonHandler):
     address_limited = True
-    login_method = "phone"
 
     async def post(self) -> None:
         pair = await self.services.accounts.login_with_phone(

@@ -77,10 +77,6 @@ class ProviderRegistrationHandler(ProviderHandler):
 class ProviderLoginHandler(ProviderHandler):
     changes_state_on_get = True
 
-    @property
-    def login_method(self) -> str:
-        return self.provider.name
-
     async def get(self) -> None:
         pair = await self.social.login(self.provider, self.token_param("access_token"))
         self.write_json(pair, token=True)

@@ -1,5 +1,6 @@
 """Operating vhod: metrics, request ids, JSON logs, CORS, --check-config."""
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -256,3 +257,28 @@ def test_a_short_pseudonym_key_is_refused():
         load_config(None, environ={"VHOD_LOGGING__PSEUDONYM_KEY": "short"})
     config = load_config(None, environ={"VHOD_LOGGING__PSEUDONYM_KEY": "q" * 32})
     assert "q" * 32 not in str(masked(config))
+
+
+def test_a_login_reports_its_outcome_where_it_is_decided():
+    """Login metrics come from the service that knows the outcome, not from HTTP statuses."""
+    from core.accounts import Accounts
+    from core.errors import ApiError, invalid_credentials
+    from storage.base import StorageUnavailable
+
+    seen: list[tuple[str, str]] = []
+    accounts = Accounts(None, None, None, None, on_login=lambda m, o: seen.append((m, o)))  # type: ignore[arg-type]
+    for method, error in (
+        ("email", None),
+        ("phone", invalid_credentials()),
+        ("vk", ApiError(429, "rate_limited", "Too many.")),
+        ("yandex", StorageUnavailable("down")),
+    ):
+        with contextlib.suppress(ApiError, StorageUnavailable), accounts.counted_login(method):
+            if error is not None:
+                raise error
+    assert seen == [
+        ("email", "success"),
+        ("phone", "failure"),
+        ("vk", "rate_limited"),
+        ("yandex", "unavailable"),
+    ]
