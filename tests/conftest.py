@@ -8,6 +8,7 @@ exactly `{"error", "error_description"}` with no traceback (AP2).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,17 @@ def make_config(tmp_path, **overrides: Any) -> Config:
     }
     settings.update(overrides)
     return load_config(None, environ={}, overrides=settings)
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """A test that runs server.main() in-process configures the root logger for a process;
+    put it back, so later tests do not log into a closed captured stream."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
