@@ -322,7 +322,7 @@ def new_user_id() -> str:
     return uuid.uuid4().hex
 
 
-def _try(normalize, value: str | None) -> str | None:  # type: ignore[no-untyped-def]
+def _try(normalize: Callable[[str], str], value: str | None) -> str | None:
     """The normal form of a provider-supplied identifier, or None when it has none."""
     if not value:
         return None

@@ -20,8 +20,8 @@ import yaml
 
 from core.identifiers import is_valid_region
 from core.kek import MIN_KEK_BYTES
-from core.keys import ASYMMETRIC_ALGORITHMS
-from core.tokens import ACCESS_TYPES, ALLOWED_ALGORITHMS, MIN_SECRET_BYTES
+from core.keys import ALLOWED_ALGORITHMS, ASYMMETRIC_ALGORITHMS
+from core.tokens import ACCESS_TYPES, MIN_SECRET_BYTES
 
 ENV_PREFIX = "VHOD_"
 SECRET_KEYS = frozenset({"secret", "client_secret", "pseudonym_key", "key_encryption_key"})
@@ -163,7 +163,7 @@ def load_config(
             _set_path(raw, keys, _EnvValue(value), name)
     for dotted, value in (overrides or {}).items():
         _set_path(raw, dotted.split("."), value, dotted)
-    config = _build(Config, raw, "")
+    config: Config = _build(Config, raw, "")
     _check(config)
     return config
 
@@ -196,7 +196,7 @@ def _build(cls: type, raw: Any, path: str) -> Any:
             continue
         key_path = f"{path}{name}"
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             values[name] = _build(hint, raw[name], key_path + ".")
         elif name == "providers" and cls is Config:
             values[name] = _providers(raw[name], key_path)
@@ -346,7 +346,8 @@ def masked(config: Config) -> dict[str, Any]:
             return redact_url(node)
         return node
 
-    return walk(dataclasses.asdict(config))
+    shown: dict[str, Any] = walk(dataclasses.asdict(config))
+    return shown
 
 
 def redact_url(url: str) -> str:

@@ -33,9 +33,10 @@ def normalize_phone(value: str, default_region: str = "RU") -> str:
         number = phonenumbers.parse(candidate, default_region)
     except phonenumbers.NumberParseException as exc:
         # "79161234567" without "+" or a trunk prefix: try it as an international number.
-        number = _parse_international(candidate)
-        if number is None:
+        international = _parse_international(candidate)
+        if international is None:
             raise invalid_phone() from exc
+        number = international
     if not phonenumbers.is_valid_number(number):
         retry = _parse_international(candidate)
         if retry is None or not phonenumbers.is_valid_number(retry):

@@ -135,8 +135,12 @@ def unseal(record: SigningKey, kek: KeyEncryptionKey) -> Any:
 
 def public_jwk(algorithm: str, public_key: Any, kid: str) -> dict[str, Any]:
     """The public JWK of a key (RFC 7517): never any private member."""
-    exporter = {"ES256": ECAlgorithm, "EdDSA": OKPAlgorithm, "RS256": RSAAlgorithm}[algorithm]
-    jwk = exporter.to_jwk(public_key, as_dict=True)
+    exporters: dict[str, Any] = {
+        "ES256": ECAlgorithm,
+        "EdDSA": OKPAlgorithm,
+        "RS256": RSAAlgorithm,
+    }
+    jwk: dict[str, Any] = exporters[algorithm].to_jwk(public_key, as_dict=True)
     allowed = {"kty", "crv", "x", "y", "n", "e"}
     return {
         **{k: v for k, v in jwk.items() if k in allowed},

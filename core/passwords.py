@@ -10,11 +10,15 @@ import hmac
 import os
 import re
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import bcrypt
 
 from core.errors import ApiError
+
+T = TypeVar("T")
 
 BCRYPT_MAX_INPUT = 72
 MAX_SECRET_BYTES = 1024
@@ -88,7 +92,7 @@ class Hasher:
         """Hashes waiting for a worker (not the ones running)."""
         return max(0, self.outstanding - self.workers)
 
-    async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self.outstanding >= self.capacity:
             raise overloaded()
         self.outstanding += 1
@@ -99,7 +103,7 @@ class Hasher:
 
     async def hash(self, secret: bytes) -> str:
         salt = bcrypt.gensalt(self.rounds)
-        hashed = await self._run(bcrypt.hashpw, bcrypt_input(secret), salt)
+        hashed: bytes = await self._run(bcrypt.hashpw, bcrypt_input(secret), salt)
         return hashed.decode("ascii")
 
     async def verify(self, secret: bytes, password_hash: str | None) -> bool:
@@ -108,7 +112,9 @@ class Hasher:
             await self._run(bcrypt.checkpw, bcrypt_input(secret), await self._dummy())
             return False
         try:
-            return await self._run(bcrypt.checkpw, bcrypt_input(secret), password_hash.encode())
+            return bool(
+                await self._run(bcrypt.checkpw, bcrypt_input(secret), password_hash.encode())
+            )
         except ValueError:  # a malformed stored hash: refuse, never a 500
             return False
 

@@ -169,7 +169,7 @@ class SocialSignIn:
 
     async def callback(
         self, provider: Provider, params: dict[str, str], *, cookie: str | None = None
-    ) -> Redirect | dict:
+    ) -> Redirect | dict[str, Any]:
         """Where the provider sends the browser back.
 
         With `frontend_redirect` configured, remember which state this code belongs to and
@@ -190,7 +190,7 @@ class SocialSignIn:
 
     async def _callback(
         self, provider: Provider, params: dict[str, str], cookie: str | None, front_end: str | None
-    ) -> Redirect | dict:
+    ) -> Redirect | dict[str, Any]:
         if params.get("error"):
             await self._spend_if_owner(provider, params.get("state"), cookie)
             code, description = _callback_error(params["error"])

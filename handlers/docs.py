@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 import json
 import re
+from http.client import responses
 from pathlib import Path
 from typing import Any
 
-import tornado.httputil
 import tornado.web
 import yaml
 from swagger_ui_bundle import swagger_ui_path
@@ -84,7 +84,8 @@ def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
     """The OpenAPI document as data."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses it 7 times faster
     with path.open(encoding="utf-8") as file:
-        return yaml.load(file, Loader=loader)  # noqa: S506 - a safe loader
+        document: dict[str, Any] = yaml.load(file, Loader=loader)  # noqa: S506 - a safe loader
+    return document
 
 
 @functools.cache
@@ -190,7 +191,7 @@ class DocsAssetHandler(tornado.web.StaticFileHandler):
             description = f"The method {self.request.method} is not allowed here."
         else:
             code = "invalid_request"
-            description = tornado.httputil.responses.get(status_code, "The request was refused.")
+            description = responses.get(status_code, "The request was refused.")
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(json_encode(ApiError(status_code, code, description).body()))
 

@@ -83,7 +83,7 @@ class ProviderLoginHandler(ProviderHandler):
 
 
 def provider_routes(providers: dict[str, Any]) -> list[tuple[str, type, dict[str, str]]]:
-    routes = []
+    routes: list[tuple[str, type, dict[str, str]]] = []
     for name, provider in providers.items():
         base = "/" + re.escape(provider.prefix)
         for path, handler in (

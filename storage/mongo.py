@@ -314,7 +314,7 @@ class MongoStore:
             result = await self.oauth_states.update_one(
                 {**query, "code_hash": {"$exists": False}}, {"$set": {"code_hash": code_hash}}
             )
-        return result.matched_count == 1
+        return bool(result.matched_count == 1)
 
     async def find_state(self, provider: str, state: str, now: float) -> OAuthState | None:
         return await self._find_state(
@@ -334,7 +334,7 @@ class MongoStore:
     async def consume_state(self, provider: str, state: str) -> bool:
         with unavailable():
             result = await self.oauth_states.delete_one({"_id": state, "provider": provider})
-        return result.deleted_count == 1
+        return bool(result.deleted_count == 1)
 
     # --- counters ---
 

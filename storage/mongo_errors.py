@@ -84,7 +84,7 @@ def hinted_field(exc: DuplicateKeyError) -> str | None:
     key_pattern = details.get("keyPattern") or {}
     for key in key_pattern:
         if key in USER_UNIQUE_FIELDS:
-            return key
+            return str(key)
         if key == "_id":
             return "id"
     match = _INDEX_NAME.search(str(details.get("errmsg") or exc))

@@ -90,7 +90,8 @@ class Worker:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(connection, *args)` on the worker thread, with faults mapped to store errors."""
-        return await self._submit(self._call, fn, args)
+        result: T = await self._submit(self._call, fn, args)
+        return result
 
     async def stop(self) -> None:
         """Close the connection after the work queued before, then end the thread."""
