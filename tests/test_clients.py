@@ -26,6 +26,8 @@ import pytest
 
 from tests.processes import ROOT, Server, clean_env
 
+pytestmark = pytest.mark.slow
+
 TOOLS = ROOT / "tests" / "clients"
 NODE_MODULES = TOOLS / "node_modules"
 # Written after a successful `npm ci`: the lockfile it installed.

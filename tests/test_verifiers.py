@@ -25,6 +25,8 @@ from pymongo import MongoClient
 from tests.processes import ROOT, Server, clean_env, free_port, request
 from tests.storage_fixtures import with_database
 
+pytestmark = pytest.mark.slow
+
 JOSE = "jose@6.2.17"
 PYJWT = ["PyJWT[crypto]==2.15.1", "cryptography==50.0.2"]
 CACHE = ROOT / ".cache" / "verifiers"
