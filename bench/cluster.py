@@ -39,8 +39,16 @@ def http(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]
         return 0, None
 
 
+# A fixed key-encryption key for the benchmark's own throwaway stores, never a real one.
+BENCH_KEK = "bench-only-key-encryption-key-0123456789abcdef"
+
+
 def vhod_overrides(
-    data_dir: Path, storage_url: str, bcrypt_rounds: int, vk: dict[str, str], algorithm: str
+    data_dir: Path,
+    storage_url: str,
+    bcrypt_rounds: int,
+    vk: dict[str, str],
+    algorithm: str | None,
 ) -> dict[str, str]:
     """What the benchmark sets on top of config.yaml (the report lists these)."""
     env = {
@@ -49,8 +57,11 @@ def vhod_overrides(
         "VHOD_PASSWORDS__BCRYPT_ROUNDS": str(bcrypt_rounds),
         "VHOD_LIMITS__PER_IP_PER_MINUTE": PER_IP_PER_MINUTE,
     }
-    if algorithm != "HS256":  # the shipped default; set only when another one is measured
+    if algorithm is not None:  # unset: the shipped default (ES256 on a new install)
         env["VHOD_JWT__ALGORITHM"] = algorithm
+    if storage_url.startswith("mongodb"):
+        # Required with a shared store: every instance must decrypt the same signing keys.
+        env["VHOD_JWT__KEY_ENCRYPTION_KEY"] = BENCH_KEK
     for key in ("client_id", "authorize_url", "token_url", "userinfo_url"):
         env[f"VHOD_PROVIDERS__VK__{key.upper()}"] = vk[key]
     return env

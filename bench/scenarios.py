@@ -121,7 +121,7 @@ class Bench:
         return pair
 
     def vhod(
-        self, name: str, bcrypt_rounds: int, algorithm: str = "HS256", url: str = ""
+        self, name: str, bcrypt_rounds: int, algorithm: str | None = None, url: str = ""
     ) -> tuple[Server, str]:
         """vhod on `url`, by default a SQLite file of its own; returns it and that URL."""
         url = url or f"sqlite:///{self.folder / name / 'vhod.db'}"
@@ -318,7 +318,7 @@ class Bench:
                 self.scenario("es256", SQLITE, model.ES256_UNSUPPORTED)
                 return
             stack.callback(es.stop)
-            hs, hs_url = self.vhod("vhod-hs256", ISSUANCE_ROUNDS)
+            hs, hs_url = self.vhod("vhod-hs256", ISSUANCE_ROUNDS, "HS256")
             stack.callback(hs.stop)
             hashed = password_hash(ISSUANCE_ROUNDS)
             for url in (es_url, hs_url):
