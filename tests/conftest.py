@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+import bcrypt
 import pytest
 
 from core.clock import FakeClock
@@ -47,6 +48,20 @@ def _restore_root_logging():
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture
+def verified_hashes(monkeypatch):
+    """Every stored hash bcrypt checked a password against, on whichever thread."""
+    checked: list[bytes] = []
+    original = bcrypt.checkpw
+
+    def counting(secret: bytes, hashed: bytes) -> bool:
+        checked.append(hashed)
+        return original(secret, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", counting)
+    return checked
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 import asyncio
 import uuid
 
-import bcrypt
 import jwt
 import pytest
 from pymongo.errors import AutoReconnect
@@ -204,19 +203,12 @@ async def test_lg1_unknown_user_and_wrong_password_look_the_same(api, user):
 
 @pytest.mark.parametrize("config_overrides", [{"passwords.bcrypt_rounds": 5}])
 async def test_lg2_an_unknown_user_costs_one_check_of_the_same_cost(
-    api, user, config_overrides, monkeypatch
+    api, user, config_overrides, verified_hashes
 ):
     """LG2 by its mechanism: every failed login, known user or not, runs exactly one bcrypt
     check against a hash of the configured cost (a dummy one when there is no user)."""
     await api.post(REGISTER, json_body=user)
-    checked: list[bytes] = []
-    original = bcrypt.checkpw
-
-    def counting(secret: bytes, hashed: bytes) -> bool:
-        checked.append(hashed)
-        return original(secret, hashed)
-
-    monkeypatch.setattr(bcrypt, "checkpw", counting)
+    checked = verified_hashes
     costs = []
     for email in (user["email"], "nobody@example.com", "Nobody@example.com"):
         checked.clear()

@@ -305,20 +305,6 @@ async def test_expired_rows_are_purged_periodically(services, clock):
     assert await services.store.find_state("vk", "live", clock()) is not None
 
 
-@pytest.fixture
-def verified_hashes(monkeypatch):
-    """Every stored hash bcrypt checked a password against, on whichever thread."""
-    checked: list[bytes] = []
-    original = bcrypt.checkpw
-
-    def counting(secret: bytes, hashed: bytes) -> bool:
-        checked.append(hashed)
-        return original(secret, hashed)
-
-    monkeypatch.setattr(bcrypt, "checkpw", counting)
-    return checked
-
-
 async def test_lg7_parallel_wrong_passwords_are_verified_at_most_the_limit(
     tmp_path, backend_url, verified_hashes, user
 ):
