@@ -485,3 +485,30 @@ class MongoStore:
             )
             for doc in docs
         ]
+
+    # --- provider tokens from our own exchange ---
+
+    async def remember_exchanged_token(
+        self, provider: str, token_hash: str, expires_at: float, now: float
+    ) -> None:
+        # Its own collection, TTL-purged like the others; the index is created here so that
+        # this pair stays self-contained (create_index is a no-op once it exists).
+        collection = self.database["exchanged_tokens"]
+        with _unavailable():
+            await collection.create_index("purge_at", name="purge_at_ttl", expireAfterSeconds=0)
+            doc = {
+                "_id": identity_key(provider, token_hash),
+                "expires_at": expires_at,
+                "purge_at": _purge_at(expires_at),
+            }
+            # A token is remembered once, by the exchange that obtained it; a retry keeps
+            # the first expiry (no $set: see hit_counter about floats on some servers).
+            with suppress(DuplicateKeyError):
+                await collection.insert_one(doc)
+
+    async def is_exchanged_token(self, provider: str, token_hash: str, now: float) -> bool:
+        query = {"_id": identity_key(provider, token_hash), "expires_at": {"$gt": now}}
+        with _unavailable():
+            # No projection: nx-27017 0.8.1 finds nothing for find_one(query, {"_id": 1}).
+            found = await self.database["exchanged_tokens"].find_one(query)
+        return found is not None

@@ -599,6 +599,40 @@ class SQLiteStore:
         if rows:
             await self._write(insert)  # one transaction: a collision stores none of them
 
+    # --- provider tokens from our own exchange ---
+    # The table is created here, not in _SCHEMA, so that this pair stays self-contained.
+
+    _EXCHANGED_TOKENS = (
+        "CREATE TABLE IF NOT EXISTS exchanged_tokens (provider TEXT NOT NULL,"
+        " token_hash TEXT NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (provider, token_hash))"
+    )
+
+    async def remember_exchanged_token(
+        self, provider: str, token_hash: str, expires_at: float, now: float
+    ) -> None:
+        def remember(db: sqlite3.Connection) -> None:
+            db.execute(self._EXCHANGED_TOKENS)
+            db.execute("DELETE FROM exchanged_tokens WHERE expires_at <= ?", (now,))
+            db.execute(
+                "INSERT INTO exchanged_tokens (provider, token_hash, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (provider, token_hash) DO NOTHING",
+                (provider, token_hash, expires_at),
+            )
+
+        await self._write(remember)
+
+    async def is_exchanged_token(self, provider: str, token_hash: str, now: float) -> bool:
+        def known(db: sqlite3.Connection) -> bool:
+            db.execute(self._EXCHANGED_TOKENS)
+            row = db.execute(
+                "SELECT 1 FROM exchanged_tokens WHERE provider = ? AND token_hash = ?"
+                " AND expires_at > ?",
+                (provider, token_hash, now),
+            ).fetchone()
+            return row is not None
+
+        return await self._write(known)
+
 
 def _without_identities(users: Sequence[User]) -> Sequence[User]:
     if any(user.identities for user in users):
