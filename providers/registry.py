@@ -10,9 +10,9 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient
 
-from providers.base import CLIENT_AUTH_METHODS, OAuthProvider
+from providers.base import CLIENT_AUTH_METHODS, TOKEN_CHECKS, OAuthProvider
 from providers.mailru import MailRuProvider
-from providers.vk import VKProvider
+from providers.vk import OKProvider, VKProvider
 from providers.yandex import YandexProvider
 
 ENTRY_POINT_GROUP = "vhod.providers"
@@ -20,6 +20,7 @@ BUILTIN_PROVIDERS: dict[str, type[OAuthProvider]] = {
     "vk": VKProvider,
     "mailru": MailRuProvider,
     "yandex": YandexProvider,
+    "ok": OKProvider,
 }
 # First path segments the server itself answers; a provider prefix there would shadow them.
 RESERVED_PREFIXES = frozenset({"authorization", "validate", "healthz", "readyz", "metrics"})
@@ -93,6 +94,8 @@ def _declaration_problem(cls: type[OAuthProvider]) -> str | None:
         return "title must be a non-empty string"
     if cls.client_auth not in CLIENT_AUTH_METHODS:
         return f"client_auth {cls.client_auth!r} must be one of {', '.join(CLIENT_AUTH_METHODS)}"
+    if cls.token_check not in TOKEN_CHECKS:
+        return f"token_check {cls.token_check!r} must be one of {', '.join(TOKEN_CHECKS)}"
     for attribute in ("callback_params", "forwarded_params"):
         value = getattr(cls, attribute)
         if not isinstance(value, tuple) or not all(isinstance(p, str) for p in value):
