@@ -12,6 +12,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from providers.base import CLIENT_AUTH_METHODS, TOKEN_CHECKS, OAuthProvider
 from providers.mailru import MailRuProvider
+from providers.oidc import TYPES, provider_class
 from providers.vk import OKProvider, VKProvider
 from providers.yandex import YandexProvider
 
@@ -120,10 +121,12 @@ def build_providers(
     Raises ValueError naming `providers.<name>` for a section of an unknown provider, and
     naming the key for a bad value."""
     sections = sections or {}
+    classes = with_generic(classes, sections)
     for name in sections:
         if name not in classes:
             raise ValueError(
-                f"providers.{name}: unknown provider (installed: {', '.join(classes)})"
+                f"providers.{name}: unknown provider (installed: {', '.join(classes)}; "
+                f"or give the section a type: {' or '.join(TYPES)})"
             )
     return {
         name: cls(
@@ -135,6 +138,30 @@ def build_providers(
         )
         for name, cls in classes.items()
     }
+
+
+def with_generic(
+    classes: Mapping[str, type[OAuthProvider]], sections: Mapping[str, Mapping[str, Any] | None]
+) -> dict[str, type[OAuthProvider]]:
+    """`classes` plus one generic provider per `type: oidc|oauth2` section, each checked
+    like any plugin (name, prefix, clashes)."""
+    found: dict[str, type[OAuthProvider]] = {}
+    sources: dict[str, str] = {}
+    for cls in classes.values():
+        _register(found, sources, cls, f"{cls.__module__}.{cls.__qualname__}")
+    for name, section in sections.items():
+        kind = (section or {}).get("type")
+        if name in classes or kind is None:
+            continue
+        if kind not in TYPES:
+            raise ValueError(f"providers.{name}.type: expected one of {', '.join(TYPES)}")
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"providers.{name}: a name must be lower-case letters, digits, _")
+        try:
+            _register(found, sources, provider_class(name, section or {}), f"providers.{name}")
+        except ProviderRegistryError as exc:
+            raise ValueError(str(exc)) from exc
+    return found
 
 
 def by_prefix(providers: Mapping[str, OAuthProvider]) -> dict[str, OAuthProvider]:
