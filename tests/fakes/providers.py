@@ -783,11 +783,14 @@ class FakeProviders:
         self, *, down: tuple[str, ...] = (), **overrides: dict[str, Any]
     ) -> dict[str, Any]:
         """The `providers:` config: each provider pointed at its fake, `down` ones at a
-        closed port; `overrides` per provider name (e.g. vk={"frontend_redirect": ...})."""
-        return {
+        closed port; `overrides` per provider name (e.g. vk={"frontend_redirect": ...}).
+        OK.ru runs through VK ID, so `ok` points at the fake VK ID."""
+        sections = {
             name: fake.section(down=name in down, **overrides.get(name, {}))
             for name, fake in self.all.items()
         }
+        sections["ok"] = self.vk.section(down="ok" in down, **overrides.get("ok", {}))
+        return sections
 
 
 def closed_port_url() -> str:

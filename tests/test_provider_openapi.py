@@ -1,0 +1,58 @@
+"""/openapi.json and /docs list every installed provider's routes, generated from the
+registry: built-ins, plugins and providers configured with `type: oidc` alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from openapi_spec_validator import OpenAPIV31SpecValidator, validate
+
+from providers.openapi import operation_prefix
+from tests.fakes.providers import closed_port_url
+from tests.test_openapi import documented_operations, served_operations
+
+
+@pytest.fixture
+def config_overrides() -> dict[str, Any]:
+    return {
+        "providers": {
+            "sber_id": {
+                "type": "oidc",
+                "issuer": closed_port_url(),  # never read: the document needs no discovery
+                "client_id": "sber-client",
+                "client_secret": "s",
+                "prefix": "sber",
+                "title": "Sber ID",
+            },
+            "tid": {
+                "type": "oauth2",
+                "client_id": "t",
+                "client_secret": "s",
+                "title": "T-ID",
+                "authorize_url": "https://id.tbank.example/auth/authorize",
+                "token_url": "https://id.tbank.example/auth/token",
+                "userinfo_url": "https://id.tbank.example/userinfo/userinfo",
+            },
+        }
+    }
+
+
+async def test_configured_providers_are_in_the_served_document(api: Any, app: Any) -> None:
+    document = (await api.get("/openapi.json")).body
+    validate(document, cls=OpenAPIV31SpecValidator)
+    for prefix in ("sber", "tid", "ok", "vk"):
+        for route in ("link", "callback", "get/token", "registration", "login"):
+            assert f"/{prefix}/{route}" in document["paths"], (prefix, route)
+    assert {"Sber ID", "T-ID", "OK.ru"} <= {tag["name"] for tag in document["tags"]}
+    assert document["paths"]["/sber/link"]["get"]["operationId"] == "sberIdLink"
+    # Exactly what this app serves, no more and no less.
+    assert served_operations(app) == documented_operations(document)
+
+
+def test_operation_ids_read_like_the_seeds() -> None:
+    assert [operation_prefix(n) for n in ("vk", "mailru", "op_basic")] == [
+        "vk",
+        "mailru",
+        "opBasic",
+    ]
