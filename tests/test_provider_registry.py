@@ -188,3 +188,22 @@ def test_by_prefix() -> None:
     routes = by_prefix(providers)
     assert set(routes) == {"vk", "mail.ru", "yandex", "ok"}
     assert routes["mail.ru"] is providers["mailru"]
+
+
+class UnknownCheck(KukuProvider):
+    name, prefix = "unknown_check", "unknown-check"
+    token_check = "trust_me"
+
+
+def test_a_plugin_cannot_skip_the_token_check(installed: list[metadata.EntryPoint]) -> None:
+    """The old hook that a plugin could make `return True` is refused at class creation,
+    and the declared check must be one the base runs."""
+    with pytest.raises(TypeError, match="token_belongs_to_us"):
+
+        class Skipping(KukuProvider):
+            def token_belongs_to_us(self, userinfo: dict[str, Any]) -> bool:
+                return True
+
+    installed.append(entry("unknown_check", "UnknownCheck"))
+    with pytest.raises(ProviderRegistryError, match="token_check 'trust_me' must be one of"):
+        discover_providers()
