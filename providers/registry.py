@@ -12,7 +12,8 @@ from tornado.httpclient import AsyncHTTPClient
 
 from providers.base import CLIENT_AUTH_METHODS, TOKEN_CHECKS, OAuthProvider
 from providers.mailru import MailRuProvider
-from providers.oidc import TYPES, provider_class
+from providers.oidc import GENERIC_SETTINGS, TYPES, provider_class
+from providers.settings import COMMON_SETTINGS
 from providers.vk import OKProvider, VKProvider
 from providers.yandex import YandexProvider
 
@@ -167,3 +168,18 @@ def with_generic(
 def by_prefix(providers: Mapping[str, OAuthProvider]) -> dict[str, OAuthProvider]:
     """The same providers keyed by URL prefix (`mail.ru` → the mailru provider)."""
     return {provider.prefix: provider for provider in providers.values()}
+
+
+def settings_help(classes: Mapping[str, type[OAuthProvider]]) -> list[str]:
+    """Every key each installed provider takes, with type, default and help: what
+    `--check-config` lists (as YAML comments after the effective configuration)."""
+    lines = ["# Provider keys (providers.<name>.<key>); every provider takes:"]
+    lines += [f"#   {key}: {text}" for key, text in COMMON_SETTINGS.items()]
+    own = {name: cls.extra_settings for name, cls in classes.items() if cls.extra_settings}
+    own["<any name> with type: oidc|oauth2"] = GENERIC_SETTINGS
+    for name, settings in own.items():
+        lines.append(f"# providers.{name} also takes:")
+        for key, setting in settings.items():
+            kind = "|".join(c or '""' for c in setting.choices) or setting.type.__name__
+            lines.append(f"#   {key} ({kind}, default {setting.default!r}): {setting.help}")
+    return lines

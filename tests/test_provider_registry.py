@@ -207,3 +207,28 @@ def test_a_plugin_cannot_skip_the_token_check(installed: list[metadata.EntryPoin
     installed.append(entry("unknown_check", "UnknownCheck"))
     with pytest.raises(ProviderRegistryError, match="token_check 'trust_me' must be one of"):
         discover_providers()
+
+
+def test_check_config_lists_every_installed_providers_keys() -> None:
+    import subprocess
+    import sys
+
+    from tests.processes import ROOT, clean_env
+
+    done = subprocess.run(
+        [sys.executable, "server.py", "--check-config"],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    for line in (
+        "#   client_id: the application's id at the provider",
+        "# providers.vk also takes:",
+        "#   host (str, default 'id.vk.ru')",
+        "#   mode (vkid|legacy, default 'vkid')",
+        "#   client_auth (client_secret_basic|client_secret_post|none",
+    ):
+        assert line in done.stdout, line
