@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,18 @@ from handlers.base import JsonHandler
 from providers.openapi import with_providers
 from providers.registry import BUILTIN_PROVIDERS, build_providers
 
-SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
+
+def _spec_path() -> Path:
+    """openapi.yaml beside the modules (run from the folder), else where `pip install`
+    put it (share/vhod under the environment, or under a --target folder)."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here, Path(sys.prefix) / "share" / "vhod", here / "share" / "vhod"):
+        if (candidate / "openapi.yaml").is_file():
+            return candidate / "openapi.yaml"
+    return here / "openapi.yaml"
+
+
+SPEC_PATH = _spec_path()
 # The files of the installed Swagger UI distribution that the page loads; nothing else of the
 # package is reachable.
 ASSETS = (

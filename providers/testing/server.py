@@ -1,14 +1,4 @@
-"""A testing kit for provider plugins and configured providers: a strict fake OAuth 2.0 /
-OpenID Connect server on 127.0.0.1, and a browser stand-in for its consent page.
-
-    from providers.testing import FakeOAuthServer, consent
-
-    async def test_sign_in():                      # any async test runner on Tornado's loop
-        server = FakeOAuthServer(oidc=True).start()
-        section = server.section()                 # a providers.<name> section for vhod
-        ...                                        # vhod's /<prefix>/link answer → url
-        params = await consent(url)                # what the browser brings to the callback
-        await server.aclose()
+"""A strict fake OAuth 2.0 / OpenID Connect server on 127.0.0.1 (see providers.testing).
 
 The server refuses what a careful provider refuses: an unknown client or redirect_uri, a
 missing state, PKCE other than S256, a reused code, a second client authentication method,
@@ -26,11 +16,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, unquote_plus, urlsplit
+from urllib.parse import parse_qsl, unquote_plus
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.httputil import url_concat
 from tornado.netutil import bind_sockets
@@ -152,6 +141,18 @@ class FakeOAuthServer:
             )
             if self.offers_introspection:
                 section["introspection_url"] = self.url("introspection")
+        section.update(overrides)
+        return section
+
+    def plugin_section(self, **overrides: Any) -> dict[str, Any]:
+        """A section for a provider plugin's class: the common keys only, its URLs here."""
+        section: dict[str, Any] = {
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "authorize_url": self.url("authorize"),
+            "token_url": self.url("token"),
+            "userinfo_url": self.url("userinfo"),
+        }
         section.update(overrides)
         return section
 
@@ -374,18 +375,3 @@ class _Handler(RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(answer))
-
-
-async def consent(
-    authorization_url: str, *, user: str | None = None, deny: bool = False
-) -> dict[str, str]:
-    """Play the browser at the fake's authorization URL: the callback's query parameters."""
-    extra = {"user": user} if user else {}
-    if deny:
-        extra["deny"] = "1"
-    response = await AsyncHTTPClient().fetch(
-        HTTPRequest(url_concat(authorization_url, extra), follow_redirects=False), raise_error=False
-    )
-    if response.code != 302:
-        raise AssertionError(f"authorize answered {response.code}: {response.body!r}")
-    return dict(parse_qsl(urlsplit(response.headers["Location"]).query))
