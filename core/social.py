@@ -81,6 +81,8 @@ class Provider(Protocol):
 
     async def ready(self) -> None: ...
 
+    def check_callback(self, params: dict[str, str]) -> None: ...
+
 
 @dataclass(frozen=True)
 class Redirect:
@@ -209,6 +211,7 @@ class SocialSignIn:
             await self._spend_if_owner(provider, params.get("state"), cookie)
             code, description = _callback_error(params["error"])
             raise ApiError(400, code, description)
+        provider.check_callback(params)
         code = _required(params, "code")
         record = await self._live_state(provider, _required(params, "state"))
         if record.binding_hash and not _cookie_matches(record, cookie):

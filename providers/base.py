@@ -43,8 +43,7 @@ from providers.transport import (
     unavailable,
 )
 
-# new_state, new_code_verifier and code_challenge live in core.pkce (the flow uses them too);
-# they are re-exported here for provider code and plugins.
+# new_state, new_code_verifier, code_challenge (core.pkce) are re-exported for plugins.
 __all__ = [
     "CLIENT_AUTH_METHODS",
     "TOKEN_CHECKS",
@@ -84,9 +83,7 @@ _TEMPLATE_METHODS = (
     "authorization_url",
     "exchange",
     "fetch_profile",
-    # Removed hook: a provider declares `token_check` instead, so a check cannot be
-    # skipped by returning True.
-    "token_belongs_to_us",
+    "token_belongs_to_us",  # removed: a provider declares `token_check` instead
 )
 
 
@@ -113,8 +110,7 @@ class OAuthProvider(ABC):
     # Also passed on to the front end from the callback when present (never anything else).
     forwarded_params: ClassVar[tuple[str, ...]] = ()
     token_check: ClassVar[str] = "userinfo_client_id"  # one of TOKEN_CHECKS
-    # Keys of this provider's own beyond the common ones (providers.settings.COMMON_SETTINGS).
-    extra_settings: ClassVar[dict[str, Setting]] = {}
+    extra_settings: ClassVar[dict[str, Setting]] = {}  # its own keys beyond the common ones
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -344,9 +340,13 @@ class OAuthProvider(ABC):
             "GET", self.settings.userinfo_url, headers={"Authorization": f"Bearer {access_token}"}
         )
 
+    def check_callback(self, params: Mapping[str, str]) -> None:
+        """Judge the callback's query first (RFC 9207 `iss`); raise ApiError 400 to refuse."""
+        return None
+
     async def ready(self) -> None:
-        """Called by the flow before every use: fetch what the provider publishes (OpenID
-        Connect discovery) or raise ApiError 503 `provider_unavailable`. Default: nothing."""
+        """Called by the flow before every use: read what the provider publishes (OpenID
+        Connect discovery), else raise ApiError 503 `provider_unavailable`."""
         return None
 
     async def check_token_answer(self, body: dict[str, Any], *, code_verifier: str | None) -> None:

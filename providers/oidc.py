@@ -89,6 +89,7 @@ class GenericProvider(OAuthProvider):
         )
         self._introspection_url: str = options["introspection_url"]
         self._discovered_at: float | None = None
+        self._iss_required = False
         self._lock = asyncio.Lock()
         self.id_tokens: IdTokenChecker | None = None
 
@@ -157,6 +158,7 @@ class GenericProvider(OAuthProvider):
                     self.token_check = "introspection"
             except ValueError:
                 pass  # unusable: tokens from elsewhere stay refused
+        self._iss_required = document.get("authorization_response_iss_parameter_supported") is True
         algorithms = document.get("id_token_signing_alg_values_supported") or ["RS256"]
         checker = IdTokenChecker(
             self, endpoints.pop("jwks_uri"), self.issuer, algorithms=algorithms
@@ -170,6 +172,16 @@ class GenericProvider(OAuthProvider):
         return ApiError(503, "provider_unavailable", f"{self.title} {reason}.")
 
     # ---- hooks ------------------------------------------------------------------------
+
+    def check_callback(self, params: Mapping[str, str]) -> None:
+        # RFC 9207: the authorization response names its issuer; another one is a mix-up.
+        iss = params.get("iss")
+        if self.kind != "oidc" or (iss is None and not self._iss_required):
+            return
+        if iss != self.issuer:
+            raise ApiError(
+                400, "invalid_request", "The sign-in answer does not come from this provider."
+            )
 
     def build_authorize_params(self, state: str, code_challenge: str | None) -> dict[str, str]:
         params = super().build_authorize_params(state, code_challenge)

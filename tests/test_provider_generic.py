@@ -165,3 +165,13 @@ def test_sections_are_checked_when_the_server_starts() -> None:
         build({"type": "oauth2", "authorize_url": "https://id.example.com/a"})
     with pytest.raises(ValueError, match=r"URL prefix /vk/ is declared twice"):
         build({"type": "oidc", "issuer": "https://id.example.com", "prefix": "vk"})
+
+
+async def test_a_callback_naming_another_issuer_is_refused(api: Any, oidc: FakeOAuthServer) -> None:
+    """RFC 9207: an answer that names another issuer is a mix-up, refused before any call."""
+    params = await consent((await api.get("/acme/link")).body)
+    assert params["iss"] == oidc.issuer
+    answer = await api.get("/acme/callback", query={**params, "iss": "https://evil.example"})
+    assert (answer.status, answer.body["error"]) == (400, "invalid_request")
+    assert oidc.calls["token"] == 0
+    assert (await api.get("/acme/callback", query=params)).status == 200  # state not spent
