@@ -83,3 +83,12 @@ def test_the_generator_matches_the_seeds_hand_written_paths(name: str) -> None:
                 # Mail.ru takes device_id only through VK ID: optional in the seed's path.
                 expected = [DEVICE_ID if p == OPTIONAL_DEVICE_ID else p for p in expected]
             assert generated[key] == expected, (path, key)
+
+
+async def test_an_unreadable_discovery_answers_as_documented(api: Any) -> None:
+    """The 503 of a provider whose discovery cannot be read is the documented one."""
+    document = (await api.get("/openapi.json")).body
+    answer = await api.get("/sber/link")
+    assert answer.status == 503
+    schema = document["components"]["schemas"]["ProviderUnusable"]
+    assert answer.body["error"] in schema["properties"]["error"]["enum"]
