@@ -37,6 +37,7 @@ from handlers.access_log import log_request
 from handlers.base import JsonApplication, NotFoundHandler
 from handlers.routes import routes
 from providers import ProviderRegistryError, build_providers, discover_providers
+from providers.registry import settings_help
 from storage import StorageUnavailable, Store, open_store
 
 log = logging.getLogger("vhod")
@@ -314,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"vhod: configuration error: {exc}", file=sys.stderr)
             return 2
         print(yaml.safe_dump(masked(config), sort_keys=False), end="")
+        print("\n".join(settings_help(discover_providers())))
         print(f"# configuration OK ({path})", file=sys.stderr)
         return 0
     logs.configure(config.logging.level, config.logging.format)

@@ -29,6 +29,11 @@ from core.pkce import code_challenge, new_code_verifier, new_state
 from storage.base import OAuthState, Store
 
 STATE_TTL_SECONDS = 600
+# How long a provider token from our own exchange is remembered as ours: its expires_in,
+# bounded; a token without one is remembered for an hour (the provider's own proof, where it
+# has one, still works afterwards).
+EXCHANGED_TOKEN_DEFAULT_SECONDS = 3600
+EXCHANGED_TOKEN_MAX_SECONDS = 30 * 86_400
 BINDING_COOKIE = "vhod_flow"
 _STATE = re.compile(r"[A-Za-z0-9_-]{32,128}")  # what core.pkce.new_state makes
 _FORWARDED = re.compile(r"[\x21-\x7e]{1,4096}")  # visible ASCII (RFC 6749 VSCHAR)
@@ -70,7 +75,13 @@ class Provider(Protocol):
         self, code: str, *, code_verifier: str | None, state: str, extra: dict[str, str]
     ) -> Any: ...
 
-    async def fetch_profile(self, access_token: str) -> ProviderProfile: ...
+    async def fetch_profile(
+        self, access_token: str, *, exchanged: bool = False
+    ) -> ProviderProfile: ...
+
+    async def ready(self) -> None: ...
+
+    def check_callback(self, params: dict[str, str]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,11 @@ def code_fingerprint(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
 
 
+def token_fingerprint(token: str) -> str:
+    """How a provider token from our own exchange is remembered: never stored as it is."""
+    return hashlib.sha256(b"provider-token." + token.encode()).hexdigest()
+
+
 def _binding_hash(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
@@ -144,7 +160,7 @@ class SocialSignIn:
     async def link(self, provider: Provider, *, bind_browser: bool = False) -> Link:
         """The provider's authorization URL for a fresh state (and PKCE verifier); with
         `bind_browser`, also the cookie that binds the flow to this browser."""
-        self._require_configured(provider)
+        await self._ready(provider)
         state = new_state()
         verifier = new_code_verifier() if provider.pkce else None
         cookie = None
@@ -175,7 +191,7 @@ class SocialSignIn:
         With `frontend_redirect` configured, remember which state this code belongs to and
         send the browser on (errors too, as `error` and a fixed description); otherwise
         exchange the code here."""
-        self._require_configured(provider)
+        await self._ready(provider)
         front_end = provider.settings.frontend_redirect
         try:
             return await self._callback(provider, params, cookie, front_end)
@@ -195,6 +211,7 @@ class SocialSignIn:
             await self._spend_if_owner(provider, params.get("state"), cookie)
             code, description = _callback_error(params["error"])
             raise ApiError(400, code, description)
+        provider.check_callback(params)
         code = _required(params, "code")
         record = await self._live_state(provider, _required(params, "state"))
         if record.binding_hash and not _cookie_matches(record, cookie):
@@ -218,7 +235,7 @@ class SocialSignIn:
         cookie: str | None = None,
     ) -> dict[str, Any]:
         """Exchange a code for the provider's tokens, once per state."""
-        self._require_configured(provider)
+        await self._ready(provider)
         fingerprint = code_fingerprint(code)
         if state:
             record = await self._live_state(provider, state)
@@ -240,17 +257,24 @@ class SocialSignIn:
         return await self._redeem(provider, record, code, params)
 
     async def register(self, provider: Provider, access_token: str) -> dict[str, str]:
-        self._require_configured(provider)
-        profile = await self._observed(provider, "userinfo", provider.fetch_profile(access_token))
+        profile = await self._profile(provider, access_token)
         return await self.accounts.register_with_provider(profile)
 
     async def login(self, provider: Provider, access_token: str) -> dict[str, str]:
         with self.accounts.counted_login(provider.name):
-            self._require_configured(provider)
-            profile = await self._observed(
-                provider, "userinfo", provider.fetch_profile(access_token)
-            )
+            profile = await self._profile(provider, access_token)
             return await self.accounts.login_with_provider(profile)
+
+    async def _profile(self, provider: Provider, access_token: str) -> ProviderProfile:
+        """The token's owner. A token our own exchange obtained is ours by construction;
+        any other needs the provider's proof (providers.binding)."""
+        await self._ready(provider)
+        exchanged = isinstance(access_token, str) and await self.store.is_exchanged_token(
+            provider.name, token_fingerprint(access_token), self.clock()
+        )
+        pending = provider.fetch_profile(access_token, exchanged=exchanged)
+        profile: ProviderProfile = await self._observed(provider, "userinfo", pending)
+        return profile
 
     async def _live_state(self, provider: Provider, state: str) -> OAuthState:
         if not _STATE.fullmatch(state):
@@ -284,6 +308,14 @@ class SocialSignIn:
         )
         if not await self.store.consume_state(provider.name, record.state):
             raise invalid_state()  # a concurrent exchange of this state won
+        lifetime = tokens.expires_in or EXCHANGED_TOKEN_DEFAULT_SECONDS
+        now = self.clock()
+        await self.store.remember_exchanged_token(
+            provider.name,
+            token_fingerprint(tokens.access_token),
+            now + min(max(lifetime, 1), EXCHANGED_TOKEN_MAX_SECONDS),
+            now,
+        )
         return {
             "access_token": tokens.access_token,
             "refresh_token": tokens.refresh_token,
@@ -309,10 +341,11 @@ class SocialSignIn:
         self.metrics.provider_calls.labels(provider.name, call, "ok").inc()
         return result
 
-    @staticmethod
-    def _require_configured(provider: Provider) -> None:
+    async def _ready(self, provider: Provider) -> None:
+        """Configured, and what it publishes read (OpenID Connect discovery, keys)."""
         if not provider.configured:
             raise not_configured(provider)
+        await provider.ready()  # 503 provider_unavailable until it can be read
 
 
 def _cookie_matches(record: OAuthState, cookie: str | None) -> bool:

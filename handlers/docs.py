@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import sys
 from http.client import responses
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,21 @@ from tornado.escape import json_encode
 
 from core.errors import ApiError
 from handlers.base import JsonHandler
+from providers.openapi import with_providers
+from providers.registry import BUILTIN_PROVIDERS, build_providers
 
-SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
+
+def _spec_path() -> Path:
+    """openapi.yaml beside the modules (run from the folder), else where `pip install`
+    put it (share/vhod under the environment, or under a --target folder)."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here, Path(sys.prefix) / "share" / "vhod", here / "share" / "vhod"):
+        if (candidate / "openapi.yaml").is_file():
+            return candidate / "openapi.yaml"
+    return here / "openapi.yaml"
+
+
+SPEC_PATH = _spec_path()
 # The files of the installed Swagger UI distribution that the page loads; nothing else of the
 # package is reachable.
 ASSETS = (
@@ -81,22 +95,24 @@ SCRIPT = """window.addEventListener("load", function () {
 
 
 def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
-    """The OpenAPI document as data."""
+    """The OpenAPI document as data: openapi.yaml plus the routes of the built-in providers
+    it does not describe itself (generated from the registry, like a plugin's)."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses it 7 times faster
     with path.open(encoding="utf-8") as file:
         document: dict[str, Any] = yaml.load(file, Loader=loader)  # noqa: S506 - a safe loader
-    return document
+    builtins = build_providers(BUILTIN_PROVIDERS, {}, public_url="http://127.0.0.1")
+    return with_providers(document, builtins)
 
 
 @functools.cache
 def served_spec() -> dict[str, Any]:
-    """openapi.yaml, read once per process; callers must not change it."""
+    """The document, read once per process; callers must not change it."""
     return load_spec()
 
 
 @functools.cache
 def spec_json() -> str:
-    """The document as the JSON text /openapi.json serves."""
+    """The document as the JSON text /openapi.json serves with the built-in providers."""
     return json.dumps(served_spec(), ensure_ascii=False)
 
 
@@ -196,10 +212,13 @@ class DocsAssetHandler(tornado.web.StaticFileHandler):
         self.finish(json_encode(ApiError(status_code, code, description).body()))
 
 
-def docs_routes() -> list[tuple[Any, ...]]:
+def docs_routes(providers: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
     """Routes of the API description: the index at /, /openapi.json, /docs and the page's
-    scripts and styles."""
+    scripts and styles. The document lists the routes of every provider in `providers`
+    (plugins and configured OpenID Connect providers included)."""
     document = spec_json()
+    if providers is not None:
+        document = json.dumps(with_providers(served_spec(), providers), ensure_ascii=False)
     index = json.dumps(index_document(served_spec()), ensure_ascii=False)
     assets = "|".join(re.escape(name) for name in ASSETS)
     return [

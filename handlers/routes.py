@@ -26,7 +26,7 @@ def routes(services: Services) -> list[Any]:
         (r"/.well-known/openid-configuration", wellknown.DiscoveryHandler),
         (r"/healthz", ops.HealthHandler),
         (r"/readyz", ops.ReadyHandler),
-        *docs_routes(),  # /docs, /openapi.json
+        *docs_routes(services.providers),  # /docs, /openapi.json
     ]
     if services.config.metrics.enabled:
         table.append((r"/metrics", ops.MetricsHandler))

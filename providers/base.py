@@ -8,23 +8,32 @@ provider module (or plugin) imports from providers.base only.
 
 from __future__ import annotations
 
-import base64
 import hmac
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
-from urllib.parse import quote_plus
+from typing import Any, ClassVar
 
 from tornado.httpclient import AsyncHTTPClient
 from tornado.httputil import url_concat
 
 from core.errors import ApiError
 from core.pkce import code_challenge, new_code_verifier, new_state
+from providers.binding import (
+    CLIENT_AUTH_METHODS,
+    CLIENT_AUTH_NAMES,
+    TOKEN_CHECKS,
+    ClientAuth,
+    add_client_auth,
+    introspect,
+    require_our_client_id,
+    unprovable_token,
+)
 from providers.profile import Profile, e164_or_none, in_own_mailbox, subject_of, text_or_none
-from providers.settings import ProviderSettings, load_settings
+from providers.settings import ProviderSettings, Setting, load_settings
 from providers.transport import (
+    ClientAuthRefused,
     Endpoint,
     ProviderRequest,
     is_bearer_token,
@@ -34,15 +43,17 @@ from providers.transport import (
     unavailable,
 )
 
-# new_state, new_code_verifier and code_challenge live in core.pkce (the flow uses them too);
-# they are re-exported here for provider code and plugins.
+# new_state, new_code_verifier, code_challenge (core.pkce) are re-exported for plugins.
 __all__ = [
     "CLIENT_AUTH_METHODS",
+    "TOKEN_CHECKS",
+    "ClientAuth",
     "OAuthProvider",
     "Profile",
     "ProviderRequest",
     "ProviderSettings",
     "ProviderTokens",
+    "Setting",
     "code_challenge",
     "e164_or_none",
     "in_own_mailbox",
@@ -52,9 +63,6 @@ __all__ = [
     "text_or_none",
 ]
 
-
-ClientAuth = Literal["basic", "body", "none"]
-CLIENT_AUTH_METHODS: tuple[str, ...] = ("basic", "body", "none")
 
 _CHALLENGE = re.compile(r"[A-Za-z0-9\-_]{43}")
 
@@ -76,6 +84,7 @@ _TEMPLATE_METHODS = (
     "authorization_url",
     "exchange",
     "fetch_profile",
+    "token_belongs_to_us",  # removed: a provider declares `token_check` instead
 )
 
 
@@ -97,10 +106,14 @@ class OAuthProvider(ABC):
     default_userinfo_url: ClassVar[str] = ""
     default_scope: ClassVar[str] = ""
     pkce: ClassVar[bool] = True  # send an S256 challenge and the verifier (RFC 7636)
-    client_auth: ClassVar[ClientAuth] = "basic"  # RFC 6749 §2.3.1; "none": public client
-    callback_params: ClassVar[tuple[str, ...]] = ()  # required from the callback into exchange
+    # The next four may be set per instance by a provider whose protocol depends on its
+    # settings (Mail.ru's legacy mode, a configured OpenID Connect provider).
+    client_auth: ClientAuth = "basic"  # RFC 6749 §2.3.1; "none": public client
+    callback_params: tuple[str, ...] = ()  # required from the callback into exchange
     # Also passed on to the front end from the callback when present (never anything else).
-    forwarded_params: ClassVar[tuple[str, ...]] = ()
+    forwarded_params: tuple[str, ...] = ()
+    token_check: str = "userinfo_client_id"  # one of TOKEN_CHECKS
+    extra_settings: ClassVar[dict[str, Setting]] = {}  # its own keys beyond the common ones
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -143,7 +156,15 @@ class OAuthProvider(ABC):
             "token_url": cls.default_token_url,
             "userinfo_url": cls.default_userinfo_url,
         }
-        return load_settings(cls.name, defaults, section)
+        return load_settings(
+            cls.name, defaults, section, extra=cls.extra_settings, endpoints=cls.defaults_for
+        )
+
+    @classmethod
+    def defaults_for(cls, options: Mapping[str, Any]) -> dict[str, str]:
+        """Defaults (URLs, scope) that follow the provider's own options, e.g. a configured
+        host; explicit keys in the section still win. Default: the class's default_*."""
+        return {}
 
     # ---- what the base owns -------------------------------------------------------------
 
@@ -213,7 +234,15 @@ class OAuthProvider(ABC):
         headers: dict[str, str] = {}
         self._add_client_auth(params, headers)
         call = ProviderRequest("POST", self.settings.token_url, form=params, headers=headers)
-        body = await self._call("token", call)
+        try:
+            body = await self._call("token", call)
+        except ClientAuthRefused as exc:
+            # Our configuration, not the user's code: say which authentication was sent.
+            method = CLIENT_AUTH_NAMES[self.client_auth]
+            raise self._unavailable(
+                f"refused our client authentication ({method}): check client_id, "
+                f"client_secret and client_auth of providers.{self.name} ({exc.text})"
+            ) from exc
         returned_state = body.get("state")
         if returned_state is not None and not (
             isinstance(returned_state, str)
@@ -223,6 +252,7 @@ class OAuthProvider(ABC):
         access_token = body.get("access_token")
         if not isinstance(access_token, str) or not access_token:
             raise self._unavailable("answered without an access_token")
+        await self.check_token_answer(body, code_verifier=code_verifier)
         return ProviderTokens(
             access_token=access_token,
             refresh_token=text_or_none(body.get("refresh_token")),
@@ -230,11 +260,13 @@ class OAuthProvider(ABC):
             raw=body,
         )
 
-    async def fetch_profile(self, access_token: str) -> Profile:
+    async def fetch_profile(self, access_token: str, *, exchanged: bool = False) -> Profile:
         """Ask the provider who owns `access_token` and map the answer with `to_profile`.
 
+        `exchanged`: our own code exchange obtained this token (the flow remembers them), so
+        it is ours by construction; any other token needs the proof `token_check` names.
         Raises ApiError 401 `invalid_provider_token` for a rejected, expired or foreign
-        token (`token_belongs_to_us`), 502 `provider_unavailable` for anything else."""
+        token, 502 `provider_unavailable` for anything else."""
         self._require_configured()
         if not isinstance(access_token, str) or not access_token:
             raise ApiError(400, "invalid_request", "The access_token parameter is required.")
@@ -244,12 +276,14 @@ class OAuthProvider(ABC):
             raise ApiError(
                 401, "invalid_provider_token", f"This is not a {self.title} access token."
             )
+        if not exchanged and self.token_check == "exchange_only":
+            raise unprovable_token(self.title, "offers no proof of a token's client")
+        if not exchanged and self.token_check == "introspection":
+            await introspect(self, access_token)
         body = await self._call("userinfo", self.build_userinfo_request(access_token))
-        if not self.token_belongs_to_us(body):
-            raise ApiError(
-                401,
-                "invalid_provider_token",
-                f"The {self.title} access token was issued to another application.",
+        if not exchanged and self.token_check == "userinfo_client_id":
+            require_our_client_id(
+                self.title, body.get("client_id"), self.settings.client_id, "user info"
             )
         try:
             profile = self.to_profile(body)
@@ -309,16 +343,23 @@ class OAuthProvider(ABC):
             "GET", self.settings.userinfo_url, headers={"Authorization": f"Bearer {access_token}"}
         )
 
-    def token_belongs_to_us(self, userinfo: dict[str, Any]) -> bool:
-        """Whether the token was issued to our client. Called by `fetch_profile`.
+    def check_callback(self, params: Mapping[str, str]) -> None:
+        """Judge the callback's query first (RFC 9207 `iss`); raise ApiError 400 to refuse."""
+        return None
 
-        Default: the user info names the token's `client_id` and it is ours. A provider
-        that binds the call itself (VK ID answers an error for a foreign token when given
-        our client_id) overrides this to return True."""
-        value = userinfo.get("client_id")
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            return False
-        return hmac.compare_digest(str(value).encode(), self.settings.client_id.encode())
+    async def ready(self) -> None:
+        """Called by the flow before every use: read what the provider publishes (OpenID
+        Connect discovery), else raise ApiError 503 `provider_unavailable`."""
+        return None
+
+    async def check_token_answer(self, body: dict[str, Any], *, code_verifier: str | None) -> None:
+        """Judge the token answer beyond the access token (an OpenID Connect id_token).
+        Called by `exchange`; raise ApiError to refuse. Default: nothing more to check."""
+        return None
+
+    def introspection_url(self) -> str:
+        """Where `token_check = "introspection"` asks (RFC 7662). Called by `introspect`."""
+        raise NotImplementedError(f"{self.title} declares introspection but names no URL")
 
     @abstractmethod
     def to_profile(self, userinfo: dict[str, Any]) -> Profile:
@@ -342,18 +383,10 @@ class OAuthProvider(ABC):
             )
 
     def _add_client_auth(self, params: dict[str, str], headers: dict[str, str]) -> None:
-        client_id, secret = self.settings.client_id, self.settings.client_secret
-        if self.client_auth == "basic":
-            # RFC 6749 §2.3.1: id and secret are form-urlencoded before base64.
-            pair = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-            params.pop("client_id", None)
-        elif self.client_auth == "body":
-            params["client_id"] = client_id
-            params["client_secret"] = secret
-        else:  # a public client identifies itself (RFC 6749 §4.1.3) and sends no secret
-            params["client_id"] = client_id
-            params.pop("client_secret", None)
+        settings = self.settings
+        add_client_auth(
+            self.client_auth, settings.client_id, settings.client_secret, params, headers
+        )
 
     async def _call(self, endpoint: Endpoint, call: ProviderRequest) -> dict[str, Any]:
         return await send(

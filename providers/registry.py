@@ -10,9 +10,11 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient
 
-from providers.base import CLIENT_AUTH_METHODS, OAuthProvider
+from providers.base import CLIENT_AUTH_METHODS, TOKEN_CHECKS, OAuthProvider
 from providers.mailru import MailRuProvider
-from providers.vk import VKProvider
+from providers.oidc import GENERIC_SETTINGS, TYPES, provider_class
+from providers.settings import COMMON_SETTINGS
+from providers.vk import OKProvider, VKProvider
 from providers.yandex import YandexProvider
 
 ENTRY_POINT_GROUP = "vhod.providers"
@@ -20,6 +22,7 @@ BUILTIN_PROVIDERS: dict[str, type[OAuthProvider]] = {
     "vk": VKProvider,
     "mailru": MailRuProvider,
     "yandex": YandexProvider,
+    "ok": OKProvider,
 }
 # First path segments the server itself answers; a provider prefix there would shadow them.
 RESERVED_PREFIXES = frozenset({"authorization", "validate", "healthz", "readyz", "metrics"})
@@ -93,6 +96,8 @@ def _declaration_problem(cls: type[OAuthProvider]) -> str | None:
         return "title must be a non-empty string"
     if cls.client_auth not in CLIENT_AUTH_METHODS:
         return f"client_auth {cls.client_auth!r} must be one of {', '.join(CLIENT_AUTH_METHODS)}"
+    if cls.token_check not in TOKEN_CHECKS:
+        return f"token_check {cls.token_check!r} must be one of {', '.join(TOKEN_CHECKS)}"
     for attribute in ("callback_params", "forwarded_params"):
         value = getattr(cls, attribute)
         if not isinstance(value, tuple) or not all(isinstance(p, str) for p in value):
@@ -117,10 +122,12 @@ def build_providers(
     Raises ValueError naming `providers.<name>` for a section of an unknown provider, and
     naming the key for a bad value."""
     sections = sections or {}
+    classes = with_generic(classes, sections)
     for name in sections:
         if name not in classes:
             raise ValueError(
-                f"providers.{name}: unknown provider (installed: {', '.join(classes)})"
+                f"providers.{name}: unknown provider (installed: {', '.join(classes)}; "
+                f"or give the section a type: {' or '.join(TYPES)})"
             )
     return {
         name: cls(
@@ -134,6 +141,45 @@ def build_providers(
     }
 
 
+def with_generic(
+    classes: Mapping[str, type[OAuthProvider]], sections: Mapping[str, Mapping[str, Any] | None]
+) -> dict[str, type[OAuthProvider]]:
+    """`classes` plus one generic provider per `type: oidc|oauth2` section, each checked
+    like any plugin (name, prefix, clashes)."""
+    found: dict[str, type[OAuthProvider]] = {}
+    sources: dict[str, str] = {}
+    for cls in classes.values():
+        _register(found, sources, cls, f"{cls.__module__}.{cls.__qualname__}")
+    for name, section in sections.items():
+        kind = (section or {}).get("type")
+        if name in classes or kind is None:
+            continue
+        if kind not in TYPES:
+            raise ValueError(f"providers.{name}.type: expected one of {', '.join(TYPES)}")
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"providers.{name}: a name must be lower-case letters, digits, _")
+        try:
+            _register(found, sources, provider_class(name, section or {}), f"providers.{name}")
+        except ProviderRegistryError as exc:
+            raise ValueError(str(exc)) from exc
+    return found
+
+
 def by_prefix(providers: Mapping[str, OAuthProvider]) -> dict[str, OAuthProvider]:
     """The same providers keyed by URL prefix (`mail.ru` → the mailru provider)."""
     return {provider.prefix: provider for provider in providers.values()}
+
+
+def settings_help(classes: Mapping[str, type[OAuthProvider]]) -> list[str]:
+    """Every key each installed provider takes, with type, default and help: what
+    `--check-config` lists (as YAML comments after the effective configuration)."""
+    lines = ["# Provider keys (providers.<name>.<key>); every provider takes:"]
+    lines += [f"#   {key}: {text}" for key, text in COMMON_SETTINGS.items()]
+    own = {name: cls.extra_settings for name, cls in classes.items() if cls.extra_settings}
+    own["<any name> with type: oidc|oauth2"] = GENERIC_SETTINGS
+    for name, settings in own.items():
+        lines.append(f"# providers.{name} also takes:")
+        for key, setting in settings.items():
+            kind = "|".join(c or '""' for c in setting.choices) or setting.type.__name__
+            lines.append(f"#   {key} ({kind}, default {setting.default!r}): {setting.help}")
+    return lines

@@ -1,11 +1,15 @@
-"""One `providers.<name>` config section, checked strictly when the server starts."""
+"""One `providers.<name>` config section, checked strictly when the server starts.
+
+Every provider takes the keys of ProviderSettings (COMMON_SETTINGS says what each means);
+a provider declares its own further keys as `Setting`s (`OAuthProvider.extra_settings`),
+which land in `ProviderSettings.options`."""
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +19,42 @@ from urllib.parse import urlsplit
 # different browsers, e.g. `/\evil.example` goes to another host.
 _URL_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 _OPTIONAL = ("redirect_uri", "frontend_redirect")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key a provider declares: its type (str, bool or int), default and help text;
+    `choices` fixes the values a str may take."""
+
+    type: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+
+    def check(self, path: str, value: Any) -> Any:
+        if self.type is bool and isinstance(value, bool):
+            return value
+        if self.type is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if self.type is str and isinstance(value, str):
+            value = value.strip()
+            if self.choices and value not in self.choices:
+                raise ValueError(f"{path}: expected one of {', '.join(self.choices)}")
+            return value
+        raise ValueError(f"{path}: expected {self.type.__name__}, got {type(value).__name__}")
+
+
+# What every provider's section takes (the ProviderSettings fields), for --check-config.
+COMMON_SETTINGS: dict[str, str] = {
+    "client_id": "the application's id at the provider; empty: the routes answer 503",
+    "client_secret": "the application's secret (not for public clients)",
+    "redirect_uri": "the callback registered at the provider; null: {public_url}/<prefix>/callback",
+    "frontend_redirect": "set: the callback sends the browser here with code and state",
+    "scope": "space-separated scopes asked for",
+    "authorize_url": "the provider's authorization endpoint",
+    "token_url": "the provider's token endpoint",
+    "userinfo_url": "the provider's user-info endpoint",
+}
 
 
 @dataclass(frozen=True)
@@ -29,18 +69,34 @@ class ProviderSettings:
     authorize_url: str = ""
     token_url: str = ""
     userinfo_url: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)  # the provider's own keys
 
 
 def load_settings(
-    name: str, defaults: Mapping[str, str], section: Mapping[str, Any] | None
+    name: str,
+    defaults: Mapping[str, str],
+    section: Mapping[str, Any] | None,
+    *,
+    extra: Mapping[str, Setting] | None = None,
+    endpoints: Callable[[Mapping[str, Any]], Mapping[str, str]] | None = None,
 ) -> ProviderSettings:
     """Settings of provider `name` from its section over `defaults`.
 
-    Raises ValueError naming the key (`providers.vk.client_idd: unknown key`) for an
-    unknown key, a wrong type or an unusable URL."""
+    `extra` are the provider's own keys; `endpoints` gives the default URLs for its
+    options (a configured host). Raises ValueError naming the key
+    (`providers.vk.client_idd: unknown key`) for an unknown key, a wrong type or an
+    unusable URL."""
+    extra = extra or {}
+    section = dict(section or {})
+    options = {key: setting.default for key, setting in extra.items()}
+    for key in list(section):
+        if key in extra:
+            options[key] = extra[key].check(f"providers.{name}.{key}", section.pop(key))
     values: dict[str, Any] = dict(defaults)
-    fields = {f.name for f in dataclasses.fields(ProviderSettings)}
-    for key, value in (section or {}).items():
+    if endpoints is not None:
+        values.update(endpoints(options))
+    fields = {f.name for f in dataclasses.fields(ProviderSettings)} - {"options"}
+    for key, value in section.items():
         path = f"providers.{name}.{key}"
         if key not in fields:
             raise ValueError(f"{path}: unknown key")
@@ -60,7 +116,7 @@ def load_settings(
         check_absolute_url(f"providers.{name}.redirect_uri", values["redirect_uri"])
     if values.get("frontend_redirect"):
         check_frontend_redirect(f"providers.{name}.frontend_redirect", values["frontend_redirect"])
-    return ProviderSettings(**values)
+    return ProviderSettings(**values, options=options)
 
 
 def check_absolute_url(path: str, url: str) -> None:

@@ -31,6 +31,15 @@ _REFUSAL_STATUSES: dict[str, tuple[int, ...]] = {"token": (400, 401), "userinfo"
 _MAX_ERROR_TEXT = 200
 
 
+class ClientAuthRefused(ApiError):
+    """The token endpoint refused our client authentication (RFC 6749 §5.2 invalid_client):
+    a configuration problem, which the caller reports naming the method it sent."""
+
+    def __init__(self, title: str, text: str) -> None:
+        super().__init__(502, "provider_unavailable", f"{title} refused the client: {text}.")
+        self.text = text
+
+
 @dataclass
 class ProviderRequest:
     """An HTTP call to a provider as a hook describes it; the base adds timeouts and TLS."""
@@ -108,6 +117,8 @@ def judge(title: str, endpoint: Endpoint, status: int, body: Any) -> dict[str, A
     # An `error` member means a refusal whatever the status (Mail.ru answers it with 200).
     if error is not None or status in _REFUSAL_STATUSES[endpoint]:
         text = _error_text(body) or f"HTTP {status}"
+        if endpoint == "token" and (error == "invalid_client" or status == 401):
+            raise ClientAuthRefused(title, text)
         if endpoint == "userinfo":
             raise ApiError(
                 401, "invalid_provider_token", f"{title} rejected the access token: {text}"

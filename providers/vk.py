@@ -1,31 +1,67 @@
-"""VK ID (OAuth 2.1 at id.vk.com): https://id.vk.com/about/business/go/docs/ru/vkid/latest/."""
+"""VK ID (OAuth 2.1 at id.vk.ru) and the sign-ins that run through it (OK.ru here, Mail.ru in
+providers.mailru): https://id.vk.ru/about/business/go/docs/ru/vkid/latest/.
+
+VK moved sign-in from *.vk.com to *.vk.ru (deadline 30 Sep 2025; its SDKs default to vk.ru);
+`host` picks the host, and the old one still works when configured.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from providers.base import (
+    ClientAuth,
     OAuthProvider,
     Profile,
     ProviderRequest,
+    Setting,
     e164_or_none,
     subject_of,
     text_or_none,
 )
 
+VK_ID_HOST = "id.vk.ru"
+HOST_SETTING = Setting(str, VK_ID_HOST, "VK ID's host (id.vk.com is the pre-2025 one)")
 
-class VKProvider(OAuthProvider):
-    name = "vk"
-    prefix = "vk"
-    title = "VK ID"
-    default_authorize_url = "https://id.vk.com/authorize"
-    default_token_url = "https://id.vk.com/oauth2/auth"
-    default_userinfo_url = "https://id.vk.com/oauth2/user_info"
+
+def vk_id_endpoints(host: str) -> dict[str, str]:
+    return {
+        "authorize_url": f"https://{host}/authorize",
+        "token_url": f"https://{host}/oauth2/auth",
+        "userinfo_url": f"https://{host}/oauth2/user_info",
+    }
+
+
+class VKIDProvider(OAuthProvider):
+    """The VK ID protocol: PKCE, a public client, device_id, a user-info call bound to our
+    client_id. A subclass names the sign-in VK ID shows with `vk_id_provider`."""
+
+    # VK ID's `provider` parameter: vkid (its default), ok_ru or mail_ru.
+    vk_id_provider: ClassVar[str | None] = None
+    default_authorize_url = vk_id_endpoints(VK_ID_HOST)["authorize_url"]
+    default_token_url = vk_id_endpoints(VK_ID_HOST)["token_url"]
+    default_userinfo_url = vk_id_endpoints(VK_ID_HOST)["userinfo_url"]
     default_scope = "email phone"
     pkce = True  # mandatory at VK ID
-    client_auth = "none"  # a public client: client_id in the form, no secret
-    callback_params = ("device_id",)  # issued with the code; the exchange fails without it
-    forwarded_params = ("type", "expires_in")  # code_v2 and the code's lifetime; not ext_id
+    client_auth: ClientAuth = "none"  # a public client: client_id in the form, no secret
+    # Issued with the code; the exchange fails without it.
+    callback_params: tuple[str, ...] = ("device_id",)
+    # code_v2 and the code's lifetime; not ext_id.
+    forwarded_params: tuple[str, ...] = ("type", "expires_in")
+    # Our client_id binds the user-info call: VK answers an error for another app's token.
+    token_check = "bound_userinfo_call"
+    extra_settings: ClassVar[dict[str, Setting]] = {"host": HOST_SETTING}
+
+    @classmethod
+    def defaults_for(cls, options: Mapping[str, Any]) -> dict[str, str]:
+        return vk_id_endpoints(options["host"])
+
+    def build_authorize_params(self, state: str, code_challenge: str | None) -> dict[str, str]:
+        params = super().build_authorize_params(state, code_challenge)
+        if self.vk_id_provider:
+            params["provider"] = self.vk_id_provider
+        return params
 
     def build_token_params(
         self, code: str, *, code_verifier: str | None, state: str, extra: dict[str, str]
@@ -37,12 +73,8 @@ class VKProvider(OAuthProvider):
         return {**params, "state": state}
 
     def build_userinfo_request(self, access_token: str) -> ProviderRequest:
-        # Our client_id binds the call: VK answers an error for a token of another app.
         form = {"access_token": access_token, "client_id": self.settings.client_id}
         return ProviderRequest("POST", self.settings.userinfo_url, form=form)
-
-    def token_belongs_to_us(self, userinfo: dict[str, Any]) -> bool:
-        return True  # checked by VK itself, see build_userinfo_request
 
     def to_profile(self, userinfo: dict[str, Any]) -> Profile:
         user = userinfo["user"]
@@ -58,3 +90,18 @@ class VKProvider(OAuthProvider):
             # A VK ID account signs in by its phone number, confirmed by a one-time code.
             phone_verified=True,
         )
+
+
+class VKProvider(VKIDProvider):
+    name = "vk"
+    prefix = "vk"
+    title = "VK ID"
+
+
+class OKProvider(VKIDProvider):
+    """OK.ru through VK ID (set up in the VK ID app's additional sign-in methods)."""
+
+    name = "ok"
+    prefix = "ok"
+    title = "OK.ru"
+    vk_id_provider = "ok_ru"

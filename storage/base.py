@@ -206,3 +206,14 @@ class Store(Protocol):
 
     async def list_signing_keys(self) -> list[SigningKey]:
         """Every stored signing key, oldest generation first."""
+
+    # provider tokens vhod obtained itself through its own code exchange
+    async def remember_exchanged_token(
+        self, provider: str, token_hash: str, expires_at: float, now: float
+    ) -> None:
+        """Remember (a hash of) a provider access token this server's exchange obtained,
+        until `expires_at`; every instance on the same store then knows it is ours. A
+        hash remembered already keeps its first expiry; hashes expired at `now` may go."""
+
+    async def is_exchanged_token(self, provider: str, token_hash: str, now: float) -> bool:
+        """Whether `remember_exchanged_token` stored this hash for `provider`, still live."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -373,6 +374,7 @@ class MongoStore:
             await self.counters.delete_many({"ends": {"$lte": now}})
             await self.refresh_tokens.delete_many({"expires_at": {"$lte": now}})
             await self.revoked_families.delete_many({"until": {"$lte": now}})
+            await self.database["exchanged_tokens"].delete_many({"expires_at": {"$lte": now}})
 
     # --- bulk loading ---
 
@@ -434,3 +436,28 @@ class MongoStore:
             )
             for doc in docs
         ]
+
+    # --- provider tokens from our own exchange ---
+
+    async def remember_exchanged_token(
+        self, provider: str, token_hash: str, expires_at: float, now: float
+    ) -> None:
+        # Its own collection, TTL-purged like the others (storage.mongo_indexes).
+        collection = self.database["exchanged_tokens"]
+        with unavailable():
+            doc = {
+                "_id": identity_key(provider, token_hash),
+                "expires_at": expires_at,
+                "purge_at": _purge_at(expires_at),
+            }
+            # A token is remembered once, by the exchange that obtained it; a retry keeps
+            # the first expiry (no $set: see hit_counter about floats on some servers).
+            with suppress(DuplicateKeyError):
+                await collection.insert_one(doc)
+
+    async def is_exchanged_token(self, provider: str, token_hash: str, now: float) -> bool:
+        query = {"_id": identity_key(provider, token_hash), "expires_at": {"$gt": now}}
+        with unavailable():
+            # No projection: nx-27017 0.8.1 finds nothing for find_one(query, {"_id": 1}).
+            found = await self.database["exchanged_tokens"].find_one(query)
+        return found is not None

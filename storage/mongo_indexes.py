@@ -29,7 +29,13 @@ async def create_indexes(database: Any) -> None:
         name="code_hash",
         partialFilterExpression={"code_hash": {"$type": "string"}},
     )
-    for name in ("refresh_tokens", "oauth_states", "counters", "revoked_families"):
+    for name in (
+        "refresh_tokens",
+        "oauth_states",
+        "counters",
+        "revoked_families",
+        "exchanged_tokens",
+    ):
         await database[name].create_index("purge_at", name="purge_at_ttl", expireAfterSeconds=0)
 
 

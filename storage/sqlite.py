@@ -84,6 +84,13 @@ CREATE TABLE IF NOT EXISTS revoked_families (
     until REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS revoked_families_until ON revoked_families (until);
+CREATE TABLE IF NOT EXISTS exchanged_tokens (
+    provider TEXT NOT NULL,
+    token_hash TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (provider, token_hash)
+);
+CREATE INDEX IF NOT EXISTS exchanged_tokens_expires_at ON exchanged_tokens (expires_at);
 """
 
 
@@ -380,6 +387,7 @@ class SQLiteStore:
             db.execute("DELETE FROM counters WHERE ends <= ?", (now,))
             db.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?", (now,))
             db.execute("DELETE FROM revoked_families WHERE until <= ?", (now,))
+            db.execute("DELETE FROM exchanged_tokens WHERE expires_at <= ?", (now,))
 
         await self._write(purge)
 
@@ -436,6 +444,31 @@ class SQLiteStore:
 
         if rows:
             await self._write(insert)  # one transaction: a collision stores none of them
+
+    # --- provider tokens from our own exchange ---
+
+    async def remember_exchanged_token(
+        self, provider: str, token_hash: str, expires_at: float, now: float
+    ) -> None:
+        def remember(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO exchanged_tokens (provider, token_hash, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (provider, token_hash) DO NOTHING",
+                (provider, token_hash, expires_at),
+            )
+
+        await self._write(remember)
+
+    async def is_exchanged_token(self, provider: str, token_hash: str, now: float) -> bool:
+        def known(db: sqlite3.Connection) -> bool:
+            row = db.execute(
+                "SELECT 1 FROM exchanged_tokens WHERE provider = ? AND token_hash = ?"
+                " AND expires_at > ?",
+                (provider, token_hash, now),
+            ).fetchone()
+            return row is not None
+
+        return await self._run(known)
 
 
 def _without_identities(users: Sequence[User]) -> Sequence[User]:

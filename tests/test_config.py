@@ -18,8 +18,9 @@ def test_defaults_match_the_contract():
 
 def test_shipped_config_yaml_is_valid_and_documents_providers():
     config = load_config("config.yaml", environ={}, required=True)
-    assert set(config.providers) == {"vk", "mailru", "yandex"}
-    assert config.providers["vk"]["token_url"] == "https://id.vk.com/oauth2/auth"
+    assert set(config.providers) == {"vk", "mailru", "ok", "yandex"}
+    assert config.providers["vk"]["host"] == "id.vk.ru"
+    assert config.providers["mailru"]["mode"] == "vkid"
 
 
 def test_environment_overrides_with_types(tmp_path):

@@ -1,5 +1,7 @@
-"""The example plugin (examples/provider-plugin): `pip install`ed, it adds its routes to a
-vhod that was not changed, and it signs in end to end against a fake Kukushka ID.
+"""The example plugin (examples/provider-plugin): `pip install`ed, it adds its routes (and
+their description in /openapi.json) to a vhod that was not changed, and it signs in end to
+end against a fake Kukushka ID. vhod itself installs with pip, and the plugin's own tests,
+written with the shipped testing kit, pass outside the repository.
 
 pip installs it with `--target` into a temporary folder that the server's and a fresh
 interpreter's PYTHONPATH name, so the shared virtualenv is never changed by the tests.
@@ -34,12 +36,84 @@ PLUGIN_DIR = ROOT / "examples" / "provider-plugin"
 # ---- packaging ----------------------------------------------------------------------------
 
 
-def test_pyproject_declares_the_entry_point_and_no_vhod_dependency() -> None:
+def test_pyproject_declares_the_entry_point_and_its_vhod_dependency() -> None:
     project = tomllib.loads((PLUGIN_DIR / "pyproject.toml").read_text())["project"]
     assert project["entry-points"]["vhod.providers"] == {
         "kukushka": "vhod_kukushka:KukushkaProvider"
     }
-    assert project.get("dependencies", []) == []
+    assert project["dependencies"] == ["vhod"]
+
+
+def copy_tree(source: Path, target: Path) -> Path:
+    """The working tree without what is not source (pip builds in the folder it is given)."""
+    ignore = shutil.ignore_patterns(
+        ".git", ".venv", "node_modules", "__pycache__", "data", "build", "*.egg-info", ".*cache"
+    )
+    shutil.copytree(source, target, ignore=ignore)
+    return target
+
+
+@pytest.fixture(scope="module")
+def installed_vhod(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """vhod installed by pip from (a copy of) its repository: modules, data, the command."""
+    out = tmp_path_factory.mktemp("vhod-installed")
+    source = copy_tree(ROOT, tmp_path_factory.mktemp("vhod-source") / "vhod")
+    command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(out)]
+    done = subprocess.run([*command, str(source)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+def test_pip_install_gives_the_vhod_command_and_importable_modules(
+    installed_vhod: Path, tmp_path: Path
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(installed_vhod)}
+    env = {k: v for k, v in env.items() if not k.startswith("VHOD_")}
+    code = (
+        "import providers.base, server, handlers.docs as d; "
+        "print(providers.base.__file__); print(len(d.load_spec()['paths']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    module, paths = done.stdout.split()
+    assert module.startswith(str(installed_vhod)) and int(paths) > 20
+    checked = subprocess.run(
+        [str(installed_vhod / "bin" / "vhod"), "--check-config"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "configuration OK" in checked.stderr
+
+
+def test_the_plugins_own_tests_pass_outside_the_repository_with_the_shipped_kit(
+    installed_vhod: Path, tmp_path: Path
+) -> None:
+    plugin = copy_tree(PLUGIN_DIR, tmp_path / "vhod-kukushka")
+    target = tmp_path / "plugin-installed"
+    command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
+    done = subprocess.run([*command, str(plugin)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    shutil.rmtree(plugin / "build", ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(installed_vhod)])}
+    tests = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"),
+            *("-p", "no:randomly", "--rootdir", str(plugin), str(plugin / "tests")),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
+    assert "3 passed" in tests.stdout
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +150,8 @@ def discover_in_fresh_interpreter(*path: Path) -> dict[str, str]:
 
 def test_discover_providers_lists_the_plugin(plugin_metadata: Path) -> None:
     found = discover_in_fresh_interpreter(plugin_metadata)
-    assert found == {"vk": "vk", "mailru": "mail.ru", "yandex": "yandex", "kukushka": "kukushka"}
+    builtins = {"vk": "vk", "mailru": "mail.ru", "yandex": "yandex", "ok": "ok"}
+    assert found == {**builtins, "kukushka": "kukushka"}
 
 
 def test_installed_plugin_adds_its_routes_to_an_unchanged_server(
@@ -104,6 +179,12 @@ def test_installed_plugin_adds_its_routes_to_an_unchanged_server(
         assert status == 200
         assert url.startswith("https://id.kukushka.example/oauth/authorize?")
         assert "client_id=our-app" in url
+        # /docs shows /openapi.json, which lists the plugin's routes, generated.
+        status, document = request(server.url("/openapi.json"))
+        assert status == 200 and isinstance(document, dict)
+        for route in ("link", "callback", "get/token", "registration", "login"):
+            assert f"/kukushka/{route}" in document["paths"]
+        assert "Kukushka ID" in {tag["name"] for tag in document["tags"]}
     finally:
         assert server.stop() == 0
 

@@ -25,7 +25,7 @@ from providers.base import (
     subject_of,
 )
 from providers.mailru import MailRuProvider
-from providers.vk import VKProvider
+from providers.vk import OKProvider, VKProvider
 from providers.yandex import YandexProvider
 
 PUBLIC_URL = "https://auth.example.com"
@@ -118,9 +118,11 @@ def test_two_links_have_different_challenges() -> None:
 def test_scope_and_mail_ru_prefix() -> None:
     vk = query_of(make(VKProvider).authorization_url("s" * 43, code_challenge(new_code_verifier())))
     assert vk["scope"] == ["email phone"]
-    mailru = make(MailRuProvider).authorization_url("s" * 43, code_challenge(new_code_verifier()))
+    legacy = make(MailRuProvider, mode="legacy")
+    mailru = legacy.authorization_url("s" * 43, code_challenge(new_code_verifier()))
     assert query_of(mailru)["redirect_uri"] == [f"{PUBLIC_URL}/mail.ru/callback"]
     assert query_of(mailru)["scope"] == ["userinfo"]
+    assert "provider" not in query_of(mailru)
     yandex = make(YandexProvider).authorization_url("s" * 43, code_challenge(new_code_verifier()))
     assert "scope" not in query_of(yandex)  # empty: the rights configured at Yandex
 
@@ -145,7 +147,8 @@ def test_unconfigured_provider_answers_503() -> None:
 
 def test_configured_needs_a_secret_except_for_a_public_client() -> None:
     assert make(VKProvider, client_secret="").configured  # VK ID takes no secret
-    assert not make(MailRuProvider, client_secret="").configured
+    assert make(MailRuProvider, client_secret="").configured  # through VK ID, by default
+    assert not make(MailRuProvider, client_secret="", mode="legacy").configured
     assert not make(YandexProvider, client_secret="").configured
     assert make(YandexProvider).configured
 
@@ -155,15 +158,48 @@ def test_configured_needs_a_secret_except_for_a_public_client() -> None:
 
 def test_settings_merge_the_section_over_the_provider_defaults() -> None:
     settings = VKProvider.load_settings(
-        {"client_id": "51234567", "token_url": "https://id.vk.ru/oauth2/auth"}
+        {"client_id": "51234567", "token_url": "https://id.vk.com/oauth2/auth"}
     )
     assert settings == ProviderSettings(
         client_id="51234567",
         scope="email phone",
-        authorize_url="https://id.vk.com/authorize",
-        token_url="https://id.vk.ru/oauth2/auth",
-        userinfo_url="https://id.vk.com/oauth2/user_info",
+        authorize_url="https://id.vk.ru/authorize",
+        token_url="https://id.vk.com/oauth2/auth",
+        userinfo_url="https://id.vk.ru/oauth2/user_info",
+        options={"host": "id.vk.ru"},
     )
+
+
+def test_vk_id_defaults_to_id_vk_ru_and_the_old_host_works_when_configured() -> None:
+    assert make(VKProvider).settings.authorize_url == "https://id.vk.ru/authorize"
+    old = make(VKProvider, host="id.vk.com").settings
+    assert (old.authorize_url, old.token_url, old.userinfo_url) == (
+        "https://id.vk.com/authorize",
+        "https://id.vk.com/oauth2/auth",
+        "https://id.vk.com/oauth2/user_info",
+    )
+
+
+@pytest.mark.parametrize(
+    ("cls", "section", "host", "provider"),
+    [
+        (VKProvider, {}, "id.vk.ru", None),
+        (OKProvider, {}, "id.vk.ru", "ok_ru"),
+        (MailRuProvider, {}, "id.vk.ru", "mail_ru"),
+        (MailRuProvider, {"mode": "legacy"}, "oauth.mail.ru", None),
+    ],
+)
+def test_which_sign_in_each_built_in_asks_for(
+    cls: type[OAuthProvider], section: dict[str, str], host: str, provider: str | None
+) -> None:
+    url = make(cls, **section).authorization_url(new_state(), code_challenge(new_code_verifier()))
+    assert urlsplit(url).hostname == host
+    assert query_of(url).get("provider") == ([provider] if provider else None)
+
+
+def test_mail_ru_mode_is_one_of_two() -> None:
+    with pytest.raises(ValueError, match=r"providers.mailru.mode: expected one of vkid, legacy"):
+        MailRuProvider.load_settings({"mode": "oauth"})
     assert "client_secret" not in repr(MailRuProvider.load_settings({"client_secret": "s3cr3t"}))
     assert "s3cr3t" not in repr(MailRuProvider.load_settings({"client_secret": "s3cr3t"}))
 

@@ -82,6 +82,7 @@ def test_builtins_are_found(installed: list[metadata.EntryPoint]) -> None:
         "vk": "vk",
         "mailru": "mail.ru",
         "yandex": "yandex",
+        "ok": "ok",
     }
 
 
@@ -93,7 +94,7 @@ def test_an_entry_point_adds_a_provider(installed: list[metadata.EntryPoint]) ->
     installed.append(entry("kuku", "KukuProvider"))
     found = discover_providers()
     assert found["kuku"] is KukuProvider
-    assert set(found) == {"vk", "mailru", "yandex", "kuku"}
+    assert set(found) == {"vk", "mailru", "yandex", "ok", "kuku"}
 
 
 def test_duplicate_name_names_both_sources(installed: list[metadata.EntryPoint]) -> None:
@@ -165,7 +166,7 @@ def build(sections: dict[str, Any] | None) -> dict[str, OAuthProvider]:
 
 def test_build_configures_each_provider_from_its_section() -> None:
     providers = build({"vk": {"client_id": "51234567"}, "yandex": None})
-    assert set(providers) == {"vk", "mailru", "yandex"}
+    assert set(providers) == {"vk", "mailru", "yandex", "ok"}
     assert providers["vk"].configured and providers["vk"].settings.client_id == "51234567"
     assert not providers["mailru"].configured and not providers["yandex"].configured
     assert providers["vk"].request_timeout == 2 and providers["vk"].connect_timeout == 1
@@ -185,5 +186,49 @@ def test_bad_key_in_a_section_is_named() -> None:
 def test_by_prefix() -> None:
     providers = build(None)
     routes = by_prefix(providers)
-    assert set(routes) == {"vk", "mail.ru", "yandex"}
+    assert set(routes) == {"vk", "mail.ru", "yandex", "ok"}
     assert routes["mail.ru"] is providers["mailru"]
+
+
+class UnknownCheck(KukuProvider):
+    name, prefix = "unknown_check", "unknown-check"
+    token_check = "trust_me"
+
+
+def test_a_plugin_cannot_skip_the_token_check(installed: list[metadata.EntryPoint]) -> None:
+    """The old hook that a plugin could make `return True` is refused at class creation,
+    and the declared check must be one the base runs."""
+    with pytest.raises(TypeError, match="token_belongs_to_us"):
+
+        class Skipping(KukuProvider):
+            def token_belongs_to_us(self, userinfo: dict[str, Any]) -> bool:
+                return True
+
+    installed.append(entry("unknown_check", "UnknownCheck"))
+    with pytest.raises(ProviderRegistryError, match="token_check 'trust_me' must be one of"):
+        discover_providers()
+
+
+def test_check_config_lists_every_installed_providers_keys() -> None:
+    import subprocess
+    import sys
+
+    from tests.processes import ROOT, clean_env
+
+    done = subprocess.run(
+        [sys.executable, "server.py", "--check-config"],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    for line in (
+        "#   client_id: the application's id at the provider",
+        "# providers.vk also takes:",
+        "#   host (str, default 'id.vk.ru')",
+        "#   mode (vkid|legacy, default 'vkid')",
+        "#   client_auth (client_secret_basic|client_secret_post|none",
+    ):
+        assert line in done.stdout, line

@@ -311,11 +311,16 @@ async def test_vk_missing_device_id_is_refused_before_calling_vk(fake_vk: FakeVK
 
 
 @pytest.mark.parametrize("name", ["mailru", "yandex"])
-async def test_bad_client_secret_is_invalid_grant(fake_providers: FakeProviders, name: str) -> None:
+async def test_a_bad_client_secret_is_a_configuration_problem_naming_the_client_authentication(
+    fake_providers: FakeProviders, name: str
+) -> None:
     fake = fake_providers[name]
     flow = await start(provider_for(fake, client_secret="wrong-secret"))
     error = await refused(flow.exchange())
-    assert (error.status, error.code) == (400, "invalid_grant")
+    # Not the user's bad code: our configuration, and the description says which part.
+    assert (error.status, error.code) == (502, "provider_unavailable")
+    assert "client authentication (client_secret_basic)" in error.description
+    assert f"providers.{name}" in error.description
     assert "invalid_client" in error.description
 
 

@@ -700,3 +700,16 @@ async def test_concurrent_rotations_add_one_key_per_generation(store: Store, now
     stored = await store.list_signing_keys()
     assert [key.generation for key in stored] == [1, 2]
     assert stored[1] in candidates
+
+
+async def test_exchanged_provider_tokens_are_known_per_provider_until_they_expire(
+    store: Store, now: float
+) -> None:
+    assert not await store.is_exchanged_token("vk", "a" * 64, now)
+    await store.remember_exchanged_token("vk", "a" * 64, now + 60, now)
+    await store.remember_exchanged_token("vk", "a" * 64, now + 600, now)  # a retry: no change
+    assert await store.is_exchanged_token("vk", "a" * 64, now)
+    assert await store.is_exchanged_token("vk", "a" * 64, now + 59)
+    assert not await store.is_exchanged_token("vk", "a" * 64, now + 60)  # expired
+    assert not await store.is_exchanged_token("yandex", "a" * 64, now)  # another provider's
+    assert not await store.is_exchanged_token("vk", "b" * 64, now)

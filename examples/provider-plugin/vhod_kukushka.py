@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Imported from the host at load time: vhod itself is not a package dependency.
+# From the installed vhod (a dependency of this package): importable anywhere.
 from providers.base import OAuthProvider, Profile, e164_or_none, subject_of, text_or_none
 
 
@@ -18,8 +18,9 @@ class KukushkaProvider(OAuthProvider):
     default_scope = "openid profile email phone"
     pkce = True
     client_auth = "body"  # client_id and client_secret in the token form (RFC 6749 §2.3.1)
-    # User info: GET with "Authorization: Bearer" (the base's default); the answer names the
-    # token's client_id, which the base's default token_belongs_to_us compares with ours.
+    # User info: GET with "Authorization: Bearer" (the base's default). A token that vhod's
+    # own exchange did not obtain is proven ours by the client_id the user info names.
+    token_check = "userinfo_client_id"
 
     def to_profile(self, userinfo: dict[str, Any]) -> Profile:
         return Profile(

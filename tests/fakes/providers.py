@@ -70,6 +70,7 @@ class Grant:
     code_challenge: str | None
     challenge_method: str | None
     device_id: str | None = None
+    vk_id_provider: str | None = None  # VK ID: the sign-in shown (vkid, ok_ru, mail_ru)
 
 
 @dataclass
@@ -182,6 +183,7 @@ class FakeProvider:
             "authorize_url": base + self.paths["authorize"],
             "token_url": base + self.paths["token"],
             "userinfo_url": base + self.paths["userinfo"],
+            **self.section_extras(),
         }
         section.update(overrides)
         return section
@@ -250,6 +252,9 @@ class FakeProvider:
                 return back(
                     {"error": "invalid_request", "error_description": "bad code_challenge_method"}
                 )
+        problem = self.check_authorize_extras(args)
+        if problem:
+            return back({"error": "invalid_request", "error_description": problem})
         user = args.get("user") or self.consenting_user
         if args.get("deny") or user not in self.users:
             return back({"error": "access_denied", "error_description": "User denied access"})
@@ -262,6 +267,7 @@ class FakeProvider:
             state=state,
             code_challenge=challenge,
             challenge_method=method,
+            vk_id_provider=args.get("provider"),
         )
         self.codes[code] = grant
         return back({"code": code, **self.callback_extras(grant)})
@@ -347,6 +353,14 @@ class FakeProvider:
     def default_users(self) -> dict[str, dict[str, Any]]:
         raise NotImplementedError
 
+    def section_extras(self) -> dict[str, Any]:
+        """Provider keys a section needs to talk to this fake (Mail.ru's legacy mode)."""
+        return {}
+
+    def check_authorize_extras(self, args: dict[str, str]) -> str | None:
+        """An error description for an authorize request the provider refuses, else None."""
+        return None
+
     def code_prefix(self) -> str:
         return ""
 
@@ -392,7 +406,11 @@ class FakeProvider:
 
 
 class FakeVK(FakeProvider):
-    """VK ID 2.1: PKCE mandatory, device_id, public client, POST user_info bound to client_id."""
+    """VK ID 2.1: PKCE mandatory, device_id, public client, POST user_info bound to client_id.
+
+    `provider=` picks the sign-in VK ID shows: vkid (default), ok_ru or mail_ru, each only
+    when enabled for the app (`sign_in_methods`); the identity is the VK ID user either way.
+    `grants` keeps every authorize request's grant, so tests can see which was asked for."""
 
     name = "vk"
     paths: ClassVar[dict[str, str]] = {
@@ -404,6 +422,20 @@ class FakeVK(FakeProvider):
     default_scope = "vkid.personal_info"
     mint_scope = "vkid.personal_info email phone"
     pkce_required = True
+    vk_id_providers = ("vkid", "ok_ru", "mail_ru")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sign_in_methods: set[str] = set(self.vk_id_providers)
+        self.grants: list[Grant] = []
+
+    def check_authorize_extras(self, args: dict[str, str]) -> str | None:
+        provider = args.get("provider", "vkid")
+        if provider not in self.vk_id_providers:
+            return "provider is invalid"
+        if provider not in self.sign_in_methods:
+            return f"{provider} sign-in is not enabled for this app"
+        return None
 
     def default_users(self) -> dict[str, dict[str, Any]]:
         return {
@@ -431,6 +463,7 @@ class FakeVK(FakeProvider):
         return "S256" if (method or "").upper() == "S256" else None  # docs write s256 too
 
     def callback_extras(self, grant: Grant) -> dict[str, str]:
+        self.grants.append(grant)
         grant.device_id = secrets.token_urlsafe(16)
         return {
             "device_id": grant.device_id,
@@ -494,7 +527,8 @@ class FakeVK(FakeProvider):
 
 
 class FakeMailRu(FakeProvider):
-    """OAuth Mail: Basic client auth, errors with HTTP 200, userinfo ?access_token=."""
+    """OAuth Mail (oauth.mail.ru, legacy mode): Basic client auth, errors with HTTP 200,
+    userinfo ?access_token=. Mail.ru through VK ID is FakeVK with provider=mail_ru."""
 
     name = "mailru"
     paths: ClassVar[dict[str, str]] = {
@@ -527,6 +561,9 @@ class FakeMailRu(FakeProvider):
                 "locale": "ru_RU",
             },
         }
+
+    def section_extras(self) -> dict[str, Any]:
+        return {"mode": "legacy"}  # this fake is OAuth Mail; the default mode is VK ID
 
     def authenticate_client(self, params: dict[str, str], headers: Any) -> str:
         if "client_secret" in params:
@@ -746,11 +783,14 @@ class FakeProviders:
         self, *, down: tuple[str, ...] = (), **overrides: dict[str, Any]
     ) -> dict[str, Any]:
         """The `providers:` config: each provider pointed at its fake, `down` ones at a
-        closed port; `overrides` per provider name (e.g. vk={"frontend_redirect": ...})."""
-        return {
+        closed port; `overrides` per provider name (e.g. vk={"frontend_redirect": ...}).
+        OK.ru runs through VK ID, so `ok` points at the fake VK ID."""
+        sections = {
             name: fake.section(down=name in down, **overrides.get(name, {}))
             for name, fake in self.all.items()
         }
+        sections["ok"] = self.vk.section(down="ok" in down, **overrides.get("ok", {}))
+        return sections
 
 
 def closed_port_url() -> str:
