@@ -22,6 +22,7 @@ from storage.mongo_docs import identity_key, token_document, token_from, user_fr
 from storage.mongo_docs import purge_at as _purge_at  # the name the OAuth-state code uses
 from storage.mongo_errors import USER_UNIQUE_FIELDS, hinted_field, unavailable
 from storage.mongo_indexes import PoolClearedWatch, create_indexes, ensure_unique_indexes
+from storage.mongo_lifecycle import LifecycleMixin
 
 
 def user_document(user: User) -> dict[str, Any]:
@@ -32,6 +33,8 @@ def user_document(user: User) -> dict[str, Any]:
         "identities": [{"provider": i.provider, "subject": i.subject} for i in user.identities],
         "profile": dict(user.profile),
         "created_at": user.created_at,
+        "email_verified": user.email_verified,
+        "phone_verified": user.phone_verified,
     }
     # Absent rather than null, so the partial unique indexes leave them out.
     if user.email is not None:
@@ -54,7 +57,7 @@ def _state(doc: Mapping[str, Any] | None) -> OAuthState | None:
     )
 
 
-class MongoStore:
+class MongoStore(LifecycleMixin):
     """The Store protocol on MongoDB.
 
     Every expiry is stored twice: as the interface's float seconds, which every query
@@ -373,6 +376,7 @@ class MongoStore:
             await self.counters.delete_many({"ends": {"$lte": now}})
             await self.refresh_tokens.delete_many({"expires_at": {"$lte": now}})
             await self.revoked_families.delete_many({"until": {"$lte": now}})
+            await self.one_time_codes.delete_many({"expires_at": {"$lte": now}})
 
     # --- bulk loading ---
 

@@ -29,7 +29,14 @@ async def create_indexes(database: Any) -> None:
         name="code_hash",
         partialFilterExpression={"code_hash": {"$type": "string"}},
     )
-    for name in ("refresh_tokens", "oauth_states", "counters", "revoked_families"):
+    await database["one_time_codes"].create_index("user_id", name="user_id")
+    for name in (
+        "refresh_tokens",
+        "oauth_states",
+        "counters",
+        "revoked_families",
+        "one_time_codes",
+    ):
         await database[name].create_index("purge_at", name="purge_at_ttl", expireAfterSeconds=0)
 
 

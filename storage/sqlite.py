@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -14,12 +13,16 @@ from storage.base import (
     SigningKey,
     User,
 )
+from storage.sqlite_lifecycle import LifecycleMixin, create_lifecycle_schema
 from storage.sqlite_rows import (
+    INSERT_USER,
     MARK_FAMILIES_OF_USER,
     MARK_FAMILY,
     TOKEN_BY_JTI,
+    insert_token,
     token_from,
     user_from,
+    user_row,
 )
 from storage.sqlite_worker import Worker, make_private, transaction
 
@@ -114,7 +117,7 @@ def _state(row: sqlite3.Row) -> OAuthState:
     )
 
 
-class SQLiteStore:
+class SQLiteStore(LifecycleMixin):
     """The Store protocol on one SQLite file, safe to share with other processes (WAL)."""
 
     kind = "sqlite"
@@ -161,6 +164,7 @@ class SQLiteStore:
                 if statement.strip():
                     db.execute(statement)
             _add_binding_column(db)
+            create_lifecycle_schema(db)
 
         await self._write(create)
 
@@ -178,24 +182,13 @@ class SQLiteStore:
     async def create_user(self, user: User, first_token: RefreshToken | None = None) -> None:
         def insert(db: sqlite3.Connection) -> None:
             # A unique-constraint failure names its column, which names the field.
-            db.execute(
-                "INSERT INTO users (id, email, phone, password_hash, profile, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    user.id,
-                    user.email,
-                    user.phone,
-                    user.password_hash,
-                    json.dumps(user.profile),
-                    user.created_at,
-                ),
-            )
+            db.execute(INSERT_USER, user_row(user))
             db.executemany(
                 "INSERT INTO identities (provider, subject, user_id) VALUES (?, ?, ?)",
                 [(i.provider, i.subject, user.id) for i in user.identities],
             )
             if first_token is not None:
-                self._insert_token(db, first_token)
+                insert_token(db, first_token)
 
         await self._write(insert)
 
@@ -239,25 +232,8 @@ class SQLiteStore:
 
     # --- refresh tokens ---
 
-    @staticmethod
-    def _insert_token(db: sqlite3.Connection, token: RefreshToken) -> None:
-        db.execute(
-            "INSERT INTO refresh_tokens"
-            " (jti, user_id, family, expires_at, issued_at, revoked, replaced_by)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                token.jti,
-                token.user_id,
-                token.family,
-                token.expires_at,
-                token.issued_at,
-                int(bool(token.revoked)),
-                token.replaced_by,
-            ),
-        )
-
     async def add_refresh_token(self, token: RefreshToken) -> None:
-        await self._write(self._insert_token, token)
+        await self._write(insert_token, token)
 
     async def get_refresh_token(self, jti: str) -> RefreshToken | None:
         def get(db: sqlite3.Connection) -> RefreshToken | None:
@@ -275,7 +251,7 @@ class SQLiteStore:
             ).rowcount
             if retired != 1:
                 return False
-            self._insert_token(db, successor)
+            insert_token(db, successor)
             return True
 
         return await self._write(rotate)
@@ -380,6 +356,7 @@ class SQLiteStore:
             db.execute("DELETE FROM counters WHERE ends <= ?", (now,))
             db.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?", (now,))
             db.execute("DELETE FROM revoked_families WHERE until <= ?", (now,))
+            db.execute("DELETE FROM one_time_codes WHERE expires_at <= ?", (now,))
 
         await self._write(purge)
 
@@ -422,17 +399,10 @@ class SQLiteStore:
     # --- bulk loading ---
 
     async def bulk_insert_users(self, users: Sequence[User]) -> None:
-        rows = [
-            (u.id, u.email, u.phone, u.password_hash, json.dumps(u.profile), u.created_at)
-            for u in _without_identities(users)
-        ]
+        rows = [user_row(user) for user in _without_identities(users)]
 
         def insert(db: sqlite3.Connection) -> None:
-            db.executemany(
-                "INSERT INTO users (id, email, phone, password_hash, profile, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            db.executemany(INSERT_USER, rows)
 
         if rows:
             await self._write(insert)  # one transaction: a collision stores none of them
