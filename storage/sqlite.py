@@ -188,7 +188,7 @@ class SQLiteStore(LifecycleMixin):
                 [(i.provider, i.subject, user.id) for i in user.identities],
             )
             if first_token is not None:
-                insert_token(db, first_token)
+                self._insert_token(db, first_token)
 
         await self._write(insert)
 
@@ -232,8 +232,10 @@ class SQLiteStore(LifecycleMixin):
 
     # --- refresh tokens ---
 
+    _insert_token = staticmethod(insert_token)  # an attribute, so a test can make it fail
+
     async def add_refresh_token(self, token: RefreshToken) -> None:
-        await self._write(insert_token, token)
+        await self._write(self._insert_token, token)
 
     async def get_refresh_token(self, jti: str) -> RefreshToken | None:
         def get(db: sqlite3.Connection) -> RefreshToken | None:
@@ -251,7 +253,7 @@ class SQLiteStore(LifecycleMixin):
             ).rowcount
             if retired != 1:
                 return False
-            insert_token(db, successor)
+            self._insert_token(db, successor)
             return True
 
         return await self._write(rotate)

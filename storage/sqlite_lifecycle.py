@@ -58,6 +58,11 @@ def create_lifecycle_schema(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
 
+def _checkpoint_without_secure_delete(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # best effort: a reader may hold it back
+    db.execute("PRAGMA secure_delete = OFF")
+
+
 def _code(row: sqlite3.Row) -> OneTimeCode:
     return OneTimeCode(
         key=row["key"],
@@ -106,7 +111,13 @@ class LifecycleMixin:
             db.execute("DELETE FROM identities WHERE user_id = ?", (user_id,))
             db.execute("DELETE FROM users WHERE id = ?", (user_id,))
 
-        await self._write(delete)  # one transaction: all of it or nothing
+        # Deleted rows would linger in free pages and in the write-ahead log: zero them
+        # (secure_delete) and fold the log into the file, so no copy of the person stays.
+        await self._run(lambda db: db.execute("PRAGMA secure_delete = ON"))
+        try:
+            await self._write(delete)  # one transaction: all of it or nothing
+        finally:
+            await self._run(_checkpoint_without_secure_delete)
 
     async def put_code(self, code: OneTimeCode) -> None:
         await self._write(
