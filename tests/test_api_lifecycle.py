@@ -432,3 +432,49 @@ class TestWithSmtpAuth:
         await register(api)
         assert (await api.post(RESET, json_body={"email": EMAIL})).body is True
         assert smtp_inbox.code_for(EMAIL)
+
+
+@pytest.fixture
+def silent_port():
+    """A port that accepts connections and never says a word (a hung server)."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+class TestWithHungChannels:
+    @pytest.fixture
+    def config_overrides(self, silent_port):
+        return {
+            "email.smtp_url": f"smtp://127.0.0.1:{silent_port}",
+            "email.from": "vhod@example.com",
+            "email.timeout": 0.5,
+            "sms.sender": "http",
+            "sms.url": f"http://127.0.0.1:{silent_port}/send",
+            "sms.timeout": 0.5,
+        }
+
+    async def test_a_hung_server_is_a_502_after_the_timeout(self, api):
+        pair = await register(api)
+        for path, body, headers in (
+            (RESET, {"email": EMAIL}, {}),
+            ("/authorization/verify/phone", None, bearer(pair)),
+        ):
+            response = await api.post(path, json_body=body, headers=headers)
+            assert (response.status, response.body["error"]) == (502, "delivery_failed"), path
+
+
+class TestStartTlsRequired:
+    @pytest.fixture
+    def config_overrides(self, smtp_inbox):
+        # The test server offers no STARTTLS: a required upgrade must refuse to send.
+        url = smtp_inbox.config()["email.smtp_url"].replace("smtp://", "smtp+starttls://")
+        return {**smtp_inbox.config(), "email.smtp_url": url}
+
+    async def test_no_message_goes_out_in_the_clear(self, api, smtp_inbox):
+        await register(api)
+        refused = await api.post(RESET, json_body={"email": EMAIL})
+        assert (refused.status, refused.body["error"]) == (502, "delivery_failed")
+        assert smtp_inbox.messages == []
