@@ -59,6 +59,10 @@ class Codes:
                     security_event("code_sends_limited", key=key.split(":")[1])
                 raise rate_limited(ends - now)
 
+    async def forget_address(self, address: str) -> None:
+        """Drop the send count of `address` (its account is deleted: nothing of it stays)."""
+        await self.store.reset_counter(f"code:to:{identifier_hash(address)}")
+
     async def issue(self, key: str, user_id: str) -> str:
         """A new code under `key`; any earlier one stops working."""
         code = self.new_code()

@@ -230,10 +230,14 @@ class Lifecycle:
         """Remove the user's personal data, identities, tokens and codes, freeing the email,
         phone and provider identities; False when there is no such user. The security event
         names only a pseudonym of the id."""
-        if await self.store.get_user(user_id) is None:
+        user = await self.store.get_user(user_id)
+        if user is None:
             return False
         await self.store.delete_user(user_id, until=self._horizon())
         await self.store.reset_counter(login_key(user_id, ""))
+        for address in (user.email, user.phone):
+            if address is not None:
+                await self.codes.forget_address(address)
         security_event("account_deleted", subject=identifier_hash(f"user:{user_id}"))
         return True
 

@@ -322,6 +322,10 @@ async def test_deletion_leaves_nothing_of_the_person_in_the_store(api, services,
     with sqlite3.connect(database) as db:
         for table in ("users", "identities", "refresh_tokens", "one_time_codes"):
             assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
+        # Counters keyed by the user's id or the pseudonym of their address are gone too;
+        # what is left counts the client address's requests.
+        keys = [key for (key,) in db.execute("SELECT key FROM counters")]
+        assert all(key.startswith(("ip:", "code:from:")) for key in keys), keys
 
 
 async def test_no_code_address_or_token_in_any_log_line(api, smtp_inbox, sms_inbox, caplog):
@@ -478,3 +482,15 @@ class TestStartTlsRequired:
         refused = await api.post(RESET, json_body={"email": EMAIL})
         assert (refused.status, refused.body["error"]) == (502, "delivery_failed")
         assert smtp_inbox.messages == []
+
+
+class TestSendsPerClient:
+    @pytest.fixture
+    def config_overrides(self, smtp_inbox):
+        return {**smtp_inbox.config(), "accounts.code_sends_per_client_per_hour": 2}
+
+    async def test_one_client_asks_for_a_bounded_number_of_codes(self, api, smtp_inbox):
+        for n in range(2):
+            assert (await api.post(RESET, json_body={"email": f"u{n}@example.com"})).body is True
+        limited = await api.post(RESET, json_body={"email": "u9@example.com"})
+        assert (limited.status, limited.body["error"]) == (429, "rate_limited")
