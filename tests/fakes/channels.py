@@ -15,6 +15,7 @@ import email
 import email.policy
 import json
 import re
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -39,6 +40,10 @@ class SmtpInbox:
     """Every message the SMTP server accepted, newest last; AUTH is required when set."""
 
     require_auth: bool = False
+    # A server-side SSLContext: TLS from the first byte (smtps), or offered as STARTTLS
+    # and then required.
+    implicit_tls: ssl.SSLContext | None = None
+    starttls: ssl.SSLContext | None = None
     messages: list[tuple[list[str], Message]] = field(default_factory=list)
     port: int = 0
     _controller: Controller | None = None
@@ -69,6 +74,9 @@ class SmtpInbox:
             authenticator=self.authenticate,
             auth_required=self.require_auth,
             auth_require_tls=False,
+            ssl_context=self.implicit_tls,
+            tls_context=self.starttls,
+            require_starttls=self.starttls is not None,
         )
         self._controller.start()
         return self
