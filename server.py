@@ -21,7 +21,7 @@ import yaml
 from core import logs
 from core.accounts import Accounts, AccountSettings
 from core.clock import Clock, system_clock
-from core.codes import Codes
+from core.codes import Codes, code_key
 from core.config import Config, ConfigError, load_config, masked, redact_text, redact_url
 from core.delivery import Delivery, load_sms_sender
 from core.events import pseudonym_key, set_pseudonym_key
@@ -119,6 +119,12 @@ async def build_services(
     except OSError as exc:
         raise ConfigError(f"server.data_dir: cannot keep the pseudonym key there: {exc}") from exc
     set_pseudonym_key(key)
+    codes_secret = code_key(
+        config.logging.pseudonym_key,
+        config.jwt.secret,
+        config.jwt.key_encryption_key,
+        config.server.data_dir,
+    )
     metrics = Metrics()
     tokens = TokenService(
         keys=ring,
@@ -178,7 +184,7 @@ async def build_services(
     lifecycle = Lifecycle(
         store,
         accounts,
-        Codes(store, config.accounts, clock=clock),
+        Codes(store, config.accounts, codes_secret, clock=clock),
         delivery,
         require_verified_email=config.accounts.require_verified_email,
         clock=clock,

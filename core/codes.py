@@ -3,6 +3,7 @@ void after a few wrong tries. Plain functions over the store; no delivery, no HT
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import math
 import secrets
@@ -10,12 +11,29 @@ import secrets
 from core.clock import Clock, system_clock
 from core.errors import ApiError
 from core.events import identifier_hash, security_event
+from core.events import pseudonym_key as load_pseudonym_key
 from core.lifecycle_settings import AccountsConfig
 from core.throttle import rate_limited
 from storage.base import OneTimeCode, Store
 
+_CODE_KEY_LABEL = b"vhod/one-time-codes/v1"
 SEND_WINDOW_SECONDS = 3600
 MAX_CODE_INPUT = 32  # longer input is no code of ours: refused before anything is stored
+
+
+def code_key(
+    pseudonym_key: str | None,
+    jwt_secret: str | None,
+    key_encryption_key: str | None,
+    data_dir: str,
+) -> bytes:
+    """The key of the codes' hashes, which every instance on one store must share: derived
+    from the first of `logging.pseudonym_key`, `jwt.secret` and `jwt.key_encryption_key`
+    that is set (MongoDB needs one of the last two anyway), else from the pseudonym key
+    kept in `data_dir` (one machine)."""
+    shared = pseudonym_key or jwt_secret or key_encryption_key
+    base = shared.encode() if shared else load_pseudonym_key(None, None, data_dir)
+    return hmac.new(base, _CODE_KEY_LABEL, hashlib.sha256).digest()
 
 
 def invalid_code() -> ApiError:
@@ -23,18 +41,25 @@ def invalid_code() -> ApiError:
     return ApiError(400, "invalid_code", "The code is wrong, expired or already used.")
 
 
-def code_hash(key: str, code: str) -> str:
-    """The stored form of `code` for `key`: keyed with the server's pseudonym key, so a copy
-    of the database does not give the codes away to a million guesses."""
-    return identifier_hash(f"one-time-code:{key}:{code}")
+def code_hash(secret: bytes, key: str, code: str) -> str:
+    """The stored form of `code` for `key`, keyed with `secret`: a copy of the database
+    alone does not give the codes away to a million guesses."""
+    return hmac.new(secret, f"{key}:{code}".encode(), hashlib.sha256).hexdigest()
 
 
 class Codes:
     """Issues and confirms the codes of one store; every instance on it shares them."""
 
-    def __init__(self, store: Store, settings: AccountsConfig, clock: Clock = system_clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: AccountsConfig,
+        secret: bytes,
+        clock: Clock = system_clock,
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.secret = secret  # code_key(): the same on every instance of the store
         self.clock = clock
 
     @property
@@ -70,7 +95,7 @@ class Codes:
         await self.store.put_code(
             OneTimeCode(
                 key=key,
-                code_hash=code_hash(key, code),
+                code_hash=code_hash(self.secret, key, code),
                 user_id=user_id,
                 expires_at=now + self.settings.code_ttl,
                 created_at=now,
@@ -92,7 +117,7 @@ class Codes:
         counted = await self.store.try_code(key, self.clock(), limit)
         if counted is None:
             raise invalid_code()
-        given = code_hash(key, code[:MAX_CODE_INPUT])
+        given = code_hash(self.secret, key, code[:MAX_CODE_INPUT])
         if not hmac.compare_digest(given, counted.code_hash):
             if counted.attempts >= limit:
                 await self.store.delete_code(key)

@@ -19,7 +19,7 @@ from tests.fakes.channels import SmsInbox, SmtpInbox
 from tests.processes import Server
 from tests.storage_fixtures import with_database
 
-SECRET = "one-secret-for-every-instance-of-this-test"  # also keys the codes' hashes
+SECRET = "one-secret-for-every-instance-of-this-test"
 USER = {
     "email": "ann@example.com",
     "phone_number": "+79161234567",
@@ -43,8 +43,15 @@ def instances(
     else:
         base = request.getfixturevalue("mongo_url")
         mongo_url = storage_url = with_database(base, f"vhod_codes_{uuid.uuid4().hex[:12]}")
+    # HS256 with a shared secret on SQLite; ES256 with only the shared key-encryption key
+    # on MongoDB: either one keys the codes' hashes alike on both instances.
+    shared = (
+        {"VHOD_JWT__SECRET": SECRET}
+        if mongo_url is None
+        else {"VHOD_JWT__KEY_ENCRYPTION_KEY": SECRET}
+    )
     env = {
-        "VHOD_JWT__SECRET": SECRET,
+        **shared,
         "VHOD_STORAGE__URL": storage_url,
         "VHOD_PASSWORDS__BCRYPT_ROUNDS": "4",
         "VHOD_LIMITS__HASH_WORKERS": "1",
