@@ -67,7 +67,9 @@ async def test_the_whole_lifecycle_of_an_account(api, smtp_inbox, sms_inbox):
     assert await refresh_status(api, first) == 401
     assert await refresh_status(api, second) == 401
     assert (await login(api)).status == 401
-    signed_in = await login(api, NEW_PASSWORD)
+    body = {"email": EMAIL, "hash_password": NEW_PASSWORD}
+    agent = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"}
+    signed_in = await api.post("/authorization/login/email", json_body=body, headers=agent)
     assert signed_in.status == 200
     current = signed_in.body
     # Two live sessions: the reset's and this sign-in; the caller's is marked.
@@ -77,6 +79,7 @@ async def test_the_whole_lifecycle_of_an_account(api, smtp_inbox, sms_inbox):
     assert [s["current"] for s in sessions] == [False, True]
     assert sessions[1]["id"] == claims(current["access"])["sid"]
     assert sessions[1]["client_ip"] == "127.0.0.1" and sessions[1]["created"] > 0
+    assert sessions[1]["user_agent"] == agent["User-Agent"]
     revoked = await api.post(
         REVOKE, json_body={"session": sessions[0]["id"]}, headers=bearer(current)
     )
