@@ -21,12 +21,15 @@ import yaml
 from core import logs
 from core.accounts import Accounts, AccountSettings
 from core.clock import Clock, system_clock
+from core.codes import Codes, code_key
 from core.config import Config, ConfigError, load_config, masked, redact_text, redact_url
+from core.delivery import Delivery, load_sms_sender
 from core.events import pseudonym_key, set_pseudonym_key
 from core.kek import SETTING as KEK_SETTING
 from core.kek import UndecryptableKey
 from core.key_manager import KeyManager
 from core.key_setup import add_keys_commands, key_ring, rotation_policy, run_keys_command
+from core.lifecycle import Lifecycle
 from core.metrics import Metrics
 from core.net import parse_networks
 from core.passwords import Hasher
@@ -61,6 +64,7 @@ class Services:
     social: SocialSignIn
     throttle: Throttle
     metrics: Metrics
+    lifecycle: Lifecycle
     trusted_proxies: tuple[Any, ...] = ()
     providers: dict[str, Any] = field(default_factory=dict)
     in_flight: int = 0
@@ -105,6 +109,7 @@ async def build_services(
             request_timeout=config.limits.provider_timeout,
         )
         trusted_proxies = parse_networks(config.server.trusted_proxies)
+        delivery = Delivery(config.email, config.sms)
     except (ValueError, ProviderRegistryError) as exc:
         raise ConfigError(str(exc)) from exc
     ring, kek = key_ring(config)
@@ -115,6 +120,12 @@ async def build_services(
     except OSError as exc:
         raise ConfigError(f"server.data_dir: cannot keep the pseudonym key there: {exc}") from exc
     set_pseudonym_key(key)
+    codes_secret = code_key(
+        config.logging.pseudonym_key,
+        config.jwt.secret,
+        config.jwt.key_encryption_key,
+        config.server.data_dir,
+    )
     metrics = Metrics()
     tokens = TokenService(
         keys=ring,
@@ -167,9 +178,18 @@ async def build_services(
             min_password_length=config.passwords.min_length,
             default_region=config.identifiers.default_region,
             rotate_refresh=config.jwt.rotate_refresh,
+            require_verified_email=config.accounts.require_verified_email,
         ),
         clock=clock,
         on_login=lambda method, outcome: metrics.logins.labels(method, outcome).inc(),
+    )
+    lifecycle = Lifecycle(
+        store,
+        accounts,
+        Codes(store, config.accounts, codes_secret, clock=clock),
+        delivery,
+        require_verified_email=config.accounts.require_verified_email,
+        clock=clock,
     )
     return Services(
         config=config,
@@ -187,6 +207,7 @@ async def build_services(
         ),
         throttle=throttle,
         metrics=metrics,
+        lifecycle=lifecycle,
         trusted_proxies=trusted_proxies,
         providers=providers,
     )
@@ -295,6 +316,7 @@ def check_config(config: Config) -> None:
     try:
         build_providers(discover_providers(), config.providers, public_url=config.public_url)
         parse_networks(config.server.trusted_proxies)
+        load_sms_sender(config.sms)
     except (ValueError, ProviderRegistryError) as exc:
         raise ConfigError(str(exc)) from exc
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -14,6 +14,7 @@ from core.events import identifier_hash, security_event
 from core.identifiers import normalize_email, normalize_phone
 from core.metrics import login_outcome
 from core.passwords import Hasher, check_password_policy
+from core.sessions import carried_over, needs_touch, started_here
 from core.throttle import Throttle, login_key
 from core.tokens import ACCESS, REFRESH, InvalidToken, TokenService
 from storage.base import (
@@ -52,6 +53,18 @@ class AccountSettings:
     min_password_length: int = 8
     default_region: str = "RU"
     rotate_refresh: bool = False
+    require_verified_email: bool = False  # password login refuses an unverified email
+
+
+def verified_claims(user: User) -> dict[str, bool]:
+    """The access token's word on which of the user's addresses are the user's own."""
+    return {"email_verified": user.email_verified, "phone_verified": user.phone_verified}
+
+
+def unverified_email() -> ApiError:
+    return ApiError(
+        403, "unverified_email", "The email address is not verified yet: confirm the code sent."
+    )
 
 
 def user_exists(
@@ -92,6 +105,9 @@ class Accounts:
         self.settings = settings or AccountSettings()
         self.clock = clock
         self.on_login = on_login
+        # Told of each user registered with a password (the lifecycle sends its first
+        # verification code); None: nothing happens.
+        self.after_registration: Callable[[User], Awaitable[None]] | None = None
 
     @contextmanager
     def counted_login(self, method: str) -> Iterator[None]:
@@ -131,6 +147,8 @@ class Accounts:
             await self._create(user, record)
         except DuplicateError as exc:
             raise user_exists() from exc
+        if self.after_registration is not None:
+            await self.after_registration(user)
         return pair
 
     async def login_with_email(self, email: str, secret: str) -> dict[str, str]:
@@ -162,6 +180,9 @@ class Accounts:
             )
             raise invalid_credentials()
         await self.throttle.login_succeeded(key)
+        # Only after the right password, so that the answer tells a stranger nothing.
+        if self.settings.require_verified_email and user.email and not user.email_verified:
+            raise unverified_email()
         if self.hasher.needs_rehash(stored):
             await self.store.set_password_hash(user.id, await self.hasher.hash(encoded))
         return await self._issue_pair(user)
@@ -193,6 +214,11 @@ class Accounts:
             created_at=self.clock(),
         )
         while True:
+            # Only what the provider vouches for is attached, so what is attached is verified.
+            user.email_verified, user.phone_verified = (
+                user.email is not None,
+                user.phone is not None,
+            )
             record, pair = self._new_session(user)
             try:
                 await self._create(user, record)
@@ -240,7 +266,7 @@ class Accounts:
         now = self.clock()
         result: dict[str, Any] = {
             "access": self.tokens.issue(
-                ACCESS, user.id, user_name(user), session=record.family
+                ACCESS, user.id, user_name(user), session=record.family, extra=verified_claims(user)
             ).token,
             "email": user.email,
         }
@@ -252,10 +278,13 @@ class Accounts:
                 family=record.family,
                 expires_at=issued.expires_at,
                 issued_at=now,
+                **carried_over(record, now),
             )
             if not await self.store.rotate_refresh_token(record.jti, successor, now):
                 raise invalid_token()  # a concurrent refresh of the same token won
             result["refresh"] = issued.token
+        elif needs_touch(record, now):
+            await self.store.touch_refresh_token(record.jti, now)
         return result
 
     async def logout(self, token: str, everywhere: bool = False) -> bool:
@@ -301,16 +330,25 @@ class Accounts:
         """A new token pair for `user`, and the refresh token's record (not yet stored)."""
         name = user_name(user)
         refresh = self.tokens.issue(REFRESH, user.id, name)
+        now = self.clock()
         record = RefreshToken(
             jti=refresh.jti,
             user_id=user.id,
             family=refresh.jti,
             expires_at=refresh.expires_at,
-            issued_at=self.clock(),
+            issued_at=now,
+            **started_here(now),
         )
-        access = self.tokens.issue(ACCESS, user.id, name, session=refresh.jti)  # sid: the family
+        # sid: the family
+        access = self.tokens.issue(
+            ACCESS, user.id, name, session=refresh.jti, extra=verified_claims(user)
+        )
         pair = {"access": access.token, "refresh": refresh.token}
         return record, pair
+
+    async def issue_pair(self, user: User) -> dict[str, str]:
+        """A new session for `user` (after a password reset or change, say)."""
+        return await self._issue_pair(user)
 
     async def _issue_pair(self, user: User) -> dict[str, str]:
         record, pair = self._new_session(user)

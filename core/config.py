@@ -21,6 +21,7 @@ import yaml
 from core.identifiers import is_valid_region
 from core.kek import MIN_KEK_BYTES
 from core.keys import ALLOWED_ALGORITHMS, ASYMMETRIC_ALGORITHMS
+from core.lifecycle_settings import AccountsConfig, EmailConfig, SmsConfig, check_lifecycle
 from core.tokens import ACCESS_TYPES, MIN_SECRET_BYTES
 
 ENV_PREFIX = "VHOD_"
@@ -123,6 +124,9 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     social: SocialConfig = field(default_factory=SocialConfig)
+    email: EmailConfig = field(default_factory=EmailConfig)
+    sms: SmsConfig = field(default_factory=SmsConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
     # Per-provider sections; their keys are checked against each provider's settings once
     # the provider registry is known (providers.registry.build_providers).
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -186,22 +190,23 @@ def _build(cls: type, raw: Any, path: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path or 'config'}: must be a mapping")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    # A field named after a Python keyword ends in "_" (email.from_): the key has none.
+    names = {f.name.removesuffix("_"): f.name for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in names:
             raise ConfigError(f"{path}{key}: unknown key")
     values: dict[str, Any] = {}
-    for name in names:
-        if name not in raw:
+    for key, name in names.items():
+        if key not in raw:
             continue
-        key_path = f"{path}{name}"
+        key_path = f"{path}{key}"
         hint = hints[name]
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-            values[name] = _build(hint, raw[name], key_path + ".")
+            values[name] = _build(hint, raw[key], key_path + ".")
         elif name == "providers" and cls is Config:
-            values[name] = _providers(raw[name], key_path)
+            values[name] = _providers(raw[key], key_path)
         else:
-            values[name] = _coerce(raw[name], hint, key_path)
+            values[name] = _coerce(raw[key], hint, key_path)
     return cls(**values)
 
 
@@ -332,6 +337,8 @@ def _check(config: Config) -> None:
         raise ConfigError("limits.hash_queue: must be 0 or more")
     if not config.storage.url.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")):
         raise ConfigError("storage.url: must start with sqlite:///, mongodb:// or mongodb+srv://")
+    if problems := check_lifecycle(config.email, config.sms, config.accounts):
+        raise ConfigError(problems[0])
 
 
 def masked(config: Config) -> dict[str, Any]:
@@ -339,7 +346,7 @@ def masked(config: Config) -> dict[str, Any]:
 
     def walk(node: Any, key: str = "") -> Any:
         if isinstance(node, dict):
-            return {k: walk(v, k) for k, v in node.items()}
+            return {k.removesuffix("_"): walk(v, k) for k, v in node.items()}
         if key in SECRET_KEYS and node:
             return "***"
         if (key == "url" or key.endswith("_url")) and isinstance(node, str):

@@ -106,10 +106,16 @@ class TokenService:
         self._verified: dict[str, dict[str, Any]] = {}
 
     def issue(
-        self, mode: str, subject: str, user_name: str, *, session: str | None = None
+        self,
+        mode: str,
+        subject: str,
+        user_name: str,
+        *,
+        session: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> IssuedToken:
         """A signed token of kind `mode`; `session` (the refresh-token family) is the access
-        token's sid."""
+        token's sid; `extra` claims (email_verified, …) go into access tokens only."""
         now = int(self.clock())
         ttl = self.access_ttl if mode == ACCESS else self.refresh_ttl
         jti = str(uuid.uuid4())
@@ -128,6 +134,8 @@ class TokenService:
                 claims["aud"] = self.audience
             if session is not None:
                 claims["sid"] = session
+            for name, value in (extra or {}).items():
+                claims.setdefault(name, value)  # never in place of a registered claim
         key = self.keys.signer(self.clock())  # not `now`, which is rounded down
         headers = {"kid": key.kid, "typ": self.access_type if mode == ACCESS else REFRESH_TYPE}
         token = jwt.encode(claims, key.signing, algorithm=key.algorithm, headers=headers)

@@ -20,6 +20,7 @@ from core.errors import ApiError
 from core.events import client_ip_var
 from core.logs import request_id_var
 from core.net import client_ip
+from core.sessions import user_agent_var
 from handlers import cors, errors, params
 from handlers.body_limit import BodyLimit
 
@@ -29,7 +30,15 @@ if TYPE_CHECKING:
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # The request headers a JsonHandler reads.
 _READ_HEADERS = frozenset(
-    {"Authorization", "Content-Length", "Content-Type", "Origin", "X-Forwarded-For", "X-Request-Id"}
+    {
+        "Authorization",
+        "Content-Length",
+        "Content-Type",
+        "Origin",
+        "User-Agent",
+        "X-Forwarded-For",
+        "X-Request-Id",
+    }
 )
 
 
@@ -109,6 +118,7 @@ class JsonHandler(tornado.web.RequestHandler):
         request_id_var.set(self.request_id)
         self.set_header("X-Request-Id", self.request_id)
         client_ip_var.set(self.client_ip)
+        user_agent_var.set(self.header("User-Agent") or "")  # for the session it may start
         body_limit: BodyLimit = self.settings["body_limit"]
         if self.request.connection in body_limit.refused:
             raise payload_too_large(body_limit.limit)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from handlers import auth, ops, validate, wellknown
+from handlers import account, auth, ops, validate, wellknown
 from handlers.docs import docs_routes
 from handlers.social import provider_routes
 
@@ -21,6 +21,17 @@ def routes(services: Services) -> list[Any]:
         (r"/authorization/login/email", auth.EmailLoginHandler),
         (r"/authorization/login/phone/number", auth.PhoneLoginHandler),
         (r"/authorization/logout", auth.LogoutHandler),
+        (r"/authorization/password/reset", account.PasswordResetHandler),
+        (r"/authorization/password/reset/confirm", account.PasswordResetConfirmHandler),
+        (r"/authorization/password/change", account.PasswordChangeHandler),
+        (r"/authorization/verify/email", account.VerifyEmailHandler),
+        (r"/authorization/verify/email/confirm", account.VerifyEmailConfirmHandler),
+        (r"/authorization/verify/phone", account.VerifyPhoneHandler),
+        (r"/authorization/verify/phone/confirm", account.VerifyPhoneConfirmHandler),
+        (r"/authorization/sessions", account.SessionsHandler),
+        (r"/authorization/sessions/revoke", account.SessionsRevokeHandler),
+        (r"/authorization/account/delete/code", account.DeletionCodeHandler),
+        (r"/authorization/account/delete", account.AccountDeleteHandler),
         *provider_routes(services.providers),  # /<prefix>/link, callback, get/token, …
         (r"/.well-known/jwks.json", wellknown.JwksHandler),
         (r"/.well-known/openid-configuration", wellknown.DiscoveryHandler),

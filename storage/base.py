@@ -47,6 +47,8 @@ class User:
     identities: list[Identity] = field(default_factory=list)
     profile: dict[str, str] = field(default_factory=dict)  # names, avatar from a provider
     created_at: float = 0.0
+    email_verified: bool = False  # a code sent to `email` came back, or a provider vouched
+    phone_verified: bool = False
 
 
 @dataclass
@@ -65,6 +67,27 @@ class RefreshToken:
     issued_at: float = 0.0
     revoked: bool = False
     replaced_by: str | None = None
+    # The session (the family) this token belongs to, copied to each successor: when it
+    # started, from which client address and user agent, and when it was last refreshed.
+    session_started: float = 0.0
+    client_ip: str | None = None
+    user_agent: str | None = None
+    last_used_at: float = 0.0
+
+
+@dataclass
+class OneTimeCode:
+    """A code sent to a user, keyed by what it is for (`key`, e.g. reset:<user id>).
+
+    Only its hash is stored. `attempts` counts the confirmations tried; at the limit the
+    code is void. A newer code under the same key replaces it."""
+
+    key: str
+    code_hash: str
+    user_id: str
+    expires_at: float
+    attempts: int = 0
+    created_at: float = 0.0
 
 
 @dataclass
@@ -188,8 +211,8 @@ class Store(Protocol):
     async def reset_counter(self, key: str) -> None: ...
 
     async def purge_expired(self, now: float) -> None:
-        """Delete expired states, counters, refresh tokens and family revocations (MongoDB's
-        TTL does it too)."""
+        """Delete expired states, counters, refresh tokens, family revocations and one-time
+        codes (MongoDB's TTL does it too)."""
 
     # bulk loading (seeding a benchmark, importing users)
     async def bulk_insert_users(self, users: Sequence[User]) -> None:
@@ -199,6 +222,38 @@ class Store(Protocol):
         identities. When a user collides with a stored one (or with another of the batch)
         it raises DuplicateError; which of the other users were stored then depends on the
         backend (SQLite: none, one transaction; MongoDB: all the others, unordered)."""
+
+    # account lifecycle: verification, sessions, deletion, one-time codes
+    async def set_verified(self, user_id: str, field: str, value: str) -> bool:
+        """Mark `field` ("email" or "phone") verified while it still holds `value`; False
+        when the user is gone or the field changed meanwhile."""
+
+    async def list_live_tokens(self, user_id: str, now: float) -> list[RefreshToken]:
+        """The user's usable refresh tokens (not revoked, its family neither, not replaced,
+        not expired at `now`): one per live session. Oldest session first."""
+
+    async def touch_refresh_token(self, jti: str, now: float) -> None:
+        """Record that the token was used at `now` (the session's "last used")."""
+
+    async def delete_user(self, user_id: str, *, until: float) -> None:
+        """Remove the user, its identities, refresh tokens and codes, so that its email,
+        phone and identities are free again. Its families are recorded revoked first (as
+        revoke_user_tokens, kept until `until`), so a rotation in flight stores nothing
+        usable. Deleting an unknown user is not an error; a retry finishes a partial one."""
+
+    async def put_code(self, code: OneTimeCode) -> None:
+        """Store `code`, replacing any code under the same key (the old one stops working)."""
+
+    async def try_code(self, key: str, now: float, max_attempts: int) -> OneTimeCode | None:
+        """Count one confirmation attempt on the live code under `key`, atomically, and
+        return it as counted; None when there is none, it expired, or it already had
+        `max_attempts` attempts. So at most `max_attempts` comparisons ever happen."""
+
+    async def consume_code(self, key: str, code_hash: str) -> bool:
+        """Remove the code under `key` if its hash is `code_hash`: True for exactly one
+        caller."""
+
+    async def delete_code(self, key: str) -> None: ...
 
     # token-signing keys; shared by every instance on the same store
     async def add_signing_key(self, key: SigningKey) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -12,7 +12,6 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage.base import (
     DuplicateError,
-    OAuthState,
     PartialWrite,
     RefreshToken,
     SigningKey,
@@ -20,9 +19,11 @@ from storage.base import (
     User,
 )
 from storage.mongo_docs import identity_key, token_document, token_from, user_from
-from storage.mongo_docs import purge_at as _purge_at  # the name the OAuth-state code uses
+from storage.mongo_docs import purge_at as _purge_at
 from storage.mongo_errors import USER_UNIQUE_FIELDS, hinted_field, unavailable
 from storage.mongo_indexes import PoolClearedWatch, create_indexes, ensure_unique_indexes
+from storage.mongo_lifecycle import LifecycleMixin
+from storage.mongo_states import OAuthStatesMixin
 
 
 def user_document(user: User) -> dict[str, Any]:
@@ -33,6 +34,8 @@ def user_document(user: User) -> dict[str, Any]:
         "identities": [{"provider": i.provider, "subject": i.subject} for i in user.identities],
         "profile": dict(user.profile),
         "created_at": user.created_at,
+        "email_verified": user.email_verified,
+        "phone_verified": user.phone_verified,
     }
     # Absent rather than null, so the partial unique indexes leave them out.
     if user.email is not None:
@@ -42,20 +45,7 @@ def user_document(user: User) -> dict[str, Any]:
     return doc
 
 
-def _state(doc: Mapping[str, Any] | None) -> OAuthState | None:
-    if doc is None:
-        return None
-    return OAuthState(
-        state=doc["_id"],
-        provider=doc["provider"],
-        expires_at=float(doc["expires_at"]),
-        code_verifier=doc.get("code_verifier"),
-        code_hash=doc.get("code_hash"),
-        binding_hash=doc.get("binding_hash"),
-    )
-
-
-class MongoStore:
+class MongoStore(OAuthStatesMixin, LifecycleMixin):
     """The Store protocol on MongoDB.
 
     Every expiry is stored twice: as the interface's float seconds, which every query
@@ -289,54 +279,6 @@ class MongoStore:
             await self._mark_revoked(sorted(families), until)
         await self._revoke({"user_id": user_id})
 
-    # --- OAuth states ---
-
-    async def put_state(self, state: OAuthState) -> None:
-        doc: dict[str, Any] = {
-            "_id": state.state,
-            "provider": state.provider,
-            "expires_at": state.expires_at,
-            "code_verifier": state.code_verifier,
-            "binding_hash": state.binding_hash,
-            "purge_at": _purge_at(state.expires_at),
-        }
-        if state.code_hash is not None:
-            doc["code_hash"] = state.code_hash
-        with unavailable():
-            try:
-                await self.oauth_states.insert_one(doc)
-            except DuplicateKeyError as exc:
-                raise DuplicateError("state") from exc
-
-    async def attach_code(self, state: str, provider: str, code_hash: str, now: float) -> bool:
-        # The first code only: `code_hash` is absent until a callback attaches one.
-        query = {"_id": state, "provider": provider, "expires_at": {"$gt": now}}
-        with unavailable():
-            result = await self.oauth_states.update_one(
-                {**query, "code_hash": {"$exists": False}}, {"$set": {"code_hash": code_hash}}
-            )
-        return bool(result.matched_count == 1)
-
-    async def find_state(self, provider: str, state: str, now: float) -> OAuthState | None:
-        return await self._find_state(
-            {"_id": state, "provider": provider, "expires_at": {"$gt": now}}
-        )
-
-    async def find_state_by_code(
-        self, provider: str, code_hash: str, now: float
-    ) -> OAuthState | None:
-        query = {"code_hash": code_hash, "provider": provider, "expires_at": {"$gt": now}}
-        return await self._find_state(query)
-
-    async def _find_state(self, query: dict[str, Any]) -> OAuthState | None:
-        with unavailable():
-            return _state(await self.oauth_states.find_one(query))
-
-    async def consume_state(self, provider: str, state: str) -> bool:
-        with unavailable():
-            result = await self.oauth_states.delete_one({"_id": state, "provider": provider})
-        return bool(result.deleted_count == 1)
-
     # --- counters ---
 
     async def hit_counter(self, key: str, window: float, now: float) -> tuple[int, float]:
@@ -375,6 +317,7 @@ class MongoStore:
             await self.refresh_tokens.delete_many({"expires_at": {"$lte": now}})
             await self.revoked_families.delete_many({"until": {"$lte": now}})
             await self.database["exchanged_tokens"].delete_many({"expires_at": {"$lte": now}})
+            await self.one_time_codes.delete_many({"expires_at": {"$lte": now}})
 
     # --- bulk loading ---
 

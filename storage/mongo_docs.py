@@ -30,6 +30,8 @@ def user_from(doc: Mapping[str, Any] | None) -> User | None:
         identities=[Identity(i["provider"], i["subject"]) for i in doc.get("identities") or []],
         profile=dict(doc.get("profile") or {}),
         created_at=float(doc.get("created_at") or 0.0),
+        email_verified=bool(doc.get("email_verified")),
+        phone_verified=bool(doc.get("phone_verified")),
     )
 
 
@@ -42,6 +44,10 @@ def token_document(token: RefreshToken) -> dict[str, Any]:
         "issued_at": token.issued_at,
         "revoked": bool(token.revoked),
         "replaced_by": token.replaced_by,
+        "session_started": token.session_started,
+        "client_ip": token.client_ip,
+        "user_agent": token.user_agent,
+        "last_used_at": token.last_used_at,
         "purge_at": purge_at(token.expires_at),
     }
 
@@ -58,4 +64,8 @@ def token_from(doc: Mapping[str, Any] | None) -> RefreshToken | None:
         # A document may hold 0/1 (written by another tool): read as a boolean.
         revoked=bool(doc.get("revoked")),
         replaced_by=doc.get("replaced_by"),
+        session_started=float(doc.get("session_started") or 0.0),
+        client_ip=doc.get("client_ip"),
+        user_agent=doc.get("user_agent"),
+        last_used_at=float(doc.get("last_used_at") or 0.0),
     )

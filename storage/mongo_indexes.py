@@ -29,12 +29,14 @@ async def create_indexes(database: Any) -> None:
         name="code_hash",
         partialFilterExpression={"code_hash": {"$type": "string"}},
     )
+    await database["one_time_codes"].create_index("user_id", name="user_id")
     for name in (
         "refresh_tokens",
         "oauth_states",
         "counters",
         "revoked_families",
         "exchanged_tokens",
+        "one_time_codes",
     ):
         await database[name].create_index("purge_at", name="purge_at_ttl", expireAfterSeconds=0)
 

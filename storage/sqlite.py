@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from storage.base import (
     Identity,
-    OAuthState,
     RefreshToken,
     SigningKey,
     User,
 )
+from storage.sqlite_lifecycle import LifecycleMixin, create_lifecycle_schema
 from storage.sqlite_rows import (
+    INSERT_USER,
     MARK_FAMILIES_OF_USER,
     MARK_FAMILY,
     TOKEN_BY_JTI,
+    insert_token,
     token_from,
     user_from,
+    user_row,
 )
+from storage.sqlite_states import OAuthStatesMixin, add_binding_column
 from storage.sqlite_worker import Worker, make_private, transaction
 
 T = TypeVar("T")
@@ -94,34 +97,7 @@ CREATE INDEX IF NOT EXISTS exchanged_tokens_expires_at ON exchanged_tokens (expi
 """
 
 
-_LIVE_STATE_BY_STATE = (
-    "SELECT * FROM oauth_states WHERE state = ? AND provider = ? AND expires_at > ?"
-)
-_LIVE_STATE_BY_CODE_HASH = (
-    "SELECT * FROM oauth_states WHERE code_hash = ? AND provider = ? AND expires_at > ? LIMIT 1"
-)
-
-
-def _add_binding_column(db: sqlite3.Connection) -> None:
-    """A database made before browser binding has no binding_hash column (and an unused
-    `extra` one, which its default keeps out of the way)."""
-    columns = {row["name"] for row in db.execute("PRAGMA table_info(oauth_states)")}
-    if "binding_hash" not in columns:
-        db.execute("ALTER TABLE oauth_states ADD COLUMN binding_hash TEXT")
-
-
-def _state(row: sqlite3.Row) -> OAuthState:
-    return OAuthState(
-        state=row["state"],
-        provider=row["provider"],
-        expires_at=row["expires_at"],
-        code_verifier=row["code_verifier"],
-        code_hash=row["code_hash"],
-        binding_hash=row["binding_hash"],
-    )
-
-
-class SQLiteStore:
+class SQLiteStore(OAuthStatesMixin, LifecycleMixin):
     """The Store protocol on one SQLite file, safe to share with other processes (WAL)."""
 
     kind = "sqlite"
@@ -167,7 +143,8 @@ class SQLiteStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
-            _add_binding_column(db)
+            add_binding_column(db)
+            create_lifecycle_schema(db)
 
         await self._write(create)
 
@@ -185,18 +162,7 @@ class SQLiteStore:
     async def create_user(self, user: User, first_token: RefreshToken | None = None) -> None:
         def insert(db: sqlite3.Connection) -> None:
             # A unique-constraint failure names its column, which names the field.
-            db.execute(
-                "INSERT INTO users (id, email, phone, password_hash, profile, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    user.id,
-                    user.email,
-                    user.phone,
-                    user.password_hash,
-                    json.dumps(user.profile),
-                    user.created_at,
-                ),
-            )
+            db.execute(INSERT_USER, user_row(user))
             db.executemany(
                 "INSERT INTO identities (provider, subject, user_id) VALUES (?, ?, ?)",
                 [(i.provider, i.subject, user.id) for i in user.identities],
@@ -246,22 +212,7 @@ class SQLiteStore:
 
     # --- refresh tokens ---
 
-    @staticmethod
-    def _insert_token(db: sqlite3.Connection, token: RefreshToken) -> None:
-        db.execute(
-            "INSERT INTO refresh_tokens"
-            " (jti, user_id, family, expires_at, issued_at, revoked, replaced_by)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                token.jti,
-                token.user_id,
-                token.family,
-                token.expires_at,
-                token.issued_at,
-                int(bool(token.revoked)),
-                token.replaced_by,
-            ),
-        )
+    _insert_token = staticmethod(insert_token)  # an attribute, so a test can make it fail
 
     async def add_refresh_token(self, token: RefreshToken) -> None:
         await self._write(self._insert_token, token)
@@ -304,62 +255,6 @@ class SQLiteStore:
 
         await self._write(revoke)
 
-    # --- OAuth states ---
-
-    async def put_state(self, state: OAuthState) -> None:
-        await self._write(
-            lambda db: db.execute(
-                "INSERT INTO oauth_states"
-                " (state, provider, expires_at, code_verifier, code_hash, binding_hash)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    state.state,
-                    state.provider,
-                    state.expires_at,
-                    state.code_verifier,
-                    state.code_hash,
-                    state.binding_hash,
-                ),
-            )
-        )
-
-    async def attach_code(self, state: str, provider: str, code_hash: str, now: float) -> bool:
-        def attach(db: sqlite3.Connection) -> bool:
-            return (
-                db.execute(
-                    "UPDATE oauth_states SET code_hash = ? WHERE state = ? AND provider = ?"
-                    " AND expires_at > ? AND code_hash IS NULL",
-                    (code_hash, state, provider, now),
-                ).rowcount
-                == 1
-            )
-
-        return await self._write(attach)
-
-    async def find_state(self, provider: str, state: str, now: float) -> OAuthState | None:
-        return await self._find_state(_LIVE_STATE_BY_STATE, state, provider, now)
-
-    async def find_state_by_code(
-        self, provider: str, code_hash: str, now: float
-    ) -> OAuthState | None:
-        return await self._find_state(_LIVE_STATE_BY_CODE_HASH, code_hash, provider, now)
-
-    async def _find_state(self, query: str, *args: Any) -> OAuthState | None:
-        def find(db: sqlite3.Connection) -> OAuthState | None:
-            row = db.execute(query, args).fetchone()
-            return None if row is None else _state(row)
-
-        return await self._run(find)
-
-    async def consume_state(self, provider: str, state: str) -> bool:
-        def consume(db: sqlite3.Connection) -> bool:
-            deleted = db.execute(
-                "DELETE FROM oauth_states WHERE state = ? AND provider = ?", (state, provider)
-            )
-            return deleted.rowcount == 1
-
-        return await self._write(consume)
-
     # --- counters ---
 
     async def hit_counter(self, key: str, window: float, now: float) -> tuple[int, float]:
@@ -388,6 +283,7 @@ class SQLiteStore:
             db.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?", (now,))
             db.execute("DELETE FROM revoked_families WHERE until <= ?", (now,))
             db.execute("DELETE FROM exchanged_tokens WHERE expires_at <= ?", (now,))
+            db.execute("DELETE FROM one_time_codes WHERE expires_at <= ?", (now,))
 
         await self._write(purge)
 
@@ -430,17 +326,10 @@ class SQLiteStore:
     # --- bulk loading ---
 
     async def bulk_insert_users(self, users: Sequence[User]) -> None:
-        rows = [
-            (u.id, u.email, u.phone, u.password_hash, json.dumps(u.profile), u.created_at)
-            for u in _without_identities(users)
-        ]
+        rows = [user_row(user) for user in _without_identities(users)]
 
         def insert(db: sqlite3.Connection) -> None:
-            db.executemany(
-                "INSERT INTO users (id, email, phone, password_hash, profile, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            db.executemany(INSERT_USER, rows)
 
         if rows:
             await self._write(insert)  # one transaction: a collision stores none of them

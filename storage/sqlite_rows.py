@@ -33,6 +33,8 @@ def user_from(row: sqlite3.Row, identities: list[Identity]) -> User:
         identities=identities,
         profile=json.loads(row["profile"]),
         created_at=row["created_at"],
+        email_verified=bool(row["email_verified"]),
+        phone_verified=bool(row["phone_verified"]),
     )
 
 
@@ -45,4 +47,48 @@ def token_from(row: sqlite3.Row) -> RefreshToken:
         issued_at=row["issued_at"],
         revoked=bool(row["revoked"] or row["family_revoked"]),
         replaced_by=row["replaced_by"],
+        session_started=row["session_started"],
+        client_ip=row["client_ip"],
+        user_agent=row["user_agent"],
+        last_used_at=row["last_used_at"],
+    )
+
+
+INSERT_USER = (
+    "INSERT INTO users (id, email, phone, password_hash, profile, created_at, email_verified,"
+    " phone_verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def user_row(user: User) -> tuple[object, ...]:
+    return (
+        user.id,
+        user.email,
+        user.phone,
+        user.password_hash,
+        json.dumps(user.profile),
+        user.created_at,
+        int(user.email_verified),
+        int(user.phone_verified),
+    )
+
+
+def insert_token(db: sqlite3.Connection, token: RefreshToken) -> None:
+    db.execute(
+        "INSERT INTO refresh_tokens (jti, user_id, family, expires_at, issued_at, revoked,"
+        " replaced_by, session_started, client_ip, user_agent, last_used_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            token.jti,
+            token.user_id,
+            token.family,
+            token.expires_at,
+            token.issued_at,
+            int(bool(token.revoked)),
+            token.replaced_by,
+            token.session_started,
+            token.client_ip,
+            token.user_agent,
+            token.last_used_at,
+        ),
     )

@@ -22,7 +22,7 @@ from core.config import Config, load_config
 from server import build_services, make_app
 
 # Shared fixtures of their own modules: store/mongo_url and the strict fake providers.
-pytest_plugins = ["tests.storage_fixtures", "tests.fakes.providers"]
+pytest_plugins = ["tests.storage_fixtures", "tests.fakes.providers", "tests.fakes.channels"]
 
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256!"
 

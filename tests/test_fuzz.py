@@ -26,6 +26,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from handlers.docs import load_spec, spec_json
+from tests.fakes.channels import SmsInbox, SmtpInbox
 from tests.fakes.providers import FakeProviders
 from tests.processes import Server
 
@@ -105,8 +106,25 @@ def fake_providers_in_thread() -> Iterator[FakeProviders]:
 
 
 @pytest.fixture(scope="module")
+def channels() -> Iterator[dict[str, dict[str, object]]]:
+    """A real SMTP server and SMS receiver, so the code routes run to their delivery."""
+    smtp, sms = SmtpInbox().start(), SmsInbox().start()
+    sections: dict[str, dict[str, object]] = {"email": {}, "sms": {}}
+    for dotted, value in {**smtp.config(), **sms.config()}.items():
+        section, key = dotted.split(".")
+        sections[section][key] = value
+    try:
+        yield sections
+    finally:
+        smtp.stop()
+        sms.stop()
+
+
+@pytest.fixture(scope="module")
 def live_server(
-    tmp_path_factory: pytest.TempPathFactory, fake_providers_in_thread: FakeProviders
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_providers_in_thread: FakeProviders,
+    channels: dict[str, dict[str, object]],
 ) -> Iterator[str]:
     """vhod in its own process on 127.0.0.1, limits raised so that fuzzing is not throttled."""
     folder = tmp_path_factory.mktemp("fuzz")
@@ -116,7 +134,9 @@ def live_server(
         "server": {"data_dir": str(folder / "data")},
         "storage": {"url": f"sqlite:///{folder / 'data' / 'vhod.db'}"},
         "limits": {"per_ip_per_minute": 1000000, "login_failures": 1000000},
+        "accounts": {"code_sends_per_hour": 1000000, "code_sends_per_client_per_hour": 1000000},
         "providers": fake_providers_in_thread.sections(),
+        **channels,
     }
     config.write_text(yaml.safe_dump(settings_))
     server = Server(folder, "--config", str(config))

@@ -713,3 +713,138 @@ async def test_exchanged_provider_tokens_are_known_per_provider_until_they_expir
     assert not await store.is_exchanged_token("vk", "a" * 64, now + 60)  # expired
     assert not await store.is_exchanged_token("yandex", "a" * 64, now)  # another provider's
     assert not await store.is_exchanged_token("vk", "b" * 64, now)
+
+
+# --- account lifecycle: verified flags, sessions, deletion, one-time codes ---
+
+
+def make_code(now: float, *, key: str = "reset:u1", user_id: str = "u1", ttl: float = 900):
+    from storage import OneTimeCode
+
+    return OneTimeCode(
+        key=key, code_hash=uuid.uuid4().hex, user_id=user_id, expires_at=now + ttl, created_at=now
+    )
+
+
+async def test_verified_flags_are_stored_and_set_only_for_the_current_address(
+    store: Store,
+) -> None:
+    user = make_user("ann@example.com", "+79161234567")
+    await store.create_user(user)
+    fresh = await store.get_user(user.id)
+    assert fresh is not None and not fresh.email_verified and not fresh.phone_verified
+    assert not await store.set_verified(user.id, "email", "other@example.com")
+    assert await store.set_verified(user.id, "email", "ann@example.com")
+    assert await store.set_verified(user.id, "phone", "+79161234567")
+    found = await store.find_user_by_email("ann@example.com")
+    assert found is not None and found.email_verified and found.phone_verified
+    assert not await store.set_verified("nobody", "email", "ann@example.com")
+    born_verified = make_user("bob@example.com")
+    born_verified.email_verified = True
+    await store.create_user(born_verified)
+    assert (await store.get_user(born_verified.id)).email_verified  # type: ignore[union-attr]
+
+
+async def test_live_tokens_are_the_sessions_with_what_they_started_with(
+    store: Store, now: float
+) -> None:
+    first = make_token(now, user_id="u1")
+    first.session_started, first.client_ip, first.user_agent = now, "203.0.113.7", "curl/8"
+    second = make_token(now + 1, user_id="u1")
+    second.session_started = now + 1
+    revoked, expired, other = (
+        make_token(now, user_id="u1"),
+        make_token(now, user_id="u1", ttl=-1),
+        make_token(now, user_id="u2"),
+    )
+    for token in (first, second, revoked, expired, other):
+        await store.add_refresh_token(token)
+    await store.revoke_refresh_token(revoked.jti)
+    live = await store.list_live_tokens("u1", now)
+    assert [t.jti for t in live] == [first.jti, second.jti]
+    assert (live[0].client_ip, live[0].user_agent, live[0].session_started) == (
+        "203.0.113.7",
+        "curl/8",
+        now,
+    )
+    await store.touch_refresh_token(first.jti, now + 50)
+    touched = await store.get_refresh_token(first.jti)
+    # approx: nx-27017 0.8.1 rounds a $set float to 15 digits.
+    assert touched is not None and touched.last_used_at == pytest.approx(now + 50, abs=0.01)
+    # A rotated token is no session of its own, its successor is; a revoked family none.
+    successor = make_token(now, user_id="u1", family=first.family)
+    successor.session_started = first.session_started
+    assert await store.rotate_refresh_token(first.jti, successor, now)
+    live = await store.list_live_tokens("u1", now)
+    assert [t.jti for t in live] == [successor.jti, second.jti]
+    await store.revoke_family(second.family, until=now + 3600)
+    assert [t.jti for t in await store.list_live_tokens("u1", now)] == [successor.jti]
+
+
+async def test_delete_user_frees_everything_of_the_user(store: Store, now: float) -> None:
+    user = make_user("ann@example.com", "+79161234567", [Identity("vk", "42")])
+    token = make_token(now, user_id=user.id)
+    await store.create_user(user, token)
+    await store.put_code(make_code(now, key=f"reset:{user.id}", user_id=user.id))
+    await store.put_code(make_code(now, key="reset:someone", user_id="someone"))
+    await store.delete_user(user.id, until=now + 3600)
+    assert await store.get_user(user.id) is None
+    assert await store.find_user_by_email("ann@example.com") is None
+    assert await store.find_user_by_identity("vk", "42") is None
+    assert await store.get_refresh_token(token.jti) is None
+    assert await store.list_live_tokens(user.id, now) == []
+    assert await store.try_code(f"reset:{user.id}", now, 5) is None
+    assert await store.try_code("reset:someone", now, 5) is not None
+    # The email, phone and identity can be registered again; deleting twice is no error.
+    again = make_user("ann@example.com", "+79161234567", [Identity("vk", "42")])
+    await store.create_user(again)
+    await store.delete_user(user.id, until=now + 3600)
+    assert (await store.find_user_by_identity("vk", "42")).id == again.id  # type: ignore[union-attr]
+
+
+async def test_a_code_counts_attempts_up_to_the_limit(store: Store, now: float) -> None:
+    code = make_code(now)
+    await store.put_code(code)
+    for attempt in (1, 2, 3):
+        counted = await store.try_code(code.key, now, 3)
+        assert counted is not None and counted.attempts == attempt
+        assert counted.code_hash == code.code_hash and counted.user_id == "u1"
+    assert await store.try_code(code.key, now, 3) is None  # void after the limit
+    assert await store.try_code("reset:unknown", now, 3) is None
+    expired = make_code(now, key="verify:u1", ttl=-1)
+    await store.put_code(expired)
+    assert await store.try_code(expired.key, now, 3) is None
+
+
+async def test_a_new_code_replaces_the_old_and_a_code_is_consumed_once(
+    store: Store, now: float
+) -> None:
+    old = make_code(now)
+    await store.put_code(old)
+    await store.try_code(old.key, now, 5)
+    new = make_code(now)
+    await store.put_code(new)
+    counted = await store.try_code(new.key, now, 5)
+    assert counted is not None and counted.code_hash == new.code_hash and counted.attempts == 1
+    assert not await store.consume_code(new.key, old.code_hash)
+    results = await asyncio.gather(*(store.consume_code(new.key, new.code_hash) for _ in range(8)))
+    assert results.count(True) == 1
+    await store.put_code(make_code(now, key="verify:u1"))
+    await store.delete_code("verify:u1")
+    assert await store.try_code("verify:u1", now, 5) is None
+
+
+async def test_concurrent_attempts_never_exceed_the_limit(store: Store, now: float) -> None:
+    code = make_code(now)
+    await store.put_code(code)
+    counted = await asyncio.gather(*(store.try_code(code.key, now, 5) for _ in range(12)))
+    assert sorted(c.attempts for c in counted if c is not None) == [1, 2, 3, 4, 5]
+
+
+async def test_purge_removes_expired_codes(store: Store, now: float) -> None:
+    live, dead = make_code(now, key="a"), make_code(now, key="b", ttl=10)
+    await store.put_code(live)
+    await store.put_code(dead)
+    await store.purge_expired(now + 20)
+    assert await store.try_code("b", now, 5) is None
+    assert await store.try_code("a", now + 20, 5) is not None

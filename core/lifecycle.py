@@ -1,0 +1,290 @@
+"""The account lifecycle: password reset and change, address verification, sessions and
+deletion. Plain service functions over the store, the codes and the delivery channels; no
+HTTP here, so the handlers and the admin API call the same functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from core.accounts import REVOCATION_SLACK_SECONDS, Accounts
+from core.clock import Clock, system_clock
+from core.codes import Codes, invalid_code
+from core.delivery import Delivery
+from core.errors import ApiError, invalid_credentials, invalid_request
+from core.events import client_ip_var, identifier_hash, security_event
+from core.identifiers import normalize_email, normalize_phone
+from core.net import address_key
+from core.passwords import check_password_policy
+from core.sessions import session_view
+from core.throttle import login_key
+from core.tokens import ACCESS, InvalidToken
+from storage.base import Store, User
+
+FIELDS = {"email": "email", "phone": "phone"}  # channel -> the user field it reaches
+
+
+def invalid_access() -> ApiError:
+    return ApiError(
+        401, "invalid_token", "The access token is invalid, expired or its session has ended."
+    )
+
+
+def session_not_found() -> ApiError:
+    return ApiError(404, "session_not_found", "The user has no live session with this id.")
+
+
+def no_address(channel: str) -> ApiError:
+    what = "email address" if channel == "email" else "phone number"
+    return ApiError(400, "invalid_request", f"The account has no {what} to send a code to.")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The user an access token speaks for, and its session (the token's sid)."""
+
+    user: User
+    session: str | None
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        store: Store,
+        accounts: Accounts,
+        codes: Codes,
+        delivery: Delivery,
+        *,
+        require_verified_email: bool = False,
+        clock: Clock = system_clock,
+    ) -> None:
+        self.store = store
+        self.accounts = accounts
+        self.codes = codes
+        self.delivery = delivery
+        self.clock = clock
+        if require_verified_email:
+            accounts.after_registration = self._send_first_verification
+
+    # who is calling
+
+    async def authenticate(self, access_token: str, *, live_session: bool = False) -> Caller:
+        """The caller of a Bearer access token, checked as /validate/jwt/access checks it;
+        with `live_session`, its session must not have ended (logout, revocation)."""
+        try:
+            claims = self.accounts.tokens.decode(access_token, ACCESS)
+        except InvalidToken as exc:
+            raise invalid_access() from exc
+        user = await self.store.get_user(claims["sub"])
+        if user is None:
+            raise invalid_access()
+        session = claims.get("sid") if isinstance(claims.get("sid"), str) else None
+        if live_session and session not in await self._live_families(user.id):
+            raise invalid_access()
+        return Caller(user, session)
+
+    async def _live_families(self, user_id: str) -> list[str]:
+        return [t.family for t in await self.store.list_live_tokens(user_id, self.clock())]
+
+    # password reset
+
+    async def request_reset(
+        self, email: str | None, phone: str | None, accept_language: str | None = None
+    ) -> bool:
+        """True whether or not the account exists; a code goes out when it does."""
+        channel, address = self._identifier(email, phone)
+        self.delivery.require(channel)
+        await self.codes.check_send_limits(address, self._client())
+        user = await self._find(channel, address)
+        if user is None:
+            security_event("reset_unknown", identifier=identifier_hash(address))
+            return True
+        await self._send(channel, address, user, "reset", accept_language)
+        security_event("reset_requested", user=user.id, channel=channel)
+        return True
+
+    async def confirm_reset(
+        self, email: str | None, phone: str | None, code: str, new_password: str
+    ) -> dict[str, str]:
+        """A new pair for the right code; every earlier session of the user ends."""
+        channel, address = self._identifier(email, phone)
+        encoded = check_password_policy(new_password, self.accounts.settings.min_password_length)
+        user = await self._find(channel, address)
+        if user is None:
+            raise invalid_code()
+        await self.codes.confirm(f"reset:{user.id}", code)
+        # The code reached the address: it is the user's.
+        await self.store.set_verified(user.id, FIELDS[channel], address)
+        await self.store.reset_counter(login_key(user.id, address))
+        return await self._replace_password(user, encoded, "password_reset")
+
+    # password change
+
+    async def change_password(
+        self, caller: Caller, current: str, new_password: str
+    ) -> dict[str, str]:
+        encoded = check_password_policy(new_password, self.accounts.settings.min_password_length)
+        await self._check_password(caller.user, current)
+        return await self._replace_password(caller.user, encoded, "password_changed")
+
+    async def _check_password(self, user: User, secret: str) -> None:
+        """401 invalid_credentials unless `secret` is the user's password; counted against
+        the user's login failures (LG3), so a stolen access token cannot guess at it."""
+        key = login_key(user.id, "")
+        attempt = await self.accounts.throttle.reserve_login(key)
+        encoded = secret.encode("utf-8", "surrogatepass")
+        if not await self.accounts.hasher.verify(encoded, user.password_hash):
+            self.accounts.throttle.login_failed(key, attempt)
+            security_event("password_check_failed", user=user.id)
+            raise invalid_credentials()
+        await self.accounts.throttle.login_succeeded(key)
+
+    async def _replace_password(self, user: User, encoded: bytes, event: str) -> dict[str, str]:
+        await self.store.set_password_hash(user.id, await self.accounts.hasher.hash(encoded))
+        await self.store.revoke_user_tokens(user.id, until=self._horizon())
+        security_event(event, user=user.id)
+        fresh = await self.store.get_user(user.id)
+        return await self.accounts.issue_pair(fresh or user)
+
+    # verification
+
+    async def send_verification(
+        self, caller: Caller, channel: str, accept_language: str | None = None
+    ) -> bool:
+        """Send a code to the caller's email or phone; nothing when it is verified already."""
+        address = self._address(caller.user, channel)
+        if self._verified(caller.user, channel):
+            return True
+        self.delivery.require(channel)
+        await self.codes.check_send_limits(address, self._client())
+        await self._send(channel, address, caller.user, f"verify_{channel}", accept_language)
+        return True
+
+    async def confirm_verification(self, caller: Caller, channel: str, code: str) -> bool:
+        address = self._address(caller.user, channel)
+        await self.codes.confirm(f"verify_{channel}:{caller.user.id}", code)
+        await self.store.set_verified(caller.user.id, FIELDS[channel], address)
+        security_event("address_verified", user=caller.user.id, channel=channel)
+        return True
+
+    async def _send_first_verification(self, user: User) -> None:
+        """After a registration: a code to the new email. A failed delivery does not undo
+        the registration; the user asks for another code."""
+        if user.email is None:
+            return
+        try:
+            await self._send("email", user.email, user, "verify_email", None)
+        except ApiError as exc:
+            security_event("verification_not_sent", user=user.id, reason=exc.code)
+
+    # sessions
+
+    async def list_sessions(self, user_id: str, current: str | None = None) -> list[dict[str, Any]]:
+        """The user's live sessions, oldest first; `current` marks the caller's."""
+        tokens = await self.store.list_live_tokens(user_id, self.clock())
+        return [session_view(token, current) for token in tokens]
+
+    async def revoke_session(self, user_id: str, session: str) -> None:
+        """End one live session of the user; 404 session_not_found for any other id."""
+        if session not in await self._live_families(user_id):
+            raise session_not_found()
+        await self.store.revoke_family(session, until=self._horizon())
+        security_event("session_revoked", user=user_id)
+
+    async def revoke_other_sessions(self, user_id: str, keep: str | None) -> int:
+        """End every live session of the user but `keep`; how many ended."""
+        ended = [f for f in await self._live_families(user_id) if f != keep]
+        for family in ended:
+            await self.store.revoke_family(family, until=self._horizon())
+        security_event("sessions_revoked", user=user_id, count=len(ended))
+        return len(ended)
+
+    # deletion
+
+    async def send_deletion_code(self, caller: Caller, accept_language: str | None = None) -> bool:
+        """A code for deleting an account without a password, to its email, else phone."""
+        channel = "email" if caller.user.email else "phone"
+        address = self._address(caller.user, channel)
+        self.delivery.require(channel)
+        await self.codes.check_send_limits(address, self._client())
+        await self._send(channel, address, caller.user, "delete", accept_language)
+        return True
+
+    async def delete_own_account(
+        self, caller: Caller, password: str | None, code: str | None
+    ) -> bool:
+        """Delete the caller's account: its password proves it, or, for an account that has
+        none (provider sign-in only), a fresh code from send_deletion_code."""
+        user = caller.user
+        if user.password_hash is not None:
+            if password is None:
+                raise invalid_request("The parameter 'hash_password' is required.")
+            await self._check_password(user, password)
+        elif code is not None:
+            await self.codes.confirm(f"delete:{user.id}", code)
+        else:
+            raise invalid_request("The parameter 'code' is required.")
+        return await self.delete_account(user.id)
+
+    async def delete_account(self, user_id: str) -> bool:
+        """Remove the user's personal data, identities, tokens and codes, freeing the email,
+        phone and provider identities; False when there is no such user. The security event
+        names only a pseudonym of the id."""
+        user = await self.store.get_user(user_id)
+        if user is None:
+            return False
+        await self.store.delete_user(user_id, until=self._horizon())
+        await self.store.reset_counter(login_key(user_id, ""))
+        for address in (user.email, user.phone):
+            if address is not None:
+                await self.codes.forget_address(address)
+        security_event("account_deleted", subject=identifier_hash(f"user:{user_id}"))
+        return True
+
+    # helpers
+
+    def _identifier(self, email: str | None, phone: str | None) -> tuple[str, str]:
+        if (email is None) == (phone is None):
+            raise invalid_request("Send either 'email' or 'phone_number'.")
+        if email is not None:
+            return "email", normalize_email(email)
+        assert phone is not None
+        return "phone", normalize_phone(phone, self.accounts.settings.default_region)
+
+    async def _find(self, channel: str, address: str) -> User | None:
+        if channel == "email":
+            return await self.store.find_user_by_email(address)
+        return await self.store.find_user_by_phone(address)
+
+    @staticmethod
+    def _address(user: User, channel: str) -> str:
+        address = user.email if channel == "email" else user.phone
+        if address is None:
+            raise no_address(channel)
+        return address
+
+    @staticmethod
+    def _verified(user: User, channel: str) -> bool:
+        return user.email_verified if channel == "email" else user.phone_verified
+
+    async def _send(
+        self, channel: str, address: str, user: User, purpose: str, accept_language: str | None
+    ) -> None:
+        """Issue a code for `purpose` and deliver it; a code that did not go out is
+        withdrawn, so none stays valid that the user never received."""
+        key = f"{purpose}:{user.id}"
+        code = await self.codes.issue(key, user.id)
+        template = purpose.split("_")[0]  # verify_email and verify_phone share one text
+        try:
+            await self.delivery.send_code(
+                channel, address, template, code, self.codes.minutes, accept_language
+            )
+        except ApiError:
+            await self.codes.withdraw(key)
+            raise
+
+    def _client(self) -> str:
+        return address_key(client_ip_var.get(), self.accounts.throttle.limits.ipv6_prefix)
+
+    def _horizon(self) -> float:
+        return self.clock() + self.accounts.tokens.refresh_ttl + REVOCATION_SLACK_SECONDS

@@ -1,0 +1,122 @@
+"""Two vhod processes on one store (SQLite file, MongoDB wire): a code sent by one is
+confirmed on the other, and sessions and deletions made on one hold on the other."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from pymongo import MongoClient
+from tornado.httpclient import AsyncHTTPClient
+
+from tests.fakes.channels import SmsInbox, SmtpInbox
+from tests.processes import Server
+from tests.storage_fixtures import with_database
+
+SECRET = "one-secret-for-every-instance-of-this-test"
+USER = {
+    "email": "ann@example.com",
+    "phone_number": "+79161234567",
+    "hash_password": "correct horse 1",
+}
+
+
+@dataclass
+class Pair:
+    a: Server
+    b: Server
+
+
+@pytest.fixture(params=["sqlite", "mongo-wire"])
+def instances(
+    request: pytest.FixtureRequest, tmp_path: Path, smtp_inbox: SmtpInbox, sms_inbox: SmsInbox
+) -> Iterator[Pair]:
+    mongo_url = None
+    if request.param == "sqlite":
+        storage_url = f"sqlite:///{tmp_path / 'shared' / 'vhod.db'}"
+    else:
+        base = request.getfixturevalue("mongo_url")
+        mongo_url = storage_url = with_database(base, f"vhod_codes_{uuid.uuid4().hex[:12]}")
+    # HS256 with a shared secret on SQLite; ES256 with only the shared key-encryption key
+    # on MongoDB: either one keys the codes' hashes alike on both instances.
+    shared = (
+        {"VHOD_JWT__SECRET": SECRET}
+        if mongo_url is None
+        else {"VHOD_JWT__KEY_ENCRYPTION_KEY": SECRET}
+    )
+    env = {
+        **shared,
+        "VHOD_STORAGE__URL": storage_url,
+        "VHOD_PASSWORDS__BCRYPT_ROUNDS": "4",
+        "VHOD_LIMITS__HASH_WORKERS": "1",
+    }
+    for dotted, value in {**smtp_inbox.config(), **sms_inbox.config()}.items():
+        env["VHOD_" + dotted.upper().replace(".", "__")] = str(value)
+    a = Server(tmp_path, VHOD_SERVER__DATA_DIR=str(tmp_path / "data-a"), **env)
+    b = None
+    try:
+        a.wait_started(timeout=30)
+        b = Server(tmp_path, VHOD_SERVER__DATA_DIR=str(tmp_path / "data-b"), **env)
+        b.wait_started(timeout=30)
+        yield Pair(a, b)
+    finally:
+        for instance in (b, a):
+            if instance is not None:
+                instance.stop()
+        if mongo_url is not None:
+            client: MongoClient[dict[str, Any]] = MongoClient(mongo_url)
+            client.drop_database(urlsplit(mongo_url).path.strip("/"))
+            client.close()
+
+
+async def call(
+    instance: Server, path: str, body: dict[str, Any] | None = None, access: str | None = None
+) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if access is not None:
+        headers["Authorization"] = f"Bearer {access}"
+    response = await AsyncHTTPClient().fetch(
+        instance.url(path),
+        method="POST",
+        body=json.dumps(body or {}),
+        headers=headers,
+        raise_error=False,
+    )
+    return response.code, json.loads(response.body or b"null")
+
+
+async def test_codes_sessions_and_deletion_across_instances(instances, smtp_inbox, sms_inbox):
+    a, b = instances.a, instances.b
+    status, first = await call(a, "/authorization/registration", USER)
+    assert status == 200, first
+    # A sends the reset code, B takes it; the session started on A is over everywhere.
+    assert await call(a, "/authorization/password/reset", {"email": USER["email"]}) == (200, True)
+    code = smtp_inbox.code_for(USER["email"])
+    body = {"email": USER["email"], "code": code, "new_password": "horse 2 battery"}
+    status, pair = await call(b, "/authorization/password/reset/confirm", body)
+    assert status == 200, pair
+    assert (await call(a, "/validate/jwt/refresh", {"refresh": first["refresh"]}))[0] == 401
+    # Reusing the code on A: one code, one use, whichever instance.
+    status, error = await call(a, "/authorization/password/reset/confirm", body)
+    assert (status, error["error"]) == (400, "invalid_code")
+    # B sends the phone code, A confirms it.
+    assert await call(b, "/authorization/verify/phone", access=pair["access"]) == (200, True)
+    code = sms_inbox.code_for(USER["phone_number"])
+    confirmed = await call(a, "/authorization/verify/phone/confirm", {"code": code}, pair["access"])
+    assert confirmed == (200, True)
+    status, listed = await call(b, "/authorization/sessions", access=pair["access"])
+    assert status == 200 and [s["current"] for s in listed["sessions"]] == [True]
+    # Deleted through A, the email registers again through B.
+    deleted = await call(
+        a, "/authorization/account/delete", {"hash_password": "horse 2 battery"}, pair["access"]
+    )
+    assert deleted == (200, True)
+    assert (await call(b, "/validate/jwt/refresh", {"refresh": pair["refresh"]}))[0] == 401
+    status, again = await call(b, "/authorization/registration", USER)
+    assert status == 200, again
