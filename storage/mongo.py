@@ -18,6 +18,7 @@ from storage.base import (
     StorageUnavailable,
     User,
 )
+from storage.mongo_admin import MongoAdmin, create_admin_indexes
 from storage.mongo_docs import identity_key, token_document, token_from, user_from
 from storage.mongo_docs import purge_at as _purge_at  # the name the OAuth-state code uses
 from storage.mongo_errors import USER_UNIQUE_FIELDS, hinted_field, unavailable
@@ -54,7 +55,7 @@ def _state(doc: Mapping[str, Any] | None) -> OAuthState | None:
     )
 
 
-class MongoStore:
+class MongoStore(MongoAdmin):
     """The Store protocol on MongoDB.
 
     Every expiry is stored twice: as the interface's float seconds, which every query
@@ -105,6 +106,7 @@ class MongoStore:
     async def setup(self) -> None:
         with unavailable():
             await create_indexes(self.database)
+            await create_admin_indexes(self.database)
         self._reconnects.cleared = False
 
     async def close(self) -> None:
@@ -373,6 +375,7 @@ class MongoStore:
             await self.counters.delete_many({"ends": {"$lte": now}})
             await self.refresh_tokens.delete_many({"expires_at": {"$lte": now}})
             await self.revoked_families.delete_many({"until": {"$lte": now}})
+            await self.database["audit_events"].delete_many({"expires_at": {"$lte": now}})
 
     # --- bulk loading ---
 

@@ -30,6 +30,7 @@ def user_from(doc: Mapping[str, Any] | None) -> User | None:
         identities=[Identity(i["provider"], i["subject"]) for i in doc.get("identities") or []],
         profile=dict(doc.get("profile") or {}),
         created_at=float(doc.get("created_at") or 0.0),
+        disabled=bool(doc.get("disabled")),
     )
 
 

@@ -14,6 +14,7 @@ from storage.base import (
     SigningKey,
     User,
 )
+from storage.sqlite_admin import SQLiteAdmin, create_admin_schema, purge_events
 from storage.sqlite_rows import (
     MARK_FAMILIES_OF_USER,
     MARK_FAMILY,
@@ -114,7 +115,7 @@ def _state(row: sqlite3.Row) -> OAuthState:
     )
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteAdmin):
     """The Store protocol on one SQLite file, safe to share with other processes (WAL)."""
 
     kind = "sqlite"
@@ -161,6 +162,7 @@ class SQLiteStore:
                 if statement.strip():
                     db.execute(statement)
             _add_binding_column(db)
+            create_admin_schema(db)
 
         await self._write(create)
 
@@ -380,6 +382,7 @@ class SQLiteStore:
             db.execute("DELETE FROM counters WHERE ends <= ?", (now,))
             db.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?", (now,))
             db.execute("DELETE FROM revoked_families WHERE until <= ?", (now,))
+            purge_events(db, now)
 
         await self._write(purge)
 

@@ -33,6 +33,7 @@ def user_from(row: sqlite3.Row, identities: list[Identity]) -> User:
         identities=identities,
         profile=json.loads(row["profile"]),
         created_at=row["created_at"],
+        disabled=bool(row["disabled"]),
     )
 
 
