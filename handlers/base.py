@@ -17,7 +17,7 @@ import tornado.web
 from tornado.escape import json_encode
 
 from core.errors import ApiError
-from core.events import client_ip_var
+from core.events import audit_sink_var, client_ip_var
 from core.logs import request_id_var
 from core.net import client_ip
 from handlers import cors, errors, params
@@ -109,6 +109,7 @@ class JsonHandler(tornado.web.RequestHandler):
         request_id_var.set(self.request_id)
         self.set_header("X-Request-Id", self.request_id)
         client_ip_var.set(self.client_ip)
+        audit_sink_var.set(self.services.audit)  # this request's events go to its store
         body_limit: BodyLimit = self.settings["body_limit"]
         if self.request.connection in body_limit.refused:
             raise payload_too_large(body_limit.limit)
