@@ -20,9 +20,11 @@ import yaml
 
 from core import logs
 from core.accounts import Accounts, AccountSettings
+from core.admin import Admin, AdminKeys, Cursors
+from core.audit import AuditLog
 from core.clock import Clock, system_clock
 from core.config import Config, ConfigError, load_config, masked, redact_text, redact_url
-from core.events import pseudonym_key, set_pseudonym_key
+from core.events import derived_key, pseudonym_key, set_pseudonym_key
 from core.kek import SETTING as KEK_SETTING
 from core.kek import UndecryptableKey
 from core.key_manager import KeyManager
@@ -60,6 +62,8 @@ class Services:
     social: SocialSignIn
     throttle: Throttle
     metrics: Metrics
+    audit: AuditLog
+    admin: Admin
     trusted_proxies: tuple[Any, ...] = ()
     providers: dict[str, Any] = field(default_factory=dict)
     in_flight: int = 0
@@ -82,6 +86,7 @@ class Services:
 
     async def close(self) -> None:
         self.hasher.close()
+        await self.audit.close()  # the queued events go to the store before it closes
         await self.store.close()
 
 
@@ -169,6 +174,22 @@ async def build_services(
         ),
         clock=clock,
     )
+    audit = AuditLog(
+        store,
+        retention=config.audit.retention_days * 86_400,
+        enabled=config.audit.enabled,
+        clock=clock,
+    )
+    admin = Admin(
+        store,
+        accounts,
+        audit,
+        AdminKeys(config.admin.keys),
+        Cursors(derived_key("admin-cursor")),
+        per_ip_per_minute=config.admin.per_ip_per_minute,
+        ipv6_prefix=config.limits.ipv6_prefix,
+        clock=clock,
+    )
     return Services(
         config=config,
         store=store,
@@ -185,14 +206,16 @@ async def build_services(
         ),
         throttle=throttle,
         metrics=metrics,
+        audit=audit,
+        admin=admin,
         trusted_proxies=trusted_proxies,
         providers=providers,
     )
 
 
-def make_app(services: Services) -> tornado.web.Application:
+def make_app(services: Services, *, listener: str = "main") -> tornado.web.Application:
     return JsonApplication(
-        routes(services),
+        routes(services, listener=listener),
         services=services,
         max_body_bytes=services.config.server.max_body_bytes,
         default_handler_class=NotFoundHandler,
