@@ -21,6 +21,8 @@ import yaml
 from core import logs
 from core.accounts import Accounts, AccountSettings
 from core.admin import Admin, AdminKeys, Cursors
+from core.admin_cli import COMMANDS as ADMIN_COMMANDS
+from core.admin_cli import add_admin_commands, run_admin_command
 from core.audit import AuditLog
 from core.clock import Clock, system_clock
 from core.config import Config, ConfigError, load_config, masked, redact_text, redact_url
@@ -307,7 +309,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="validate the configuration, print the effective one with secrets masked, exit",
     )
-    add_keys_commands(parser)
+    commands = add_keys_commands(parser)
+    commands.metavar = "{keys,admin,users,events}"
+    add_admin_commands(commands)
     return parser.parse_args(argv)
 
 
@@ -342,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "keys":
             return run_keys_command(config, args)
+        if args.command in ADMIN_COMMANDS:
+            return run_admin_command(config, args, build_services)
         asyncio.run(serve(config))
     except ConfigError as exc:
         print(f"vhod: configuration error: {exc}", file=sys.stderr)

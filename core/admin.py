@@ -322,10 +322,12 @@ class Admin:
             else self.cursors.encode("events", (last.time, last.id)),
         }
 
-    async def export(self, selected: EventFilter) -> AsyncIterator[list[dict[str, Any]]]:
-        """Every selected event, oldest first, a page at a time (for JSON Lines)."""
+    async def export(
+        self, selected: EventFilter, *, after: tuple[float, str] | None = None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every selected event (after the (time, id) `after`), oldest first, a page at a
+        time (for JSON Lines)."""
         await self.audit.flush()
-        after: tuple[float, str] | None = None
         while True:
             page = await self.store.list_events(_query(selected, EXPORT_PAGE, after))
             if page:

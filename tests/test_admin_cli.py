@@ -1,0 +1,84 @@
+"""`python server.py admin|users|events …` as an operator runs them, on SQLite and MongoDB:
+each action is read back from /admin/events of a running instance."""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import TEST_SECRET, USER
+from tests.processes import ROOT, clean_env
+from tests.storage_fixtures import running_app
+from tests.test_admin_stores import ADMIN, call
+
+
+def cli(tmp_path: Path, storage_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "cli.yaml"
+    settings = {
+        "jwt": {"secret": TEST_SECRET},
+        "passwords": {"bcrypt_rounds": 4},
+        "server": {"data_dir": str(tmp_path / "cli-data")},
+        "storage": {"url": storage_url},
+        "limits": {"hash_workers": 1},
+    }
+    config.write_text(yaml.safe_dump(settings))
+    return subprocess.run(
+        [sys.executable, str(ROOT / "server.py"), "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+        cwd=tmp_path,
+        check=False,
+    )
+
+
+def test_new_key_prints_a_key_and_the_line_that_accepts_it(tmp_path):
+    done = cli(tmp_path, f"sqlite:///{tmp_path}/vhod.db", "admin", "new-key", "ops")
+    assert done.returncode == 0, done.stderr
+    key = done.stdout.splitlines()[0]
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    config_text = "\n".join(done.stdout.splitlines()[1:])
+    assert yaml.safe_load(config_text)["admin"]["keys"]["ops"] == digest
+    refused = cli(tmp_path, f"sqlite:///{tmp_path}/vhod.db", "admin", "new-key", "Bad Name")
+    assert refused.returncode == 2
+
+
+async def test_find_disable_revoke_and_tail_from_the_command_line(tmp_path, backend_url):
+    async with running_app(tmp_path / "app", backend_url, **ADMIN) as app:
+        status, _ = await call(app, "POST", "/authorization/registration", USER, key=None)
+        assert status == 200
+
+        found = cli(tmp_path, backend_url, "users", "find", "ANN@example.com")
+        assert found.returncode == 0, found.stderr
+        [user] = [json.loads(line) for line in found.stdout.splitlines()]
+        assert user["email"] == USER["email"]
+
+        disabled = cli(tmp_path, backend_url, "users", "disable", user["id"])
+        assert disabled.returncode == 0, disabled.stderr
+        assert json.loads(disabled.stdout)["disabled"] is True
+        login = await call(app, "POST", "/authorization/login/email", USER, key=None)
+        assert login[0] == 403
+
+        revoked = cli(tmp_path, backend_url, "users", "revoke", user["id"])
+        assert revoked.returncode == 0, revoked.stderr
+        missing = cli(tmp_path, backend_url, "users", "revoke", "nobody")
+        assert missing.returncode == 1 and "no user" in missing.stderr
+
+        tail = cli(tmp_path, backend_url, "events", "tail", "-n", "3", "--user", user["id"])
+        assert tail.returncode == 0, tail.stderr
+        tailed = [json.loads(line)["type"] for line in tail.stdout.splitlines()]
+        assert tailed == ["admin_user_disabled", "disabled_sign_in", "admin_sessions_revoked"]
+
+        status, page = await call(app, "GET", f"/admin/events?user={user['id']}")
+        assert status == 200
+        by_cli = [e for e in page["events"] if e["type"].startswith("admin_")]
+        assert [e["type"] for e in by_cli] == ["admin_sessions_revoked", "admin_user_disabled"]
+        assert {e["details"]["admin"] for e in by_cli} == {f"cli:{getpass.getuser()}"}
+        assert {e["ip"] for e in by_cli} == {"local"}
