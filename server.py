@@ -238,10 +238,8 @@ def start_line(config: Config, services: Services) -> str:
     )
 
 
-async def serve(config: Config) -> None:
-    services = await build_services(config)
-    app = make_app(services)
-    server = tornado.httpserver.HTTPServer(
+def http_server(app: tornado.web.Application, config: Config) -> tornado.httpserver.HTTPServer:
+    return tornado.httpserver.HTTPServer(
         app,
         # The body cap is the application's (a JSON 413); Tornado's own would answer a bare
         # 400, so its limit only bounds what is read and discarded after a refusal.
@@ -249,7 +247,17 @@ async def serve(config: Config) -> None:
         body_timeout=config.server.body_timeout,
         idle_connection_timeout=60,
     )
-    server.listen(config.server.port, address=config.server.host)
+
+
+async def serve(config: Config) -> None:
+    services = await build_services(config)
+    servers = [http_server(make_app(services), config)]
+    servers[0].listen(config.server.port, address=config.server.host)
+    if config.admin.port is not None:  # the admin routes on an address of their own
+        servers.append(http_server(make_app(services, listener="admin"), config))
+        admin_host = config.admin.host or config.server.host
+        servers[1].listen(config.admin.port, address=admin_host)
+        log.info("admin API listening on http://%s:%d", admin_host, config.admin.port)
     log.info(start_line(config, services))
     purging = asyncio.ensure_future(purge_expired_periodically(services))
     maintaining_keys = asyncio.ensure_future(services.keys.maintain())
@@ -263,9 +271,11 @@ async def serve(config: Config) -> None:
     log.info("shutting down: no new connections, waiting for %d in flight", services.in_flight)
     purging.cancel()
     maintaining_keys.cancel()
-    server.stop()
+    for server in servers:
+        server.stop()
     await services.wait_idle(SHUTDOWN_GRACE_SECONDS)
-    await server.close_all_connections()
+    for server in servers:
+        await server.close_all_connections()
     await services.close()
     log.info("stopped")
 

@@ -8,14 +8,17 @@ import hashlib
 import json
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import yaml
 
 from tests.conftest import TEST_SECRET, USER
-from tests.processes import ROOT, clean_env
+from tests.processes import ROOT, Server, clean_env, free_port, status_of
 from tests.storage_fixtures import running_app
-from tests.test_admin_stores import ADMIN, call
+from tests.test_admin_stores import ADMIN, KEY, KEY_HASH, call
+
+AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 def cli(tmp_path: Path, storage_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -82,3 +85,26 @@ async def test_find_disable_revoke_and_tail_from_the_command_line(tmp_path, back
         assert [e["type"] for e in by_cli] == ["admin_sessions_revoked", "admin_user_disabled"]
         assert {e["details"]["admin"] for e in by_cli} == {f"cli:{getpass.getuser()}"}
         assert {e["ip"] for e in by_cli} == {"local"}
+
+
+def test_the_admin_routes_can_listen_apart_from_the_main_server(tmp_path):
+    admin_port = free_port()
+    server = Server(
+        tmp_path,
+        VHOD_ADMIN__KEYS__OPS=KEY_HASH,
+        VHOD_ADMIN__PORT=str(admin_port),
+        VHOD_PASSWORDS__BCRYPT_ROUNDS="4",
+    )
+    try:
+        log = server.wait_started()
+        assert f"admin API listening on http://127.0.0.1:{admin_port}" in log
+        admin_url = f"http://127.0.0.1:{admin_port}"
+        assert status_of(server.url("/admin/users")) == 404
+        assert status_of(f"{admin_url}/authorization/registration") == 404
+        assert status_of(f"{admin_url}/admin/users") == 401
+        request = urllib.request.Request(f"{admin_url}/admin/users", headers=AUTH)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+            assert json.loads(response.read()) == {"users": [], "next_cursor": None}
+    finally:
+        assert server.stop() == 0
