@@ -237,3 +237,12 @@ async def test_admin_answers_carry_no_cors_headers(api):
     assert "Access-Control-Allow-Methods" not in preflight.headers
     public = await api.get("/healthz", headers={"Origin": "https://app.example"})
     assert public.headers["Access-Control-Allow-Origin"] == "https://app.example"
+
+
+async def test_the_access_log_shows_no_searched_email(api, user, caplog):
+    await register(api, user)
+    with caplog.at_level(logging.INFO, logger="vhod.access"):
+        await find_one(api, user["email"])
+    lines = [r.getMessage() for r in caplog.records if r.name == "vhod.access"]
+    assert any("/admin/users?query=***" in line for line in lines), lines
+    assert not any("ann" in line for line in lines)
