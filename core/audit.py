@@ -58,7 +58,7 @@ EVENT_TYPES = frozenset(
 )
 # The fields an event may carry besides its user, pseudonym and address; never a secret.
 DETAIL_KEYS = frozenset(
-    {"admin", "call", "failures", "family", "hits", "key", "method", "provider", "reason", "scope"}
+    {"admin", "call", "failures", "family", "hits", "method", "provider", "reason", "scope"}
 )
 MAX_DETAIL_CHARS = 300
 QUEUE_LIMIT = 10_000

@@ -17,6 +17,7 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 @pytest.fixture
 def config_overrides():
     return {
+        "limits.login_failures": 3,
         "admin.keys": {"ops": KEY_HASH},
         "server.cors_origins": ["https://app.example"],
         "admin.per_ip_per_minute": 1000,
@@ -246,3 +247,13 @@ async def test_the_access_log_shows_no_searched_email(api, user, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "vhod.access"]
     assert any("/admin/users?query=***" in line for line in lines), lines
     assert not any("ann" in line for line in lines)
+
+
+async def test_a_lockout_is_found_by_the_user_it_locked(api, user):
+    await register(api, user)
+    user_id = (await find_one(api, user["email"]))["id"]
+    wrong = {**user, "hash_password": "not the one"}
+    for _ in range(3):
+        await api.post("/authorization/login/email", json_body=wrong)
+    [locked] = await events_of(api, user_id, type="login_locked")
+    assert locked["details"] == {"failures": 3}

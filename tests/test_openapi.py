@@ -217,3 +217,13 @@ async def test_every_documented_413_of_a_get_is_answered(spec, http_server_clien
             data = await loop.run_in_executor(None, sock.recv, 65536)
         assert data.startswith(b"HTTP/1.1 413"), (path, data[:100])
         assert b'"payload_too_large"' in data, path
+
+
+def test_the_audit_event_schema_lists_what_the_audit_log_keeps(spec):
+    from core.audit import DETAIL_KEYS, EVENT_TYPES
+
+    event = spec["components"]["schemas"]["AuditEvent"]["properties"]
+    assert set(event["type"]["enum"]) == EVENT_TYPES
+    assert set(event["details"]["properties"]) == DETAIL_KEYS
+    parameter = spec["components"]["parameters"]["EventType"]["schema"]
+    assert set(parameter["enum"]) == EVENT_TYPES
