@@ -257,3 +257,39 @@ async def test_a_lockout_is_found_by_the_user_it_locked(api, user):
         await api.post("/authorization/login/email", json_body=wrong)
     [locked] = await events_of(api, user_id, type="login_locked")
     assert locked["details"] == {"failures": 3}
+
+
+async def test_find_by_provider_identity_and_its_sign_ins_are_audited(api, services):
+    from types import SimpleNamespace
+
+    from core.events import audit_sink_var
+
+    profile = SimpleNamespace(
+        provider="vk",
+        subject="100500",
+        email="Vk.User@example.com",
+        phone=None,
+        first_name="Anna",
+        last_name=None,
+        avatar=None,
+        email_verified=True,
+        phone_verified=False,
+    )
+    token = audit_sink_var.set(services.audit)
+    try:
+        await services.accounts.register_with_provider(profile)
+        await services.accounts.login_with_provider(profile)
+    finally:
+        audit_sink_var.reset(token)
+    found = await find_one(api, "VK:100500")
+    assert found["identities"] == [{"provider": "vk", "subject": "100500"}]
+    assert found["email"] == "vk.user@example.com" and found["profile"] == {"first_name": "Anna"}
+    assert found["has_password"] is False
+    events = await events_of(api, found["id"])
+    assert [(e["type"], e["details"]) for e in events] == [
+        ("login_succeeded", {"provider": "vk"}),
+        ("registered", {"provider": "vk"}),
+    ]
+    assert (await api.get("/admin/users", query={"query": "vk:1005"}, headers=AUTH)).body[
+        "users"
+    ] == []
