@@ -3,6 +3,7 @@ each action is read back from /admin/events of a running instance."""
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import hashlib
 import json
@@ -108,3 +109,31 @@ def test_the_admin_routes_can_listen_apart_from_the_main_server(tmp_path):
             assert json.loads(response.read()) == {"users": [], "next_cursor": None}
     finally:
         assert server.stop() == 0
+
+
+async def test_events_tail_follow_prints_new_events_as_they_come(tmp_path):
+    storage_url = f"sqlite:///{tmp_path}/vhod.db"
+    async with running_app(tmp_path / "app", storage_url, **ADMIN) as app:
+        done = cli(tmp_path, storage_url, "events", "tail")  # writes cli.yaml; no events yet
+        assert done.returncode == 0 and done.stdout == ""
+        command = [sys.executable, str(ROOT / "server.py"), "--config", str(tmp_path / "cli.yaml")]
+        follower = await asyncio.create_subprocess_exec(
+            *command,
+            "events",
+            "tail",
+            "-f",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            env=clean_env(),
+            cwd=tmp_path,
+        )
+        try:
+            status, _ = await call(app, "POST", "/authorization/registration", USER, key=None)
+            assert status == 200
+            await app.services.audit.flush()
+            assert follower.stdout is not None
+            line = await asyncio.wait_for(follower.stdout.readline(), 30)
+            assert json.loads(line)["type"] == "registered"
+        finally:
+            follower.terminate()
+            await follower.wait()
