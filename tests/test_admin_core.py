@@ -119,3 +119,26 @@ async def test_an_event_outside_a_request_is_not_stored():
     # No sink set: a core function called directly (a unit test, a tool) only logs.
     assert audit_sink_var.get() is None
     security_event("login_failed", identifier="x")
+
+
+def test_admin_settings_are_checked_and_keys_come_from_the_environment(tmp_path):
+    from core.config import ConfigError, load_config
+
+    _key, digest = new_admin_key()
+    config = load_config(None, environ={"VHOD_ADMIN__KEYS__OPS": digest})
+    assert config.admin.keys == {"ops": digest}
+    assert load_config(None, environ={}).admin.keys == {}
+    for overrides, names in (
+        ({"admin.keys": {"ops": "not-a-hash"}}, "admin.keys.ops"),
+        ({"admin.keys": {"Ops Team": digest}}, "admin.keys.Ops Team"),
+        ({"admin.keys": {"ops": 5}}, "admin.keys"),
+        ({"admin.port": 8888}, "admin.port"),
+        ({"admin.host": "0.0.0.0"}, "admin.host"),
+        ({"admin.per_ip_per_minute": 0}, "admin.per_ip_per_minute"),
+        ({"audit.retention_days": 0}, "audit.retention_days"),
+    ):
+        with pytest.raises(ConfigError) as refused:
+            load_config(None, environ={}, overrides=overrides)
+        assert str(refused.value).startswith(names), refused.value
+    apart = load_config(None, environ={}, overrides={"admin.port": 9888})
+    assert apart.admin.port == 9888
