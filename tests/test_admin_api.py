@@ -293,3 +293,25 @@ async def test_find_by_provider_identity_and_its_sign_ins_are_audited(api, servi
     assert (await api.get("/admin/users", query={"query": "vk:1005"}, headers=AUTH)).body[
         "users"
     ] == []
+
+
+async def test_export_pages_through_the_whole_log(api, user, http_server_client, monkeypatch):
+    from core import admin
+
+    monkeypatch.setattr(admin, "EXPORT_PAGE", 2)
+    await register(api, user)
+    for _ in range(4):
+        await api.post("/authorization/login/email", json_body=user)
+    response = await http_server_client.fetch("/admin/events/export", headers=AUTH)
+    lines = [json.loads(line) for line in response.body.decode().splitlines()]
+    assert [e["type"] for e in lines] == ["registered"] + ["login_succeeded"] * 4
+    assert len({e["id"] for e in lines}) == 5
+
+
+async def test_metrics_label_admin_routes_by_pattern_not_by_user(api, user):
+    await register(api, user)
+    user_id = (await find_one(api, user["email"]))["id"]
+    await api.get(f"/admin/users/{user_id}", headers=AUTH)
+    metrics = (await api.client.fetch("/metrics")).body.decode()
+    assert 'route="/admin/users/{id}"' in metrics
+    assert user_id not in metrics
