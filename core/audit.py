@@ -39,7 +39,7 @@ EVENT_TYPES = frozenset(
         "provider_token_rejected",
         "provider_fault",
         "provider_code_rejected",
-        # passwords and sessions (the account lifecycle)
+        # passwords and sessions: the account lifecycle's events, kept once it emits them
         "password_changed",
         "password_reset_requested",
         "password_reset",
@@ -52,8 +52,7 @@ EVENT_TYPES = frozenset(
         "admin_user_disabled",
         "admin_user_enabled",
         "admin_sessions_revoked",
-        "admin_user_deleted",
-        "admin_key_created",
+        "admin_user_deleted",  # DELETE /admin/users/{id}, with the account lifecycle
     }
 )
 # The fields an event may carry besides its user, pseudonym and address; never a secret.
