@@ -109,6 +109,7 @@ async def test_a_full_queue_drops_new_events_with_a_warning(caplog):
             await audit.flush()
     finally:
         audit_sink_var.reset(token)
+        await audit.close()
     assert len(store.written) == 3
     messages = [r.getMessage() for r in caplog.records if r.name == "vhod.audit"]
     assert any("queue is full" in m for m in messages)
