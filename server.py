@@ -20,11 +20,15 @@ import yaml
 
 from core import logs
 from core.accounts import Accounts, AccountSettings
+from core.admin import Admin, AdminKeys, Cursors
+from core.admin_cli import COMMANDS as ADMIN_COMMANDS
+from core.admin_cli import add_admin_commands, run_admin_command
+from core.audit import AuditLog
 from core.clock import Clock, system_clock
 from core.codes import Codes, code_key
 from core.config import Config, ConfigError, load_config, masked, redact_text, redact_url
 from core.delivery import Delivery, load_sms_sender
-from core.events import pseudonym_key, set_pseudonym_key
+from core.events import derived_key, pseudonym_key, set_pseudonym_key
 from core.kek import SETTING as KEK_SETTING
 from core.kek import UndecryptableKey
 from core.key_manager import KeyManager
@@ -65,6 +69,8 @@ class Services:
     throttle: Throttle
     metrics: Metrics
     lifecycle: Lifecycle
+    audit: AuditLog
+    admin: Admin
     trusted_proxies: tuple[Any, ...] = ()
     providers: dict[str, Any] = field(default_factory=dict)
     in_flight: int = 0
@@ -87,6 +93,7 @@ class Services:
 
     async def close(self) -> None:
         self.hasher.close()
+        await self.audit.close()  # the queued events go to the store before it closes
         await self.store.close()
 
 
@@ -183,12 +190,30 @@ async def build_services(
         clock=clock,
         on_login=lambda method, outcome: metrics.logins.labels(method, outcome).inc(),
     )
+    audit = AuditLog(
+        store,
+        retention=config.audit.retention_days * 86_400,
+        enabled=config.audit.enabled,
+        clock=clock,
+    )
     lifecycle = Lifecycle(
         store,
         accounts,
         Codes(store, config.accounts, codes_secret, clock=clock),
         delivery,
         require_verified_email=config.accounts.require_verified_email,
+        clock=clock,
+        flush_events=audit.flush,
+    )
+    admin = Admin(
+        store,
+        accounts,
+        audit,
+        AdminKeys(config.admin.keys),
+        Cursors(derived_key("admin-cursor")),
+        lifecycle,
+        per_ip_per_minute=config.admin.per_ip_per_minute,
+        ipv6_prefix=config.limits.ipv6_prefix,
         clock=clock,
     )
     return Services(
@@ -208,14 +233,16 @@ async def build_services(
         throttle=throttle,
         metrics=metrics,
         lifecycle=lifecycle,
+        audit=audit,
+        admin=admin,
         trusted_proxies=trusted_proxies,
         providers=providers,
     )
 
 
-def make_app(services: Services) -> tornado.web.Application:
+def make_app(services: Services, *, listener: str = "main") -> tornado.web.Application:
     return JsonApplication(
-        routes(services),
+        routes(services, listener=listener),
         services=services,
         max_body_bytes=services.config.server.max_body_bytes,
         default_handler_class=NotFoundHandler,
@@ -236,10 +263,8 @@ def start_line(config: Config, services: Services) -> str:
     )
 
 
-async def serve(config: Config) -> None:
-    services = await build_services(config)
-    app = make_app(services)
-    server = tornado.httpserver.HTTPServer(
+def http_server(app: tornado.web.Application, config: Config) -> tornado.httpserver.HTTPServer:
+    return tornado.httpserver.HTTPServer(
         app,
         # The body cap is the application's (a JSON 413); Tornado's own would answer a bare
         # 400, so its limit only bounds what is read and discarded after a refusal.
@@ -247,7 +272,17 @@ async def serve(config: Config) -> None:
         body_timeout=config.server.body_timeout,
         idle_connection_timeout=60,
     )
-    server.listen(config.server.port, address=config.server.host)
+
+
+async def serve(config: Config) -> None:
+    services = await build_services(config)
+    servers = [http_server(make_app(services), config)]
+    servers[0].listen(config.server.port, address=config.server.host)
+    if config.admin.port is not None:  # the admin routes on an address of their own
+        servers.append(http_server(make_app(services, listener="admin"), config))
+        admin_host = config.admin.host or config.server.host
+        servers[1].listen(config.admin.port, address=admin_host)
+        log.info("admin API listening on http://%s:%d", admin_host, config.admin.port)
     log.info(start_line(config, services))
     purging = asyncio.ensure_future(purge_expired_periodically(services))
     maintaining_keys = asyncio.ensure_future(services.keys.maintain())
@@ -261,9 +296,11 @@ async def serve(config: Config) -> None:
     log.info("shutting down: no new connections, waiting for %d in flight", services.in_flight)
     purging.cancel()
     maintaining_keys.cancel()
-    server.stop()
+    for server in servers:
+        server.stop()
     await services.wait_idle(SHUTDOWN_GRACE_SECONDS)
-    await server.close_all_connections()
+    for server in servers:
+        await server.close_all_connections()
     await services.close()
     log.info("stopped")
 
@@ -307,7 +344,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="validate the configuration, print the effective one with secrets masked, exit",
     )
-    add_keys_commands(parser)
+    commands = add_keys_commands(parser)
+    commands.metavar = "{keys,admin,users,events}"
+    add_admin_commands(commands)
     return parser.parse_args(argv)
 
 
@@ -344,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "keys":
             return run_keys_command(config, args)
+        if args.command in ADMIN_COMMANDS:
+            return run_admin_command(config, args, build_services)
         asyncio.run(serve(config))
     except ConfigError as exc:
         print(f"vhod: configuration error: {exc}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -71,6 +72,10 @@ def user_exists(
     description: str = "A user with this email or phone number already exists.",
 ) -> ApiError:
     return ApiError(409, "user_exists", description)
+
+
+def account_disabled() -> ApiError:
+    return ApiError(403, "account_disabled", "This account is disabled by an operator.")
 
 
 def user_name(user: User) -> str:
@@ -147,6 +152,7 @@ class Accounts:
             await self._create(user, record)
         except DuplicateError as exc:
             raise user_exists() from exc
+        security_event("registered", level=logging.INFO, user=user.id, method="password")
         if self.after_registration is not None:
             await self.after_registration(user)
         return pair
@@ -155,16 +161,16 @@ class Accounts:
         with self.counted_login("email"):
             normal = normalize_email(email)
             user = await self.store.find_user_by_email(normal)
-            return await self._password_login(user, normal, secret)
+            return await self._password_login(user, normal, secret, "email")
 
     async def login_with_phone(self, phone_number: str, secret: str) -> dict[str, str]:
         with self.counted_login("phone"):
             normal = normalize_phone(phone_number, self.settings.default_region)
             user = await self.store.find_user_by_phone(normal)
-            return await self._password_login(user, normal, secret)
+            return await self._password_login(user, normal, secret, "phone")
 
     async def _password_login(
-        self, user: User | None, identifier: str, secret: str
+        self, user: User | None, identifier: str, secret: str, method: str
     ) -> dict[str, str]:
         encoded = secret.encode("utf-8", "surrogatepass")
         key = login_key(user.id if user else None, identifier)
@@ -180,12 +186,20 @@ class Accounts:
             )
             raise invalid_credentials()
         await self.throttle.login_succeeded(key)
-        # Only after the right password, so that the answer tells a stranger nothing.
+        # Told only after the right password, so it reveals nothing to a guesser.
+        self._refuse_disabled(user, "login")
         if self.settings.require_verified_email and user.email and not user.email_verified:
             raise unverified_email()
         if self.hasher.needs_rehash(stored):
             await self.store.set_password_hash(user.id, await self.hasher.hash(encoded))
+        security_event("login_succeeded", level=logging.INFO, user=user.id, method=method)
         return await self._issue_pair(user)
+
+    @staticmethod
+    def _refuse_disabled(user: User, call: str) -> None:
+        if user.disabled:
+            security_event("disabled_sign_in", user=user.id, call=call)
+            raise account_disabled()
 
     # provider accounts
 
@@ -222,6 +236,9 @@ class Accounts:
             record, pair = self._new_session(user)
             try:
                 await self._create(user, record)
+                security_event(
+                    "registered", level=logging.INFO, user=user.id, provider=profile.provider
+                )
                 return pair
             except DuplicateError as exc:
                 if exc.field == "email" and user.email is not None:
@@ -249,6 +266,10 @@ class Accounts:
             raise ApiError(
                 404, "user_not_found", "No user is registered with this provider account."
             )
+        self._refuse_disabled(user, "login")
+        security_event(
+            "login_succeeded", level=logging.INFO, user=user.id, provider=profile.provider
+        )
         return await self._issue_pair(user)
 
     # tokens
@@ -296,10 +317,17 @@ class Accounts:
             # Ending every session takes a live session: a revoked, retired or expired
             # token (a stolen copy of an old one, say) cannot end the others.
             record, _user = await self._live_refresh(token)
-            await self.store.revoke_user_tokens(record.user_id, until=self._revocation_horizon())
+            await self.end_all_sessions(record.user_id)
         else:
             await self.store.revoke_refresh_token(claims["jti"])
+        scope = "all" if everywhere else "one"
+        security_event("logout", level=logging.INFO, user=claims["sub"], scope=scope)
         return True
+
+    async def end_all_sessions(self, user_id: str) -> None:
+        """Revoke every refresh token of the user, and any successor a rotation in flight
+        stores afterwards."""
+        await self.store.revoke_user_tokens(user_id, until=self._revocation_horizon())
 
     async def _live_refresh(self, token: str) -> tuple[RefreshToken, User]:
         try:
@@ -314,10 +342,13 @@ class Accounts:
             await self.store.revoke_family(record.family, until=self._revocation_horizon())
             security_event("refresh_reuse", user=record.user_id, family=record.family)
             raise invalid_token()
-        if record.revoked or record.expires_at <= self.clock():
-            raise invalid_token()
         user = await self.store.get_user(record.user_id)
         if user is None:
+            raise invalid_token()
+        # Before the revocation check: blocking revoked every session, and the answer
+        # says why the session ended.
+        self._refuse_disabled(user, "refresh")
+        if record.revoked or record.expires_at <= self.clock():
             raise invalid_token()
         return record, user
 

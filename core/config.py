@@ -18,6 +18,7 @@ from urllib.parse import unquote, unquote_plus
 
 import yaml
 
+from core.admin_config import AdminConfig, AuditConfig, admin_config_problem, string_mapping
 from core.identifiers import is_valid_region
 from core.kek import MIN_KEK_BYTES
 from core.keys import ALLOWED_ALGORITHMS, ASYMMETRIC_ALGORITHMS
@@ -127,6 +128,8 @@ class Config:
     email: EmailConfig = field(default_factory=EmailConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     # Per-provider sections; their keys are checked against each provider's settings once
     # the provider registry is known (providers.registry.build_providers).
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -251,6 +254,8 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
             return value
         if kind == list[str] and isinstance(value, list) and all(isinstance(v, str) for v in value):
             return list(value)
+        if kind == dict[str, str] and (mapping := string_mapping(value)) is not None:
+            return mapping
     names = " or ".join(_type_name(kind) for kind in allowed)
     raise ConfigError(f"{path}: expected {names}, got {type(value).__name__}")
 
@@ -260,6 +265,8 @@ def _type_name(kind: Any) -> str:
         return "null"
     if kind == list[str]:
         return "a list of strings"
+    if kind == dict[str, str]:
+        return "a mapping of strings"
     return getattr(kind, "__name__", str(kind))
 
 
@@ -339,6 +346,8 @@ def _check(config: Config) -> None:
         raise ConfigError("storage.url: must start with sqlite:///, mongodb:// or mongodb+srv://")
     if problems := check_lifecycle(config.email, config.sms, config.accounts):
         raise ConfigError(problems[0])
+    if problem := admin_config_problem(config.admin, config.audit, config.server):
+        raise ConfigError(problem)
 
 
 def masked(config: Config) -> dict[str, Any]:

@@ -3,6 +3,9 @@
 The client address is request context, not a service argument: the handler sets it once
 and every event logged while serving that request carries it.
 
+Each event also goes to the audit sink of the request's services (core.audit), which keeps
+it in the store; a handler sets the sink with the client address.
+
 An email or phone number appears only as a keyed pseudonym (HMAC-SHA-256 under a server
 key): without the key, nobody can try every phone number to find whose pseudonym it is.
 """
@@ -17,11 +20,18 @@ import logging
 import os
 import secrets
 import tempfile
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
+
+from core.logs import request_id_var
 
 security_log = logging.getLogger("vhod.security")
 client_ip_var: ContextVar[str] = ContextVar("client_ip", default="-")
+# Takes (the event's record, the request id); must not block or raise (core.audit.AuditLog).
+AuditSink = Callable[[Mapping[str, Any], str], None]
+audit_sink_var: ContextVar[AuditSink | None] = ContextVar("audit_sink", default=None)
 
 PSEUDONYM_KEY_FILE = "pseudonym_key"
 MIN_KEY_FILE_BYTES = 32
@@ -34,6 +44,12 @@ _pseudonym_key = secrets.token_bytes(32)
 def identifier_hash(identifier: str) -> str:
     """A stable pseudonym for a normalised email or phone, so events and counters hold no PII."""
     return hmac.new(_pseudonym_key, identifier.encode(), hashlib.sha256).hexdigest()[:24]
+
+
+def derived_key(purpose: str) -> bytes:
+    """A key for `purpose` (say, signing page cursors) from the pseudonym key: the same on
+    every instance that shares a configuration, and useless for making pseudonyms."""
+    return hmac.new(_pseudonym_key, f"vhod/{purpose}/v1".encode(), hashlib.sha256).digest()
 
 
 def set_pseudonym_key(key: bytes) -> None:
@@ -90,3 +106,9 @@ def security_event(event: str, *, level: int = logging.WARNING, **fields: str | 
     record = {"event": event, **{k: v for k, v in fields.items() if v is not None}}
     record["ip"] = client_ip_var.get()
     security_log.log(level, "security %s", json.dumps(record, sort_keys=True), extra=record)
+    sink = audit_sink_var.get()
+    if sink is not None:
+        try:
+            sink(record, request_id_var.get())
+        except Exception:  # the audit log never fails the request that had the event
+            security_log.warning("audit: event %s not queued", event, exc_info=True)

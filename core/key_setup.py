@@ -71,7 +71,8 @@ def generated_kek_folder(config: Config) -> str:
     return config.server.data_dir
 
 
-def add_keys_commands(parser: argparse.ArgumentParser) -> None:
+def add_keys_commands(parser: argparse.ArgumentParser) -> Any:
+    """Adds the `keys` command; returns the subparsers, for the other commands."""
     commands = parser.add_subparsers(dest="command", metavar="keys")
     keys = commands.add_parser("keys", help="list, rotate or import the token-signing keys")
     actions = keys.add_subparsers(dest="keys_command", required=True)
@@ -87,6 +88,7 @@ def add_keys_commands(parser: argparse.ArgumentParser) -> None:
     imported.add_argument(
         "--password-env", default=None, help="environment variable holding the PEM's password"
     )
+    return commands
 
 
 def run_keys_command(config: Config, args: argparse.Namespace) -> int:

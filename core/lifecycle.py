@@ -4,6 +4,7 @@ HTTP here, so the handlers and the admin API call the same functions."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,10 @@ class Lifecycle:
         *,
         require_verified_email: bool = False,
         clock: Clock = system_clock,
+        flush_events: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        # Writes the audit events still queued, so that a deletion can pseudonymise them all.
+        self.flush_events = flush_events
         self.store = store
         self.accounts = accounts
         self.codes = codes
@@ -233,12 +237,17 @@ class Lifecycle:
         user = await self.store.get_user(user_id)
         if user is None:
             return False
+        # First the events, so that the deletion's scrubbing (SQLite) covers their old copies.
+        pseudonym = identifier_hash(f"user:{user_id}")
+        if self.flush_events is not None:
+            await self.flush_events()
+        await self.store.forget_user_in_events(user_id, pseudonym)
         await self.store.delete_user(user_id, until=self._horizon())
         await self.store.reset_counter(login_key(user_id, ""))
         for address in (user.email, user.phone):
             if address is not None:
                 await self.codes.forget_address(address)
-        security_event("account_deleted", subject=identifier_hash(f"user:{user_id}"))
+        security_event("account_deleted", identifier=pseudonym)
         return True
 
     # helpers

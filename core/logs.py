@@ -64,6 +64,7 @@ SECRET_NAME_PARTS = (
     "session",
     "key",
     "otp",
+    "query",  # the admin search: an email or a phone number (PII, not a secret)
 )
 
 

@@ -61,7 +61,14 @@ class Throttle:
     def login_failed(self, key: str, attempt: int) -> None:
         """The reserved attempt `attempt` failed: it stays counted; the last one locks."""
         if attempt == self.limits.login_failures:
-            security_event("login_locked", key=key.rsplit(":", 1)[-1], failures=attempt)
+            # Named as the login events name it, so the audit log finds it by user too.
+            kind, _, value = key.removeprefix("login:").partition(":")
+            security_event(
+                "login_locked",
+                user=value if kind == "user" else None,
+                identifier=value if kind == "id" else None,
+                failures=attempt,
+            )
 
     async def login_succeeded(self, key: str) -> None:
         """A right password ends the count, the attempt reserved for it included."""

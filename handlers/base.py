@@ -17,7 +17,7 @@ import tornado.web
 from tornado.escape import json_encode
 
 from core.errors import ApiError
-from core.events import client_ip_var
+from core.events import audit_sink_var, client_ip_var
 from core.logs import request_id_var
 from core.net import client_ip
 from core.sessions import user_agent_var
@@ -119,6 +119,7 @@ class JsonHandler(tornado.web.RequestHandler):
         self.set_header("X-Request-Id", self.request_id)
         client_ip_var.set(self.client_ip)
         user_agent_var.set(self.header("User-Agent") or "")  # for the session it may start
+        audit_sink_var.set(self.services.audit)  # this request's events go to its store
         body_limit: BodyLimit = self.settings["body_limit"]
         if self.request.connection in body_limit.refused:
             raise payload_too_large(body_limit.limit)
@@ -210,7 +211,7 @@ class JsonHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         error = errors.api_error_for(exc, status_code, self.request.method or "-")
         if error.status == 405:
-            allowed = [m for m in ("GET", "POST") if self._implements(m)]
+            allowed = [m for m in ("GET", "POST", "DELETE") if self._implements(m)]
             self.set_header("Allow", ", ".join([*allowed, "OPTIONS"]))
         self.set_status(error.status)
         for name, value in error.headers.items():

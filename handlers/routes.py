@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from handlers import account, auth, ops, validate, wellknown
+from handlers.admin import admin_routes
 from handlers.docs import docs_routes
 from handlers.social import provider_routes
 
@@ -12,7 +13,11 @@ if TYPE_CHECKING:
     from server import Services
 
 
-def routes(services: Services) -> list[Any]:
+def routes(services: Services, *, listener: str = "main") -> list[Any]:
+    """The main server's table, or the admin listener's (`listener="admin"`, admin.port set):
+    the admin routes are on one of the two, never both."""
+    if listener == "admin":
+        return [*admin_routes(), (r"/healthz", ops.HealthHandler)]
     # Tornado tries the routes in order: the token checks, most of the traffic, first.
     table: list[Any] = [
         (r"/validate/jwt/access", validate.AccessHandler),
@@ -41,4 +46,6 @@ def routes(services: Services) -> list[Any]:
     ]
     if services.config.metrics.enabled:
         table.append((r"/metrics", ops.MetricsHandler))
+    if services.config.admin.port is None:
+        table += admin_routes()  # /admin/…: 404 until an admin key is configured
     return table

@@ -121,6 +121,7 @@ def provider_path_items(provider: OAuthProvider) -> dict[str, dict[str, Any]]:
                 s200="TokenPair",
                 s400="InvalidRequest",
                 s401="InvalidProviderToken",
+                s403="AccountDisabled",
                 s404="UserNotFound",
                 s502="ProviderUnavailable",
             ),

@@ -5,7 +5,9 @@ from pathlib import Path
 from pymongo.errors import ConfigurationError
 
 from storage.base import (
+    AuditEvent,
     DuplicateError,
+    EventQuery,
     Identity,
     OAuthState,
     OneTimeCode,
@@ -21,7 +23,9 @@ from storage.sqlite import SQLiteStore
 from storage.sqlite_worker import PRIVATE_DIR_MODE
 
 __all__ = [
+    "AuditEvent",
     "DuplicateError",
+    "EventQuery",
     "Identity",
     "MongoStore",
     "OAuthState",

@@ -49,6 +49,7 @@ class User:
     created_at: float = 0.0
     email_verified: bool = False  # a code sent to `email` came back, or a provider vouched
     phone_verified: bool = False
+    disabled: bool = False  # an operator blocked it: no sign-in, no refresh
 
 
 @dataclass
@@ -118,6 +119,38 @@ class SigningKey:
     created_at: float
 
 
+@dataclass(frozen=True)
+class AuditEvent:
+    """One security event as the audit log keeps it: never a secret, only pseudonyms.
+
+    `id` is random; with `time` it orders events stably. `details` holds a fixed set of
+    keys (core.audit); the event is kept until `expires_at` (the retention)."""
+
+    id: str
+    time: float
+    type: str
+    user_id: str | None = None
+    identifier: str | None = None  # the keyed pseudonym of an email or phone
+    ip: str = "-"
+    request_id: str = "-"
+    details: dict[str, str | int] = field(default_factory=dict)
+    expires_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """Which audit events to read: every given filter applies; `after` is the (time, id)
+    of the last event of the previous page, in the order asked for."""
+
+    limit: int
+    user_id: str | None = None
+    types: tuple[str, ...] = ()
+    since: float | None = None  # time >= since
+    until: float | None = None  # time < until
+    after: tuple[float, str] | None = None
+    newest_first: bool = False
+
+
 class Store(Protocol):
     """What the services need from a database. Every method may raise StorageUnavailable."""
 
@@ -148,6 +181,12 @@ class Store(Protocol):
     async def find_user_by_identity(self, provider: str, subject: str) -> User | None: ...
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
+
+    async def set_user_disabled(self, user_id: str, disabled: bool) -> bool:
+        """Block or unblock the user; False when there is no such user."""
+
+    async def list_users(self, limit: int, after: tuple[float, str] | None = None) -> list[User]:
+        """Up to `limit` users in (created_at, id) order, after that pair when given."""
 
     # refresh tokens
     async def add_refresh_token(self, token: RefreshToken) -> None: ...
@@ -211,8 +250,18 @@ class Store(Protocol):
     async def reset_counter(self, key: str) -> None: ...
 
     async def purge_expired(self, now: float) -> None:
-        """Delete expired states, counters, refresh tokens, family revocations and one-time
-        codes (MongoDB's TTL does it too)."""
+        """Delete expired states, counters, refresh tokens, family revocations, one-time
+        codes and audit events (MongoDB's TTL does it too)."""
+
+    # the audit log; shared by every instance on the same store
+    async def add_events(self, events: Sequence[AuditEvent]) -> None:
+        """Append events in one round trip; an id that exists already is not an error."""
+
+    async def forget_user_in_events(self, user_id: str, pseudonym: str) -> None:
+        """After a deletion: the user's events name `pseudonym` instead of the user id."""
+
+    async def list_events(self, query: EventQuery) -> list[AuditEvent]:
+        """The events `query` selects, in (time, id) order (newest first if it asks)."""
 
     # bulk loading (seeding a benchmark, importing users)
     async def bulk_insert_users(self, users: Sequence[User]) -> None:

@@ -18,6 +18,7 @@ from storage.base import (
     StorageUnavailable,
     User,
 )
+from storage.mongo_admin import MongoAdmin, create_admin_indexes
 from storage.mongo_docs import identity_key, token_document, token_from, user_from
 from storage.mongo_docs import purge_at as _purge_at
 from storage.mongo_errors import USER_UNIQUE_FIELDS, hinted_field, unavailable
@@ -45,7 +46,7 @@ def user_document(user: User) -> dict[str, Any]:
     return doc
 
 
-class MongoStore(OAuthStatesMixin, LifecycleMixin):
+class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin):
     """The Store protocol on MongoDB.
 
     Every expiry is stored twice: as the interface's float seconds, which every query
@@ -96,6 +97,7 @@ class MongoStore(OAuthStatesMixin, LifecycleMixin):
     async def setup(self) -> None:
         with unavailable():
             await create_indexes(self.database)
+            await create_admin_indexes(self.database)
         self._reconnects.cleared = False
 
     async def close(self) -> None:
@@ -318,6 +320,7 @@ class MongoStore(OAuthStatesMixin, LifecycleMixin):
             await self.revoked_families.delete_many({"until": {"$lte": now}})
             await self.database["exchanged_tokens"].delete_many({"expires_at": {"$lte": now}})
             await self.one_time_codes.delete_many({"expires_at": {"$lte": now}})
+            await self.database["audit_events"].delete_many({"expires_at": {"$lte": now}})
 
     # --- bulk loading ---
 

@@ -32,6 +32,7 @@ def user_from(doc: Mapping[str, Any] | None) -> User | None:
         created_at=float(doc.get("created_at") or 0.0),
         email_verified=bool(doc.get("email_verified")),
         phone_verified=bool(doc.get("phone_verified")),
+        disabled=bool(doc.get("disabled")),
     )
 
 

@@ -12,6 +12,7 @@ from storage.base import (
     SigningKey,
     User,
 )
+from storage.sqlite_admin import SQLiteAdmin, create_admin_schema, purge_events
 from storage.sqlite_lifecycle import LifecycleMixin, create_lifecycle_schema
 from storage.sqlite_rows import (
     INSERT_USER,
@@ -97,7 +98,7 @@ CREATE INDEX IF NOT EXISTS exchanged_tokens_expires_at ON exchanged_tokens (expi
 """
 
 
-class SQLiteStore(OAuthStatesMixin, LifecycleMixin):
+class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin):
     """The Store protocol on one SQLite file, safe to share with other processes (WAL)."""
 
     kind = "sqlite"
@@ -145,6 +146,7 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin):
                     db.execute(statement)
             add_binding_column(db)
             create_lifecycle_schema(db)
+            create_admin_schema(db)
 
         await self._write(create)
 
@@ -284,6 +286,7 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin):
             db.execute("DELETE FROM revoked_families WHERE until <= ?", (now,))
             db.execute("DELETE FROM exchanged_tokens WHERE expires_at <= ?", (now,))
             db.execute("DELETE FROM one_time_codes WHERE expires_at <= ?", (now,))
+            purge_events(db, now)
 
         await self._write(purge)
 

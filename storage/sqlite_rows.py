@@ -35,6 +35,7 @@ def user_from(row: sqlite3.Row, identities: list[Identity]) -> User:
         created_at=row["created_at"],
         email_verified=bool(row["email_verified"]),
         phone_verified=bool(row["phone_verified"]),
+        disabled=bool(row["disabled"]),
     )
 
 

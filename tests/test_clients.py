@@ -142,12 +142,17 @@ def python_client(served_document: Path) -> Iterator[ModuleType]:
     out.mkdir()
     # Its formatting step runs ruff, from this virtualenv.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    # The one setting an integrator adds: the audit export's JSON Lines read as text.
+    settings = out / "generator.yaml"
+    settings.write_text("content_type_overrides:\n  application/x-ndjson: text/plain\n")
     output = run(
         [
             sys.executable,
             "-m",
             "openapi_python_client",
             "generate",
+            "--config",
+            str(settings),
             "--path",
             str(served_document),
             "--meta",

@@ -137,16 +137,24 @@ def operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]
 
 def test_every_operation_is_public_for_generated_clients(spec):
     # A non-empty `security`, even [{}, {bearer}], makes openapi-python-client demand an
-    # AuthenticatedClient; a token a route checks is its parameter instead.
-    assert "securitySchemes" not in spec["components"]
+    # AuthenticatedClient; a token a route checks is its parameter instead. Only the admin
+    # routes take a credential of their own, the admin key.
+    assert set(spec["components"]["securitySchemes"]) == {"adminKey"}
     for path, method, operation in operations(spec):
-        assert operation["security"] == [], (path, method)
+        expected = [{"adminKey": []}] if path.startswith("/admin/") else []
+        assert operation["security"] == expected, (path, method)
 
 
 def test_post_bodies_are_json_and_no_post_takes_query_parameters(spec):
     """A generated client sends JSON and never puts a password or a token in a URL; the
     form body and the query string still work, for older clients (test_api_requests.py)."""
     posts = [(path, operation) for path, method, operation in operations(spec) if method == "post"]
+    # The admin actions (disable, enable, sign out) take no body and no query parameter.
+    admin = [(path, operation) for path, operation in posts if path.startswith("/admin/")]
+    assert len(admin) == 3
+    for path, operation in admin:
+        assert "requestBody" not in operation and "parameters" not in operation, path
+    posts = [(path, operation) for path, operation in posts if (path, operation) not in admin]
     assert len(posts) == 17
     for path, operation in posts:
         assert "parameters" not in operation, path
@@ -210,3 +218,13 @@ async def test_every_documented_413_of_a_get_is_answered(spec, http_server_clien
             data = await loop.run_in_executor(None, sock.recv, 65536)
         assert data.startswith(b"HTTP/1.1 413"), (path, data[:100])
         assert b'"payload_too_large"' in data, path
+
+
+def test_the_audit_event_schema_lists_what_the_audit_log_keeps(spec):
+    from core.audit import DETAIL_KEYS, EVENT_TYPES
+
+    event = spec["components"]["schemas"]["AuditEvent"]["properties"]
+    assert set(event["type"]["enum"]) == EVENT_TYPES
+    assert set(event["details"]["properties"]) == DETAIL_KEYS
+    parameter = spec["components"]["parameters"]["EventType"]["schema"]
+    assert set(parameter["enum"]) == EVENT_TYPES

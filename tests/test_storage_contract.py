@@ -8,7 +8,17 @@ import uuid
 
 import pytest
 
-from storage import DuplicateError, Identity, OAuthState, RefreshToken, SigningKey, Store, User
+from storage import (
+    AuditEvent,
+    DuplicateError,
+    EventQuery,
+    Identity,
+    OAuthState,
+    RefreshToken,
+    SigningKey,
+    Store,
+    User,
+)
 
 WINDOW = 60.0
 
@@ -848,3 +858,110 @@ async def test_purge_removes_expired_codes(store: Store, now: float) -> None:
     await store.purge_expired(now + 20)
     assert await store.try_code("b", now, 5) is None
     assert await store.try_code("a", now + 20, 5) is not None
+
+
+# --- the operator side: blocking, listing users, the audit log ---
+
+
+async def test_disable_and_enable_a_user(store: Store) -> None:
+    user = make_user("ann@example.com")
+    await store.create_user(user)
+    assert (await store.get_user(user.id)).disabled is False
+    assert await store.set_user_disabled(user.id, True) is True
+    assert (await store.find_user_by_email("ann@example.com")).disabled is True
+    assert await store.set_user_disabled(user.id, False) is True
+    assert (await store.get_user(user.id)).disabled is False
+    assert await store.set_user_disabled("nobody", True) is False
+
+
+async def test_list_users_pages_in_creation_order(store: Store) -> None:
+    # Two share a creation time: the id breaks the tie, so no page repeats or skips one.
+    users = [make_user(f"u{i}@example.com", created_at=100.0 + i // 2) for i in range(5)]
+    for user in users:
+        await store.create_user(user)
+    expected = [u.id for u in sorted(users, key=lambda u: (u.created_at, u.id))]
+    seen: list[str] = []
+    after = None
+    while True:
+        page = await store.list_users(2, after)
+        if not page:
+            break
+        assert len(page) <= 2
+        seen += [u.id for u in page]
+        after = (page[-1].created_at, page[-1].id)
+    assert seen == expected
+
+
+def make_event(time_: float, kind: str = "login_failed", **fields: object) -> AuditEvent:
+    values: dict[str, object] = {
+        "id": uuid.uuid4().hex,
+        "time": time_,
+        "type": kind,
+        "ip": "127.0.0.1",
+        "request_id": "r1",
+        "expires_at": time_ + 3600,
+    }
+    values.update(fields)
+    return AuditEvent(**values)  # type: ignore[arg-type]
+
+
+async def test_events_round_trip_and_filter(store: Store, now: float) -> None:
+    events = [
+        make_event(now - 30, "registered", user_id="u1", details={"method": "email"}),
+        make_event(now - 20, "login_failed", identifier="abc123", details={"failures": 3}),
+        make_event(now - 10, "login_succeeded", user_id="u1"),
+        make_event(now - 10, "login_succeeded", user_id="u2"),
+    ]
+    await store.add_events(events)
+    everything = await store.list_events(EventQuery(limit=10))
+    assert everything == sorted(events, key=lambda e: (e.time, e.id))
+    of_u1 = await store.list_events(EventQuery(limit=10, user_id="u1"))
+    assert [e.type for e in of_u1] == ["registered", "login_succeeded"]
+    assert of_u1[0].details == {"method": "email"}
+    failed = await store.list_events(EventQuery(limit=10, types=("login_failed",)))
+    assert failed == [events[1]] and failed[0].details == {"failures": 3}
+    window = await store.list_events(EventQuery(limit=10, since=now - 20, until=now - 10))
+    assert window == [events[1]]
+    newest = await store.list_events(EventQuery(limit=1, newest_first=True))
+    assert newest == [max(events, key=lambda e: (e.time, e.id))]
+
+
+async def test_events_page_by_time_and_id_both_ways(store: Store, now: float) -> None:
+    events = [make_event(now + i // 2) for i in range(5)]
+    await store.add_events(events)
+    for newest_first in (False, True):
+        expected = sorted(events, key=lambda e: (e.time, e.id), reverse=newest_first)
+        seen: list[AuditEvent] = []
+        after = None
+        while page := await store.list_events(
+            EventQuery(limit=2, after=after, newest_first=newest_first)
+        ):
+            seen += page
+            after = (page[-1].time, page[-1].id)
+        assert seen == expected
+
+
+async def test_an_event_stored_twice_is_kept_once(store: Store, now: float) -> None:
+    event = make_event(now)
+    await store.add_events([event])
+    await store.add_events([event, make_event(now + 1)])
+    assert len(await store.list_events(EventQuery(limit=10))) == 2
+
+
+async def test_events_are_purged_after_their_retention(store: Store, now: float) -> None:
+    old, young = make_event(now - 100, expires_at=now - 1), make_event(now, expires_at=now + 60)
+    await store.add_events([old, young])
+    await store.purge_expired(now)
+    assert await store.list_events(EventQuery(limit=10)) == [young]
+
+
+async def test_a_deleted_users_events_name_only_a_pseudonym(store: Store, now: float) -> None:
+    from storage.base import AuditEvent, EventQuery
+
+    mine = AuditEvent(id="e1", time=now, type="login", user_id="u1", expires_at=now + 60)
+    theirs = AuditEvent(id="e2", time=now, type="login", user_id="u2", expires_at=now + 60)
+    await store.add_events([mine, theirs])
+    await store.forget_user_in_events("u1", "pseudonym-1")
+    events = {e.id: e for e in await store.list_events(EventQuery(limit=10))}
+    assert (events["e1"].user_id, events["e1"].identifier) == (None, "pseudonym-1")
+    assert events["e2"].user_id == "u2"

@@ -59,6 +59,7 @@ async def test_setup_creates_the_indexes() -> None:
             "unique": True,
             "partialFilterExpression": {"phone": {"$type": "string"}},
         },
+        "created_at": {"key": [("created_at", 1)]},
     }
     assert await index_info(store.refresh_tokens) == {
         "_id_": {"key": [("_id", 1)]},
@@ -77,6 +78,12 @@ async def test_setup_creates_the_indexes() -> None:
     assert await index_info(store.counters) == {"_id_": {"key": [("_id", 1)]}, "purge_at_ttl": ttl}
     assert await index_info(store.revoked_families) == {
         "_id_": {"key": [("_id", 1)]},
+        "purge_at_ttl": ttl,
+    }
+    assert await index_info(store.database["audit_events"]) == {
+        "_id_": {"key": [("_id", 1)]},
+        "time": {"key": [("time", 1)]},
+        "user_time": {"key": [("user_id", 1), ("time", 1)]},
         "purge_at_ttl": ttl,
     }
 
