@@ -9,9 +9,7 @@ import logging
 import os
 import signal
 import sys
-import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import tornado.httpserver
@@ -26,7 +24,7 @@ from core.admin_cli import add_admin_commands, run_admin_command
 from core.audit import AuditLog
 from core.clock import Clock, system_clock
 from core.codes import Codes, code_key
-from core.config import Config, ConfigError, load_config, masked, redact_text, redact_url
+from core.config import Config, ConfigError, load_config, masked
 from core.delivery import Delivery, load_sms_sender
 from core.events import derived_key, pseudonym_key, set_pseudonym_key
 from core.kek import SETTING as KEK_SETTING
@@ -34,9 +32,11 @@ from core.kek import UndecryptableKey
 from core.key_manager import KeyManager
 from core.key_setup import add_keys_commands, key_ring, rotation_policy, run_keys_command
 from core.lifecycle import Lifecycle
+from core.maintenance import purge_expired_periodically, storage_unreachable_line
 from core.metrics import Metrics
 from core.net import parse_networks
 from core.passwords import Hasher
+from core.redact import redact_text, redact_url
 from core.social import SocialSignIn
 from core.throttle import Throttle
 from core.tokens import TokenService
@@ -50,9 +50,7 @@ from storage import StorageUnavailable, Store, open_store
 log = logging.getLogger("vhod")
 
 SHUTDOWN_GRACE_SECONDS = 30
-PURGE_INTERVAL_SECONDS = 600
 UNREAD_BODY_BYTES = 1 << 40
-MAX_REASON_CHARS = 300  # PyMongo's reasons carry a whole topology description
 
 
 @dataclass
@@ -284,7 +282,9 @@ async def serve(config: Config) -> None:
         servers[1].listen(config.admin.port, address=admin_host)
         log.info("admin API listening on http://%s:%d", admin_host, config.admin.port)
     log.info(start_line(config, services))
-    purging = asyncio.ensure_future(purge_expired_periodically(services))
+    purging = asyncio.ensure_future(
+        purge_expired_periodically(services.store, services.accounts.clock, config.storage.url)
+    )
     maintaining_keys = asyncio.ensure_future(services.keys.maintain())
 
     stop = asyncio.Event()
@@ -303,32 +303,6 @@ async def serve(config: Config) -> None:
         await server.close_all_connections()
     await services.close()
     log.info("stopped")
-
-
-async def purge_expired_periodically(
-    services: Services, interval: float = PURGE_INTERVAL_SECONDS
-) -> None:
-    """Delete expired states, counters and refresh tokens now and then.
-
-    MongoDB's TTL indexes do it there too; SQLite has nothing else that would."""
-    url = services.config.storage.url
-    while True:
-        try:
-            await services.store.purge_expired(services.accounts.clock())
-        except StorageUnavailable as exc:
-            log.warning("purging expired rows failed, will retry: %s", redact_text(str(exc), url))
-        except Exception as exc:
-            # Anything else is a bug, but it must not end the purging for good. The message
-            # is masked like any storage error; the place names the code without a value.
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            log.error(
-                "purging expired rows failed, will retry: %s at %s:%d: %s",
-                type(exc).__name__,
-                Path(where.filename).name,
-                where.lineno,
-                redact_text(str(exc), url),
-            )
-        await asyncio.sleep(interval)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -393,14 +367,6 @@ def main(argv: list[str] | None = None) -> int:
         print(storage_unreachable_line(config.storage.url, exc), file=sys.stderr)
         return 1
     return 0
-
-
-def storage_unreachable_line(url: str, exc: BaseException) -> str:
-    """One line for an operator: which storage (its password masked) and the driver's reason."""
-    reason = " ".join(redact_text(str(exc), url).split()) or type(exc).__name__
-    if len(reason) > MAX_REASON_CHARS:
-        reason = reason[: MAX_REASON_CHARS - 1] + "…"
-    return f"vhod: storage unreachable: {redact_url(url)}: {reason}"
 
 
 if __name__ == "__main__":

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -13,7 +12,7 @@ from core.clock import Clock, system_clock
 from core.errors import ApiError, invalid_credentials, invalid_token
 from core.events import identifier_hash, security_event
 from core.identifiers import normalize_email, normalize_phone
-from core.metrics import login_outcome
+from core.metrics import LoginCounter, LoginObserver
 from core.passwords import Hasher, check_password_policy
 from core.sessions import carried_over, needs_touch, started_here
 from core.throttle import Throttle, login_key
@@ -23,14 +22,9 @@ from storage.base import (
     Identity,
     PartialWrite,
     RefreshToken,
-    StorageUnavailable,
     Store,
     User,
 )
-
-# Called once per sign-in attempt with its method (email, phone, a provider's name) and
-# its outcome (core.metrics.login_outcome): the metrics hook.
-LoginObserver = Callable[[str, str], None]
 
 REVOCATION_SLACK_SECONDS = 3600
 
@@ -109,30 +103,10 @@ class Accounts:
         self.throttle = throttle
         self.settings = settings or AccountSettings()
         self.clock = clock
-        self.on_login = on_login
+        self.counted_login = LoginCounter(on_login)  # `with counted_login(method): …`
         # Told of each user registered with a password (the lifecycle sends its first
         # verification code); None: nothing happens.
         self.after_registration: Callable[[User], Awaitable[None]] | None = None
-
-    @contextmanager
-    def counted_login(self, method: str) -> Iterator[None]:
-        """Report how the sign-in attempt in the block ended, where that is known."""
-        try:
-            yield
-        except ApiError as exc:
-            self._observe_login(method, login_outcome(exc.status))
-            raise
-        except StorageUnavailable:
-            self._observe_login(method, login_outcome(503))
-            raise
-        except Exception:
-            self._observe_login(method, login_outcome(500))
-            raise
-        self._observe_login(method, login_outcome(200))
-
-    def _observe_login(self, method: str, outcome: str) -> None:
-        if self.on_login is not None:
-            self.on_login(method, outcome)
 
     # password accounts
 

@@ -3,10 +3,14 @@ never an identifier, a token or an address."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from core.errors import ApiError
+from storage.base import StorageUnavailable
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -99,3 +103,34 @@ def login_outcome(status: int) -> str:
         429: "rate_limited",
         503: "unavailable",
     }.get(status, "invalid_request" if 400 <= status < 500 else "error")
+
+
+# Called once per sign-in attempt with its method (email, phone, a provider's name) and
+# its outcome (login_outcome): the metrics hook.
+LoginObserver = Callable[[str, str], None]
+
+
+class LoginCounter:
+    """Reports how each sign-in attempt ended, from the service that decides it."""
+
+    def __init__(self, observe: LoginObserver | None) -> None:
+        self.observe = observe
+
+    @contextmanager
+    def __call__(self, method: str) -> Iterator[None]:
+        try:
+            yield
+        except ApiError as exc:
+            self._report(method, login_outcome(exc.status))
+            raise
+        except StorageUnavailable:
+            self._report(method, login_outcome(503))
+            raise
+        except Exception:
+            self._report(method, login_outcome(500))
+            raise
+        self._report(method, login_outcome(200))
+
+    def _report(self, method: str, outcome: str) -> None:
+        if self.observe is not None:
+            self.observe(method, outcome)

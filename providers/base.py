@@ -12,7 +12,6 @@ import hmac
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from tornado.httpclient import AsyncHTTPClient
@@ -30,7 +29,14 @@ from providers.binding import (
     require_our_client_id,
     unprovable_token,
 )
-from providers.profile import Profile, e164_or_none, in_own_mailbox, subject_of, text_or_none
+from providers.profile import (
+    Profile,
+    ProviderTokens,
+    e164_or_none,
+    in_own_mailbox,
+    subject_of,
+    text_or_none,
+)
 from providers.settings import ProviderSettings, Setting, load_settings
 from providers.transport import (
     ClientAuthRefused,
@@ -65,16 +71,6 @@ __all__ = [
 
 
 _CHALLENGE = re.compile(r"[A-Za-z0-9\-_]{43}")
-
-
-@dataclass(frozen=True)
-class ProviderTokens:
-    """The provider's answer to a code exchange. Tokens are kept out of `repr` (and logs)."""
-
-    access_token: str = field(repr=False)
-    refresh_token: str | None = field(default=None, repr=False)
-    expires_in: int | None = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 _TEMPLATE_METHODS = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 _PHONE = re.compile(r"\+?[1-9][0-9]{6,14}")
@@ -64,3 +64,13 @@ def in_own_mailbox(email: str | None, domains: Iterable[str]) -> bool:
         return False
     local, domain = email.rsplit("@", 1)
     return bool(local) and domain.lower().rstrip(".") in {d.lower() for d in domains}
+
+
+@dataclass(frozen=True)
+class ProviderTokens:
+    """The provider's answer to a code exchange. Tokens are kept out of `repr` (and logs)."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    expires_in: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import suppress
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,7 +13,6 @@ from storage.base import (
     DuplicateError,
     PartialWrite,
     RefreshToken,
-    SigningKey,
     StorageUnavailable,
     User,
 )
@@ -23,6 +21,7 @@ from storage.mongo_docs import identity_key, token_document, token_from, user_fr
 from storage.mongo_docs import purge_at as _purge_at
 from storage.mongo_errors import USER_UNIQUE_FIELDS, hinted_field, unavailable
 from storage.mongo_indexes import PoolClearedWatch, create_indexes, ensure_unique_indexes
+from storage.mongo_keys import KeysMixin
 from storage.mongo_lifecycle import LifecycleMixin
 from storage.mongo_states import OAuthStatesMixin
 
@@ -46,7 +45,7 @@ def user_document(user: User) -> dict[str, Any]:
     return doc
 
 
-class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin):
+class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin, KeysMixin):
     """The Store protocol on MongoDB.
 
     Every expiry is stored twice: as the interface's float seconds, which every query
@@ -347,63 +346,3 @@ class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin):
                 duplicate = DuplicateKeyError(first.get("errmsg", ""), 11000, first)
                 field = await self._user_duplicate_field(duplicate, docs[first["index"]])
                 raise DuplicateError(field) from exc
-
-    # --- token-signing keys ---
-
-    async def add_signing_key(self, key: SigningKey) -> None:
-        # The generation is the _id: the one uniqueness every server enforces.
-        doc = {
-            "_id": key.generation,
-            "kid": key.kid,
-            "algorithm": key.algorithm,
-            "public_key": key.public_key,
-            "private_key": key.private_key,
-            "activates_at": key.activates_at,
-            "created_at": key.created_at,
-        }
-        with unavailable():
-            try:
-                await self.signing_keys.insert_one(doc)
-            except DuplicateKeyError as exc:
-                raise DuplicateError("generation") from exc
-
-    async def list_signing_keys(self) -> list[SigningKey]:
-        with unavailable():
-            docs = await self.signing_keys.find({}).sort("_id", 1).to_list(None)
-        return [
-            SigningKey(
-                kid=doc["kid"],
-                generation=int(doc["_id"]),
-                algorithm=doc["algorithm"],
-                public_key=doc["public_key"],
-                private_key=doc["private_key"],
-                activates_at=float(doc["activates_at"]),
-                created_at=float(doc["created_at"]),
-            )
-            for doc in docs
-        ]
-
-    # --- provider tokens from our own exchange ---
-
-    async def remember_exchanged_token(
-        self, provider: str, token_hash: str, expires_at: float, now: float
-    ) -> None:
-        # Its own collection, TTL-purged like the others (storage.mongo_indexes).
-        collection = self.database["exchanged_tokens"]
-        with unavailable():
-            doc = {
-                "_id": identity_key(provider, token_hash),
-                "expires_at": expires_at,
-                "purge_at": _purge_at(expires_at),
-            }
-            # A token is remembered once, by the exchange that obtained it; a retry keeps
-            # the first expiry (no $set: see hit_counter about floats on some servers).
-            with suppress(DuplicateKeyError):
-                await collection.insert_one(doc)
-
-    async def is_exchanged_token(self, provider: str, token_hash: str, now: float) -> bool:
-        query = {"_id": identity_key(provider, token_hash), "expires_at": {"$gt": now}}
-        with unavailable():
-            # No projection: nx-27017 0.8.1 finds nothing for find_one(query, {"_id": 1}).
-            found = await self.database["exchanged_tokens"].find_one(query)
-        return found is not None

@@ -2,7 +2,8 @@
 
 import pytest
 
-from core.config import ConfigError, load_config, masked, redact_text, redact_url
+from core.config import ConfigError, load_config, masked
+from core.redact import redact_text, redact_url
 
 
 def test_defaults_match_the_contract():

@@ -91,3 +91,12 @@ def test_no_private_tornado_attribute_is_used():
             if name:
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
     assert not found, found
+
+
+def test_no_service_module_is_over_400_lines():
+    long = {
+        str(path.relative_to(ROOT)): n
+        for path in [*service_files(), *sorted((ROOT / "bench").rglob("*.py"))]
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > 400
+    }
+    assert not long, long

@@ -284,7 +284,7 @@ async def test_ap4_security_events_are_structured_and_secret_free(
 
 
 async def test_expired_rows_are_purged_periodically(services, clock):
-    from server import purge_expired_periodically
+    from core.maintenance import purge_expired_periodically
     from storage.base import OAuthState
 
     await services.store.put_state(OAuthState("old", "vk", expires_at=clock() + 1))
@@ -298,7 +298,11 @@ async def test_expired_rows_are_purged_periodically(services, clock):
         purged.set()
 
     services.store.purge_expired = purge
-    task = asyncio.ensure_future(purge_expired_periodically(services, interval=600))
+    task = asyncio.ensure_future(
+        purge_expired_periodically(
+            services.store, services.accounts.clock, services.config.storage.url, interval=600
+        )
+    )
     await purged.wait()
     task.cancel()
     assert await services.store.find_state("vk", "old", clock() - 10) is None

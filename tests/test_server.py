@@ -18,7 +18,8 @@ from types import SimpleNamespace
 import pytest
 
 from core.config import load_config
-from server import purge_expired_periodically, start_line
+from core.maintenance import purge_expired_periodically
+from server import start_line
 from storage import StorageUnavailable
 from tests.processes import Server, free_port, request
 
@@ -229,12 +230,9 @@ async def test_purging_goes_on_after_any_error_and_logs_it(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="vhod")
     store = FailingPurgeStore()
     url = "mongodb://vhod:db-password@db/vhod"
-    services = SimpleNamespace(
-        config=load_config(None, environ={}, overrides={"storage.url": url}),
-        store=store,
-        accounts=SimpleNamespace(clock=lambda: 0.0),
+    purging = asyncio.ensure_future(
+        purge_expired_periodically(store, lambda: 0.0, url, interval=0)  # type: ignore[arg-type]
     )
-    purging = asyncio.ensure_future(purge_expired_periodically(services, interval=0))  # type: ignore[arg-type]
     try:
         await asyncio.wait_for(store.worked.wait(), 10)
         assert not purging.done()

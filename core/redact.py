@@ -1,0 +1,52 @@
+"""Secrets out of URLs and messages: a database URL's password and secret options."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote, unquote_plus
+
+# MongoDB URL options whose values are secrets (a key file's password, AWS session tokens).
+_SECRET_OPTION = re.compile(
+    r"([?&;](?:tlsCertificateKeyFilePassword|authMechanismProperties|password)=)([^&;]*)",
+    re.IGNORECASE,
+)
+
+
+def redact_url(url: str) -> str:
+    """A URL without its password or secret options, for logs and --check-config.
+
+    A password may hold an unescaped "/", "@", "?" or "#": everything up to the last "@" is
+    taken as the credentials, so no part of one can show. A "@" later in the URL (an option
+    value) costs only the host part of the output, never the secrecy of the password.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() == "sqlite":
+        return url
+    if "@" in rest:
+        credentials, _, rest = rest.rpartition("@")
+        user, colon, _ = credentials.partition(":")
+        rest = f"{user}:***@{rest}" if colon else f"{credentials}@{rest}"
+    return f"{scheme}://" + _SECRET_OPTION.sub(r"\1***", rest)
+
+
+def redact_text(text: str, url: str) -> str:
+    """`text` (a driver's error message, say) without `url`'s password in any spelling."""
+    text = text.replace(url, redact_url(url))
+    for secret in _url_secrets(url):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _url_secrets(url: str) -> list[str]:
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() == "sqlite":
+        return []
+    found = []
+    if "@" in rest:
+        password = rest.rpartition("@")[0].partition(":")[2]
+        found.append(password)
+    found += [match.group(2) for match in _SECRET_OPTION.finditer(rest)]
+    found = [secret for secret in found if secret]
+    found += [unquote(secret) for secret in found] + [unquote_plus(secret) for secret in found]
+    # The longest first, so that a shorter spelling never leaves part of a longer one.
+    return sorted({secret for secret in found if secret}, key=len, reverse=True)
