@@ -1,14 +1,13 @@
 """Logging: formats (`logging.format`: text or json), the request id each request's lines
-carry, redaction of secret query values, and a queue that keeps formatting and writing off
-the event loop."""
+carry, redaction of secret query values, and a batching writer that keeps formatting and
+writing off the event loop."""
 
 from __future__ import annotations
 
 import atexit
 import json
 import logging
-import logging.handlers
-import queue
+import threading
 import time
 from contextvars import ContextVar
 from urllib.parse import parse_qsl, urlencode
@@ -86,7 +85,7 @@ def redact_uri(uri: str) -> str:
 class RedactedUri:
     """A URI that is redacted when a log handler formats it, which may be off the event loop.
 
-    Every handler (the queue's writer thread, a test's capture) gets the redacted text: the
+    Every handler (the batching writer thread, a test's capture) gets the redacted text: the
     raw URI is reachable only through the attribute, never through str() or repr().
     """
 
@@ -103,68 +102,116 @@ class RedactedUri:
 
 # Arguments that read the same when formatted later, in the writer thread.
 _LATE_FORMAT_SAFE = (str, int, float, bool, type(None), RedactedUri)
-QUEUE_LIMIT = 10_000
+PENDING_LIMIT = 10_000  # records waiting for the writer; beyond it lines are dropped
+WRITE_INTERVAL = 0.05  # seconds between the writer's batches
 
 
-class DeferredQueueHandler(logging.handlers.QueueHandler):
-    """Puts records on a bounded queue unformatted: the writer thread formats and writes them.
+def late_formattable(record: logging.LogRecord) -> logging.LogRecord:
+    """The record, formatted now unless its arguments read the same later (plain values)."""
+    args = record.args
+    if args and not (
+        isinstance(args, tuple) and all(isinstance(a, _LATE_FORMAT_SAFE) for a in args)
+    ):
+        record.msg, record.args = record.getMessage(), None
+    return record
 
-    The stdlib QueueHandler formats in prepare(), on the caller's thread, which is the event
-    loop. Here a record is only copied forward; arguments that could change before the writer
-    reads them (anything but plain values) are formatted now. A full queue (the output is
-    slower than the requests) drops lines and says how many, rather than growing without bound.
+
+class _BatchStream(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler that leaves flushing to its caller, once per batch."""
+
+    def flush(self) -> None:
+        pass
+
+    def flush_batch(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if self.stream and hasattr(self.stream, "flush"):
+                self.stream.flush()
+
+
+class BatchingHandler(logging.Handler):
+    """Collects records on the caller's thread; a writer thread formats and writes them.
+
+    The event loop only appends a record to a list. Every WRITE_INTERVAL the writer takes the
+    whole list, formats it and writes it with one flush. A queue handing over each record
+    (stdlib QueueHandler and QueueListener) measured slower here than writing on the loop:
+    waking the writer per line moves the GIL back and forth on every request. When the output
+    is slower than the requests, lines beyond PENDING_LIMIT are dropped and a warning says
+    how many, rather than memory growing without bound.
     """
 
-    def __init__(self, target: queue.Queue[logging.LogRecord]) -> None:
-        super().__init__(target)
+    def __init__(self, target: logging.Handler, interval: float = WRITE_INTERVAL) -> None:
+        super().__init__()
+        self.target = target
+        self.interval = interval
+        self.pending: list[logging.LogRecord] = []
         self.dropped = 0
+        self._stopped = threading.Event()
+        self._writer = threading.Thread(target=self._write_forever, name="log-writer", daemon=True)
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        args = record.args
-        if args and not (
-            isinstance(args, tuple) and all(isinstance(a, _LATE_FORMAT_SAFE) for a in args)
-        ):
-            record.msg, record.args = record.getMessage(), None
-        return record
+    def start(self) -> None:
+        self._writer.start()
 
-    def enqueue(self, record: logging.LogRecord) -> None:
-        try:
-            if self.dropped:
-                note = logging.makeLogRecord(
+    def emit(self, record: logging.LogRecord) -> None:  # called with self.lock held
+        if len(self.pending) >= PENDING_LIMIT:
+            self.dropped += 1
+            return
+        self.pending.append(late_formattable(record))
+
+    def write_pending(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            batch, self.pending = self.pending, []
+            dropped, self.dropped = self.dropped, 0
+        if dropped:
+            batch.append(
+                logging.makeLogRecord(
                     {
                         "name": "vhod",
                         "levelno": logging.WARNING,
                         "levelname": "WARNING",
                         "msg": "%d log lines were dropped: the log output is too slow",
-                        "args": (self.dropped,),
+                        "args": (dropped,),
                         "request_id": "-",
                     }
                 )
-                self.queue.put_nowait(note)
-                self.dropped = 0
-            self.queue.put_nowait(record)
-        except queue.Full:
-            self.dropped += 1
+            )
+        for record in batch:
+            self.target.handle(record)
+        if batch and isinstance(self.target, _BatchStream):
+            self.target.flush_batch()
+
+    def _write_forever(self) -> None:
+        while not self._stopped.wait(self.interval):
+            self.write_pending()
+
+    def close(self) -> None:
+        """Write what is pending and stop the writer (at exit)."""
+        self._stopped.set()
+        if self._writer.is_alive():
+            self._writer.join(timeout=5)
+        self.write_pending()
+        super().close()
 
 
-def configure(level: str, fmt: str) -> logging.handlers.QueueListener:
-    """Set up the root logger once for the process; returns the running writer thread."""
-    handler = logging.StreamHandler()
+def configure(level: str, fmt: str) -> BatchingHandler:
+    """Set up the root logger once for the process; returns its running batching handler."""
+    handler = _BatchStream()
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
         )
-    records: queue.Queue[logging.LogRecord] = queue.Queue(QUEUE_LIMIT)
-    queued = DeferredQueueHandler(records)
-    queued.addFilter(RequestIdFilter())  # on the caller's thread, where the request id is
-    listener = logging.handlers.QueueListener(records, handler, respect_handler_level=True)
-    listener.start()
-    atexit.register(listener.stop)  # writes what is still queued
+    # No format of ours prints them; each costs a call per record on the loop.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    batching = BatchingHandler(handler)
+    batching.addFilter(RequestIdFilter())  # on the caller's thread, where the request id is
+    batching.start()
+    atexit.register(batching.close)  # writes what is still pending
     root = logging.getLogger()
-    root.handlers[:] = [queued]
+    root.handlers[:] = [batching]
     root.setLevel(level.upper())
     # Tornado's own access log prints full URIs with their queries; ours redacts them.
     logging.getLogger("tornado.access").disabled = True
-    return listener
+    return batching

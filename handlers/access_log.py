@@ -37,14 +37,16 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     if access_log.isEnabledFor(level):
         duration_ms = round(1000.0 * seconds, 2)
         ip = client_ip_var.get()
-        access_log.log(
+        # makeRecord and handle rather than log(): the caller's file and line, which log()
+        # looks up by walking the stack on every call, are the same for every access line.
+        record = access_log.makeRecord(
+            access_log.name,
             level,
+            __file__,
+            0,
             "%d %s %s (%s) %.2fms",
-            status,
-            method,
-            RedactedUri(request.uri or ""),
-            ip,
-            duration_ms,
+            (status, method, RedactedUri(request.uri or ""), ip, duration_ms),
+            None,
             extra={
                 "request_id": getattr(handler, "request_id", "-"),
                 "method": method,
@@ -54,3 +56,4 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
                 "ip": ip,
             },
         )
+        access_log.handle(record)

@@ -12,9 +12,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from pymongo import MongoClient
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,3 +136,38 @@ def request(url: str, data: dict | None = None) -> tuple[int, object]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
+
+
+@dataclass
+class Pair:
+    """Two vhod processes on one store."""
+
+    a: Server
+    b: Server
+
+
+@contextmanager
+def two_instances(
+    tmp_path: Path,
+    env: dict[str, str],
+    *,
+    ports: tuple[int | None, int | None] = (None, None),
+    mongo_url: str | None = None,
+) -> Iterator[Pair]:
+    """A and B with the same settings and data folders of their own; on MongoDB the test's
+    database is dropped afterwards."""
+    a = Server(tmp_path, port=ports[0], VHOD_SERVER__DATA_DIR=str(tmp_path / "data-a"), **env)
+    b = None
+    try:
+        a.wait_started(timeout=30)  # A creates the tables or indexes; B finds them there
+        b = Server(tmp_path, port=ports[1], VHOD_SERVER__DATA_DIR=str(tmp_path / "data-b"), **env)
+        b.wait_started(timeout=30)
+        yield Pair(a, b)
+    finally:
+        for instance in (b, a):
+            if instance is not None:
+                instance.stop()
+        if mongo_url is not None:
+            client: MongoClient[dict[str, Any]] = MongoClient(mongo_url)
+            client.drop_database(urlsplit(mongo_url).path.strip("/"))
+            client.close()

@@ -1,13 +1,15 @@
-"""Logging off the event loop: the queue handler, and redaction that holds on every path."""
+"""Logging off the event loop: the batching handler, and redaction that holds on every path."""
 
 from __future__ import annotations
 
 import logging
-import queue
+import threading
+import time
 
 import pytest
 
-from core.logs import DeferredQueueHandler, RedactedUri, is_secret_name, redact_uri
+from core import logs
+from core.logs import BatchingHandler, RedactedUri, is_secret_name, redact_uri
 from tests.processes import Server, request
 
 MARKER = "S3CR3T-MARKER-9c2d"
@@ -48,34 +50,59 @@ def test_redact_uri_masks_secret_values_only():
     assert str(RedactedUri(uri)) == repr(RedactedUri(uri)) == redacted
 
 
-def test_the_queue_handler_defers_formatting_to_the_writer_thread():
-    records: queue.Queue[logging.LogRecord] = queue.Queue(10)
-    handler = DeferredQueueHandler(records)
+class Collected(logging.Handler):
+    """The writer's target in these tests: what it was handed, and from which thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+        self.threads: set[int] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self.threads.add(threading.get_ident())
+
+
+def test_the_loop_only_collects_records_and_the_writer_formats_them():
+    target = Collected()
+    handler = BatchingHandler(target, interval=0.01)
     uri = RedactedUri(f"/v?access={MARKER}")
-    plain = logging.makeLogRecord({"msg": "%d %s", "args": (200, uri)})
-    handler.handle(plain)
-    queued = records.get_nowait()
-    assert queued.args == (200, uri)  # not formatted on the caller's (the loop's) thread
-    assert MARKER not in queued.getMessage()
+    handler.handle(logging.makeLogRecord({"msg": "%d %s", "args": (200, uri)}))
     mutable = {"k": "v"}
-    record = logging.makeLogRecord({"msg": "%s", "args": ([mutable],)})
-    handler.handle(record)
+    handler.handle(logging.makeLogRecord({"msg": "%s", "args": ([mutable],)}))
     mutable["k"] = "changed later"
-    assert records.get_nowait().getMessage() == "[{'k': 'v'}]"  # formatted at once
+    assert target.records == []  # nothing written on the caller's (the loop's) thread
+    handler.start()
+    try:
+        for _ in range(200):  # the writer's next batch, within about 2 s
+            if len(target.records) == 2:
+                break
+            time.sleep(0.01)
+    finally:
+        handler.close()
+    plain, formatted = target.records
+    assert target.threads and threading.get_ident() not in target.threads  # the writer's
+    assert plain.args == (200, uri)  # formatted only by the target, off the loop
+    assert MARKER not in plain.getMessage()
+    assert formatted.getMessage() == "[{'k': 'v'}]"  # formatted at once: it could change
 
 
-def test_a_full_queue_drops_lines_and_says_how_many():
-    records: queue.Queue[logging.LogRecord] = queue.Queue(2)
-    handler = DeferredQueueHandler(records)
+def test_lines_beyond_the_limit_are_dropped_and_counted(monkeypatch):
+    monkeypatch.setattr(logs, "PENDING_LIMIT", 2)
+    target = Collected()
+    handler = BatchingHandler(target)
     for i in range(5):
         handler.handle(logging.makeLogRecord({"msg": f"line {i}"}))
-    assert [records.get_nowait().getMessage() for _ in range(2)] == ["line 0", "line 1"]
     assert handler.dropped == 3
+    handler.write_pending()
+    assert [r.getMessage() for r in target.records] == [
+        "line 0",
+        "line 1",
+        "3 log lines were dropped: the log output is too slow",
+    ]
     handler.handle(logging.makeLogRecord({"msg": "after"}))
-    assert records.get_nowait().getMessage() == (
-        "3 log lines were dropped: the log output is too slow"
-    )
-    assert records.get_nowait().getMessage() == "after"
+    handler.write_pending()
+    assert target.records[-1].getMessage() == "after"
 
 
 def test_a_running_server_logs_through_the_queue_with_secrets_redacted(tmp_path):

@@ -6,27 +6,19 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
-from pymongo import MongoClient
 from tornado.httpclient import AsyncHTTPClient
 
 from tests.fakes.providers import FakeVK, consent_redirect
-from tests.processes import Server, free_port
+from tests.processes import Pair, Server, free_port, two_instances
 from tests.storage_fixtures import with_database
 
 SECRET = "one-secret-for-every-instance-of-this-test"
 LOGIN_FAILURES = 3
-
-
-@dataclass
-class Pair:
-    a: Server
-    b: Server
 
 
 @pytest.fixture(params=["sqlite", "mongo-wire"])
@@ -57,21 +49,8 @@ def instances(request: pytest.FixtureRequest, tmp_path: Path, fake_vk: FakeVK) -
         "VHOD_PROVIDERS__VK__TOKEN_URL": vk["token_url"],
         "VHOD_PROVIDERS__VK__USERINFO_URL": vk["userinfo_url"],
     }
-    a = Server(tmp_path, port=port_a, VHOD_SERVER__DATA_DIR=str(tmp_path / "data-a"), **env)
-    b = None
-    try:
-        a.wait_started(timeout=30)  # A creates the tables or indexes; B finds them there
-        b = Server(tmp_path, port=port_b, VHOD_SERVER__DATA_DIR=str(tmp_path / "data-b"), **env)
-        b.wait_started(timeout=30)
-        yield Pair(a, b)
-    finally:
-        for instance in (b, a):
-            if instance is not None:
-                instance.stop()
-        if mongo_url is not None:
-            client: MongoClient[dict[str, Any]] = MongoClient(mongo_url)
-            client.drop_database(urlsplit(mongo_url).path.strip("/"))
-            client.close()
+    with two_instances(tmp_path, env, ports=(port_a, port_b), mongo_url=mongo_url) as pair:
+        yield pair
 
 
 async def call(url: str, *, body: dict[str, Any] | None = None) -> tuple[int, Any]:

@@ -6,17 +6,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-from pymongo import MongoClient
 from tornado.httpclient import AsyncHTTPClient
 
 from tests.fakes.channels import SmsInbox, SmtpInbox
-from tests.processes import Server
+from tests.processes import Pair, Server, two_instances
 from tests.storage_fixtures import with_database
 
 SECRET = "one-secret-for-every-instance-of-this-test"
@@ -25,12 +22,6 @@ USER = {
     "phone_number": "+79161234567",
     "hash_password": "correct horse 1",
 }
-
-
-@dataclass
-class Pair:
-    a: Server
-    b: Server
 
 
 @pytest.fixture(params=["sqlite", "mongo-wire"])
@@ -58,21 +49,8 @@ def instances(
     }
     for dotted, value in {**smtp_inbox.config(), **sms_inbox.config()}.items():
         env["VHOD_" + dotted.upper().replace(".", "__")] = str(value)
-    a = Server(tmp_path, VHOD_SERVER__DATA_DIR=str(tmp_path / "data-a"), **env)
-    b = None
-    try:
-        a.wait_started(timeout=30)
-        b = Server(tmp_path, VHOD_SERVER__DATA_DIR=str(tmp_path / "data-b"), **env)
-        b.wait_started(timeout=30)
-        yield Pair(a, b)
-    finally:
-        for instance in (b, a):
-            if instance is not None:
-                instance.stop()
-        if mongo_url is not None:
-            client: MongoClient[dict[str, Any]] = MongoClient(mongo_url)
-            client.drop_database(urlsplit(mongo_url).path.strip("/"))
-            client.close()
+    with two_instances(tmp_path, env, mongo_url=mongo_url) as pair:
+        yield pair
 
 
 async def call(
