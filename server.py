@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(settings_help(discover_providers())))
         print(f"# configuration OK ({path})", file=sys.stderr)
         return 0
-    logs.configure(config.logging.level, config.logging.format)
+    writer = logs.configure(config.logging.level, config.logging.format)
     try:
         if args.command == "keys":
             return run_keys_command(config, args)
@@ -361,11 +361,15 @@ def main(argv: list[str] | None = None) -> int:
             return run_admin_command(config, args, build_services)
         asyncio.run(serve(config))
     except ConfigError as exc:
+        writer.close()  # the log lines before it come first
         print(f"vhod: configuration error: {exc}", file=sys.stderr)
         return 2
     except StorageUnavailable as exc:
+        writer.close()
         print(storage_unreachable_line(config.storage.url, exc), file=sys.stderr)
         return 1
+    finally:
+        writer.close()  # what is still pending is written before main() returns
     return 0
 
 

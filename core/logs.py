@@ -7,9 +7,11 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import sys
 import threading
 import time
 from contextvars import ContextVar
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
@@ -117,7 +119,17 @@ def late_formattable(record: logging.LogRecord) -> logging.LogRecord:
 
 
 class _BatchStream(logging.StreamHandler):  # type: ignore[type-arg]
-    """A StreamHandler that leaves flushing to its caller, once per batch."""
+    """A StreamHandler on stderr that leaves flushing to its caller, once per batch.
+
+    Like the stdlib's last-resort handler, it writes to whatever sys.stderr is when it writes.
+    """
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
 
     def flush(self) -> None:
         pass

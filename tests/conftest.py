@@ -46,6 +46,8 @@ def _restore_root_logging():
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
+    for added in [h for h in root.handlers if h not in handlers]:
+        added.close()  # stops a batching writer thread the test started
     root.handlers[:] = handlers
     root.setLevel(level)
 
