@@ -314,7 +314,6 @@ class SocialSignIn:
             provider.name,
             token_fingerprint(tokens.access_token),
             now + min(max(lifetime, 1), EXCHANGED_TOKEN_MAX_SECONDS),
-            now,
         )
         return {
             "access_token": tokens.access_token,

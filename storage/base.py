@@ -251,7 +251,7 @@ class Store(Protocol):
 
     async def purge_expired(self, now: float) -> None:
         """Delete expired states, counters, refresh tokens, family revocations, one-time
-        codes and audit events (MongoDB's TTL does it too)."""
+        codes, exchanged provider tokens and audit events (MongoDB's TTL does it too)."""
 
     # the audit log; shared by every instance on the same store
     async def add_events(self, events: Sequence[AuditEvent]) -> None:
@@ -313,11 +313,11 @@ class Store(Protocol):
 
     # provider tokens vhod obtained itself through its own code exchange
     async def remember_exchanged_token(
-        self, provider: str, token_hash: str, expires_at: float, now: float
+        self, provider: str, token_hash: str, expires_at: float
     ) -> None:
         """Remember (a hash of) a provider access token this server's exchange obtained,
         until `expires_at`; every instance on the same store then knows it is ours. A
-        hash remembered already keeps its first expiry; hashes expired at `now` may go."""
+        hash remembered already keeps its first expiry; purge_expired removes expired ones."""
 
     async def is_exchanged_token(self, provider: str, token_hash: str, now: float) -> bool:
         """Whether `remember_exchanged_token` stored this hash for `provider`, still live."""

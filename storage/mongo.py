@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from pymongo import AsyncMongoClient, ReturnDocument, WriteConcern
+from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from storage.base import (
@@ -330,14 +330,10 @@ class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin, KeysMixin):
             return  # insert_many refuses an empty list
         docs = [user_document(user) for user in users]
         # Unordered: the server may apply the batch in parallel, and one duplicate does
-        # not stop the rest; majority: the load is durable once this returns.
-        # get_collection, not users.with_options: mongomock-motor 0.0.36 hands the latter
-        # back as its synchronous collection.
-        majority = WriteConcern("majority")
-        collection = self.database.get_collection(self.users.name, write_concern=majority)
+        # not stop the rest. Durable like every write here: the client's w:majority.
         with unavailable():
             try:
-                await collection.insert_many(docs, ordered=False)
+                await self.users.insert_many(docs, ordered=False)
             except BulkWriteError as exc:
                 errors = exc.details.get("writeErrors") or []
                 first = next((e for e in errors if e.get("code") == 11000), None)

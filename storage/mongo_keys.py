@@ -57,7 +57,7 @@ class KeysMixin:
     # --- provider tokens from our own exchange ---
 
     async def remember_exchanged_token(
-        self, provider: str, token_hash: str, expires_at: float, now: float
+        self, provider: str, token_hash: str, expires_at: float
     ) -> None:
         # Its own collection, TTL-purged like the others (storage.mongo_indexes).
         collection = self.database["exchanged_tokens"]

@@ -340,7 +340,7 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin):
     # --- provider tokens from our own exchange ---
 
     async def remember_exchanged_token(
-        self, provider: str, token_hash: str, expires_at: float, now: float
+        self, provider: str, token_hash: str, expires_at: float
     ) -> None:
         def remember(db: sqlite3.Connection) -> None:
             db.execute(

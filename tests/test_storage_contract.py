@@ -716,8 +716,8 @@ async def test_exchanged_provider_tokens_are_known_per_provider_until_they_expir
     store: Store, now: float
 ) -> None:
     assert not await store.is_exchanged_token("vk", "a" * 64, now)
-    await store.remember_exchanged_token("vk", "a" * 64, now + 60, now)
-    await store.remember_exchanged_token("vk", "a" * 64, now + 600, now)  # a retry: no change
+    await store.remember_exchanged_token("vk", "a" * 64, now + 60)
+    await store.remember_exchanged_token("vk", "a" * 64, now + 600)  # a retry: no change
     assert await store.is_exchanged_token("vk", "a" * 64, now)
     assert await store.is_exchanged_token("vk", "a" * 64, now + 59)
     assert not await store.is_exchanged_token("vk", "a" * 64, now + 60)  # expired
