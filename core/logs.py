@@ -1,23 +1,20 @@
 """Logging: formats (`logging.format`: text or json), the request id each request's lines
-carry, redaction of secret query values, and a batching writer that keeps formatting and
-writing off the event loop."""
+carry, redaction of secret query values, and the setup of the process's batching writer
+(`core.log_writer`), which keeps formatting and writing off the event loop."""
 
 from __future__ import annotations
 
 import atexit
 import json
 import logging
-import sys
-import threading
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+
+from core.log_writer import BatchingHandler, BatchStream, LineFormatter
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
-
-# Attributes every LogRecord has; anything else on a record came through `extra=`.
-_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 class RequestIdFilter(logging.Filter):
@@ -29,190 +26,110 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-class JsonFormatter(logging.Formatter):
+class _SecondCache:
+    """The text of a timestamp's whole second, made once per second rather than per line."""
+
+    def __init__(self, render: Callable[[float], str]) -> None:
+        self.render = render
+        self.second = -1
+        self.text = ""
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        if second != self.second:
+            self.text, self.second = self.render(second), second
+        return self.text
+
+
+class TextFormatter(LineFormatter):
+    """`time LEVEL logger [request id] message`, the time as logging's default (local time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seconds = _SecondCache(
+            lambda second: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        )
+
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        message: str,
+        extra: dict[str, Any],
+        exception: str = "",
+    ) -> str:
+        millis = int((created - int(created)) * 1000)
+        text = (
+            f"{self._seconds(created)},{millis:03d} {level} {logger}"
+            f" [{extra.get('request_id', '-')}] {message}"
+        )
+        return f"{text}\n{exception}" if exception else text
+
+
+class JsonFormatter(LineFormatter):
     """One JSON object per line: time, level, logger, message and the record's extra fields."""
 
-    def format(self, record: logging.LogRecord) -> str:
+    def __init__(self) -> None:
+        super().__init__()
+        self._seconds = _SecondCache(
+            lambda second: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        )
+
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        message: str,
+        extra: dict[str, Any],
+        exception: str = "",
+    ) -> str:
+        millis = int((created - int(created)) * 1000)
         entry: dict[str, object] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
+            "time": f"{self._seconds(created)}.{millis:03d}Z",
+            "level": level.lower(),
+            "logger": logger,
+            "message": message,
+            **extra,
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if exception:
+            entry["exception"] = exception
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-# A query parameter whose lower-cased name contains one of these never shows its value in a
-# log line (AP3, AP7). A substring rule, so that `client_secret`, `id_token`, `new_password`
-# or a plugin's `otp_code` are caught without being listed one by one.
-SECRET_NAME_PARTS = (
-    "access",
-    "refresh",
-    "token",
-    "code",
-    "password",
-    "secret",
-    "state",
-    "device_id",
-    "verifier",
-    "assertion",
-    "session",
-    "key",
-    "otp",
-    "query",  # the admin search: an email or a phone number (PII, not a secret)
-)
+# The process's writer, once `configure` has made it.
+_writer: BatchingHandler | None = None
 
 
-def is_secret_name(name: str) -> bool:
-    lowered = name.lower()
-    return any(part in lowered for part in SECRET_NAME_PARTS)
+def defer(
+    logger: logging.Logger, level: int, msg: str, args: tuple[Any, ...], **extra: Any
+) -> None:
+    """Log as `logger.log(level, msg, *args, extra=extra)` would, the LogRecord made later.
 
-
-def redact_uri(uri: str) -> str:
-    """The request URI with the values of secret query parameters replaced by `***`."""
-    path, sep, query = uri.partition("?")
-    if not sep:
-        return uri
-    pairs = parse_qsl(query, keep_blank_values=True)
-    safe = [(k, "***" if is_secret_name(k) else v) for k, v in pairs]
-    return f"{path}?{urlencode(safe, safe='*')}"
-
-
-class RedactedUri:
-    """A URI that is redacted when a log handler formats it, which may be off the event loop.
-
-    Every handler (the batching writer thread, a test's capture) gets the redacted text: the
-    raw URI is reachable only through the attribute, never through str() or repr().
+    When the process's batching writer is all a record of `logger` would reach, the caller's
+    thread (the event loop) only appends the call's fields to the writer's batch: making a
+    LogRecord and passing it down the logger tree costs more than the whole line's text
+    does in the writer. Otherwise (another handler or filter is set, as in a test's log
+    capture) the record is made and handled here, as usual. `args` must read the same later:
+    plain values or RedactedUri.
     """
-
-    __slots__ = ("uri",)
-
-    def __init__(self, uri: str) -> None:
-        self.uri = uri
-
-    def __str__(self) -> str:
-        return redact_uri(self.uri)
-
-    __repr__ = __str__
-
-
-# Arguments that read the same when formatted later, in the writer thread.
-_LATE_FORMAT_SAFE = (str, int, float, bool, type(None), RedactedUri)
-PENDING_LIMIT = 10_000  # records waiting for the writer; beyond it lines are dropped
-WRITE_INTERVAL = 0.05  # seconds between the writer's batches
-
-
-def late_formattable(record: logging.LogRecord) -> logging.LogRecord:
-    """The record, formatted now unless its arguments read the same later (plain values)."""
-    args = record.args
-    if args and not (
-        isinstance(args, tuple) and all(isinstance(a, _LATE_FORMAT_SAFE) for a in args)
-    ):
-        record.msg, record.args = record.getMessage(), None
-    return record
-
-
-class _BatchStream(logging.StreamHandler):  # type: ignore[type-arg]
-    """A StreamHandler on stderr that leaves flushing to its caller, once per batch.
-
-    Like the stdlib's last-resort handler, it writes to whatever sys.stderr is when it writes.
-    """
-
-    def __init__(self) -> None:
-        logging.Handler.__init__(self)
-
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    def flush(self) -> None:
-        pass
-
-    def flush_batch(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
-            if self.stream and hasattr(self.stream, "flush"):
-                self.stream.flush()
-
-
-class BatchingHandler(logging.Handler):
-    """Collects records on the caller's thread; a writer thread formats and writes them.
-
-    The event loop only appends a record to a list. Every WRITE_INTERVAL the writer takes the
-    whole list, formats it and writes it with one flush. A queue handing over each record
-    (stdlib QueueHandler and QueueListener) measured slower here than writing on the loop:
-    waking the writer per line moves the GIL back and forth on every request. When the output
-    is slower than the requests, lines beyond PENDING_LIMIT are dropped and a warning says
-    how many, rather than memory growing without bound.
-    """
-
-    def __init__(self, target: logging.Handler, interval: float = WRITE_INTERVAL) -> None:
-        super().__init__()
-        self.target = target
-        self.interval = interval
-        self.pending: list[logging.LogRecord] = []
-        self.dropped = 0
-        self._stopped = threading.Event()
-        self._writer = threading.Thread(target=self._write_forever, name="log-writer", daemon=True)
-
-    def start(self) -> None:
-        self._writer.start()
-
-    def emit(self, record: logging.LogRecord) -> None:  # called with self.lock held
-        if len(self.pending) >= PENDING_LIMIT:
-            self.dropped += 1
-            return
-        self.pending.append(late_formattable(record))
-
-    def write_pending(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
-            batch, self.pending = self.pending, []
-            dropped, self.dropped = self.dropped, 0
-        if dropped:
-            batch.append(
-                logging.makeLogRecord(
-                    {
-                        "name": "vhod",
-                        "levelno": logging.WARNING,
-                        "levelname": "WARNING",
-                        "msg": "%d log lines were dropped: the log output is too slow",
-                        "args": (dropped,),
-                        "request_id": "-",
-                    }
-                )
-            )
-        for record in batch:
-            self.target.handle(record)
-        if batch and isinstance(self.target, _BatchStream):
-            self.target.flush_batch()
-
-    def _write_forever(self) -> None:
-        while not self._stopped.wait(self.interval):
-            self.write_pending()
-
-    def close(self) -> None:
-        """Write what is pending and stop the writer (at exit)."""
-        self._stopped.set()
-        if self._writer.is_alive():
-            self._writer.join(timeout=5)
-        self.write_pending()
-        super().close()
+    if not logger.isEnabledFor(level):
+        return
+    extra.setdefault("request_id", request_id_var.get())
+    writer = _writer
+    if writer is not None and writer.serves_alone(logger):
+        writer.add((time.time(), level, logger.name, msg, args, extra))
+    else:
+        logger.handle(
+            logger.makeRecord(logger.name, level, __file__, 0, msg, args, None, extra=extra)
+        )
 
 
 def configure(level: str, fmt: str) -> BatchingHandler:
     """Set up the root logger once for the process; returns its running batching handler."""
-    handler = _BatchStream()
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
-        )
+    handler = BatchStream()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     # No format of ours prints them; each costs a call per record on the loop.
     logging.logThreads = False
     logging.logProcesses = False
@@ -220,6 +137,8 @@ def configure(level: str, fmt: str) -> BatchingHandler:
     batching = BatchingHandler(handler)
     batching.addFilter(RequestIdFilter())  # on the caller's thread, where the request id is
     batching.start()
+    global _writer
+    _writer = batching
     atexit.register(batching.close)  # writes what is still pending
     root = logging.getLogger()
     root.handlers[:] = [batching]

@@ -6,9 +6,10 @@ import logging
 
 import tornado.web
 
+from core import logs
 from core.events import client_ip_var
-from core.logs import RedactedUri
 from core.metrics import method_label
+from core.redact import RedactedUri
 
 access_log = logging.getLogger("vhod.access")
 
@@ -37,23 +38,15 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     if access_log.isEnabledFor(level):
         duration_ms = round(1000.0 * seconds, 2)
         ip = client_ip_var.get()
-        # makeRecord and handle rather than log(): the caller's file and line, which log()
-        # looks up by walking the stack on every call, are the same for every access line.
-        record = access_log.makeRecord(
-            access_log.name,
+        logs.defer(
+            access_log,
             level,
-            __file__,
-            0,
             "%d %s %s (%s) %.2fms",
             (status, method, RedactedUri(request.uri or ""), ip, duration_ms),
-            None,
-            extra={
-                "request_id": getattr(handler, "request_id", "-"),
-                "method": method,
-                "route": route,
-                "status": status,
-                "duration_ms": duration_ms,
-                "ip": ip,
-            },
+            request_id=getattr(handler, "request_id", "-"),
+            method=method,
+            route=route,
+            status=status,
+            duration_ms=duration_ms,
+            ip=ip,
         )
-        access_log.handle(record)

@@ -9,7 +9,7 @@ from http.client import responses
 import tornado.web
 
 from core.errors import ApiError, storage_unavailable
-from core.logs import RedactedUri
+from core.redact import RedactedUri
 from storage.base import StorageUnavailable
 
 app_log = logging.getLogger("vhod")

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from core import logs
-from core.logs import BatchingHandler, RedactedUri, is_secret_name, redact_uri
+from core import log_writer, logs
+from core.log_writer import BatchingHandler
+from core.redact import RedactedUri, is_secret_name, redact_uri
 from tests.processes import Server, request
 
 MARKER = "S3CR3T-MARKER-9c2d"
@@ -88,7 +89,7 @@ def test_the_loop_only_collects_records_and_the_writer_formats_them():
 
 
 def test_lines_beyond_the_limit_are_dropped_and_counted(monkeypatch):
-    monkeypatch.setattr(logs, "PENDING_LIMIT", 2)
+    monkeypatch.setattr(log_writer, "PENDING_LIMIT", 2)
     target = Collected()
     handler = BatchingHandler(target)
     for i in range(5):
@@ -119,3 +120,92 @@ def test_a_running_server_logs_through_the_queue_with_secrets_redacted(tmp_path)
     assert "/validate/jwt/access?access=*** " in log
     assert "/validate/jwt/refresh?refresh=*** " in log
     assert MARKER not in log
+
+
+class CountingStream:
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+        self.flushes = 0
+
+    def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+ACCESS_ARGS = (200, "GET", RedactedUri(f"/validate/jwt/access?access={MARKER}"), "10.0.0.1", 1.25)
+ACCESS_EXTRA = {"request_id": "req-7", "method": "GET", "route": "/validate/jwt/access"}
+
+
+@pytest.mark.parametrize("formatter", [logs.TextFormatter(), logs.JsonFormatter()])
+def test_a_deferred_call_reads_as_the_record_it_stands_for(formatter):
+    created = 1_700_000_000.25
+    entry = (
+        created,
+        logging.INFO,
+        "vhod.access",
+        "%d %s %s (%s) %.2fms",
+        ACCESS_ARGS,
+        ACCESS_EXTRA,
+    )
+    record = log_writer.record_of(entry)
+    stream = log_writer.BatchStream()
+    stream.setFormatter(formatter)
+    out = CountingStream()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.stderr", out)
+        stream.write_batch([entry, record])
+    deferred, made = out.writes[0].splitlines()
+    assert deferred == made == formatter.format(record)
+    assert MARKER not in deferred and "access=***" in deferred
+
+
+def test_the_text_format_is_the_stdlib_format_it_replaces():
+    stdlib = logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+    record = logging.makeLogRecord(
+        {"msg": "hello %s", "args": ("world",), "levelno": 30, "levelname": "WARNING"}
+    )
+    record.name, record.request_id = "vhod", "req-1"
+    assert logs.TextFormatter().format(record) == stdlib.format(record)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failed = logging.makeLogRecord({"msg": "failed", "exc_info": __import__("sys").exc_info()})
+    failed.request_id = "-"
+    assert logs.TextFormatter().format(failed) == stdlib.format(failed)
+
+
+def test_a_batch_is_one_write_and_one_flush(monkeypatch):
+    out = CountingStream()
+    monkeypatch.setattr("sys.stderr", out)
+    stream = log_writer.BatchStream()
+    stream.setFormatter(logs.TextFormatter())
+    handler = BatchingHandler(stream)
+    for i in range(50):
+        handler.handle(logging.makeLogRecord({"msg": f"line {i}", "request_id": "-"}))
+    handler.write_pending()
+    assert len(out.writes) == 1 and out.flushes == 1
+    assert out.writes[0].count("\n") == 50
+
+
+def test_calls_are_deferred_only_when_the_writer_is_all_they_reach(monkeypatch):
+    root = logging.getLogger()
+    handler = BatchingHandler(logging.NullHandler())
+    monkeypatch.setattr(root, "handlers", [handler])
+    monkeypatch.setattr(logs, "_writer", handler)
+    logger = logging.getLogger("vhod.access")
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    assert handler.serves_alone(logger)
+    logs.defer(logger, logging.INFO, "%d", (1,), route="/x")
+    assert isinstance(handler.pending[-1], tuple)  # no LogRecord made on this thread
+    capture = logging.Handler()
+    monkeypatch.setattr(root, "handlers", [handler, capture])  # as a test's log capture
+    assert not handler.serves_alone(logger)
+    monkeypatch.setattr(root, "handlers", [handler])
+    filtered = logging.getLogger("vhod")
+    monkeypatch.setattr(filtered, "filters", [logging.Filter("nothing")])
+    assert not handler.serves_alone(logger)
+    monkeypatch.setattr(filtered, "filters", [])
+    monkeypatch.setattr(logger, "propagate", False)
+    assert not handler.serves_alone(logger)

@@ -1,0 +1,211 @@
+"""The batching log writer: the event loop hands over records (or the fields of one), a
+writer thread formats them and writes each batch with one write and one flush."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from typing import Any
+
+from core.redact import RedactedUri
+
+# Attributes every LogRecord has; anything else on a record came through `extra=`.
+STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Arguments that read the same when formatted later, in the writer thread.
+_LATE_FORMAT_SAFE = (str, int, float, bool, type(None), RedactedUri)
+PENDING_LIMIT = 10_000  # records waiting for the writer; beyond it lines are dropped
+WRITE_INTERVAL = 0.05  # seconds between the writer's batches
+
+# A log call whose LogRecord the writer makes: (created, level, logger name, msg, args, extra).
+Deferred = tuple[float, int, str, str, tuple[Any, ...], dict[str, Any]]
+
+
+class LineFormatter(logging.Formatter):
+    """A format that builds its line from a record's fields, so that a deferred call and a
+    LogRecord are formatted by one code path and read alike."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        extra = {
+            k: v for k, v in vars(record).items() if k not in STANDARD_ATTRIBUTES and k[:1] != "_"
+        }
+        tail = ""
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            tail = record.exc_text
+        if record.stack_info:
+            stack = self.formatStack(record.stack_info)
+            tail = f"{tail}\n{stack}" if tail else stack
+        return self.line(
+            record.created, record.levelname, record.name, record.getMessage(), extra, tail
+        )
+
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        message: str,
+        extra: dict[str, Any],
+        exception: str = "",
+    ) -> str:
+        raise NotImplementedError
+
+
+def late_formattable(record: logging.LogRecord) -> logging.LogRecord:
+    """The record, formatted now unless its arguments read the same later (plain values)."""
+    args = record.args
+    if args and not (
+        isinstance(args, tuple) and all(isinstance(a, _LATE_FORMAT_SAFE) for a in args)
+    ):
+        record.msg, record.args = record.getMessage(), None
+    return record
+
+
+def record_of(entry: Deferred) -> logging.LogRecord:
+    """The LogRecord a deferred call stands for, as Logger.makeRecord would have made it."""
+    created, level, name, msg, args, extra = entry
+    record = logging.LogRecord(name, level, "", 0, msg, args, None)
+    record.created = created
+    record.msecs = int((created - int(created)) * 1000) + 0.0
+    record.__dict__.update(extra)
+    return record
+
+
+def message_of(msg: str, args: tuple[Any, ...]) -> str:
+    try:
+        return msg % args if args else msg
+    except (TypeError, ValueError):
+        return f"{msg} {args!r}"
+
+
+class BatchStream(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler on stderr that writes a whole batch at once.
+
+    Like the stdlib's last-resort handler, it writes to whatever sys.stderr is when it writes.
+    sys.stderr is write-through: every write() is a system call that gives up the GIL and
+    takes it back, so a write per line would cost the event loop as many handoffs.
+    """
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    def write_batch(self, batch: list[logging.LogRecord | Deferred]) -> None:
+        formatter = self.formatter
+        lines = []
+        for item in batch:
+            try:
+                if isinstance(item, logging.LogRecord):
+                    lines.append(self.format(item))
+                elif isinstance(formatter, LineFormatter):
+                    created, level, name, msg, args, extra = item
+                    level_name = logging.getLevelName(level)
+                    message = message_of(msg, args)
+                    lines.append(formatter.line(created, level_name, name, message, extra))
+                else:
+                    lines.append(self.format(record_of(item)))
+            except Exception:
+                self.handleError(item if isinstance(item, logging.LogRecord) else record_of(item))
+        if not lines:
+            return
+        stream = self.stream
+        with self.lock:  # type: ignore[union-attr]
+            try:
+                stream.write("\n".join(lines) + "\n")
+                stream.flush()
+            except Exception:
+                self.handleError(logging.makeLogRecord({"msg": "a batch of log lines"}))
+
+
+class BatchingHandler(logging.Handler):
+    """Collects records on the caller's thread; a writer thread formats and writes them.
+
+    The event loop only appends a record, or the fields of one (`add`), to a list. Every
+    WRITE_INTERVAL the writer takes the whole list, formats it and writes it with one flush.
+    A queue handing over each record (stdlib QueueHandler and QueueListener) measured slower
+    here than writing on the loop: waking the writer per line moves the GIL back and forth on
+    every request. When the output is slower than the requests, lines beyond PENDING_LIMIT
+    are dropped and a warning says how many, rather than memory growing without bound.
+    """
+
+    def __init__(self, target: logging.Handler, interval: float = WRITE_INTERVAL) -> None:
+        super().__init__()
+        self.target = target
+        self.interval = interval
+        self.pending: list[logging.LogRecord | Deferred] = []
+        self.dropped = 0
+        self._stopped = threading.Event()
+        self._writer = threading.Thread(target=self._write_forever, name="log-writer", daemon=True)
+
+    def start(self) -> None:
+        self._writer.start()
+
+    def emit(self, record: logging.LogRecord) -> None:  # called with self.lock held
+        if len(self.pending) >= PENDING_LIMIT:
+            self.dropped += 1
+            return
+        self.pending.append(late_formattable(record))
+
+    def add(self, entry: Deferred) -> None:
+        """A log call whose record the writer makes; its args must read the same later."""
+        with self.lock:  # type: ignore[union-attr]
+            if len(self.pending) >= PENDING_LIMIT:
+                self.dropped += 1
+            else:
+                self.pending.append(entry)
+
+    def serves_alone(self, logger: logging.Logger) -> bool:
+        """True when a record of `logger` would reach this handler and nothing else: no
+        handler or filter on the way, this the root's only handler (as `configure` sets)."""
+        if logger.disabled:
+            return False
+        current: logging.Logger | None = logger
+        while current is not None:
+            if current.filters:
+                return False
+            if current.parent is None:  # the root
+                return current.handlers == [self]
+            if current.handlers or not current.propagate:
+                return False
+            current = current.parent
+        return False
+
+    def write_pending(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            batch, self.pending = self.pending, []
+            dropped, self.dropped = self.dropped, 0
+        if dropped:
+            batch.append(
+                logging.makeLogRecord(
+                    {
+                        "name": "vhod",
+                        "levelno": logging.WARNING,
+                        "levelname": "WARNING",
+                        "msg": "%d log lines were dropped: the log output is too slow",
+                        "args": (dropped,),
+                        "request_id": "-",
+                    }
+                )
+            )
+        if isinstance(self.target, BatchStream):
+            self.target.write_batch(batch)
+        else:
+            for item in batch:
+                self.target.handle(item if isinstance(item, logging.LogRecord) else record_of(item))
+
+    def _write_forever(self) -> None:
+        while not self._stopped.wait(self.interval):
+            self.write_pending()
+
+    def close(self) -> None:
+        """Write what is pending and stop the writer (at exit)."""
+        self._stopped.set()
+        if self._writer.is_alive():
+            self._writer.join(timeout=5)
+        self.write_pending()
+        super().close()
