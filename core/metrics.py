@@ -3,17 +3,68 @@ never an identifier, a token or an address."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from core.errors import ApiError
 from storage.base import StorageUnavailable
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BOUNDS = [floatToGoString(b) for b in LATENCY_BUCKETS] + ["+Inf"]  # type: ignore[no-untyped-call]
+
+
+class RequestMetrics(Collector):
+    """Requests answered and their latency, as plain numbers read when /metrics is scraped.
+
+    Only the event loop updates them, once per request: the client library's Counter and
+    Histogram take a lock on every update, which this one writer does not need. Labels are
+    route patterns and fixed method names (AP5), so the tables stay small.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, int], int] = {}
+        # per (route, method): a count per bucket of LATENCY_BUCKETS, then +Inf, then the sum
+        self.latency: dict[tuple[str, str], list[float]] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        table = self.latency.get((route, method))
+        if table is None:
+            table = self.latency[(route, method)] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        table[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # the first bound >= seconds
+        table[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "vhod_http_requests",
+            "HTTP requests answered, by route pattern, method and status.",
+            labels=["route", "method", "status"],
+        )
+        for (route, method, status), answered in list(self.counts.items()):
+            requests.add_metric([route, method, str(status)], answered)
+        yield requests
+        latency = HistogramMetricFamily(
+            "vhod_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route pattern and method.",
+            labels=["route", "method"],
+        )
+        for (route, method), table in list(self.latency.items()):
+            buckets: list[tuple[str, float]] = []
+            total = 0.0
+            for bound, count in zip(_BOUNDS, table[:-1], strict=True):
+                total += count
+                buckets.append((bound, total))
+            latency.add_metric([route, method], buckets, sum_value=table[-1])
+        yield latency
 
 
 class Metrics:
@@ -21,19 +72,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "vhod_http_requests",
-            "HTTP requests answered, by route pattern, method and status.",
-            ["route", "method", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "vhod_http_request_duration_seconds",
-            "Time to answer an HTTP request, by route pattern and method.",
-            ["route", "method"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+        self.http = RequestMetrics()
+        self.registry.register(self.http)
         self.logins = Counter(
             "vhod_logins",
             "Sign-in attempts by method (email, phone, provider name) and outcome.",
@@ -63,24 +103,12 @@ class Metrics:
             "Password hashes waiting for a worker.",
             registry=self.registry,
         )
-        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def watch_hash_queue(self, depth: Callable[[], float]) -> None:
         self.hash_queue.set_function(depth)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        # labels() validates and looks the child up under a lock on every call; the
-        # children of one (route, method, status) never change, so they are kept here.
-        key = (route, method, status)
-        children = self._request_children.get(key)
-        if children is None:
-            children = (
-                self.requests.labels(route, method, str(status)),
-                self.latency.labels(route, method),
-            )
-            self._request_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self.http.observe(route, method, status, seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
