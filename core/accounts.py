@@ -308,15 +308,15 @@ class Accounts:
             claims = self.tokens.decode(token, REFRESH)
         except InvalidToken as exc:
             raise invalid_token() from exc
-        record = await self.store.get_refresh_token(claims["jti"])
-        if record is None or record.user_id != claims["sub"]:
+        found = await self.store.get_refresh_token_and_user(claims["jti"])
+        if found is None or found[0].user_id != claims["sub"]:
             raise invalid_token()
+        record, user = found
         if record.replaced_by:
             # A retired token came back: someone holds a copy. End the whole chain (RT3).
             await self.store.revoke_family(record.family, until=self._revocation_horizon())
             security_event("refresh_reuse", user=record.user_id, family=record.family)
             raise invalid_token()
-        user = await self.store.get_user(record.user_id)
         if user is None:
             raise invalid_token()
         # Before the revocation check: blocking revoked every session, and the answer

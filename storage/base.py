@@ -194,6 +194,10 @@ class Store(Protocol):
     async def get_refresh_token(self, jti: str) -> RefreshToken | None:
         """The token's record; `revoked` is also true when its family was revoked."""
 
+    async def get_refresh_token_and_user(self, jti: str) -> tuple[RefreshToken, User | None] | None:
+        """The token's record (as get_refresh_token) and its user, None if there is none
+        any more: every refresh reads both, so a store answers them in one round trip."""
+
     async def rotate_refresh_token(self, jti: str, successor: RefreshToken, now: float) -> bool:
         """Atomically retire `jti` (set replaced_by) and store `successor`.
 

@@ -224,6 +224,12 @@ class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin, KeysMixin):
                 token.revoked = marked is not None
         return token
 
+    async def get_refresh_token_and_user(self, jti: str) -> tuple[RefreshToken, User | None] | None:
+        token = await self.get_refresh_token(jti)
+        if token is None:
+            return None
+        return token, await self.get_user(token.user_id)
+
     async def rotate_refresh_token(self, jti: str, successor: RefreshToken, now: float) -> bool:
         with unavailable():
             retired = await self.refresh_tokens.find_one_and_update(

@@ -226,6 +226,17 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin):
 
         return await self._run(get)
 
+    async def get_refresh_token_and_user(self, jti: str) -> tuple[RefreshToken, User | None] | None:
+        def get(db: sqlite3.Connection) -> tuple[RefreshToken, User | None] | None:
+            row = db.execute(TOKEN_BY_JTI, (jti,)).fetchone()
+            if row is None:
+                return None
+            token = token_from(row)
+            user = db.execute("SELECT * FROM users WHERE id = ?", (token.user_id,)).fetchone()
+            return token, self._load_user(db, user)
+
+        return await self._run(get)
+
     async def rotate_refresh_token(self, jti: str, successor: RefreshToken, now: float) -> bool:
         def rotate(db: sqlite3.Connection) -> bool:
             retired = db.execute(

@@ -288,6 +288,21 @@ async def test_refresh_token_round_trip(store: Store, now: float) -> None:
     assert await store.get_refresh_token("unknown") is None
 
 
+async def test_a_token_is_read_with_its_user(store: Store, now: float) -> None:
+    user = make_user("ann@example.com", "+79160000001", [Identity("vk", "1")])
+    token = make_token(now, user_id=user.id)
+    await store.create_user(user, token)
+    orphan = make_token(now, user_id="gone")
+    await store.add_refresh_token(orphan)
+
+    assert await store.get_refresh_token_and_user(token.jti) == (token, user)
+    assert await store.get_refresh_token_and_user(orphan.jti) == (orphan, None)
+    assert await store.get_refresh_token_and_user("unknown") is None
+    await store.revoke_family(token.family, until=now + 7200)
+    found = await store.get_refresh_token_and_user(token.jti)
+    assert found is not None and found[0].revoked  # as get_refresh_token reports it
+
+
 async def test_booleans_read_back_as_booleans(store: Store, now: float) -> None:
     live = make_token(now)
     revoked = make_token(now)
