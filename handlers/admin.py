@@ -14,7 +14,7 @@ from core.admin import EventFilter, parse_limit
 from core.errors import ApiError
 from core.events import client_ip_var
 from handlers import params
-from handlers.base import JsonHandler
+from handlers.base import JsonHandler, wait_for
 
 _CORS_HEADERS = (
     "Vary",
@@ -39,7 +39,7 @@ class AdminHandler(JsonHandler):
         self.set_header("Cache-Control", "no-store")
 
     async def prepare(self) -> None:
-        await super().prepare()
+        await wait_for(super().prepare())
         admin = self.services.admin
         if not admin.keys.configured:
             raise ApiError(404, "not_found", "There is no such resource.")

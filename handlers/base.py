@@ -8,7 +8,9 @@ Its parts live beside it: parameter parsing (`params`), the body cap (`body_limi
 from __future__ import annotations
 
 import os
+import random
 import re
+from collections.abc import Awaitable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -55,6 +57,22 @@ def read_headers(headers: tornado.httputil.HTTPHeaders) -> dict[str, str]:
     return found
 
 
+# Request ids must be unique, not secret: a generator seeded once from the OS costs no system
+# call per request, as os.urandom() or uuid4() would.
+_request_ids = random.Random(os.urandom(32))  # noqa: S311 - an id, not a secret
+
+
+def new_request_id() -> str:
+    """32 hex digits, as uuid4().hex."""
+    return f"{_request_ids.getrandbits(128):032x}"
+
+
+async def wait_for(pending: Awaitable[None] | None) -> None:
+    """Await what a prepare() returned, if anything."""
+    if pending is not None:
+        await pending
+
+
 def payload_too_large(limit: int) -> ApiError:
     return ApiError(413, "payload_too_large", f"The request body is larger than {limit} bytes.")
 
@@ -70,6 +88,10 @@ class JsonHandler(tornado.web.RequestHandler):
     _read: dict[str, str] | None = None  # read_headers(), once a header is asked for
     _params: dict[str, Any] | None = None
     _counted = False
+    # Answers that are the same for everyone until the server changes (documents, public
+    # keys) carry an ETag; the others never do: a token check answered 304 to a client that
+    # sent If-None-Match would be no answer at all, and hashing each body costs every request.
+    cacheable = False
 
     def initialize(self) -> None:
         # An attribute rather than a property, since each request reads it several times.
@@ -89,8 +111,12 @@ class JsonHandler(tornado.web.RequestHandler):
         if request_id:
             self.set_header("X-Request-Id", request_id)
         allowed = self.settings["services"].config.server.cors_origins
-        for name, value in cors.response_headers(self.header("Origin"), allowed).items():
-            self.set_header(name, value)
+        if allowed:
+            for name, value in cors.response_headers(self.header("Origin"), allowed).items():
+                self.set_header(name, value)
+
+    def compute_etag(self) -> str | None:
+        return super().compute_etag() if self.cacheable else None
 
     def header(self, name: str) -> str | None:
         """The request header `name` (one of _READ_HEADERS), or None."""
@@ -107,30 +133,38 @@ class JsonHandler(tornado.web.RequestHandler):
             return remote
         return client_ip(remote, self.header("X-Forwarded-For"), trusted)
 
-    async def prepare(self) -> None:
+    def prepare(self) -> Awaitable[None] | None:
+        """The checks every request passes; an awaitable only where one must wait (the
+        per-address limit), so that the other routes make no coroutine for it.
+
+        A subclass that extends it awaits what it returns: `await wait_for(super().prepare())`.
+        """
         self.services.request_started()
         self._counted = True
         offered = self.header("X-Request-Id")
         if offered is not None and _REQUEST_ID.match(offered):
             self.request_id = offered
         else:
-            self.request_id = os.urandom(16).hex()  # as uuid4().hex, without the UUID object
+            self.request_id = new_request_id()
         request_id_var.set(self.request_id)
         self.set_header("X-Request-Id", self.request_id)
         client_ip_var.set(self.client_ip)
         user_agent_var.set(self.header("User-Agent") or "")  # for the session it may start
         audit_sink_var.set(self.services.audit)  # this request's events go to its store
         body_limit: BodyLimit = self.settings["body_limit"]
-        if self.request.connection in body_limit.refused:
+        if body_limit.refused and self.request.connection in body_limit.refused:
             raise payload_too_large(body_limit.limit)
         method = self.request.method or "GET"
-        cors.check_origin(
-            method not in cors.SAFE_METHODS or (method == "GET" and self.changes_state_on_get),
-            self.header("Origin"),
-            self.services.config.server.cors_origins,
-        )
+        allowed = self.services.config.server.cors_origins
+        if allowed:  # with no origin configured, no origin is checked
+            cors.check_origin(
+                method not in cors.SAFE_METHODS or (method == "GET" and self.changes_state_on_get),
+                self.header("Origin"),
+                allowed,
+            )
         if self.address_limited and method != "OPTIONS":
-            await self.services.throttle.hit_address(client_ip_var.get())
+            return self.services.throttle.hit_address(client_ip_var.get())
+        return None
 
     def options(self, *args: Any) -> None:
         """CORS preflight: the allowed methods for a configured origin, nothing for others."""
@@ -248,6 +282,6 @@ class NotFoundHandler(JsonHandler):
 
     route_label = "unmatched"
 
-    async def prepare(self) -> None:
-        await super().prepare()
+    def prepare(self) -> None:
+        super().prepare()  # no awaitable: this route is not address-limited
         raise ApiError(404, "not_found", "There is no such resource.")

@@ -164,6 +164,8 @@ class IndexHandler(JsonHandler):
 
 
 class OpenApiHandler(JsonHandler):
+    cacheable = True
+
     def initialize(self, document: str) -> None:  # type: ignore[override]
         super().initialize()
         self.document = document
@@ -173,6 +175,8 @@ class OpenApiHandler(JsonHandler):
 
 
 class DocsPageHandler(JsonHandler):
+    cacheable = True
+
     def get(self) -> None:
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
@@ -181,6 +185,8 @@ class DocsPageHandler(JsonHandler):
 
 
 class DocsScriptHandler(JsonHandler):
+    cacheable = True
+
     def get(self) -> None:
         self.set_header("Content-Type", "text/javascript; charset=UTF-8")
         self.finish(SCRIPT)

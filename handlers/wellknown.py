@@ -6,6 +6,8 @@ from handlers.base import JsonHandler
 
 
 class JwksHandler(JsonHandler):
+    cacheable = True
+
     def get(self) -> None:
         document, max_age = self.services.keys.jwks()
         self.set_header("Cache-Control", f"public, max-age={max_age}")
@@ -13,6 +15,8 @@ class JwksHandler(JsonHandler):
 
 
 class DiscoveryHandler(JsonHandler):
+    cacheable = True
+
     def get(self) -> None:
         config = self.services.config
         document = self.services.keys.discovery(

@@ -282,3 +282,44 @@ def test_a_login_reports_its_outcome_where_it_is_decided():
         ("vk", "rate_limited"),
         ("yandex", "unavailable"),
     ]
+
+
+def test_request_latency_buckets_count_each_answer_in_the_first_bound_it_fits():
+    from core.metrics import Metrics
+
+    metrics = Metrics()
+    for seconds in (0.0004, 0.001, 0.004, 20.0):
+        metrics.observe_request("/healthz", "GET", 200, seconds)
+    metrics.observe_request("/healthz", "GET", 503, 0.002)
+    text = metrics.render().decode()
+
+    def bucket(le: str) -> float:
+        return sample(text, "vhod_http_request_duration_seconds_bucket", route="/healthz", le=le)
+
+    assert (bucket("0.001"), bucket("0.0025"), bucket("0.005"), bucket("10.0")) == (2, 3, 4, 4)
+    assert bucket("+Inf") == 5
+    assert sample(text, "vhod_http_request_duration_seconds_count", route="/healthz") == 5
+    total = sample(text, "vhod_http_request_duration_seconds_sum", route="/healthz")
+    assert total == pytest.approx(20.0074)
+    assert sample(text, "vhod_http_requests_total", route="/healthz", status="200") == 4
+    assert sample(text, "vhod_http_requests_total", route="/healthz", status="503") == 1
+
+
+async def test_only_public_documents_carry_an_etag(api, user):
+    pair = (await api.post(REGISTER, json_body=user)).body
+    check = await api.get("/validate/jwt/access", query={"access": pair["access"]})
+    assert check.status == 200 and "Etag" not in check.headers
+    # Tornado would answer 304 and no body to a matching If-None-Match on any GET with an
+    # ETag; a token check must always answer true or false.
+    again = await api.get(
+        "/validate/jwt/access",
+        query={"access": pair["access"]},
+        headers={"If-None-Match": '"*"', "If-Modified-Since": "Tue, 01 Dec 2099 00:00:00 GMT"},
+    )
+    assert again.status == 200 and again.body is True
+    jwks = await api.get("/.well-known/jwks.json")
+    assert jwks.headers["Etag"]
+    unchanged = await api.client.fetch(
+        "/.well-known/jwks.json", headers={"If-None-Match": jwks.headers["Etag"]}, raise_error=False
+    )
+    assert unchanged.code == 304
