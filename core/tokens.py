@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import os
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +34,32 @@ VERIFIED_CACHE_SIZE = 16_384
 
 class InvalidToken(Exception):
     """The token is malformed, forged, expired, of the wrong kind or for another issuer."""
+
+
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+MAX_HEADER_CHARS = 1024  # ours are under 100; the header is read before any check
+
+
+def unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header of a compact JWS, to choose the key by; nothing in it is trusted yet.
+
+    jwt.decode then checks the whole token with that key, header included. PyJWT's own
+    get_unverified_header decodes and checks all three segments, each character in a Python
+    loop (2.15.1): about 18 µs a token, paid again inside decode. This reads the header
+    segment only, under the same rule: unpadded base64url, a JSON object.
+    """
+    head, dot, _ = token.partition(".")
+    if not dot or len(head) > MAX_HEADER_CHARS or not _BASE64URL.fullmatch(head):
+        raise InvalidToken("malformed header")
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidToken("malformed header") from exc
+    if not isinstance(header, dict):
+        raise InvalidToken("malformed header")
+    if not isinstance(header.get("kid", ""), str):  # as PyJWT's header check
+        raise InvalidToken("the kid is not a string")
+    return header
 
 
 @dataclass(frozen=True)
@@ -161,10 +191,7 @@ class TokenService:
     def _verify(self, token: str) -> dict[str, Any]:
         """Key, signature, algorithm, issuer, audience and claim types: what never changes
         for one token."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except (jwt.PyJWTError, ValueError, TypeError) as exc:
-            raise InvalidToken(str(exc)) from exc
+        header = unverified_header(token)
         if KEY_POINTER_HEADERS.intersection(header):
             raise InvalidToken("the token names its own key")
         key = self.keys.verifier(header.get("kid"), self.clock())

@@ -9,7 +9,14 @@ import jwt
 import pytest
 
 from core.clock import FakeClock
-from core.tokens import ACCESS, REFRESH, InvalidToken, TokenService, load_or_create_secret
+from core.tokens import (
+    ACCESS,
+    REFRESH,
+    InvalidToken,
+    TokenService,
+    load_or_create_secret,
+    unverified_header,
+)
 
 SECRET = b"k" * 32
 
@@ -289,6 +296,30 @@ def test_odd_headers_are_refused_cleanly(tokens, header):
     head = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
     with pytest.raises(InvalidToken):
         tokens.decode(f"{head}.{payload}.{signature}", ACCESS)
+
+
+@pytest.mark.parametrize(
+    "make_head",
+    [
+        lambda head: head + "=",  # padding: compact JWS segments are unpadded
+        lambda head: head[:-1] + "!",  # outside the base64url alphabet
+        lambda head: head.replace("-", "+").replace("_", "/") + "+/",  # plain base64
+        lambda head: "",  # no header at all
+        lambda head: base64.urlsafe_b64encode(b'["HS256"]').rstrip(b"=").decode(),  # not an object
+        lambda head: base64.urlsafe_b64encode(b"\xff\xfe{").rstrip(b"=").decode(),  # not JSON
+        lambda head: "A" * 5000,  # over MAX_HEADER_CHARS before anything is decoded
+    ],
+    ids=["padded", "alphabet", "base64", "empty", "array", "not-json", "huge"],
+)
+def test_a_malformed_header_segment_is_refused_before_any_key_is_chosen(tokens, make_head):
+    head, payload, signature = tokens.issue(ACCESS, "u1", "x").token.split(".")
+    with pytest.raises(InvalidToken):
+        tokens.decode(f"{make_head(head)}.{payload}.{signature}", ACCESS)
+    with pytest.raises(InvalidToken):
+        unverified_header(f"{make_head(head)}.{payload}.{signature}")
+    assert unverified_header(f"{head}.{payload}.{signature}") == jwt.get_unverified_header(
+        f"{head}.{payload}.{signature}"
+    )
 
 
 def test_hmac_tokens_carry_a_kid_and_a_typ_per_kind(tokens):
