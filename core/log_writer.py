@@ -1,11 +1,14 @@
-"""The batching log writer: the event loop hands over records (or the fields of one), a
-writer thread formats them and writes each batch with one write and one flush."""
+"""The batching log writer and its line formats: the event loop hands over records (or the
+fields of one), a writer thread formats them and writes each batch with one write and one
+flush."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
+import time
 from typing import Any
 
 from core.redact import RedactedUri
@@ -22,8 +25,19 @@ Deferred = tuple[float, int, str, str, tuple[Any, ...], dict[str, Any]]
 
 
 class LineFormatter(logging.Formatter):
-    """A format that builds its line from a record's fields, so that a deferred call and a
-    LogRecord are formatted by one code path and read alike."""
+    """The two formats of `logging.format`, built from a record's fields, so that a deferred
+    call and a LogRecord are formatted by one code path and read alike.
+
+    text: `time LEVEL logger [request id] message`, the time as logging's default (local);
+    json: one object per line: time (UTC), level, logger, message and the extra fields.
+    """
+
+    def __init__(self, style: str = "text") -> None:
+        super().__init__()
+        self.json = style == "json"
+        self._time_format = "%Y-%m-%dT%H:%M:%S" if self.json else "%Y-%m-%d %H:%M:%S"
+        self._convert = time.gmtime if self.json else time.localtime
+        self._second, self._second_text = -1, ""  # a second's text, made once per second
 
     def format(self, record: logging.LogRecord) -> str:
         extra = {
@@ -50,7 +64,27 @@ class LineFormatter(logging.Formatter):
         extra: dict[str, Any],
         exception: str = "",
     ) -> str:
-        raise NotImplementedError
+        second = int(created)
+        if second != self._second:
+            self._second_text = time.strftime(self._time_format, self._convert(second))
+            self._second = second
+        millis = int((created - second) * 1000)
+        if self.json:
+            entry: dict[str, object] = {
+                "time": f"{self._second_text}.{millis:03d}Z",
+                "level": level.lower(),
+                "logger": logger,
+                "message": message,
+                **extra,
+            }
+            if exception:
+                entry["exception"] = exception
+            return json.dumps(entry, default=str, ensure_ascii=False)
+        text = (
+            f"{self._second_text},{millis:03d} {level} {logger}"
+            f" [{extra.get('request_id', '-')}] {message}"
+        )
+        return f"{text}\n{exception}" if exception else text
 
 
 def late_formattable(record: logging.LogRecord) -> logging.LogRecord:

@@ -1,14 +1,12 @@
-"""Logging: formats (`logging.format`: text or json), the request id each request's lines
-carry, redaction of secret query values, and the setup of the process's batching writer
-(`core.log_writer`), which keeps formatting and writing off the event loop."""
+"""Logging: the request id each request's lines carry, calls whose record the writer makes
+(`defer`), and the setup of the process's batching writer and its format (`core.log_writer`),
+which keep formatting and writing off the event loop."""
 
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import time
-from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -24,78 +22,6 @@ class RequestIdFilter(logging.Filter):
         if not hasattr(record, "request_id"):
             record.request_id = request_id_var.get()
         return True
-
-
-class _SecondCache:
-    """The text of a timestamp's whole second, made once per second rather than per line."""
-
-    def __init__(self, render: Callable[[float], str]) -> None:
-        self.render = render
-        self.second = -1
-        self.text = ""
-
-    def __call__(self, created: float) -> str:
-        second = int(created)
-        if second != self.second:
-            self.text, self.second = self.render(second), second
-        return self.text
-
-
-class TextFormatter(LineFormatter):
-    """`time LEVEL logger [request id] message`, the time as logging's default (local time)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._seconds = _SecondCache(
-            lambda second: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        )
-
-    def line(
-        self,
-        created: float,
-        level: str,
-        logger: str,
-        message: str,
-        extra: dict[str, Any],
-        exception: str = "",
-    ) -> str:
-        millis = int((created - int(created)) * 1000)
-        text = (
-            f"{self._seconds(created)},{millis:03d} {level} {logger}"
-            f" [{extra.get('request_id', '-')}] {message}"
-        )
-        return f"{text}\n{exception}" if exception else text
-
-
-class JsonFormatter(LineFormatter):
-    """One JSON object per line: time, level, logger, message and the record's extra fields."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._seconds = _SecondCache(
-            lambda second: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        )
-
-    def line(
-        self,
-        created: float,
-        level: str,
-        logger: str,
-        message: str,
-        extra: dict[str, Any],
-        exception: str = "",
-    ) -> str:
-        millis = int((created - int(created)) * 1000)
-        entry: dict[str, object] = {
-            "time": f"{self._seconds(created)}.{millis:03d}Z",
-            "level": level.lower(),
-            "logger": logger,
-            "message": message,
-            **extra,
-        }
-        if exception:
-            entry["exception"] = exception
-        return json.dumps(entry, default=str, ensure_ascii=False)
 
 
 # The process's writer, once `configure` has made it.
@@ -129,7 +55,7 @@ def defer(
 def configure(level: str, fmt: str) -> BatchingHandler:
     """Set up the root logger once for the process; returns its running batching handler."""
     handler = BatchStream()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.setFormatter(LineFormatter(fmt))
     # No format of ours prints them; each costs a call per record on the loop.
     logging.logThreads = False
     logging.logProcesses = False

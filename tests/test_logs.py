@@ -9,7 +9,7 @@ import time
 import pytest
 
 from core import log_writer, logs
-from core.log_writer import BatchingHandler
+from core.log_writer import BatchingHandler, LineFormatter
 from core.redact import RedactedUri, is_secret_name, redact_uri
 from tests.processes import Server, request
 
@@ -138,7 +138,7 @@ ACCESS_ARGS = (200, "GET", RedactedUri(f"/validate/jwt/access?access={MARKER}"),
 ACCESS_EXTRA = {"request_id": "req-7", "method": "GET", "route": "/validate/jwt/access"}
 
 
-@pytest.mark.parametrize("formatter", [logs.TextFormatter(), logs.JsonFormatter()])
+@pytest.mark.parametrize("formatter", [LineFormatter("text"), logs.LineFormatter("json")])
 def test_a_deferred_call_reads_as_the_record_it_stands_for(formatter):
     created = 1_700_000_000.25
     entry = (
@@ -167,20 +167,20 @@ def test_the_text_format_is_the_stdlib_format_it_replaces():
         {"msg": "hello %s", "args": ("world",), "levelno": 30, "levelname": "WARNING"}
     )
     record.name, record.request_id = "vhod", "req-1"
-    assert logs.TextFormatter().format(record) == stdlib.format(record)
+    assert LineFormatter("text").format(record) == stdlib.format(record)
     try:
         raise ValueError("boom")
     except ValueError:
         failed = logging.makeLogRecord({"msg": "failed", "exc_info": __import__("sys").exc_info()})
     failed.request_id = "-"
-    assert logs.TextFormatter().format(failed) == stdlib.format(failed)
+    assert LineFormatter("text").format(failed) == stdlib.format(failed)
 
 
 def test_a_batch_is_one_write_and_one_flush(monkeypatch):
     out = CountingStream()
     monkeypatch.setattr("sys.stderr", out)
     stream = log_writer.BatchStream()
-    stream.setFormatter(logs.TextFormatter())
+    stream.setFormatter(LineFormatter("text"))
     handler = BatchingHandler(stream)
     for i in range(50):
         handler.handle(logging.makeLogRecord({"msg": f"line {i}", "request_id": "-"}))

@@ -12,7 +12,8 @@ import pytest
 
 from core import events
 from core.config import ConfigError, load_config, masked
-from core.logs import JsonFormatter, RequestIdFilter
+from core.log_writer import LineFormatter
+from core.logs import RequestIdFilter
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTER = "/authorization/registration"
@@ -88,7 +89,7 @@ async def test_access_log_line_carries_request_fields(api, caplog):
         200,
     )
     assert record.duration_ms >= 0
-    formatter = JsonFormatter()
+    formatter = LineFormatter("json")
     line = json.loads(formatter.format(record))
     assert line["request_id"] == "req-42" and line["route"] == "/validate/jwt/access"
     assert "secret.token.value" not in formatter.format(record)
@@ -99,7 +100,7 @@ def test_json_formatter_includes_request_id_outside_requests():
         {"msg": "hello %s", "args": ("world",), "levelno": 20, "levelname": "INFO", "name": "vhod"}
     )
     RequestIdFilter().filter(record)
-    line = json.loads(JsonFormatter().format(record))
+    line = json.loads(LineFormatter("json").format(record))
     assert line["message"] == "hello world" and line["request_id"] == "-"
     assert line["level"] == "info" and line["time"].endswith("Z")
 
