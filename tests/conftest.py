@@ -27,6 +27,13 @@ pytest_plugins = ["tests.storage_fixtures", "tests.fakes.providers", "tests.fake
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256!"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files with slow tests first, each still whole and in its own order: the workers,
+    which take a file at a time, start the long ones early and finish on short ones."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 def make_config(tmp_path, **overrides: Any) -> Config:
     settings: dict[str, Any] = {
         "jwt.secret": TEST_SECRET,

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from tests.processes import ROOT, free_port
+from tests.processes import ROOT, free_port, install_lock
 
 FOLDER = ROOT / "tests" / "oidc"
 NODE_MODULES = FOLDER / "node_modules"
@@ -40,25 +40,26 @@ def install() -> None:
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
         missing("Node.js and npm are missing: install Debian's nodejs and npm")
-    if STAMP.exists() and STAMP.read_text() == digest:
-        return
-    done = subprocess.run(
-        [
-            npm,
-            "ci",
-            "--prefix",
-            str(FOLDER),
-            "--ignore-scripts",  # oidc-provider needs no install script
-            "--prefer-offline",
-            "--no-audit",
-            "--no-fund",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    STAMP.write_text(digest)
+    with install_lock("oidc-npm"):
+        if STAMP.exists() and STAMP.read_text() == digest:
+            return
+        done = subprocess.run(
+            [
+                npm,
+                "ci",
+                "--prefix",
+                str(FOLDER),
+                "--ignore-scripts",  # oidc-provider needs no install script
+                "--prefer-offline",
+                "--no-audit",
+                "--no-fund",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        STAMP.write_text(digest)
 
 
 class _Forms(HTMLParser):

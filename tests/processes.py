@@ -3,6 +3,7 @@ server.py, any other child process with its output in a log file, and a request.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -28,6 +29,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextmanager
+def install_lock(name: str) -> Iterator[None]:
+    """One installer of `name` at a time across processes (pytest-xdist workers, two runs):
+    the others wait, then find it installed."""
+    folder = ROOT / ".cache"
+    folder.mkdir(exist_ok=True)
+    with open(folder / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def clean_env(**extra: str) -> dict[str, str]:

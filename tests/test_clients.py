@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.processes import ROOT, Server, clean_env
+from tests.processes import ROOT, Server, clean_env, install_lock
 
 pytestmark = pytest.mark.slow
 
@@ -51,26 +51,27 @@ def npm_tools() -> Path:
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
         missing("Node.js and npm are missing: install Debian's nodejs and npm")
-    if not (STAMP.exists() and STAMP.read_text() == lock_digest()):
-        # --ignore-scripts: none of the tools needs an install script, and none may download.
-        # --prefer-offline: what npm's cache holds is used without asking the registry again.
-        done = subprocess.run(
-            [
-                npm,
-                "ci",
-                "--prefix",
-                str(TOOLS),
-                "--ignore-scripts",
-                "--prefer-offline",
-                "--no-audit",
-                "--no-fund",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-        STAMP.write_text(lock_digest())
+    with install_lock("clients-npm"):
+        if not (STAMP.exists() and STAMP.read_text() == lock_digest()):
+            # --ignore-scripts: none of the tools needs an install script, and none may download.
+            # --prefer-offline: what npm's cache holds is used without asking the registry again.
+            done = subprocess.run(
+                [
+                    npm,
+                    "ci",
+                    "--prefix",
+                    str(TOOLS),
+                    "--ignore-scripts",
+                    "--prefer-offline",
+                    "--no-audit",
+                    "--no-fund",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+            STAMP.write_text(lock_digest())
     return NODE_MODULES / ".bin"
 
 

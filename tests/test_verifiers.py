@@ -192,8 +192,9 @@ def test_rotations_on_two_instances_are_followed_with_no_failed_check(
         "VHOD_JWT__KEY_ENCRYPTION_KEY": KEK,
         "VHOD_JWT__ISSUER": issuer,
         "VHOD_JWT__AUDIENCE": AUDIENCE,
-        # Seconds instead of days: each key signs 5 s, published 2 s before it signs.
-        "VHOD_JWT__ROTATION_INTERVAL": "5",
+        # Seconds instead of days: each key signs 6 s, published 2 s (the least) before it
+        # signs, which leaves 4 s after a scheduled rotation to rotate by hand in between.
+        "VHOD_JWT__ROTATION_INTERVAL": "6",
         "VHOD_JWT__ROTATION_LEAD": "2",
         "VHOD_JWT__ACCESS_TTL": "40",
         "VHOD_JWT__REFRESH_TTL": "60",
@@ -213,8 +214,11 @@ def test_rotations_on_two_instances_are_followed_with_no_failed_check(
         checkers = verifiers(verifier_tools, issuer, 1)  # the JWKS says max-age=1
         seen: dict[str, int] = {}
         rotated_by_hand = False
-        started = time.monotonic()
-        while time.monotonic() - started < 13:
+        # Until the first key, the scheduled successor and the one rotated by hand in between
+        # have each signed a token that both verifiers accepted from both instances.
+        deadline = time.monotonic() + 40
+        while len(seen) < 3:
+            assert time.monotonic() < deadline, f"the keys did not rotate: {seen}"
             for instance in (a, b):
                 query = "/validate/jwt/refresh?refresh=" + tokens["refresh"]
                 status, body = request(instance.url(query))
@@ -224,7 +228,8 @@ def test_rotations_on_two_instances_are_followed_with_no_failed_check(
                     verdict = checker.check(body["access"])
                     assert verdict["ok"] is True, (checker.name, verdict, instance.port)
                     seen[verdict["kid"]] = seen.get(verdict["kid"], 0) + 1
-            if not rotated_by_hand and time.monotonic() - started > 6:
+            if not rotated_by_hand and len(seen) == 2:
+                # The scheduled successor signs: the next one is 4 s from being published.
                 rotate = subprocess.run(
                     [sys.executable, str(ROOT / "server.py"), "keys", "rotate"],
                     cwd=tmp_path,
@@ -234,9 +239,10 @@ def test_rotations_on_two_instances_are_followed_with_no_failed_check(
                     timeout=60,
                 )
                 assert rotate.returncode == 0, rotate.stderr
+                assert "a new key was added" in rotate.stdout, rotate.stdout
                 rotated_by_hand = True
             time.sleep(0.2)
-        assert len(seen) >= 3, seen  # the first key and at least two rotations
+        assert rotated_by_hand and len(seen) >= 3, seen  # the first key and two rotations
         # The first token, signed by a retired key, still verifies until it expires.
         for checker in checkers:
             assert checker.check(first)["ok"] is True, checker.name
