@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -282,6 +283,9 @@ async def serve(config: Config) -> None:
         servers[1].listen(config.admin.port, address=admin_host)
         log.info("admin API listening on http://%s:%d", admin_host, config.admin.port)
     log.info(start_line(config, services))
+    # What start-up made (modules, settings, keys, routes) lives as long as the process: the
+    # collector's full passes need not walk it again while requests come and go.
+    gc.freeze()
     purging = asyncio.ensure_future(
         purge_expired_periodically(services.store, services.accounts.clock, config.storage.url)
     )
