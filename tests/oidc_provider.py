@@ -8,7 +8,6 @@ its devInteractions login and consent pages with plain HTTP requests.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,11 +20,10 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from tests.processes import ROOT, free_port, install_lock
+from tests.processes import ROOT, free_port, npm_ci
 
 FOLDER = ROOT / "tests" / "oidc"
 NODE_MODULES = FOLDER / "node_modules"
-STAMP = NODE_MODULES / ".vhod-lock-sha256"
 
 
 def missing(reason: str) -> None:
@@ -36,30 +34,9 @@ def missing(reason: str) -> None:
 
 def install() -> None:
     """tests/oidc/node_modules from the lockfile, when the lockfile changed."""
-    digest = hashlib.sha256((FOLDER / "package-lock.json").read_bytes()).hexdigest()
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
+    if shutil.which("npm") is None or shutil.which("node") is None:
         missing("Node.js and npm are missing: install Debian's nodejs and npm")
-    with install_lock("oidc-npm"):
-        if STAMP.exists() and STAMP.read_text() == digest:
-            return
-        done = subprocess.run(
-            [
-                npm,
-                "ci",
-                "--prefix",
-                str(FOLDER),
-                "--ignore-scripts",  # oidc-provider needs no install script
-                "--prefer-offline",
-                "--no-audit",
-                "--no-fund",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-        STAMP.write_text(digest)
+    npm_ci(FOLDER, "oidc-npm")
 
 
 class _Forms(HTMLParser):

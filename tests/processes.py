@@ -4,6 +4,7 @@ server.py, any other child process with its output in a log file, and a request.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -40,6 +41,37 @@ def install_lock(name: str) -> Iterator[None]:
     with open(folder / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+def npm_ci(folder: Path, lock_name: str) -> None:
+    """`npm ci` into folder/node_modules from its package-lock.json, when the lockfile changed
+    since the last successful install (a stamp beside the modules says which one it was).
+
+    --ignore-scripts: no tool needs an install script, and none may download anything.
+    --prefer-offline: what npm's cache holds is used without asking the registry again.
+    """
+    digest = hashlib.sha256((folder / "package-lock.json").read_bytes()).hexdigest()
+    stamp = folder / "node_modules" / ".vhod-lock-sha256"
+    with install_lock(lock_name):
+        if stamp.exists() and stamp.read_text() == digest:
+            return
+        done = subprocess.run(
+            [
+                "npm",
+                "ci",
+                "--prefix",
+                str(folder),
+                "--ignore-scripts",
+                "--prefer-offline",
+                "--no-audit",
+                "--no-fund",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        stamp.write_text(digest)
 
 
 def clean_env(**extra: str) -> dict[str, str]:

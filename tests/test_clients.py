@@ -9,7 +9,6 @@ tests skip, except in CI, where they fail.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
@@ -24,19 +23,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.processes import ROOT, Server, clean_env, install_lock
+from tests.processes import ROOT, Server, clean_env, npm_ci
 
 pytestmark = pytest.mark.slow
 
 TOOLS = ROOT / "tests" / "clients"
 NODE_MODULES = TOOLS / "node_modules"
-# Written after a successful `npm ci`: the lockfile it installed.
-STAMP = NODE_MODULES / ".vhod-lock-sha256"
 PASSWORD = "correct horse battery"
-
-
-def lock_digest() -> str:
-    return hashlib.sha256((TOOLS / "package-lock.json").read_bytes()).hexdigest()
 
 
 def missing(reason: str) -> None:
@@ -48,30 +41,9 @@ def missing(reason: str) -> None:
 @pytest.fixture(scope="session")
 def npm_tools() -> Path:
     """tests/clients/node_modules/.bin, installed from the lockfile when it changed."""
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
+    if shutil.which("npm") is None or shutil.which("node") is None:
         missing("Node.js and npm are missing: install Debian's nodejs and npm")
-    with install_lock("clients-npm"):
-        if not (STAMP.exists() and STAMP.read_text() == lock_digest()):
-            # --ignore-scripts: none of the tools needs an install script, and none may download.
-            # --prefer-offline: what npm's cache holds is used without asking the registry again.
-            done = subprocess.run(
-                [
-                    npm,
-                    "ci",
-                    "--prefix",
-                    str(TOOLS),
-                    "--ignore-scripts",
-                    "--prefer-offline",
-                    "--no-audit",
-                    "--no-fund",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-            STAMP.write_text(lock_digest())
+    npm_ci(TOOLS, "clients-npm")
     return NODE_MODULES / ".bin"
 
 
