@@ -142,7 +142,7 @@ async def build_services(
         access_ttl=config.jwt.access_ttl,
         refresh_ttl=config.jwt.refresh_ttl,
         clock=clock,
-        on_issue=lambda mode: metrics.tokens_issued.labels(mode).inc(),
+        on_issue=metrics.token_issued,
     )
     opened_here = store is None
     if store is None:

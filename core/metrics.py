@@ -98,6 +98,7 @@ class Metrics:
             ["rotated"],
             registry=self.registry,
         )
+        self._children: dict[tuple[Counter, str], Counter] = {}
         self.hash_queue = Gauge(
             "vhod_hash_queue_depth",
             "Password hashes waiting for a worker.",
@@ -109,6 +110,20 @@ class Metrics:
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.http.observe(route, method, status, seconds)
+
+    def token_issued(self, kind: str) -> None:
+        self._count(self.tokens_issued, kind)
+
+    def token_refreshed(self, rotated: bool) -> None:
+        self._count(self.tokens_refreshed, "true" if rotated else "false")
+
+    def _count(self, counter: Counter, label: str) -> None:
+        # labels() validates and looks the child up under a lock on every call; the label
+        # values here are a fixed few (token kinds, true/false), so their children are kept.
+        child = self._children.get((counter, label))
+        if child is None:
+            child = self._children[(counter, label)] = counter.labels(label)
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -48,7 +48,9 @@ class _LimitedMessage(httputil.HTTPMessageDelegate):
         headers: httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
         result = self.inner.headers_received(start_line, headers)
-        length = headers.get("Content-Length", "")
+        # `in` first: get() of an absent header raises and catches a KeyError inside, and
+        # most requests (every GET) have none.
+        length = headers["Content-Length"] if "Content-Length" in headers else ""  # noqa: SIM401
         if length.isdigit() and int(length) > self.limit.limit:
             self._refuse()
         return result

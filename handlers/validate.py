@@ -9,8 +9,7 @@ from handlers.base import JsonHandler
 class RefreshHandler(JsonHandler):
     async def get(self) -> None:
         result = await self.services.accounts.refresh(self.token_param("refresh"))
-        rotated = "true" if "refresh" in result else "false"
-        self.services.metrics.tokens_refreshed.labels(rotated).inc()
+        self.services.metrics.token_refreshed("refresh" in result)
         self.write_json(result, token=True)
 
     post = get

@@ -38,7 +38,10 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 
 async def test_metrics_count_requests_logins_and_tokens(api, user):
-    await api.post(REGISTER, json_body=user)
+    pair = (await api.post(REGISTER, json_body=user)).body
+    for _ in range(2):
+        refreshed = await api.get("/validate/jwt/refresh", query={"refresh": pair["refresh"]})
+        assert refreshed.status == 200
     await api.post(LOGIN_EMAIL, json_body={"email": user["email"], "hash_password": "wrong one"})
     await api.post(
         LOGIN_EMAIL, json_body={"email": user["email"], "hash_password": user["hash_password"]}
@@ -48,7 +51,8 @@ async def test_metrics_count_requests_logins_and_tokens(api, user):
     assert sample(text, "vhod_http_requests_total", route=REGISTER, status="200") == 1
     assert sample(text, "vhod_logins_total", method="email", outcome="failure") == 1
     assert sample(text, "vhod_logins_total", method="email", outcome="success") == 1
-    assert sample(text, "vhod_tokens_issued_total", kind="access_token") == 2
+    assert sample(text, "vhod_tokens_issued_total", kind="access_token") == 4  # 2 refreshes
+    assert sample(text, "vhod_tokens_refreshed_total", rotated="false") == 2
     assert sample(text, "vhod_tokens_issued_total", kind="refresh_token") == 2
     assert sample(text, "vhod_http_request_duration_seconds_count", route=LOGIN_EMAIL) == 2
     assert sample(text, "vhod_http_requests_total", route="unmatched", status="404") == 1
