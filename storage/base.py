@@ -191,12 +191,10 @@ class Store(Protocol):
     # refresh tokens
     async def add_refresh_token(self, token: RefreshToken) -> None: ...
 
-    async def get_refresh_token(self, jti: str) -> RefreshToken | None:
-        """The token's record; `revoked` is also true when its family was revoked."""
-
     async def get_refresh_token_and_user(self, jti: str) -> tuple[RefreshToken, User | None] | None:
-        """The token's record (as get_refresh_token) and its user, None if there is none
-        any more: every refresh reads both, so a store answers them in one round trip."""
+        """The token's record and its user, None if there is none any more: every refresh
+        reads both, so a store answers them in one round trip. `revoked` is also true when
+        the token's family was revoked."""
 
     async def rotate_refresh_token(self, jti: str, successor: RefreshToken, now: float) -> bool:
         """Atomically retire `jti` (set replaced_by) and store `successor`.
@@ -215,7 +213,7 @@ class Store(Protocol):
         Revocation is recorded on the family, not only on the tokens that exist now:
         MongoDB has no multi-document atomicity, so a rotation that retired its token
         just before the revocation may store its successor just after the update of the
-        family's tokens. The successor carries the family, and get_refresh_token reports
+        family's tokens. The successor carries the family, and get_refresh_token_and_user reports
         every member of a revoked family as revoked, so it is dead on arrival. The record
         is kept until `until`, the latest any token of the family can expire.
         """

@@ -216,7 +216,7 @@ class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin, KeysMixin):
             except DuplicateKeyError as exc:
                 raise DuplicateError("jti") from exc
 
-    async def get_refresh_token(self, jti: str) -> RefreshToken | None:
+    async def _refresh_token(self, jti: str) -> RefreshToken | None:
         with unavailable():
             token = token_from(await self.refresh_tokens.find_one({"_id": jti}))
             if token is not None and not token.revoked:
@@ -225,7 +225,7 @@ class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin, KeysMixin):
         return token
 
     async def get_refresh_token_and_user(self, jti: str) -> tuple[RefreshToken, User | None] | None:
-        token = await self.get_refresh_token(jti)
+        token = await self._refresh_token(jti)
         if token is None:
             return None
         return token, await self.get_user(token.user_id)

@@ -219,13 +219,6 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin):
     async def add_refresh_token(self, token: RefreshToken) -> None:
         await self._write(self._insert_token, token)
 
-    async def get_refresh_token(self, jti: str) -> RefreshToken | None:
-        def get(db: sqlite3.Connection) -> RefreshToken | None:
-            row = db.execute(TOKEN_BY_JTI, (jti,)).fetchone()
-            return None if row is None else token_from(row)
-
-        return await self._run(get)
-
     async def get_refresh_token_and_user(self, jti: str) -> tuple[RefreshToken, User | None] | None:
         def get(db: sqlite3.Connection) -> tuple[RefreshToken, User | None] | None:
             row = db.execute(TOKEN_BY_JTI, (jti,)).fetchone()

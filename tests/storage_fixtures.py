@@ -236,3 +236,9 @@ async def running_app(tmp_path: Path, storage_url: str, **overrides: Any) -> Asy
         server.stop()
         await server.close_all_connections()
         await services.close()
+
+
+async def refresh_token(store: Any, jti: str) -> Any:
+    """The stored record of refresh token `jti` (its `revoked` counts the family's), or None."""
+    found = await store.get_refresh_token_and_user(jti)
+    return None if found is None else found[0]

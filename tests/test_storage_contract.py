@@ -19,6 +19,7 @@ from storage import (
     Store,
     User,
 )
+from tests.storage_fixtures import refresh_token
 
 WINDOW = 60.0
 
@@ -245,7 +246,7 @@ async def test_a_user_and_its_first_token_are_created_together(store: Store, now
     await store.create_user(user, token)
 
     assert await store.get_user(user.id) == user
-    assert await store.get_refresh_token(token.jti) == token
+    assert await refresh_token(store, token.jti) == token
 
 
 async def test_a_refused_user_stores_no_first_token(store: Store, now: float) -> None:
@@ -260,7 +261,7 @@ async def test_a_refused_user_stores_no_first_token(store: Store, now: float) ->
             await store.create_user(loser, token)
 
         assert await store.get_user(loser.id) is None
-        assert await store.get_refresh_token(token.jti) is None
+        assert await refresh_token(store, token.jti) is None
 
 
 async def test_set_password_hash(store: Store) -> None:
@@ -284,8 +285,8 @@ async def test_refresh_token_round_trip(store: Store, now: float) -> None:
     token = make_token(now)
     await store.add_refresh_token(token)
 
-    assert await store.get_refresh_token(token.jti) == token
-    assert await store.get_refresh_token("unknown") is None
+    assert await refresh_token(store, token.jti) == token
+    assert await refresh_token(store, "unknown") is None
 
 
 async def test_a_token_is_read_with_its_user(store: Store, now: float) -> None:
@@ -300,7 +301,7 @@ async def test_a_token_is_read_with_its_user(store: Store, now: float) -> None:
     assert await store.get_refresh_token_and_user("unknown") is None
     await store.revoke_family(token.family, until=now + 7200)
     found = await store.get_refresh_token_and_user(token.jti)
-    assert found is not None and found[0].revoked  # as get_refresh_token reports it
+    assert found is not None and found[0].revoked  # the family was revoked
 
 
 async def test_booleans_read_back_as_booleans(store: Store, now: float) -> None:
@@ -314,7 +315,7 @@ async def test_booleans_read_back_as_booleans(store: Store, now: float) -> None:
     await store.revoke_refresh_token(updated.jti)
 
     for jti, expected in ((live.jti, False), (revoked.jti, True), (updated.jti, True)):
-        found = await store.get_refresh_token(jti)
+        found = await refresh_token(store, jti)
         assert found is not None
         assert found.revoked is expected
 
@@ -328,9 +329,9 @@ async def test_revoke_refresh_token_is_idempotent(store: Store, now: float) -> N
     await store.revoke_refresh_token(token.jti)
     await store.revoke_refresh_token("unknown")
 
-    found = await store.get_refresh_token(token.jti)
+    found = await refresh_token(store, token.jti)
     assert found is not None and found.revoked
-    untouched = await store.get_refresh_token(other.jti)
+    untouched = await refresh_token(store, other.jti)
     assert untouched is not None and not untouched.revoked
 
 
@@ -344,7 +345,7 @@ async def test_revoke_family(store: Store, now: float) -> None:
     await store.revoke_family(first.jti, until=now + 7200)
 
     for token, revoked in ((first, True), (second, True), (stranger, False)):
-        found = await store.get_refresh_token(token.jti)
+        found = await refresh_token(store, token.jti)
         assert found is not None and bool(found.revoked) is revoked
 
 
@@ -357,9 +358,9 @@ async def test_revoke_user_tokens(store: Store, now: float) -> None:
     await store.revoke_user_tokens("ann", until=now + 7200)
 
     for token in mine:
-        found = await store.get_refresh_token(token.jti)
+        found = await refresh_token(store, token.jti)
         assert found is not None and found.revoked
-    found = await store.get_refresh_token(theirs.jti)
+    found = await refresh_token(store, theirs.jti)
     assert found is not None and not found.revoked
 
 
@@ -373,9 +374,9 @@ async def test_a_revoked_family_refuses_members_stored_later(store: Store, now: 
     other = make_token(now)
     await store.add_refresh_token(other)
 
-    found = await store.get_refresh_token(late.jti)
+    found = await refresh_token(store, late.jti)
     assert found is not None and found.revoked is True
-    untouched = await store.get_refresh_token(other.jti)
+    untouched = await refresh_token(store, other.jti)
     assert untouched is not None and untouched.revoked is False
 
 
@@ -388,10 +389,10 @@ async def test_revoked_users_families_refuse_members_stored_later(store: Store, 
     for token in (late, new_sign_in):
         await store.add_refresh_token(token)
 
-    found = await store.get_refresh_token(late.jti)
+    found = await refresh_token(store, late.jti)
     assert found is not None and found.revoked is True
     # A family started after the revocation (a new sign-in) is not affected.
-    fresh = await store.get_refresh_token(new_sign_in.jti)
+    fresh = await refresh_token(store, new_sign_in.jti)
     assert fresh is not None and fresh.revoked is False
 
 
@@ -403,13 +404,13 @@ async def test_family_revocations_are_purged_after_their_horizon(store: Store, n
     await store.purge_expired(now + 19)
     kept = make_token(now + 19, family=first.family)
     await store.add_refresh_token(kept)
-    found = await store.get_refresh_token(kept.jti)
+    found = await refresh_token(store, kept.jti)
     assert found is not None and found.revoked is True
 
     await store.purge_expired(now + 21)
     after = make_token(now + 21, family=first.family)
     await store.add_refresh_token(after)
-    found = await store.get_refresh_token(after.jti)
+    found = await refresh_token(store, after.jti)
     assert found is not None and found.revoked is False
 
 
@@ -420,9 +421,9 @@ async def test_rotate_retires_the_token_and_stores_the_successor(store: Store, n
 
     assert await store.rotate_refresh_token(old.jti, successor, now) is True
 
-    retired = await store.get_refresh_token(old.jti)
+    retired = await refresh_token(store, old.jti)
     assert retired is not None and retired.replaced_by == successor.jti
-    assert await store.get_refresh_token(successor.jti) == successor
+    assert await refresh_token(store, successor.jti) == successor
     # The successor is itself usable and rotates on.
     third = make_token(now, family=old.family)
     assert await store.rotate_refresh_token(successor.jti, third, now) is True
@@ -436,7 +437,7 @@ async def test_rotate_twice_fails_and_stores_nothing(store: Store, now: float) -
 
     assert await store.rotate_refresh_token(old.jti, late, now) is False
 
-    assert await store.get_refresh_token(late.jti) is None
+    assert await refresh_token(store, late.jti) is None
 
 
 async def test_rotate_refuses_unusable_tokens(store: Store, now: float) -> None:
@@ -450,8 +451,8 @@ async def test_rotate_refuses_unusable_tokens(store: Store, now: float) -> None:
     for jti in (expired.jti, at_expiry.jti, revoked.jti, "unknown"):
         successor = make_token(now)
         assert await store.rotate_refresh_token(jti, successor, now) is False
-        assert await store.get_refresh_token(successor.jti) is None
-    found = await store.get_refresh_token(expired.jti)
+        assert await refresh_token(store, successor.jti) is None
+    found = await refresh_token(store, expired.jti)
     assert found is not None and found.replaced_by is None
 
 
@@ -466,10 +467,10 @@ async def test_concurrent_rotations_one_wins(store: Store, now: float) -> None:
 
     assert results.count(True) == 1, results
     winner = successors[results.index(True)]
-    retired = await store.get_refresh_token(old.jti)
+    retired = await refresh_token(store, old.jti)
     assert retired is not None and retired.replaced_by == winner.jti
     for successor in successors:
-        stored = await store.get_refresh_token(successor.jti)
+        stored = await refresh_token(store, successor.jti)
         assert (stored is not None) is (successor is winner)
 
 
@@ -643,8 +644,8 @@ async def test_purge_expired_removes_only_expired_rows(store: Store, now: float)
 
     await store.purge_expired(now)
 
-    assert await store.get_refresh_token(old_token.jti) is None
-    assert await store.get_refresh_token(live_token.jti) == live_token
+    assert await refresh_token(store, old_token.jti) is None
+    assert await refresh_token(store, live_token.jti) == live_token
     # An hour later the purged state would be refused anyway; only a purge removes it.
     assert await store.find_state("vk", old_state.state, now - 3600) is None
     assert await store.find_state("vk", live_state.state, now) == live_state
@@ -793,7 +794,7 @@ async def test_live_tokens_are_the_sessions_with_what_they_started_with(
         now,
     )
     await store.touch_refresh_token(first.jti, now + 50)
-    touched = await store.get_refresh_token(first.jti)
+    touched = await refresh_token(store, first.jti)
     # approx: nx-27017 0.8.1 rounds a $set float to 15 digits.
     assert touched is not None and touched.last_used_at == pytest.approx(now + 50, abs=0.01)
     # A rotated token is no session of its own, its successor is; a revoked family none.
@@ -816,7 +817,7 @@ async def test_delete_user_frees_everything_of_the_user(store: Store, now: float
     assert await store.get_user(user.id) is None
     assert await store.find_user_by_email("ann@example.com") is None
     assert await store.find_user_by_identity("vk", "42") is None
-    assert await store.get_refresh_token(token.jti) is None
+    assert await refresh_token(store, token.jti) is None
     assert await store.list_live_tokens(user.id, now) == []
     assert await store.try_code(f"reset:{user.id}", now, 5) is None
     assert await store.try_code("reset:someone", now, 5) is not None

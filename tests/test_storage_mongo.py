@@ -31,7 +31,7 @@ from storage import (
     open_store,
 )
 from tests.processes import free_port
-from tests.storage_fixtures import NxServer, mongomock_database, open_test_store
+from tests.storage_fixtures import NxServer, mongomock_database, open_test_store, refresh_token
 
 NOW = time.time() + 86_400.0
 
@@ -118,7 +118,7 @@ async def test_integer_booleans_read_back_as_booleans(
                 {"_id": jti, "user_id": "u", "family": jti, "expires_at": NOW, "revoked": revoked}
             )
 
-        one, zero = await store.get_refresh_token("one"), await store.get_refresh_token("zero")
+        one, zero = await refresh_token(store, "one"), await refresh_token(store, "zero")
 
         assert one is not None and one.revoked is True
         assert zero is not None and zero.revoked is False
@@ -372,7 +372,7 @@ async def test_a_taken_first_token_id_undoes_the_user() -> None:
     assert caught.value.field == "jti"
     assert await store.get_user("u1") is None
     assert await store.find_user_by_identity("vk", "1") is None
-    assert await store.get_refresh_token("t1") == taken
+    assert await refresh_token(store, "t1") == taken
 
 
 async def test_an_undo_that_fails_is_a_partial_write(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -396,7 +396,7 @@ async def test_rotating_onto_a_taken_id_keeps_the_token_usable() -> None:
     with pytest.raises(DuplicateError):
         await store.rotate_refresh_token("t0", successor, NOW - 60)
 
-    found = await store.get_refresh_token("t0")
+    found = await refresh_token(store, "t0")
     assert found is not None and found.replaced_by is None
     fresh = RefreshToken(jti="t2", user_id="u1", family="t0", expires_at=NOW)
     assert await store.rotate_refresh_token("t0", fresh, NOW - 60) is True

@@ -22,6 +22,7 @@ from storage import (
     open_store,
 )
 from tests.processes import Server, request
+from tests.storage_fixtures import refresh_token
 
 NOW = time.time()
 
@@ -100,7 +101,7 @@ async def test_every_lookup_uses_an_index(tmp_path: Path) -> None:
         await store.add_refresh_token(
             RefreshToken(jti="t1", user_id="u1", family="t1", expires_at=NOW + 60)
         )
-        await store.get_refresh_token("t1")
+        await refresh_token(store, "t1")
         await store.rotate_refresh_token(
             "t1", RefreshToken(jti="t2", user_id="u1", family="t1", expires_at=NOW + 60), NOW
         )
