@@ -180,18 +180,18 @@ class BatchingHandler(logging.Handler):
         self._writer.start()
 
     def emit(self, record: logging.LogRecord) -> None:  # called with self.lock held
-        if len(self.pending) >= PENDING_LIMIT:
-            self.dropped += 1
-            return
-        self.pending.append(late_formattable(record))
+        self._keep(late_formattable(record))
 
     def add(self, entry: Deferred) -> None:
         """A log call whose record the writer makes; its args must read the same later."""
         with self.lock:  # type: ignore[union-attr]
-            if len(self.pending) >= PENDING_LIMIT:
-                self.dropped += 1
-            else:
-                self.pending.append(entry)
+            self._keep(entry)
+
+    def _keep(self, item: logging.LogRecord | Deferred) -> None:  # with self.lock held
+        if len(self.pending) >= PENDING_LIMIT:
+            self.dropped += 1
+        else:
+            self.pending.append(item)
 
     def serves_alone(self, logger: logging.Logger) -> bool:
         """True when a record of `logger` would reach this handler and nothing else: no

@@ -35,22 +35,22 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     metrics.observe_request(route, method, status, seconds)
     # A 500 is a bug; other 5xx (overloaded, storage or provider down) are expected states.
     level = logging.ERROR if status == 500 else logging.WARNING if status > 500 else logging.INFO
-    if access_log.isEnabledFor(level):
-        duration_ms = round(1000.0 * seconds, 2)
-        ip = client_ip_var.get()
-        uri = request.uri or ""
-        logs.defer(
-            access_log,
-            level,
-            "%d %s %s (%s) %.2fms",
-            # Only a query holds secrets. Lines wait up to 50 ms for the writer, long
-            # enough to outlive a young collection: an object in every line would be
-            # promoted and bring on the oldest generation's full, pausing collections.
-            (status, method, RedactedUri(uri) if "?" in uri else uri, ip, duration_ms),
-            request_id=getattr(handler, "request_id", "-"),
-            method=method,
-            route=route,
-            status=status,
-            duration_ms=duration_ms,
-            ip=ip,
-        )
+    # defer() checks the level, once.
+    duration_ms = round(1000.0 * seconds, 2)
+    ip = client_ip_var.get()
+    uri = request.uri or ""
+    logs.defer(
+        access_log,
+        level,
+        "%d %s %s (%s) %.2fms",
+        # Only a query holds secrets. Lines wait up to 50 ms for the writer, long
+        # enough to outlive a young collection: an object in every line would be
+        # promoted and bring on the oldest generation's full, pausing collections.
+        (status, method, RedactedUri(uri) if "?" in uri else uri, ip, duration_ms),
+        request_id=getattr(handler, "request_id", "-"),
+        method=method,
+        route=route,
+        status=status,
+        duration_ms=duration_ms,
+        ip=ip,
+    )
