@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,11 @@ from server import build_services, make_app
 
 # Shared fixtures of their own modules: store/mongo_url and the strict fake providers.
 pytest_plugins = ["tests.storage_fixtures", "tests.fakes.providers", "tests.fakes.channels"]
+
+# The processes the tests start (servers, the CLI, the xdist workers) import the same
+# modules dozens of times: let them cache compiled bytecode even where the environment
+# turns that off, as some CI images do.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256!"
 
