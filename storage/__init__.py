@@ -1,8 +1,7 @@
 """Storage behind one async interface: embedded SQLite (default) or MongoDB."""
 
 from pathlib import Path
-
-from pymongo.errors import ConfigurationError
+from typing import TYPE_CHECKING
 
 from storage.base import (
     AuditEvent,
@@ -18,9 +17,11 @@ from storage.base import (
     Store,
     User,
 )
-from storage.mongo import MongoStore
 from storage.sqlite import SQLiteStore
 from storage.sqlite_worker import PRIVATE_DIR_MODE
+
+if TYPE_CHECKING:
+    from storage.mongo import MongoStore
 
 __all__ = [
     "AuditEvent",
@@ -43,6 +44,15 @@ __all__ = [
 _SQLITE_PREFIX = "sqlite:///"
 
 
+def __getattr__(name: str) -> object:
+    # PyMongo is a fifth of the start-up's imports: a SQLite deployment never loads it.
+    if name == "MongoStore":
+        from storage.mongo import MongoStore
+
+        return MongoStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 async def open_store(url: str) -> Store:
     """The store a storage URL names; the caller runs its setup().
 
@@ -58,6 +68,10 @@ async def open_store(url: str) -> Store:
             _make_private_folder(Path(path).parent)
         return SQLiteStore(path)
     if scheme in ("mongodb", "mongodb+srv"):
+        from pymongo.errors import ConfigurationError
+
+        from storage.mongo import MongoStore
+
         try:
             return MongoStore(url)
         except (ValueError, ConfigurationError) as exc:
