@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import inspect
+import subprocess
+import sys
 from pathlib import Path
 
 import tornado.httpserver
@@ -100,3 +102,17 @@ def test_no_service_module_is_over_400_lines():
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > 400
     }
     assert not long, long
+
+
+def test_a_sqlite_deployment_never_imports_the_mongodb_driver():
+    # The driver is a fifth of the start-up's imports; only a mongodb:// URL loads it.
+    probe = (
+        "import sys, asyncio, server, storage\n"
+        "asyncio.run(storage.open_store('sqlite:///:memory:'))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pymongo', 'bson')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
