@@ -91,6 +91,7 @@ class Services:
                 await asyncio.wait_for(self._idle.wait(), grace)
 
     async def close(self) -> None:
+        await self.lifecycle.drain(SHUTDOWN_GRACE_SECONDS)  # reset codes still going out
         self.hasher.close()
         await self.audit.close()  # the queued events go to the store before it closes
         await self.store.close()

@@ -4,6 +4,8 @@ HTTP here, so the handlers and the admin API call the same functions."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +22,13 @@ from core.passwords import check_password_policy
 from core.sessions import session_view
 from core.throttle import login_key
 from core.tokens import ACCESS, InvalidToken
-from storage.base import Store, User
+from storage.base import StorageUnavailable, Store, User
 
 FIELDS = {"email": "email", "phone": "phone"}  # channel -> the user field it reaches
+# A reset's code goes out after the answer, so that neither the answer nor its timing tells
+# whether the account exists. At most this many wait to go out; beyond, a request sends none.
+MAX_PENDING_SENDS = 100
+log = logging.getLogger("vhod")
 
 
 def invalid_access() -> ApiError:
@@ -67,6 +73,7 @@ class Lifecycle:
         self.codes = codes
         self.delivery = delivery
         self.clock = clock
+        self._sending: set[asyncio.Task[None]] = set()
         if require_verified_email:
             accounts.after_registration = self._send_first_verification
 
@@ -95,17 +102,47 @@ class Lifecycle:
     async def request_reset(
         self, email: str | None, phone: str | None, accept_language: str | None = None
     ) -> bool:
-        """True whether or not the account exists; a code goes out when it does."""
+        """True whether or not the account exists, at once; when it exists, a code goes out
+        after the answer (a failed delivery is a `reset_not_sent` event, not an error)."""
         channel, address = self._identifier(email, phone)
         self.delivery.require(channel)
         await self.codes.check_send_limits(address, self._client())
         user = await self._find(channel, address)
         if user is None:
             security_event("reset_unknown", identifier=identifier_hash(address))
-            return True
-        await self._send(channel, address, user, "reset", accept_language)
-        security_event("reset_requested", user=user.id, channel=channel)
+        elif len(self._sending) >= MAX_PENDING_SENDS:
+            security_event("reset_not_sent", user=user.id, reason="busy")
+        else:
+            task = asyncio.create_task(self._send_reset(channel, address, user, accept_language))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
         return True
+
+    async def _send_reset(
+        self, channel: str, address: str, user: User, accept_language: str | None
+    ) -> None:
+        try:
+            await self._send(channel, address, user, "reset", accept_language)
+        except ApiError as exc:
+            security_event("reset_not_sent", user=user.id, reason=exc.code)
+        except StorageUnavailable:
+            security_event("reset_not_sent", user=user.id, reason="storage_unavailable")
+        except Exception as exc:  # no request is left to answer 500: log it, without its text
+            security_event("reset_not_sent", user=user.id, reason="server_error")
+            log.error("a reset code was not sent: %s", type(exc).__name__)
+        else:
+            security_event("reset_requested", user=user.id, channel=channel)
+
+    async def drain(self, grace: float) -> None:
+        """Wait up to `grace` seconds for the codes still going out, then cancel the rest:
+        at shutdown, before the store closes."""
+        if not self._sending:
+            return
+        _, late = await asyncio.wait(set(self._sending), timeout=grace)
+        for task in late:
+            task.cancel()
+        if late:
+            log.warning("shutdown: %d reset codes were not sent in time", len(late))
 
     async def confirm_reset(
         self, email: str | None, phone: str | None, code: str, new_password: str

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -116,8 +117,12 @@ class Response:
 
 
 class Api:
-    def __init__(self, client) -> None:
+    """`settle`, when given, runs after every answer: the work the answer did not wait for
+    (a reset's code going out) is done before the test looks at an inbox."""
+
+    def __init__(self, client, settle: Callable[[], Awaitable[None]] | None = None) -> None:
         self.client = client
+        self.settle = settle
 
     def url(self, path: str) -> str:
         return self.client.get_url(path)
@@ -152,6 +157,8 @@ class Api:
             raise_error=False,
             follow_redirects=False,
         )
+        if self.settle is not None:
+            await self.settle()
         raw = response.body or b""
         parsed = check_response(response.code, response.headers, raw)
         return Response(response.code, parsed, response.headers, raw)
@@ -177,8 +184,8 @@ def check_response(status: int, headers, raw: bytes) -> Any:
 
 
 @pytest.fixture
-def api(http_server_client) -> Api:
-    return Api(http_server_client)
+def api(http_server_client, services) -> Api:
+    return Api(http_server_client, settle=lambda: services.lifecycle.drain(30))
 
 
 USER = {

@@ -10,7 +10,7 @@ import logging
 import jwt
 import pytest
 
-from tests.conftest import USER
+from tests.conftest import USER, Api
 
 RESET = "/authorization/password/reset"
 RESET_CONFIRM = "/authorization/password/reset/confirm"
@@ -137,6 +137,68 @@ async def test_messages_follow_accept_language(api, smtp_inbox):
     english, russian = smtp_inbox.to(EMAIL)[-2:]
     assert "password reset code" in english["Subject"]
     assert "сброса пароля" in russian["Subject"]
+
+
+class GatedSends:
+    """Stands in for Delivery.send_code: each send waits until the test opens the gate."""
+
+    def __init__(self, send_code) -> None:
+        self.send_code = send_code
+        self.gate = asyncio.Event()
+        self.waiting = 0
+
+    async def __call__(self, *args, **kwargs) -> None:
+        self.waiting += 1
+        await self.gate.wait()
+        await self.send_code(*args, **kwargs)
+
+
+async def test_reset_answers_before_its_code_goes_out(
+    http_server_client, services, smtp_inbox, monkeypatch
+):
+    # So that an existing account does not answer later than an unknown one: the answer
+    # never waits on the mail server.
+    gated = GatedSends(services.lifecycle.delivery.send_code)
+    monkeypatch.setattr(services.lifecycle.delivery, "send_code", gated)
+    raw = Api(http_server_client)  # no settling: the test sees the answer as a client does
+    await register(raw)
+    answer = await raw.post(RESET, json_body={"email": EMAIL})
+    assert (answer.status, answer.body) == (200, True)
+    assert smtp_inbox.messages == []  # the gate holds every send: the answer came first
+    gated.gate.set()
+    await services.lifecycle.drain(30)
+    assert gated.waiting == 1
+    assert smtp_inbox.code_for(EMAIL).isdigit()
+
+
+async def test_resets_beyond_the_pending_limit_send_nothing_and_still_answer_true(
+    http_server_client, services, smtp_inbox, monkeypatch, caplog
+):
+    monkeypatch.setattr("core.lifecycle.MAX_PENDING_SENDS", 1)
+    gated = GatedSends(services.lifecycle.delivery.send_code)
+    monkeypatch.setattr(services.lifecycle.delivery, "send_code", gated)
+    raw = Api(http_server_client)
+    await register(raw)
+    for _ in range(2):
+        assert (await raw.post(RESET, json_body={"email": EMAIL})).body is True
+    busy = [r for r in caplog.records if getattr(r, "event", "") == "reset_not_sent"]
+    assert [r.reason for r in busy] == ["busy"]
+    gated.gate.set()
+    await services.lifecycle.drain(30)
+    assert len(smtp_inbox.to(EMAIL)) == 1
+
+
+async def test_shutdown_cancels_a_send_that_outlives_the_grace(
+    http_server_client, services, monkeypatch, caplog
+):
+    gated = GatedSends(services.lifecycle.delivery.send_code)  # the gate never opens
+    monkeypatch.setattr(services.lifecycle.delivery, "send_code", gated)
+    raw = Api(http_server_client)
+    await register(raw)
+    assert (await raw.post(RESET, json_body={"email": EMAIL})).body is True
+    await services.lifecycle.drain(0.01)
+    assert "1 reset codes were not sent in time" in caplog.text
+    await services.lifecycle.drain(30)  # nothing is left to wait for
 
 
 async def test_reset_answers_true_for_an_unknown_account_and_sends_nothing(api, smtp_inbox):
@@ -372,14 +434,28 @@ class TestWithTheMailServerDown:
             "email.from": "vhod@example.com",
         }
 
-    async def test_a_502_and_no_code_left(self, api, services):
+    async def test_reset_answers_as_for_an_unknown_account_and_leaves_no_code(
+        self, api, services, caplog
+    ):
         await register(api)
-        failed = await api.post(RESET, json_body={"email": EMAIL})
-        assert (failed.status, failed.body["error"]) == (502, "delivery_failed")
+        unknown = await api.post(RESET, json_body={"email": "nobody@example.com"})
+        known = await api.post(RESET, json_body={"email": EMAIL})
+        assert (known.status, known.body) == (unknown.status, unknown.body) == (200, True)
         user = await services.store.find_user_by_email(EMAIL)
         assert (
             await services.store.try_code(f"reset:{user.id}", services.accounts.clock(), 5) is None
         )
+        events = [r for r in caplog.records if getattr(r, "event", "") == "reset_not_sent"]
+        assert [(e.user, e.reason) for e in events] == [(user.id, "delivery_failed")]
+
+    async def test_a_verification_code_that_cannot_go_out_is_a_502(self, api, services):
+        # The caller proved who they are: telling them the mail failed reveals nothing.
+        pair = await register(api)
+        failed = await api.post("/authorization/verify/email", headers=bearer(pair))
+        assert (failed.status, failed.body["error"]) == (502, "delivery_failed")
+        user = await services.store.find_user_by_email(EMAIL)
+        clock = services.accounts.clock()
+        assert await services.store.try_code(f"verify_email:{user.id}", clock, 5) is None
 
 
 class TestWithoutChannels:
@@ -465,11 +541,8 @@ class TestWithHungChannels:
 
     async def test_a_hung_server_is_a_502_after_the_timeout(self, api):
         pair = await register(api)
-        for path, body, headers in (
-            (RESET, {"email": EMAIL}, {}),
-            ("/authorization/verify/phone", None, bearer(pair)),
-        ):
-            response = await api.post(path, json_body=body, headers=headers)
+        for path in ("/authorization/verify/email", "/authorization/verify/phone"):
+            response = await api.post(path, headers=bearer(pair))
             assert (response.status, response.body["error"]) == (502, "delivery_failed"), path
 
 
@@ -481,9 +554,10 @@ class TestStartTlsRequired:
         return {**smtp_inbox.config(), "email.smtp_url": url}
 
     async def test_no_message_goes_out_in_the_clear(self, api, smtp_inbox):
-        await register(api)
-        refused = await api.post(RESET, json_body={"email": EMAIL})
+        pair = await register(api)
+        refused = await api.post("/authorization/verify/email", headers=bearer(pair))
         assert (refused.status, refused.body["error"]) == (502, "delivery_failed")
+        assert (await api.post(RESET, json_body={"email": EMAIL})).body is True
         assert smtp_inbox.messages == []
 
 

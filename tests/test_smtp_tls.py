@@ -93,7 +93,9 @@ async def test_the_code_goes_out_over_tls(api, tls_inbox):
 async def test_a_certificate_the_client_does_not_trust_is_refused(api, tls_inbox, monkeypatch):
     inbox, _ = tls_inbox
     monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent")
-    assert (await api.post("/authorization/registration", json_body=USER)).status == 200
-    refused = await api.post("/authorization/password/reset", json_body={"email": EMAIL})
+    registered = await api.post("/authorization/registration", json_body=USER)
+    assert registered.status == 200
+    bearer = {"Authorization": f"Bearer {registered.body['access']}"}
+    refused = await api.post("/authorization/verify/email", headers=bearer)
     assert (refused.status, refused.body["error"]) == (502, "delivery_failed")
     assert inbox.messages == []
