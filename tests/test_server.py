@@ -21,6 +21,7 @@ from core.config import load_config
 from core.maintenance import purge_expired_periodically
 from server import start_line
 from storage import StorageUnavailable
+from tests.fakes.channels import SmtpInbox
 from tests.processes import Server, free_port, request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -276,3 +277,36 @@ def test_identifier_pseudonym_is_keyed_and_stable_across_restarts(tmp_path, conf
     assert pseudonyms[0] != hashlib.sha256(email.encode()).hexdigest()[:24]
     key = tmp_path / "data" / "pseudonym_key"
     assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
+
+
+def test_shutdown_waits_for_a_reset_code_still_going_out(tmp_path):
+    # The answer did not wait for the mail server; the shutdown does, before the store closes.
+    inbox = SmtpInbox(hold=threading.Event()).start()
+    env = {
+        f"VHOD_{key.upper().replace('.', '__')}": str(value)
+        for key, value in inbox.config().items()
+    }
+    server = Server(tmp_path, **HS256, **env)
+    try:
+        server.wait_started()
+        user = {
+            "phone_number": "+79161234567",
+            "email": "ann@example.com",
+            "hash_password": "p" * 8,
+        }
+        assert request(server.url("/authorization/registration"), user)[0] == 200
+        reset = request(server.url("/authorization/password/reset"), {"email": user["email"]})
+        assert reset == (200, True)
+        assert inbox.arrived.wait(20), "the code never reached the mail server"
+        assert inbox.messages == []  # held by the mail server, after the answer
+        server.process.send_signal(signal.SIGTERM)
+        server.wait_until(lambda: "shutting down" in server.log(), 20, "shutdown")
+        assert inbox.messages == [] and server.alive()
+        inbox.hold.set()
+        assert server.process.wait(timeout=30) == 0
+        assert inbox.code_for(user["email"]).isdigit()
+        log = server.log()  # vhod saw the mail server take the code, and only then stopped
+        assert "reset_requested" in log and log.index("reset_requested") < log.index("stopped")
+    finally:
+        server.stop()
+        inbox.stop()

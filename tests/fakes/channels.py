@@ -11,6 +11,7 @@ Tests read the codes from what they received:
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import json
@@ -46,10 +47,17 @@ class SmtpInbox:
     starttls: ssl.SSLContext | None = None
     messages: list[tuple[list[str], Message]] = field(default_factory=list)
     port: int = 0
+    # `arrived` is set when a message's DATA comes in; while `hold` is clear, the server
+    # keeps that message waiting (a slow mail server).
+    arrived: threading.Event = field(default_factory=threading.Event)
+    hold: threading.Event | None = None
     _controller: Controller | None = None
 
     # aiosmtpd handler hooks
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.arrived.set()
+        if self.hold is not None:
+            await asyncio.to_thread(self.hold.wait, 30)
         self.messages.append(
             (
                 list(envelope.rcpt_tos),
