@@ -193,8 +193,8 @@ class Store(Protocol):
 
     async def get_refresh_token_and_user(self, jti: str) -> tuple[RefreshToken, User | None] | None:
         """The token's record and its user, None if there is none any more: every refresh
-        reads both, so a store answers them in one round trip. `revoked` is also true when
-        the token's family was revoked."""
+        reads both, in one call (SQLite answers it in one worker round trip). `revoked` is
+        also true when the token's family was revoked."""
 
     async def rotate_refresh_token(self, jti: str, successor: RefreshToken, now: float) -> bool:
         """Atomically retire `jti` (set replaced_by) and store `successor`.

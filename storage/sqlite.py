@@ -19,6 +19,7 @@ from storage.sqlite_rows import (
     MARK_FAMILIES_OF_USER,
     MARK_FAMILY,
     TOKEN_BY_JTI,
+    USER_BY_ID,
     insert_token,
     token_from,
     user_from,
@@ -191,7 +192,7 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin):
         return await self._run(lambda db: self._load_user(db, db.execute(query, args).fetchone()))
 
     async def get_user(self, user_id: str) -> User | None:
-        return await self._find_user("SELECT * FROM users WHERE id = ?", user_id)
+        return await self._find_user(USER_BY_ID, user_id)
 
     async def find_user_by_email(self, email: str) -> User | None:
         return await self._find_user("SELECT * FROM users WHERE email = ?", email)
@@ -225,8 +226,7 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin):
             if row is None:
                 return None
             token = token_from(row)
-            user = db.execute("SELECT * FROM users WHERE id = ?", (token.user_id,)).fetchone()
-            return token, self._load_user(db, user)
+            return token, self._load_user(db, db.execute(USER_BY_ID, (token.user_id,)).fetchone())
 
         return await self._run(get)
 

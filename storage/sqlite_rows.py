@@ -7,6 +7,7 @@ import sqlite3
 
 from storage.base import Identity, RefreshToken, User
 
+USER_BY_ID = "SELECT * FROM users WHERE id = ?"
 TOKEN_BY_JTI = (
     "SELECT *, EXISTS (SELECT 1 FROM revoked_families"
     " WHERE revoked_families.family = refresh_tokens.family) AS family_revoked"
