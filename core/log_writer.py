@@ -107,13 +107,6 @@ def record_of(entry: Deferred) -> logging.LogRecord:
     return record
 
 
-def message_of(msg: str, args: tuple[Any, ...]) -> str:
-    try:
-        return msg % args if args else msg
-    except (TypeError, ValueError):
-        return f"{msg} {args!r}"
-
-
 class BatchStream(logging.StreamHandler):  # type: ignore[type-arg]
     """A StreamHandler on stderr that writes a whole batch at once.
 
@@ -139,7 +132,7 @@ class BatchStream(logging.StreamHandler):  # type: ignore[type-arg]
                 elif isinstance(formatter, LineFormatter):
                     created, level, name, msg, args, extra = item
                     level_name = logging.getLevelName(level)
-                    message = message_of(msg, args)
+                    message = msg % args if args else msg  # as LogRecord.getMessage
                     lines.append(formatter.line(created, level_name, name, message, extra))
                 else:
                     lines.append(self.format(record_of(item)))

@@ -138,7 +138,7 @@ ACCESS_ARGS = (200, "GET", RedactedUri(f"/validate/jwt/access?access={MARKER}"),
 ACCESS_EXTRA = {"request_id": "req-7", "method": "GET", "route": "/validate/jwt/access"}
 
 
-@pytest.mark.parametrize("formatter", [LineFormatter("text"), logs.LineFormatter("json")])
+@pytest.mark.parametrize("formatter", [LineFormatter("text"), LineFormatter("json")])
 def test_a_deferred_call_reads_as_the_record_it_stands_for(formatter):
     created = 1_700_000_000.25
     entry = (
