@@ -47,6 +47,12 @@ async def test_json_body_wins_over_query(api, user):
     assert assert_token_pair(response)["user_name"] == "ann@example.com"
 
 
+async def test_form_body_wins_over_query(api, user):
+    # api.md: a JSON body, then a form body, then the query string.
+    response = await api.post(REGISTER, form=user, query={"email": "other@example.com"})
+    assert assert_token_pair(response)["user_name"] == "ann@example.com"
+
+
 @pytest.mark.parametrize("missing", ["phone_number", "email", "hash_password"])
 async def test_missing_parameter_is_invalid_request(api, user, missing):
     del user[missing]
