@@ -101,6 +101,7 @@ class Child:
         stdout: Any = subprocess.DEVNULL,
     ) -> None:
         self.log_path = log_path
+        self.terminated = False
         with log_path.open("wb") as err:
             self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=err)
 
@@ -125,9 +126,15 @@ class Child:
             time.sleep(0.05)
         raise AssertionError(f"{what} did not start within {timeout:.0f} s: {self.log()[-2000:]}")
 
-    def stop(self, timeout: float = 15) -> int:
-        if self.process.poll() is None:
+    def terminate(self) -> None:
+        """SIGTERM, once: a second signal that lands after the event loop has closed (and put
+        back the default handler) would kill a process that was shutting down cleanly."""
+        if self.process.poll() is None and not self.terminated:
             self.process.send_signal(signal.SIGTERM)
+            self.terminated = True
+
+    def stop(self, timeout: float = 15) -> int:
+        self.terminate()
         try:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

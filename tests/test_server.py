@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import re
-import signal
 import socket
 import threading
 import time
@@ -98,7 +97,7 @@ def test_in_flight_requests_finish_during_shutdown(tmp_path, config_file):
             assert time.monotonic() < deadline, "no registration ever waited for the worker"
             assert len(answers) < 2, f"both finished before the signal: {answers}"
             time.sleep(0.01)
-        server.process.send_signal(signal.SIGTERM)
+        server.terminate()
         for thread in threads:
             thread.join(60)
         assert [status for status, _ in answers] == [200, 200], answers
@@ -299,7 +298,7 @@ def test_shutdown_waits_for_a_reset_code_still_going_out(tmp_path):
         assert reset == (200, True)
         assert inbox.arrived.wait(20), "the code never reached the mail server"
         assert inbox.messages == []  # held by the mail server, after the answer
-        server.process.send_signal(signal.SIGTERM)
+        server.terminate()
         server.wait_until(lambda: "shutting down" in server.log(), 20, "shutdown")
         assert inbox.messages == [] and server.alive()
         inbox.hold.set()
