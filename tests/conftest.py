@@ -7,6 +7,7 @@ exactly `{"error", "error_description"}` with no traceback (AP2).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ import pytest
 
 from core.clock import FakeClock
 from core.config import Config, load_config
+from providers import discover_providers
 from server import build_services, make_app
 
 # Shared fixtures of their own modules: store/mongo_url and the strict fake providers.
@@ -96,9 +98,16 @@ def config(tmp_path, config_overrides) -> Config:
     return make_config(tmp_path, **config_overrides)
 
 
+# Discovery reads every installed package's entry points; tests/test_provider_registry.py
+# tests it, and the hundreds of apps the tests build take its result from one reading.
+installed_providers = functools.cache(discover_providers)
+
+
 @pytest.fixture
 def services(io_loop, config, clock):
-    services = io_loop.run_sync(lambda: build_services(config, clock=clock))
+    services = io_loop.run_sync(
+        lambda: build_services(config, clock=clock, provider_classes=installed_providers())
+    )
     yield services
     io_loop.run_sync(services.close)
 
