@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,7 +22,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from pymongo import MongoClient
+
+from core.config import ENV_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,6 +47,13 @@ def install_lock(name: str) -> Iterator[None]:
         yield
 
 
+def missing_tool(reason: str) -> None:
+    """A tool a test needs is not installed: skip the test, except in CI, where it fails."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def npm_ci(folder: Path, lock_name: str) -> None:
     """`npm ci` into folder/node_modules from its package-lock.json, when the lockfile changed
     since the last successful install (a stamp beside the modules says which one it was).
@@ -50,6 +61,8 @@ def npm_ci(folder: Path, lock_name: str) -> None:
     --ignore-scripts: no tool needs an install script, and none may download anything.
     --prefer-offline: what npm's cache holds is used without asking the registry again.
     """
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        missing_tool("Node.js and npm are missing: install Debian's nodejs and npm")
     digest = hashlib.sha256((folder / "package-lock.json").read_bytes()).hexdigest()
     stamp = folder / "node_modules" / ".vhod-lock-sha256"
     with install_lock(lock_name):
@@ -74,8 +87,17 @@ def npm_ci(folder: Path, lock_name: str) -> None:
         stamp.write_text(digest)
 
 
+def setting_env(settings: dict[str, Any]) -> dict[str, str]:
+    """Dotted settings (`{"email.timeout": 5}`) as the environment variables that override
+    them (`VHOD_EMAIL__TIMEOUT=5`), for a server started with clean_env()."""
+    return {
+        ENV_PREFIX + dotted.upper().replace(".", "__"): str(value)
+        for dotted, value in settings.items()
+    }
+
+
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VHOD_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     env.update(extra)
     return env
 

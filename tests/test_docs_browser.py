@@ -5,7 +5,6 @@ browser there."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from handlers.docs import load_spec, prefers_html
-from tests.processes import Server
+from tests.processes import Server, missing_tool
 
 pytestmark = pytest.mark.slow
 
@@ -27,10 +26,7 @@ OPERATION_METHODS = ("get", "put", "post", "delete", "options", "head", "patch",
 def chromium() -> Path:
     """The browser; without it the test skips, except in CI, where it fails."""
     if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        missing_tool(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
     return CHROMIUM
 
 

@@ -13,7 +13,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient
 
 from tests.fakes.channels import SmsInbox, SmtpInbox
-from tests.processes import Pair, Server, two_instances
+from tests.processes import Pair, Server, setting_env, two_instances
 from tests.storage_fixtures import with_database
 
 SECRET = "one-secret-for-every-instance-of-this-test"
@@ -47,8 +47,7 @@ def instances(
         "VHOD_PASSWORDS__BCRYPT_ROUNDS": "4",
         "VHOD_LIMITS__HASH_WORKERS": "1",
     }
-    for dotted, value in {**smtp_inbox.config(), **sms_inbox.config()}.items():
-        env["VHOD_" + dotted.upper().replace(".", "__")] = str(value)
+    env.update(setting_env({**smtp_inbox.config(), **sms_inbox.config()}))
     with two_instances(tmp_path, env, mongo_url=mongo_url) as pair:
         yield pair
 

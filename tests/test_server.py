@@ -21,7 +21,7 @@ from core.maintenance import purge_expired_periodically
 from server import start_line
 from storage import StorageUnavailable
 from tests.fakes.channels import SmtpInbox
-from tests.processes import Server, free_port, request
+from tests.processes import Server, free_port, request, setting_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -281,11 +281,7 @@ def test_identifier_pseudonym_is_keyed_and_stable_across_restarts(tmp_path, conf
 def test_shutdown_waits_for_a_reset_code_still_going_out(tmp_path):
     # The answer did not wait for the mail server; the shutdown does, before the store closes.
     inbox = SmtpInbox(hold=threading.Event()).start()
-    env = {
-        f"VHOD_{key.upper().replace('.', '__')}": str(value)
-        for key, value in inbox.config().items()
-    }
-    server = Server(tmp_path, **HS256, **env)
+    server = Server(tmp_path, **HS256, **setting_env(inbox.config()))
     try:
         server.wait_started()
         user = {
