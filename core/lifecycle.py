@@ -28,6 +28,8 @@ FIELDS = {"email": "email", "phone": "phone"}  # channel -> the user field it re
 # A reset's code goes out after the answer, so that neither the answer nor its timing tells
 # whether the account exists. At most this many wait to go out; beyond, a request sends none.
 MAX_PENDING_SENDS = 100
+# How long a send cancelled at shutdown has to withdraw its code from the store.
+CANCELLED_SEND_GRACE_SECONDS = 5
 log = logging.getLogger("vhod")
 
 
@@ -139,10 +141,13 @@ class Lifecycle:
         if not self._sending:
             return
         _, late = await asyncio.wait(set(self._sending), timeout=grace)
+        if not late:
+            return
+        log.warning("shutdown: %d reset codes were not sent in time", len(late))
         for task in late:
             task.cancel()
-        if late:
-            log.warning("shutdown: %d reset codes were not sent in time", len(late))
+        # Each cancelled send withdraws its code: let it, while the store is still open.
+        await asyncio.wait(late, timeout=CANCELLED_SEND_GRACE_SECONDS)
 
     async def confirm_reset(
         self, email: str | None, phone: str | None, code: str, new_password: str
@@ -325,7 +330,7 @@ class Lifecycle:
             await self.delivery.send_code(
                 channel, address, template, code, self.codes.minutes, accept_language
             )
-        except ApiError:
+        except (ApiError, asyncio.CancelledError):  # undelivered, or cancelled at shutdown
             await self.codes.withdraw(key)
             raise
 
