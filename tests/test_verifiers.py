@@ -7,7 +7,6 @@ The verifiers are installed on first use into .cache/verifiers (gitignored), fro
 
 from __future__ import annotations
 
-import fcntl
 import json
 import select
 import shutil
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from tests.processes import ROOT, Server, clean_env, free_port, request
+from tests.processes import ROOT, Server, clean_env, free_port, install_lock, request
 from tests.storage_fixtures import with_database
 
 pytestmark = pytest.mark.slow
@@ -39,8 +38,7 @@ def install_verifiers() -> tuple[Path, Path]:
     """(folder with jose and its script, the separate virtualenv's python), installed once."""
     CACHE.mkdir(parents=True, exist_ok=True)
     node_dir, venv = CACHE / "node", CACHE / "pyjwt-venv"
-    with open(CACHE / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test runs install once
+    with install_lock("verifiers"):  # parallel test runs install once
         marker = node_dir / f".installed-{JOSE}"
         if not marker.exists():
             if shutil.which("npm") is None:
