@@ -12,7 +12,7 @@ from typing import Any
 
 from core.accounts import REVOCATION_SLACK_SECONDS, Accounts
 from core.clock import Clock, system_clock
-from core.codes import Codes, invalid_code
+from core.codes import Codes, invalid_code, recipient
 from core.delivery import Delivery
 from core.errors import ApiError, invalid_credentials, invalid_request
 from core.events import client_ip_var, identifier_hash, security_event
@@ -158,7 +158,7 @@ class Lifecycle:
         user = await self._find(channel, address)
         if user is None:
             raise invalid_code()
-        await self.codes.confirm(f"reset:{user.id}", code)
+        await self.codes.confirm(f"reset:{user.id}", code, recipient(channel, address))
         # The code reached the address: it is the user's.
         await self.store.set_verified(user.id, FIELDS[channel], address)
         await self.store.reset_counter(login_key(user.id, address))
@@ -208,7 +208,8 @@ class Lifecycle:
 
     async def confirm_verification(self, caller: Caller, channel: str, code: str) -> bool:
         address = self._address(caller.user, channel)
-        await self.codes.confirm(f"verify_{channel}:{caller.user.id}", code)
+        key = f"verify_{channel}:{caller.user.id}"
+        await self.codes.confirm(key, code, recipient(channel, address))
         await self.store.set_verified(caller.user.id, FIELDS[channel], address)
         security_event("address_verified", user=caller.user.id, channel=channel)
         return True
@@ -249,7 +250,7 @@ class Lifecycle:
 
     async def send_deletion_code(self, caller: Caller, accept_language: str | None = None) -> bool:
         """A code for deleting an account without a password, to its email, else phone."""
-        channel = "email" if caller.user.email else "phone"
+        channel = self._deletion_channel(caller.user)
         address = self._address(caller.user, channel)
         self.delivery.require(channel)
         await self.codes.check_send_limits(address, self._client())
@@ -267,7 +268,9 @@ class Lifecycle:
                 raise invalid_request("The parameter 'hash_password' is required.")
             await self._check_password(user, password)
         elif code is not None:
-            await self.codes.confirm(f"delete:{user.id}", code)
+            channel = self._deletion_channel(user)
+            to = recipient(channel, self._address(user, channel))
+            await self.codes.confirm(f"delete:{user.id}", code, to)
         else:
             raise invalid_request("The parameter 'code' is required.")
         return await self.delete_account(user.id)
@@ -315,6 +318,10 @@ class Lifecycle:
         return address
 
     @staticmethod
+    def _deletion_channel(user: User) -> str:
+        return "email" if user.email else "phone"
+
+    @staticmethod
     def _verified(user: User, channel: str) -> bool:
         return user.email_verified if channel == "email" else user.phone_verified
 
@@ -324,7 +331,7 @@ class Lifecycle:
         """Issue a code for `purpose` and deliver it; a code that did not go out is
         withdrawn, so none stays valid that the user never received."""
         key = f"{purpose}:{user.id}"
-        code = await self.codes.issue(key, user.id)
+        code = await self.codes.issue(key, user.id, recipient(channel, address))
         template = purpose.split("_")[0]  # verify_email and verify_phone share one text
         try:
             await self.delivery.send_code(

@@ -1,0 +1,136 @@
+"""Defects of the second independent attack (issue 21), end to end over real HTTP on SQLite
+and on the MongoDB wire server: codes bound to their address, disabled accounts, code
+limits that outlive a deletion, and sessions of unverified accounts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from tornado.httpclient import AsyncHTTPClient
+
+from core.admin import new_admin_key
+from tests.fakes.channels import SmsInbox, SmtpInbox
+from tests.storage_fixtures import Running, running_app
+
+KEY, KEY_HASH = new_admin_key()
+EMAIL, PHONE, PASSWORD = "ann@example.com", "+79161234567", "correct horse"
+USER = {"email": EMAIL, "phone_number": PHONE, "hash_password": PASSWORD}
+NEW_PASSWORD = "a brand new secret"
+RESET = "/authorization/password/reset"
+RESET_CONFIRM = "/authorization/password/reset/confirm"
+CHANGE = "/authorization/password/change"
+REFRESH = "/validate/jwt/refresh"
+
+
+@dataclass
+class Client:
+    """JSON calls to a served app; each waits for the codes its request sends afterwards
+    (a reset's), so the inboxes hold them when the call returns."""
+
+    app: Running
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        access: str | None = None,
+        admin: bool = False,
+    ) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json"}
+        if access is not None:
+            headers["Authorization"] = f"Bearer {access}"
+        if admin:
+            headers["Authorization"] = f"Bearer {KEY}"
+        response = await AsyncHTTPClient().fetch(
+            self.app.url(path),
+            method=method,
+            body=json.dumps(body or {}) if method == "POST" else None,
+            headers=headers,
+            raise_error=False,
+            request_timeout=60,
+        )
+        await self.app.services.lifecycle.drain(30)
+        return response.code, json.loads(response.body or b"null")
+
+    async def post(self, path: str, body: dict[str, Any] | None = None, **kw: Any) -> Any:
+        return await self.call("POST", path, body, **kw)
+
+    async def register(self, user: dict[str, str] = USER) -> dict[str, str]:
+        status, pair = await self.post("/authorization/registration", user)
+        assert status == 200, pair
+        return pair
+
+    async def login(self, password: str = PASSWORD, email: str = EMAIL) -> tuple[int, Any]:
+        return await self.post(
+            "/authorization/login/email", {"email": email, "hash_password": password}
+        )
+
+    async def user_id(self, email: str = EMAIL) -> str:
+        status, found = await self.call("GET", f"/admin/users?query={email}", admin=True)
+        assert status == 200, found
+        return str(found["users"][0]["id"])
+
+
+@asynccontextmanager
+async def served(
+    tmp_path: Path, backend_url: str, smtp: SmtpInbox, sms: SmsInbox, **overrides: Any
+) -> AsyncIterator[Client]:
+    settings = {
+        **smtp.config(),
+        **sms.config(),
+        "admin.keys": {"ops": KEY_HASH},
+        "admin.per_ip_per_minute": 10_000,
+        "limits.per_ip_per_minute": 10_000,
+        **overrides,
+    }
+    async with running_app(tmp_path, backend_url, **settings) as app:
+        yield Client(app)
+
+
+def claims(access: str) -> dict[str, Any]:
+    return dict(jwt.decode(access, options={"verify_signature": False}))
+
+
+def error(answer: tuple[int, Any]) -> tuple[int, str]:
+    status, body = answer
+    return status, body["error"] if isinstance(body, dict) else body
+
+
+# 1. A code proves only the address it was sent to.
+
+
+async def test_a_reset_code_confirms_only_with_the_address_it_went_to(
+    tmp_path, backend_url, smtp_inbox, sms_inbox
+):
+    async with served(tmp_path, backend_url, smtp_inbox, sms_inbox) as api:
+        await api.register()
+        # By SMS, confirmed naming the email: nothing is verified, no tokens.
+        assert await api.post(RESET, {"phone_number": PHONE}) == (200, True)
+        sms_code = sms_inbox.code_for(PHONE)
+        swapped = {"email": EMAIL, "code": sms_code, "new_password": NEW_PASSWORD}
+        assert error(await api.post(RESET_CONFIRM, swapped)) == (400, "invalid_code")
+        # By email, confirmed naming the phone: the same.
+        assert await api.post(RESET, {"email": EMAIL}) == (200, True)
+        mail_code = smtp_inbox.code_for(EMAIL)
+        swapped = {"phone_number": PHONE, "code": mail_code, "new_password": NEW_PASSWORD}
+        assert error(await api.post(RESET_CONFIRM, swapped)) == (400, "invalid_code")
+        status, pair = await api.login()  # the password did not change
+        assert status == 200, pair
+        assert (
+            claims(pair["access"])["email_verified"],
+            claims(pair["access"])["phone_verified"],
+        ) == (False, False)
+        # The code with its own address still works, and verifies that address only.
+        right = {"email": EMAIL, "code": mail_code, "new_password": NEW_PASSWORD}
+        status, pair = await api.post(RESET_CONFIRM, right)
+        assert status == 200, pair
+        assert claims(pair["access"])["email_verified"] is True
+        assert claims(pair["access"])["phone_verified"] is False
