@@ -161,7 +161,7 @@ class Accounts:
             raise invalid_credentials()
         await self.throttle.login_succeeded(key)
         # Told only after the right password, so it reveals nothing to a guesser.
-        self._refuse_disabled(user, "login")
+        self.refuse_disabled(user, "login")
         if self.settings.require_verified_email and user.email and not user.email_verified:
             raise unverified_email()
         if self.hasher.needs_rehash(stored):
@@ -170,7 +170,9 @@ class Accounts:
         return await self._issue_pair(user)
 
     @staticmethod
-    def _refuse_disabled(user: User, call: str) -> None:
+    def refuse_disabled(user: User, call: str) -> None:
+        """403 account_disabled for a user an operator disabled: no route issues, renews or
+        acts for its sessions."""
         if user.disabled:
             security_event("disabled_sign_in", user=user.id, call=call)
             raise account_disabled()
@@ -240,7 +242,7 @@ class Accounts:
             raise ApiError(
                 404, "user_not_found", "No user is registered with this provider account."
             )
-        self._refuse_disabled(user, "login")
+        self.refuse_disabled(user, "login")
         security_event(
             "login_succeeded", level=logging.INFO, user=user.id, provider=profile.provider
         )
@@ -321,7 +323,7 @@ class Accounts:
             raise invalid_token()
         # Before the revocation check: blocking revoked every session, and the answer
         # says why the session ended.
-        self._refuse_disabled(user, "refresh")
+        self.refuse_disabled(user, "refresh")
         if record.revoked or record.expires_at <= self.clock():
             raise invalid_token()
         return record, user
@@ -351,8 +353,10 @@ class Accounts:
         pair = {"access": access.token, "refresh": refresh.token}
         return record, pair
 
-    async def issue_pair(self, user: User) -> dict[str, str]:
-        """A new session for `user` (after a password reset or change, say)."""
+    async def issue_pair(self, user: User, call: str) -> dict[str, str]:
+        """A new session for `user` (after a password reset or change, say), read just
+        before: none for a disabled user, even one disabled while the request ran."""
+        self.refuse_disabled(user, call)
         return await self._issue_pair(user)
 
     async def _issue_pair(self, user: User) -> dict[str, str]:

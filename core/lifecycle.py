@@ -91,6 +91,9 @@ class Lifecycle:
         user = await self.store.get_user(claims["sub"])
         if user is None:
             raise invalid_access()
+        # Before the session check, as refresh does: disabling ended every session, and the
+        # answer says why.
+        self.accounts.refuse_disabled(user, "account")
         session = claims.get("sid") if isinstance(claims.get("sid"), str) else None
         if live_session and session not in await self._live_families(user.id):
             raise invalid_access()
@@ -159,6 +162,8 @@ class Lifecycle:
         if user is None:
             raise invalid_code()
         await self.codes.confirm(f"reset:{user.id}", code, recipient(channel, address))
+        # Told only after the right code, so it reveals nothing to a guesser; nothing changes.
+        self.accounts.refuse_disabled(user, "reset")
         # The code reached the address: it is the user's.
         await self.store.set_verified(user.id, FIELDS[channel], address)
         await self.store.reset_counter(login_key(user.id, address))
@@ -190,7 +195,9 @@ class Lifecycle:
         await self.store.revoke_user_tokens(user.id, until=self._horizon())
         security_event(event, user=user.id)
         fresh = await self.store.get_user(user.id)
-        return await self.accounts.issue_pair(fresh or user)
+        if fresh is None:  # deleted meanwhile
+            raise invalid_access()
+        return await self.accounts.issue_pair(fresh, event)
 
     # verification
 

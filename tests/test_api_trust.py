@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import pytest
 from tornado.httpclient import AsyncHTTPClient
 
 from core.admin import new_admin_key
+from core.errors import ApiError
 from tests.fakes.channels import SmsInbox, SmtpInbox
 from tests.storage_fixtures import Running, running_app
 
@@ -124,13 +126,93 @@ async def test_a_reset_code_confirms_only_with_the_address_it_went_to(
         assert error(await api.post(RESET_CONFIRM, swapped)) == (400, "invalid_code")
         status, pair = await api.login()  # the password did not change
         assert status == 200, pair
-        assert (
-            claims(pair["access"])["email_verified"],
-            claims(pair["access"])["phone_verified"],
-        ) == (False, False)
+        said = claims(pair["access"])
+        assert (said["email_verified"], said["phone_verified"]) == (False, False)
         # The code with its own address still works, and verifies that address only.
         right = {"email": EMAIL, "code": mail_code, "new_password": NEW_PASSWORD}
         status, pair = await api.post(RESET_CONFIRM, right)
         assert status == 200, pair
         assert claims(pair["access"])["email_verified"] is True
         assert claims(pair["access"])["phone_verified"] is False
+
+
+# 2. A disabled account gets no tokens from any route.
+
+
+async def test_a_disabled_account_gets_no_session_from_any_route(
+    tmp_path, backend_url, smtp_inbox, sms_inbox
+):
+    async with served(tmp_path, backend_url, smtp_inbox, sms_inbox) as api:
+        earlier = await api.register()
+        user_id = await api.user_id()
+        status, body = await api.post(f"/admin/users/{user_id}/disable", admin=True)
+        assert (status, body["disabled"]) == (200, True)
+        # Disabling ended the earlier session: its refresh token renews nothing.
+        assert error(await api.post(REFRESH, {"refresh": earlier["refresh"]})) == (
+            403,
+            "account_disabled",
+        )
+        # A reset still answers true (it tells nobody anything), but its code gives no pair
+        # and changes no password.
+        assert await api.post(RESET, {"email": EMAIL}) == (200, True)
+        body = {"email": EMAIL, "code": smtp_inbox.code_for(EMAIL), "new_password": NEW_PASSWORD}
+        assert error(await api.post(RESET_CONFIRM, body)) == (403, "account_disabled")
+        assert error(await api.login(NEW_PASSWORD)) == (401, "invalid_credentials")
+        # The earlier access token acts for nothing: change, verification, deletion code,
+        # sessions, deletion.
+        access = earlier["access"]
+        change = {"hash_password": PASSWORD, "new_password": NEW_PASSWORD}
+        for path, payload in (
+            (CHANGE, change),
+            ("/authorization/verify/email", None),
+            ("/authorization/verify/email/confirm", {"code": "123456"}),
+            ("/authorization/verify/phone", None),
+            ("/authorization/account/delete/code", None),
+            ("/authorization/sessions", None),
+            ("/authorization/sessions/revoke", {"all_others": True}),
+            ("/authorization/account/delete", {"hash_password": PASSWORD}),
+        ):
+            answer = await api.post(path, payload, access=access)
+            assert error(answer) == (403, "account_disabled"), path
+        assert error(await api.login()) == (403, "account_disabled")
+        # No verification or deletion code went out: only the reset's mail.
+        assert (len(smtp_inbox.to(EMAIL)), sms_inbox.to(PHONE)) == (1, [])
+        # Enabled again: the old password works; no session of the disabled time survived.
+        assert (await api.post(f"/admin/users/{user_id}/enable", admin=True))[0] == 200
+        assert error(await api.post(REFRESH, {"refresh": earlier["refresh"]})) == (
+            401,
+            "invalid_token",
+        )
+        status, pair = await api.login()
+        assert status == 200, pair
+
+
+async def test_a_session_made_before_disabling_cannot_mint_pairs_by_password_change(
+    tmp_path, backend_url, smtp_inbox, sms_inbox
+):
+    async with served(tmp_path, backend_url, smtp_inbox, sms_inbox) as api:
+        await api.register()
+        status, pair = await api.login()
+        assert status == 200, pair
+        user_id = await api.user_id()
+        assert (await api.post(f"/admin/users/{user_id}/disable", admin=True))[0] == 200
+        change = {"hash_password": PASSWORD, "new_password": NEW_PASSWORD}
+        for _ in range(2):
+            answer = await api.post(CHANGE, change, access=pair["access"])
+            assert error(answer) == (403, "account_disabled")
+        assert error(await api.post(REFRESH, {"refresh": pair["refresh"]})) == (
+            403,
+            "account_disabled",
+        )
+
+
+async def test_a_change_that_raced_the_disabling_issues_no_session(services):
+    # The caller was read before an operator disabled the account; the change that goes on
+    # regardless stores no session for it.
+    pair = await services.accounts.register(PHONE, EMAIL, PASSWORD)
+    caller = await services.lifecycle.authenticate(pair["access"], live_session=True)
+    await services.admin.disable(caller.user.id, "ops")
+    with pytest.raises(ApiError) as refused:
+        await services.lifecycle.change_password(caller, PASSWORD, NEW_PASSWORD)
+    assert (refused.value.status, refused.value.code) == (403, "account_disabled")
+    assert await services.store.list_live_tokens(caller.user.id, services.accounts.clock()) == []
