@@ -78,8 +78,10 @@ class Codes:
         return "".join(secrets.choice("0123456789") for _ in range(self.settings.code_length))
 
     async def check_send_limits(self, target: str, client: str) -> None:
-        """429 once `target` (an account or address) or `client` (an address key) asked for
-        more codes this hour than allowed; counted before anything is sent."""
+        """429 once `target` (an address) or `client` (an address key) asked for more codes
+        this hour than allowed; counted before anything is sent. The count is keyed by the
+        address's pseudonym, not by an account: deleting the account and registering the
+        address again does not reset it."""
         now = self.clock()
         for key, limit in (
             (f"code:to:{identifier_hash(target)}", self.settings.code_sends_per_hour),
@@ -90,10 +92,6 @@ class Codes:
                 if hits == limit + 1:
                     security_event("code_sends_limited", key=key.split(":")[1])
                 raise rate_limited(ends - now)
-
-    async def forget_address(self, address: str) -> None:
-        """Drop the send count of `address` (its account is deleted: nothing of it stays)."""
-        await self.store.reset_counter(f"code:to:{identifier_hash(address)}")
 
     async def issue(self, key: str, user_id: str, to: str) -> str:
         """A new code under `key`, bound to `to` (recipient()): it proves only that address.

@@ -227,6 +227,9 @@ class Lifecycle:
         if user.email is None:
             return
         try:
+            # Counted like any other send: registering, deleting and registering again
+            # must not mail one address beyond its limit.
+            await self.codes.check_send_limits(user.email, self._client())
             await self._send("email", user.email, user, "verify_email", None)
         except ApiError as exc:
             security_event("verification_not_sent", user=user.id, reason=exc.code)
@@ -296,9 +299,8 @@ class Lifecycle:
         await self.store.forget_user_in_events(user_id, pseudonym)
         await self.store.delete_user(user_id, until=self._horizon())
         await self.store.reset_counter(login_key(user_id, ""))
-        for address in (user.email, user.phone):
-            if address is not None:
-                await self.codes.forget_address(address)
+        # The code-send counts of its addresses stay (keyed by pseudonyms, gone within the
+        # hour): a deletion must not give an address a fresh allowance of mail.
         security_event("account_deleted", identifier=pseudonym)
         return True
 

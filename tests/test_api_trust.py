@@ -216,3 +216,36 @@ async def test_a_change_that_raced_the_disabling_issues_no_session(services):
         await services.lifecycle.change_password(caller, PASSWORD, NEW_PASSWORD)
     assert (refused.value.status, refused.value.code) == (403, "account_disabled")
     assert await services.store.list_live_tokens(caller.user.id, services.accounts.clock()) == []
+
+
+# 7. Deleting an account does not reset its addresses' code limits.
+
+
+async def test_deleting_and_registering_again_sends_no_more_codes_to_an_address(
+    tmp_path, backend_url, smtp_inbox, sms_inbox
+):
+    async with served(tmp_path, backend_url, smtp_inbox, sms_inbox) as api:
+        for _ in range(3):
+            pair = await api.register()
+            answers = [
+                (await api.post("/authorization/verify/email", access=pair["access"]))[0]
+                for _ in range(6)
+            ]
+            assert answers[-1] == 429, answers
+            deleted = await api.post(
+                "/authorization/account/delete", {"hash_password": PASSWORD}, access=pair["access"]
+            )
+            assert deleted == (200, True)
+        assert len(smtp_inbox.to(EMAIL)) == 5  # accounts.code_sends_per_hour, all rounds
+
+
+async def test_the_code_sent_at_registration_counts_against_the_address(
+    tmp_path, backend_url, smtp_inbox, sms_inbox
+):
+    limits = {"accounts.require_verified_email": True, "accounts.code_sends_per_hour": 1}
+    async with served(tmp_path, backend_url, smtp_inbox, sms_inbox, **limits) as api:
+        pair = await api.register()
+        assert smtp_inbox.code_for(EMAIL)
+        again = await api.post("/authorization/verify/email", access=pair["access"])
+        assert error(again) == (429, "rate_limited")
+        assert len(smtp_inbox.to(EMAIL)) == 1
