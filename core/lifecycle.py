@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from core.accounts import REVOCATION_SLACK_SECONDS, Accounts
+from core.accounts import REVOCATION_SLACK_SECONDS, Accounts, unverified_email
 from core.clock import Clock, system_clock
 from core.codes import Codes, invalid_code, recipient
 from core.delivery import Delivery
@@ -81,9 +81,13 @@ class Lifecycle:
 
     # who is calling
 
-    async def authenticate(self, access_token: str, *, live_session: bool = False) -> Caller:
+    async def authenticate(
+        self, access_token: str, *, live_session: bool = False, verifying_email: bool = False
+    ) -> Caller:
         """The caller of a Bearer access token, checked as /validate/jwt/access checks it;
-        with `live_session`, its session must not have ended (logout, revocation)."""
+        with `live_session`, its session must not have ended (logout, revocation). While
+        `accounts.require_verified_email` waits for the user's email, only the routes that
+        confirm it (`verifying_email`) act for it: 403 unverified_email elsewhere."""
         try:
             claims = self.accounts.tokens.decode(access_token, ACCESS)
         except InvalidToken as exc:
@@ -94,6 +98,8 @@ class Lifecycle:
         # Before the session check, as refresh does: disabling ended every session, and the
         # answer says why.
         self.accounts.refuse_disabled(user, "account")
+        if not verifying_email and self.accounts.awaits_email(user):
+            raise unverified_email()
         session = claims.get("sid") if isinstance(claims.get("sid"), str) else None
         if live_session and session not in await self._live_families(user.id):
             raise invalid_access()

@@ -249,3 +249,56 @@ async def test_the_code_sent_at_registration_counts_against_the_address(
         again = await api.post("/authorization/verify/email", access=pair["access"])
         assert error(again) == (429, "rate_limited")
         assert len(smtp_inbox.to(EMAIL)) == 1
+
+
+# 10. With accounts.require_verified_email, an unverified account's sessions only confirm
+# the address.
+
+
+async def test_an_unverified_account_has_sessions_that_only_confirm_the_email(
+    tmp_path, backend_url, smtp_inbox, sms_inbox
+):
+    setting = {"accounts.require_verified_email": True}
+    async with served(tmp_path, backend_url, smtp_inbox, sms_inbox, **setting) as api:
+        pair = await api.register()
+        code = smtp_inbox.code_for(EMAIL)
+        # The registration's refresh token renews nothing while the email waits.
+        refused = (403, "unverified_email")
+        assert error(await api.post(REFRESH, {"refresh": pair["refresh"]})) == refused
+        # Its access token confirms the email and is no sign-in anywhere else.
+        assert claims(pair["access"])["scope"] == "verify_email"
+        assert await api.post("/validate/jwt/access", {"access": pair["access"]}) == (200, False)
+        change = {"hash_password": PASSWORD, "new_password": NEW_PASSWORD}
+        for path, payload in (
+            (CHANGE, change),
+            ("/authorization/sessions", None),
+            ("/authorization/sessions/revoke", {"all_others": True}),
+            ("/authorization/verify/phone", None),
+            ("/authorization/account/delete/code", None),
+            ("/authorization/account/delete", {"hash_password": PASSWORD}),
+        ):
+            answer = await api.post(path, payload, access=pair["access"])
+            assert error(answer) == refused, path
+        assert error(await api.login()) == refused
+        # A reset by SMS proves the phone, not the email: its pair is held the same way.
+        assert await api.post(RESET, {"phone_number": PHONE}) == (200, True)
+        body = {
+            "phone_number": PHONE,
+            "code": sms_inbox.code_for(PHONE),
+            "new_password": NEW_PASSWORD,
+        }
+        status, by_phone = await api.post(RESET_CONFIRM, body)
+        assert status == 200, by_phone
+        assert claims(by_phone["access"])["scope"] == "verify_email"
+        assert error(await api.post(REFRESH, {"refresh": by_phone["refresh"]})) == refused
+        # Confirming the email is what the session may do; then it renews into a full one.
+        confirmed = await api.post(
+            "/authorization/verify/email/confirm", {"code": code}, access=by_phone["access"]
+        )
+        assert confirmed == (200, True)
+        status, renewed = await api.post(REFRESH, {"refresh": by_phone["refresh"]})
+        assert status == 200, renewed
+        assert "scope" not in claims(renewed["access"])
+        assert claims(renewed["access"])["email_verified"] is True
+        assert await api.post("/validate/jwt/access", {"access": renewed["access"]}) == (200, True)
+        assert (await api.post("/authorization/sessions", access=renewed["access"]))[0] == 200
