@@ -10,7 +10,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from core.accounts import REVOCATION_SLACK_SECONDS, Accounts, unverified_email
+from core.accounts import (
+    REVOCATION_SLACK_SECONDS,
+    Accounts,
+    account_disabled,
+    unverified_email,
+)
 from core.clock import Clock, system_clock
 from core.codes import Codes, invalid_code, recipient
 from core.delivery import Delivery
@@ -96,8 +101,10 @@ class Lifecycle:
         if user is None:
             raise invalid_access()
         # Before the session check, as refresh does: disabling ended every session, and the
-        # answer says why.
-        self.accounts.refuse_disabled(user, "account")
+        # answer says why. No audit event: this is no sign-in, and a leftover access token
+        # must not be a way to fill the audit log.
+        if user.disabled:
+            raise account_disabled()
         if not verifying_email and self.accounts.awaits_email(user):
             raise unverified_email()
         session = claims.get("sid") if isinstance(claims.get("sid"), str) else None
