@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from core.claims import VERIFY_EMAIL_SCOPE, access_claims, awaits_email, user_name
 from core.clock import Clock, system_clock
 from core.errors import ApiError, invalid_credentials, invalid_token
 from core.events import identifier_hash, security_event
@@ -48,12 +49,9 @@ class AccountSettings:
     min_password_length: int = 8
     default_region: str = "RU"
     rotate_refresh: bool = False
-    require_verified_email: bool = False  # password login refuses an unverified email
-
-
-def verified_claims(user: User) -> dict[str, bool]:
-    """The access token's word on which of the user's addresses are the user's own."""
-    return {"email_verified": user.email_verified, "phone_verified": user.phone_verified}
+    # An account whose email is not verified gets sessions that only confirm it: password
+    # login 403, refresh 403, access tokens scoped to the verification routes.
+    require_verified_email: bool = False
 
 
 def unverified_email() -> ApiError:
@@ -70,18 +68,6 @@ def user_exists(
 
 def account_disabled() -> ApiError:
     return ApiError(403, "account_disabled", "This account is disabled by an operator.")
-
-
-def user_name(user: User) -> str:
-    """The `user_name` claim of the original tokens: email, else phone, else provider:subject."""
-    if user.email:
-        return user.email
-    if user.phone:
-        return user.phone
-    if user.identities:
-        first = user.identities[0]
-        return f"{first.provider}:{first.subject}"
-    return user.id
 
 
 class Accounts:
@@ -161,16 +147,22 @@ class Accounts:
             raise invalid_credentials()
         await self.throttle.login_succeeded(key)
         # Told only after the right password, so it reveals nothing to a guesser.
-        self._refuse_disabled(user, "login")
-        if self.settings.require_verified_email and user.email and not user.email_verified:
+        self.refuse_disabled(user, "login")
+        if self.awaits_email(user):
             raise unverified_email()
         if self.hasher.needs_rehash(stored):
             await self.store.set_password_hash(user.id, await self.hasher.hash(encoded))
         security_event("login_succeeded", level=logging.INFO, user=user.id, method=method)
         return await self._issue_pair(user)
 
+    def awaits_email(self, user: User) -> bool:
+        """Whether `accounts.require_verified_email` holds the user to confirming the email."""
+        return awaits_email(user, self.settings.require_verified_email)
+
     @staticmethod
-    def _refuse_disabled(user: User, call: str) -> None:
+    def refuse_disabled(user: User, call: str) -> None:
+        """403 account_disabled for a user an operator disabled: no route issues, renews or
+        acts for its sessions."""
         if user.disabled:
             security_event("disabled_sign_in", user=user.id, call=call)
             raise account_disabled()
@@ -240,7 +232,7 @@ class Accounts:
             raise ApiError(
                 404, "user_not_found", "No user is registered with this provider account."
             )
-        self._refuse_disabled(user, "login")
+        self.refuse_disabled(user, "login")
         security_event(
             "login_succeeded", level=logging.INFO, user=user.id, provider=profile.provider
         )
@@ -250,18 +242,23 @@ class Accounts:
 
     def validate_access(self, token: str) -> bool:
         try:
-            self.tokens.decode(token, ACCESS)
+            claims = self.tokens.decode(token, ACCESS)
         except InvalidToken:
             return False
-        return True
+        # A token that may only confirm an email address is no sign-in for other services.
+        return claims.get("scope") != VERIFY_EMAIL_SCOPE
 
     async def refresh(self, token: str) -> dict[str, Any]:
         """A new access token for a live refresh token; with rotation, a new refresh token too."""
-        record, user = await self._live_refresh(token)
+        record, user = await self._renewable(token)
         now = self.clock()
         result: dict[str, Any] = {
             "access": self.tokens.issue(
-                ACCESS, user.id, user_name(user), session=record.family, extra=verified_claims(user)
+                ACCESS,
+                user.id,
+                user_name(user),
+                session=record.family,
+                extra=access_claims(user, self.settings.require_verified_email),
             ).token,
             "email": user.email,
         }
@@ -321,9 +318,17 @@ class Accounts:
             raise invalid_token()
         # Before the revocation check: blocking revoked every session, and the answer
         # says why the session ended.
-        self._refuse_disabled(user, "refresh")
+        self.refuse_disabled(user, "refresh")
         if record.revoked or record.expires_at <= self.clock():
             raise invalid_token()
+        return record, user
+
+    async def _renewable(self, token: str) -> tuple[RefreshToken, User]:
+        """A live refresh token whose user may have its session renewed: not while the
+        email `accounts.require_verified_email` waits for is unconfirmed (403)."""
+        record, user = await self._live_refresh(token)
+        if self.awaits_email(user):
+            raise unverified_email()
         return record, user
 
     def _revocation_horizon(self) -> float:
@@ -346,13 +351,19 @@ class Accounts:
         )
         # sid: the family
         access = self.tokens.issue(
-            ACCESS, user.id, name, session=refresh.jti, extra=verified_claims(user)
+            ACCESS,
+            user.id,
+            name,
+            session=refresh.jti,
+            extra=access_claims(user, self.settings.require_verified_email),
         )
         pair = {"access": access.token, "refresh": refresh.token}
         return record, pair
 
-    async def issue_pair(self, user: User) -> dict[str, str]:
-        """A new session for `user` (after a password reset or change, say)."""
+    async def issue_pair(self, user: User, call: str) -> dict[str, str]:
+        """A new session for `user` (after a password reset or change, say), read just
+        before: none for a disabled user, even one disabled while the request ran."""
+        self.refuse_disabled(user, call)
         return await self._issue_pair(user)
 
     async def _issue_pair(self, user: User) -> dict[str, str]:

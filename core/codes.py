@@ -41,10 +41,17 @@ def invalid_code() -> ApiError:
     return ApiError(400, "invalid_code", "The code is wrong, expired or already used.")
 
 
-def code_hash(secret: bytes, key: str, code: str) -> str:
-    """The stored form of `code` for `key`, keyed with `secret`: a copy of the database
-    alone does not give the codes away to a million guesses."""
-    return hmac.new(secret, f"{key}:{code}".encode(), hashlib.sha256).hexdigest()
+def code_hash(secret: bytes, key: str, code: str, to: str) -> str:
+    """The stored form of `code` for `key`, sent to `to` (recipient()), keyed with `secret`:
+    a copy of the database alone does not give the codes away to a million guesses, and the
+    code checks out only with the address it was sent to."""
+    return hmac.new(secret, f"{key}:{to}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def recipient(channel: str, address: str) -> str:
+    """What a code is bound to: the channel and the normalised address it went to. Only
+    its hash is stored, inside the code's."""
+    return f"{channel}:{address}"
 
 
 class Codes:
@@ -71,8 +78,10 @@ class Codes:
         return "".join(secrets.choice("0123456789") for _ in range(self.settings.code_length))
 
     async def check_send_limits(self, target: str, client: str) -> None:
-        """429 once `target` (an account or address) or `client` (an address key) asked for
-        more codes this hour than allowed; counted before anything is sent."""
+        """429 once `target` (an address) or `client` (an address key) asked for more codes
+        this hour than allowed; counted before anything is sent. The count is keyed by the
+        address's pseudonym, not by an account: deleting the account and registering the
+        address again does not reset it."""
         now = self.clock()
         for key, limit in (
             (f"code:to:{identifier_hash(target)}", self.settings.code_sends_per_hour),
@@ -84,18 +93,15 @@ class Codes:
                     security_event("code_sends_limited", key=key.split(":")[1])
                 raise rate_limited(ends - now)
 
-    async def forget_address(self, address: str) -> None:
-        """Drop the send count of `address` (its account is deleted: nothing of it stays)."""
-        await self.store.reset_counter(f"code:to:{identifier_hash(address)}")
-
-    async def issue(self, key: str, user_id: str) -> str:
-        """A new code under `key`; any earlier one stops working."""
+    async def issue(self, key: str, user_id: str, to: str) -> str:
+        """A new code under `key`, bound to `to` (recipient()): it proves only that address.
+        Any earlier code under `key` stops working."""
         code = self.new_code()
         now = self.clock()
         await self.store.put_code(
             OneTimeCode(
                 key=key,
-                code_hash=code_hash(self.secret, key, code),
+                code_hash=code_hash(self.secret, key, code, to),
                 user_id=user_id,
                 expires_at=now + self.settings.code_ttl,
                 created_at=now,
@@ -107,8 +113,10 @@ class Codes:
         """Forget the code under `key` (it was never delivered)."""
         await self.store.delete_code(key)
 
-    async def confirm(self, key: str, code: str) -> OneTimeCode:
-        """Use the code under `key` once; 400 invalid_code for anything but the right one.
+    async def confirm(self, key: str, code: str, to: str) -> OneTimeCode:
+        """Use the code under `key` once; 400 invalid_code for anything but the right one
+        named with the address it was sent to (`to`, recipient()): a code sent by email
+        confirmed with the phone number is a wrong try, and verifies nothing.
 
         The attempt is counted before the comparison, atomically, so at most
         code_max_attempts comparisons happen however many requests race; of concurrent
@@ -117,7 +125,7 @@ class Codes:
         counted = await self.store.try_code(key, self.clock(), limit)
         if counted is None:
             raise invalid_code()
-        given = code_hash(self.secret, key, code[:MAX_CODE_INPUT])
+        given = code_hash(self.secret, key, code[:MAX_CODE_INPUT], to)
         if not hmac.compare_digest(given, counted.code_hash):
             if counted.attempts >= limit:
                 await self.store.delete_code(key)

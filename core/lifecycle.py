@@ -10,9 +10,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from core.accounts import REVOCATION_SLACK_SECONDS, Accounts
+from core.accounts import (
+    REVOCATION_SLACK_SECONDS,
+    Accounts,
+    account_disabled,
+    unverified_email,
+)
 from core.clock import Clock, system_clock
-from core.codes import Codes, invalid_code
+from core.codes import Codes, invalid_code, recipient
 from core.delivery import Delivery
 from core.errors import ApiError, invalid_credentials, invalid_request
 from core.events import client_ip_var, identifier_hash, security_event
@@ -81,9 +86,13 @@ class Lifecycle:
 
     # who is calling
 
-    async def authenticate(self, access_token: str, *, live_session: bool = False) -> Caller:
+    async def authenticate(
+        self, access_token: str, *, live_session: bool = False, verifying_email: bool = False
+    ) -> Caller:
         """The caller of a Bearer access token, checked as /validate/jwt/access checks it;
-        with `live_session`, its session must not have ended (logout, revocation)."""
+        with `live_session`, its session must not have ended (logout, revocation). While
+        `accounts.require_verified_email` waits for the user's email, only the routes that
+        confirm it (`verifying_email`) act for it: 403 unverified_email elsewhere."""
         try:
             claims = self.accounts.tokens.decode(access_token, ACCESS)
         except InvalidToken as exc:
@@ -91,6 +100,13 @@ class Lifecycle:
         user = await self.store.get_user(claims["sub"])
         if user is None:
             raise invalid_access()
+        # Before the session check, as refresh does: disabling ended every session, and the
+        # answer says why. No audit event: this is no sign-in, and a leftover access token
+        # must not be a way to fill the audit log.
+        if user.disabled:
+            raise account_disabled()
+        if not verifying_email and self.accounts.awaits_email(user):
+            raise unverified_email()
         session = claims.get("sid") if isinstance(claims.get("sid"), str) else None
         if live_session and session not in await self._live_families(user.id):
             raise invalid_access()
@@ -158,7 +174,9 @@ class Lifecycle:
         user = await self._find(channel, address)
         if user is None:
             raise invalid_code()
-        await self.codes.confirm(f"reset:{user.id}", code)
+        await self.codes.confirm(f"reset:{user.id}", code, recipient(channel, address))
+        # Told only after the right code, so it reveals nothing to a guesser; nothing changes.
+        self.accounts.refuse_disabled(user, "reset")
         # The code reached the address: it is the user's.
         await self.store.set_verified(user.id, FIELDS[channel], address)
         await self.store.reset_counter(login_key(user.id, address))
@@ -190,7 +208,9 @@ class Lifecycle:
         await self.store.revoke_user_tokens(user.id, until=self._horizon())
         security_event(event, user=user.id)
         fresh = await self.store.get_user(user.id)
-        return await self.accounts.issue_pair(fresh or user)
+        if fresh is None:  # deleted meanwhile
+            raise invalid_access()
+        return await self.accounts.issue_pair(fresh, event)
 
     # verification
 
@@ -208,7 +228,8 @@ class Lifecycle:
 
     async def confirm_verification(self, caller: Caller, channel: str, code: str) -> bool:
         address = self._address(caller.user, channel)
-        await self.codes.confirm(f"verify_{channel}:{caller.user.id}", code)
+        key = f"verify_{channel}:{caller.user.id}"
+        await self.codes.confirm(key, code, recipient(channel, address))
         await self.store.set_verified(caller.user.id, FIELDS[channel], address)
         security_event("address_verified", user=caller.user.id, channel=channel)
         return True
@@ -219,6 +240,9 @@ class Lifecycle:
         if user.email is None:
             return
         try:
+            # Counted like any other send: registering, deleting and registering again
+            # must not mail one address beyond its limit.
+            await self.codes.check_send_limits(user.email, self._client())
             await self._send("email", user.email, user, "verify_email", None)
         except ApiError as exc:
             security_event("verification_not_sent", user=user.id, reason=exc.code)
@@ -249,7 +273,7 @@ class Lifecycle:
 
     async def send_deletion_code(self, caller: Caller, accept_language: str | None = None) -> bool:
         """A code for deleting an account without a password, to its email, else phone."""
-        channel = "email" if caller.user.email else "phone"
+        channel = self._deletion_channel(caller.user)
         address = self._address(caller.user, channel)
         self.delivery.require(channel)
         await self.codes.check_send_limits(address, self._client())
@@ -267,7 +291,9 @@ class Lifecycle:
                 raise invalid_request("The parameter 'hash_password' is required.")
             await self._check_password(user, password)
         elif code is not None:
-            await self.codes.confirm(f"delete:{user.id}", code)
+            channel = self._deletion_channel(user)
+            to = recipient(channel, self._address(user, channel))
+            await self.codes.confirm(f"delete:{user.id}", code, to)
         else:
             raise invalid_request("The parameter 'code' is required.")
         return await self.delete_account(user.id)
@@ -286,9 +312,8 @@ class Lifecycle:
         await self.store.forget_user_in_events(user_id, pseudonym)
         await self.store.delete_user(user_id, until=self._horizon())
         await self.store.reset_counter(login_key(user_id, ""))
-        for address in (user.email, user.phone):
-            if address is not None:
-                await self.codes.forget_address(address)
+        # The code-send counts of its addresses stay (keyed by pseudonyms, gone within the
+        # hour): a deletion must not give an address a fresh allowance of mail.
         security_event("account_deleted", identifier=pseudonym)
         return True
 
@@ -315,6 +340,10 @@ class Lifecycle:
         return address
 
     @staticmethod
+    def _deletion_channel(user: User) -> str:
+        return "email" if user.email else "phone"
+
+    @staticmethod
     def _verified(user: User, channel: str) -> bool:
         return user.email_verified if channel == "email" else user.phone_verified
 
@@ -324,7 +353,7 @@ class Lifecycle:
         """Issue a code for `purpose` and deliver it; a code that did not go out is
         withdrawn, so none stays valid that the user never received."""
         key = f"{purpose}:{user.id}"
-        code = await self.codes.issue(key, user.id)
+        code = await self.codes.issue(key, user.id, recipient(channel, address))
         template = purpose.split("_")[0]  # verify_email and verify_phone share one text
         try:
             await self.delivery.send_code(

@@ -37,7 +37,7 @@ class SmsConfig:
 
 @dataclass(frozen=True)
 class AccountsConfig:
-    require_verified_email: bool = False  # password login answers 403 until it is verified
+    require_verified_email: bool = False  # sessions only confirm the email until it is
     code_length: int = 6
     code_ttl: int = 900  # seconds a code stays valid
     code_max_attempts: int = 5  # wrong tries before a code is void

@@ -18,10 +18,15 @@ class AccountHandler(JsonHandler):
     # Whether the token's session must still be live: true where the route acts for the
     # whole account (password change, session revocation, deletion).
     needs_live_session = False
+    # Whether the route confirms the email: the only thing an account that
+    # accounts.require_verified_email holds may do.
+    verifies_email = False
 
     async def current_user(self) -> Caller:
         return await self.services.lifecycle.authenticate(
-            self.token_param("access"), live_session=self.needs_live_session
+            self.token_param("access"),
+            live_session=self.needs_live_session,
+            verifying_email=self.verifies_email,
         )
 
     @property
@@ -83,6 +88,7 @@ class VerifyHandler(AccountHandler):
 
 class VerifyEmailHandler(VerifyHandler):
     channel = "email"
+    verifies_email = True
 
 
 class VerifyPhoneHandler(VerifyHandler):
@@ -101,6 +107,7 @@ class VerifyConfirmHandler(AccountHandler):
 
 class VerifyEmailConfirmHandler(VerifyConfirmHandler):
     channel = "email"
+    verifies_email = True
 
 
 class VerifyPhoneConfirmHandler(VerifyConfirmHandler):

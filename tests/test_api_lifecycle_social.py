@@ -53,3 +53,20 @@ async def test_an_email_the_provider_does_not_vouch_for_is_not_verified(api):
     token = await provider_token(api, "vk")  # VK ID vouches for no email
     registered = await api.get("/vk/registration", query={"access_token": token})
     assert claims(registered.body["access"])["email_verified"] is False
+
+
+async def test_a_disabled_provider_account_gets_no_session_and_no_deletion_code(
+    api, fake_mailru, smtp_inbox, services
+):
+    fake_mailru.users["default"]["email"] = "ivan@mail.ru"
+    token = await provider_token(api, "mailru")
+    pair = (await api.get("/mail.ru/registration", query={"access_token": token})).body
+    await services.admin.disable(claims(pair["access"])["sub"], "ops")
+    login = await api.get("/mail.ru/login", query={"access_token": token})
+    assert (login.status, login.body["error"]) == (403, "account_disabled")
+    again = await api.get("/mail.ru/registration", query={"access_token": token})
+    assert (again.status, again.body["error"]) == (409, "user_exists")  # no session either
+    headers = {"Authorization": f"Bearer {pair['access']}"}
+    code = await api.post(f"{DELETE}/code", headers=headers)
+    assert (code.status, code.body["error"]) == (403, "account_disabled")
+    assert smtp_inbox.to("ivan@mail.ru") == []

@@ -122,10 +122,13 @@ def test_the_language_is_the_first_supported_one_asked_for(header, language):
 
 async def test_codes_are_digits_and_only_their_keyed_hash_is_stored(store):
     codes = Codes(store, AccountsConfig(code_length=8), b"k" * 32, clock=FakeClock())
-    code = await codes.issue("verify_email:u1", "u1")
+    to = "email:ann@example.com"
+    code = await codes.issue("verify_email:u1", "u1", to)
     assert len(code) == 8 and code.isdigit()
     stored = await store.try_code("verify_email:u1", codes.clock(), 5)
     assert stored is not None and code not in stored.code_hash
-    assert stored.code_hash == code_hash(b"k" * 32, "verify_email:u1", code)
-    assert code_hash(b"k" * 32, "verify_email:u2", code) != stored.code_hash  # its key's
-    assert code_hash(b"j" * 32, "verify_email:u1", code) != stored.code_hash  # keyed
+    assert stored.code_hash == code_hash(b"k" * 32, "verify_email:u1", code, to)
+    assert code_hash(b"k" * 32, "verify_email:u2", code, to) != stored.code_hash  # its key's
+    assert code_hash(b"j" * 32, "verify_email:u1", code, to) != stored.code_hash  # keyed
+    other = "phone:+79161234567"
+    assert code_hash(b"k" * 32, "verify_email:u1", code, other) != stored.code_hash  # its address
