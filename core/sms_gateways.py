@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from core.delivery import DeliveryError, SmsSender
 
@@ -90,10 +90,8 @@ async def _call(
     )
     try:
         response = await AsyncHTTPClient().fetch(request, raise_error=False)
-    except (OSError, TimeoutError) as exc:
+    except (HTTPClientError, OSError, TimeoutError) as exc:  # timed out, refused, reset
         raise DeliveryError(type(exc).__name__) from exc
-    if response.code == 599:  # Tornado's "no HTTP answer" (timeout, refused connection)
-        raise DeliveryError(type(response.error).__name__ if response.error else "no answer")
     if response.code >= 500:
         raise DeliveryError(f"HTTP {response.code}")
     try:

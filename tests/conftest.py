@@ -31,6 +31,7 @@ pytest_plugins = [
     "tests.fakes.providers",
     "tests.fakes.channels",
     "tests.fakes.sms_gateways",
+    "tests.fakes.smartcaptcha",
 ]
 
 # The processes the tests start (servers, the CLI, the xdist workers) import the same
