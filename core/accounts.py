@@ -331,8 +331,11 @@ class Accounts:
         rotation in flight right now could still store (an hour covers clock skew)."""
         return self.clock() + self.tokens.refresh_ttl + REVOCATION_SLACK_SECONDS
 
-    def _new_session(self, user: User) -> tuple[RefreshToken, dict[str, str]]:
-        """A new token pair for `user`, and the refresh token's record (not yet stored)."""
+    def _new_session(
+        self, user: User, amr: list[str] | None = None
+    ) -> tuple[RefreshToken, dict[str, str]]:
+        """A new token pair for `user`, and the refresh token's record (not yet stored);
+        `amr` (RFC 8176) says how the user proved who they are, in the access token."""
         name = user_name(user)
         refresh = self.tokens.issue(REFRESH, user.id, name)
         now = self.clock()
@@ -345,18 +348,19 @@ class Accounts:
             **started_here(now),
         )
         # sid: the family
-        access = self.tokens.issue(
-            ACCESS, user.id, name, session=refresh.jti, extra=verified_claims(user)
-        )
+        extra: dict[str, Any] = dict(verified_claims(user))
+        if amr:
+            extra["amr"] = amr
+        access = self.tokens.issue(ACCESS, user.id, name, session=refresh.jti, extra=extra)
         pair = {"access": access.token, "refresh": refresh.token}
         return record, pair
 
-    async def issue_pair(self, user: User) -> dict[str, str]:
-        """A new session for `user` (after a password reset or change, say)."""
-        return await self._issue_pair(user)
+    async def issue_pair(self, user: User, amr: list[str] | None = None) -> dict[str, str]:
+        """A new session for `user` (after a password reset or change, or a code sign-in)."""
+        return await self._issue_pair(user, amr)
 
-    async def _issue_pair(self, user: User) -> dict[str, str]:
-        record, pair = self._new_session(user)
+    async def _issue_pair(self, user: User, amr: list[str] | None = None) -> dict[str, str]:
+        record, pair = self._new_session(user, amr)
         await self.store.add_refresh_token(record)
         return pair
 

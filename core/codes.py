@@ -88,9 +88,10 @@ class Codes:
         """Drop the send count of `address` (its account is deleted: nothing of it stays)."""
         await self.store.reset_counter(f"code:to:{identifier_hash(address)}")
 
-    async def issue(self, key: str, user_id: str) -> str:
-        """A new code under `key`; any earlier one stops working."""
-        code = self.new_code()
+    async def issue(self, key: str, user_id: str, code: str | None = None) -> str:
+        """A new code under `key` (`code`, when it went out before it was stored); any
+        earlier one stops working."""
+        code = code or self.new_code()
         now = self.clock()
         await self.store.put_code(
             OneTimeCode(

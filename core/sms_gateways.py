@@ -26,7 +26,9 @@ from urllib.parse import urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from core.delivery import DeliveryError, SmsSender
+from core.delivery import DeliveryError, SmsSender, load_sms_sender
+from core.events import security_event
+from core.lifecycle_settings import SmsConfig
 
 TELEGRAM_GATEWAY_URL = "https://gatewayapi.telegram.org"
 SMSRU_URL = "https://sms.ru"
@@ -263,6 +265,11 @@ class ChannelChain:
     def names(self) -> list[str]:
         return [channel.name for channel in self.channels]
 
+    @property
+    def messengers(self) -> frozenset[str]:
+        """The channels that deliver in a messenger, not as a text message (RFC 8176 otp)."""
+        return frozenset(c.name for c in self.channels if isinstance(c, TelegramGateway))
+
     async def send_code(self, phone: str, code: str, text: str, ttl: int) -> str:
         """The name of the channel that took the message."""
         ends = self.monotonic() + self.deadline
@@ -276,15 +283,19 @@ class ChannelChain:
                 await asyncio.wait_for(channel.send_code(phone, code, text, ttl), left)
             except TimeoutError:
                 last = DeliveryError("deadline")
-                self.report(channel.name, "failed", "deadline")
+                self._failed(channel.name, "failed", "deadline")
                 continue
             except DeliveryError as exc:
                 last = exc
-                self.report(channel.name, _outcome(exc), _reason(exc))
+                self._failed(channel.name, _outcome(exc), _reason(exc))
                 continue
             self.report(channel.name, "sent", None)
             return channel.name
         raise last
+
+    def _failed(self, name: str, outcome: str, reason: str) -> None:
+        security_event("code_delivery_failed", channel=name, outcome=outcome, reason=reason)
+        self.report(name, outcome, reason)
 
 
 def _outcome(error: DeliveryError) -> str:
@@ -365,3 +376,32 @@ def build_channels(
             raise ValueError(f"sms.channels[{index}].name: {channel.name!r} is used twice")
         channels.append(channel)
     return channels
+
+
+def phone_chain(config: SmsConfig, report: Report | None = None) -> ChannelChain | None:
+    """The phone channels `sms` configures, in order: `sms.channels`, then `sms.sender`
+    (unless a `{type: sender}` entry places it); None when there is none."""
+    specs = list(config.channels)
+    sender = load_sms_sender(config)
+    channels: list[CodeChannel] = []
+    placed = False
+    for index, spec in enumerate(specs):
+        if isinstance(spec, Mapping) and spec.get("type") == "sender":
+            if sender is None or placed:
+                raise ValueError(f"sms.channels[{index}]: type sender needs sms.sender, once")
+            channels.append(SenderChannel(sender, name=config.sender or "sender"))
+            placed = True
+            continue
+        channels.extend(
+            build_channels(
+                [spec], timeout=config.timeout, foreign_messengers=config.foreign_messengers
+            )
+        )
+    if sender is not None and not placed:
+        channels.append(SenderChannel(sender, name=config.sender or "sender"))
+    names = [channel.name for channel in channels]
+    if len(set(names)) != len(names):
+        raise ValueError("sms.channels: every channel needs a name of its own")
+    if not channels:
+        return None
+    return ChannelChain(channels, deadline=config.fallback_deadline, report=report)

@@ -251,6 +251,12 @@ class Store(Protocol):
 
     async def reset_counter(self, key: str) -> None: ...
 
+    async def hit_counters(
+        self, hits: Sequence[tuple[str, float]], now: float
+    ) -> list[tuple[int, float]]:
+        """`hit_counter` for each (key, window), in order, as one store round trip: a budget
+        of several counters costs one wait, not one per counter."""
+
     async def purge_expired(self, now: float) -> None:
         """Delete expired states, counters, refresh tokens, family revocations, one-time
         codes, exchanged provider tokens and audit events (MongoDB's TTL does it too)."""

@@ -599,6 +599,27 @@ async def test_counter_starts_a_new_window_after_the_end(store: Store, now: floa
     assert await store.hit_counter("k", WINDOW, later + 1) == (2, later + WINDOW)
 
 
+async def test_counters_are_hit_together_each_in_its_own_window(store: Store, now: float) -> None:
+    await store.hit_counter("hour", WINDOW, now)
+
+    assert await store.hit_counters([("hour", WINDOW), ("day", 24 * WINDOW)], now + 1) == [
+        (2, now + WINDOW),
+        (1, now + 1 + 24 * WINDOW),
+    ]
+    assert await store.hit_counters([], now) == []
+
+
+async def test_concurrent_hits_of_several_counters_each_count_once(
+    store: Store, now: float
+) -> None:
+    keys = [("a", WINDOW), ("b", WINDOW), ("c", WINDOW)]
+
+    results = await asyncio.gather(*(store.hit_counters(keys, now) for _ in range(8)))
+
+    for index in range(3):
+        assert sorted(counted[index][0] for counted in results) == list(range(1, 9))
+
+
 async def test_reset_counter(store: Store, now: float) -> None:
     await store.hit_counter("k", WINDOW, now)
     await store.hit_counter("other", WINDOW, now)
