@@ -19,6 +19,7 @@ import yaml
 
 from core import logs
 from core.accounts import Accounts, AccountSettings
+from core.addresses import Addresses
 from core.admin import Admin, AdminKeys, Cursors
 from core.admin_cli import COMMANDS as ADMIN_COMMANDS
 from core.admin_cli import add_admin_commands, run_admin_command
@@ -71,6 +72,7 @@ class Services:
     metrics: Metrics
     lifecycle: Lifecycle
     code_sign_in: CodeSignIn
+    addresses: Addresses
     audit: AuditLog
     admin: Admin
     trusted_proxies: tuple[Any, ...] = ()
@@ -221,6 +223,7 @@ async def build_services(
         captcha=captcha_client(config.captcha),
         on_exhausted=metrics.sms_budget_exhausted.inc,
     )
+    addresses = Addresses(store, accounts, lifecycle.codes, delivery, code_sign_in)
     admin = Admin(
         store,
         accounts,
@@ -250,6 +253,7 @@ async def build_services(
         metrics=metrics,
         lifecycle=lifecycle,
         code_sign_in=code_sign_in,
+        addresses=addresses,
         audit=audit,
         admin=admin,
         trusted_proxies=trusted_proxies,

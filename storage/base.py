@@ -285,6 +285,10 @@ class Store(Protocol):
         """Mark `field` ("email" or "phone") verified while it still holds `value`; False
         when the user is gone or the field changed meanwhile."""
 
+    async def add_address(self, user_id: str, field: str, value: str) -> bool:
+        """Give the user `field` ("email" or "phone") = `value`, verified, where it has none;
+        False when it has one (or no such user); DuplicateError when another user has it."""
+
     async def list_live_tokens(self, user_id: str, now: float) -> list[RefreshToken]:
         """The user's usable refresh tokens (not revoked, its family neither, not replaced,
         not expired at `now`): one per live session. Oldest session first."""

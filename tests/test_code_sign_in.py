@@ -279,3 +279,40 @@ async def test_the_daily_cap_is_shared_and_answers_503(capped, gateways):
     metrics = (await AsyncHTTPClient().fetch(capped.b.url("/metrics"))).body.decode()
     assert "vhod_sms_budget_exhausted_total 1.0" in metrics
     assert 'vhod_code_deliveries_total{channel="smsru",outcome="sent"} 1.0' in metrics
+
+
+async def test_a_code_account_adds_an_email_and_a_password(instances, gateways, smtp_inbox):
+    telegram = gateways[0]
+    a, b = instances.a, instances.b
+    pair = await sign_in(a, b, telegram)
+    bearer = {"Authorization": f"Bearer {pair['access']}"}
+    # A password needs a fresh sign-in code to the account's own number, not the token alone.
+    body = {"new_password": "correct horse", "code": "000000"}
+    status, error, _ = await call(a, "/authorization/password/set", body, **bearer)
+    assert (status, error["error"]) == (400, "invalid_code")
+    assert (await call(a, SEND, {"phone_number": PHONE}))[:2] == (200, True)
+    body["code"] = telegram.code_for(PHONE)
+    assert (await call(b, "/authorization/password/set", body, **bearer))[:2] == (200, True)
+    status, error, _ = await call(a, "/authorization/password/set", body, **bearer)
+    assert (status, error["error"]) == (409, "password_exists")
+    # An email joins with a code sent to it; a wrong code or another address does nothing.
+    added = await call(a, "/authorization/address/add", {"email": "ann@example.com"}, **bearer)
+    assert added[:2] == (200, True)
+    code = smtp_inbox.code_for("ann@example.com")
+    path = "/authorization/address/add/confirm"
+    status, error, _ = await call(b, path, {"email": "bob@example.com", "code": code}, **bearer)
+    assert (status, error["error"]) == (400, "invalid_code")
+    assert (await call(b, path, {"email": "ann@example.com", "code": code}, **bearer))[:2] == (
+        200,
+        True,
+    )
+    status, error, _ = await call(
+        a, "/authorization/address/add", {"email": "x@example.com"}, **bearer
+    )
+    assert (status, error["error"]) == (409, "address_exists")
+    # Now the seed's password login by email works for the account.
+    login = {"email": "ann@example.com", "hash_password": "correct horse"}
+    status, signed_in, _ = await call(a, "/authorization/login/email", login)
+    assert status == 200, signed_in
+    token = claims(signed_in["access"])
+    assert token["sub"] == claims(pair["access"])["sub"] and token["email_verified"] is True

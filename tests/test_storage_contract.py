@@ -792,6 +792,23 @@ async def test_verified_flags_are_stored_and_set_only_for_the_current_address(
     assert (await store.get_user(born_verified.id)).email_verified  # type: ignore[union-attr]
 
 
+async def test_an_address_is_added_only_where_the_user_has_none(store: Store) -> None:
+    phone_only = make_user(None, "+79161234567")
+    await store.create_user(phone_only)
+    other = make_user("bob@example.com")
+    await store.create_user(other)
+
+    with pytest.raises(DuplicateError):
+        await store.add_address(phone_only.id, "email", "bob@example.com")
+    assert await store.add_address(phone_only.id, "email", "ann@example.com")
+    assert not await store.add_address(phone_only.id, "email", "ann2@example.com")
+    assert not await store.add_address(phone_only.id, "phone", "+79161230000")
+    assert not await store.add_address("nobody", "email", "carol@example.com")
+    found = await store.find_user_by_email("ann@example.com")
+    assert found is not None and found.id == phone_only.id and found.email_verified
+    assert found.phone == "+79161234567"
+
+
 async def test_live_tokens_are_the_sessions_with_what_they_started_with(
     store: Store, now: float
 ) -> None:
