@@ -25,7 +25,7 @@ from core.admin_cli import COMMANDS as ADMIN_COMMANDS
 from core.admin_cli import add_admin_commands, run_admin_command
 from core.audit import AuditLog
 from core.clock import Clock, system_clock
-from core.code_signin import CodeSignIn, captcha_client, code_sign_in_settings
+from core.code_signin import CodeSignIn, code_sign_in_from
 from core.codes import Codes, code_key
 from core.config import Config, ConfigError, load_config, masked
 from core.delivery import Delivery
@@ -39,8 +39,8 @@ from core.maintenance import purge_expired_periodically, storage_unreachable_lin
 from core.metrics import Metrics
 from core.net import parse_networks
 from core.passwords import Hasher
+from core.phone_channels import phone_chain
 from core.redact import redact_text, redact_url
-from core.sms_gateways import phone_chain
 from core.social import SocialSignIn
 from core.throttle import Throttle
 from core.tokens import TokenService
@@ -214,15 +214,7 @@ async def build_services(
         clock=clock,
         flush_events=audit.flush,
     )
-    code_sign_in = CodeSignIn(
-        store,
-        accounts,
-        lifecycle.codes,
-        delivery,
-        code_sign_in_settings(config),
-        captcha=captcha_client(config.captcha),
-        on_exhausted=metrics.sms_budget_exhausted.inc,
-    )
+    code_sign_in = code_sign_in_from(config, store, accounts, lifecycle.codes, delivery, metrics)
     addresses = Addresses(store, accounts, lifecycle.codes, delivery, code_sign_in)
     admin = Admin(
         store,

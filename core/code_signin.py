@@ -24,6 +24,7 @@ from core.errors import ApiError, invalid_request
 from core.events import client_ip_var, identifier_hash, security_event
 from core.identifiers import normalize_email, normalize_phone
 from core.lifecycle_settings import CaptchaConfig
+from core.metrics import Metrics
 from core.net import address_key
 from core.throttle import login_key, rate_limited
 from storage.base import DuplicateError, StorageUnavailable, Store, User
@@ -319,4 +320,24 @@ def captcha_client(config: CaptchaConfig) -> SmartCaptcha | None:
         url=config.url,
         timeout=config.timeout,
         fail_open=config.fail_open,
+    )
+
+
+def code_sign_in_from(
+    config: Config,
+    store: Store,
+    accounts: Accounts,
+    codes: Codes,
+    delivery: Delivery,
+    metrics: Metrics,
+) -> CodeSignIn:
+    """Code sign-in as the configuration sets it up."""
+    return CodeSignIn(
+        store,
+        accounts,
+        codes,
+        delivery,
+        code_sign_in_settings(config),
+        captcha=captcha_client(config.captcha),
+        on_exhausted=metrics.sms_budget_exhausted.inc,
     )

@@ -5,15 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core.delivery import DeliveryError
-from core.sms_gateways import (
-    ChannelChain,
-    Refused,
-    Smsc,
-    SmsRu,
-    TelegramGateway,
-    Unreachable,
-    build_channels,
-)
+from core.phone_channels import ChannelChain, build_channels
+from core.sms_gateways import Refused, Smsc, SmsRu, TelegramGateway, Unreachable
 from tests.fakes.sms_gateways import SMSC_LOGIN, TELEGRAM_TOKEN
 
 PHONE = "+79161234567"
