@@ -19,14 +19,16 @@ import yaml
 
 from core import logs
 from core.accounts import Accounts, AccountSettings
+from core.addresses import Addresses
 from core.admin import Admin, AdminKeys, Cursors
 from core.admin_cli import COMMANDS as ADMIN_COMMANDS
 from core.admin_cli import add_admin_commands, run_admin_command
 from core.audit import AuditLog
 from core.clock import Clock, system_clock
+from core.code_signin import CodeSignIn, code_sign_in_from
 from core.codes import Codes, code_key
 from core.config import Config, ConfigError, load_config, masked
-from core.delivery import Delivery, load_sms_sender
+from core.delivery import Delivery
 from core.events import derived_key, pseudonym_key, set_pseudonym_key
 from core.kek import SETTING as KEK_SETTING
 from core.kek import UndecryptableKey
@@ -37,6 +39,7 @@ from core.maintenance import purge_expired_periodically, storage_unreachable_lin
 from core.metrics import Metrics
 from core.net import parse_networks
 from core.passwords import Hasher
+from core.phone_channels import phone_chain
 from core.redact import redact_text, redact_url
 from core.social import SocialSignIn
 from core.throttle import Throttle
@@ -68,6 +71,8 @@ class Services:
     throttle: Throttle
     metrics: Metrics
     lifecycle: Lifecycle
+    code_sign_in: CodeSignIn
+    addresses: Addresses
     audit: AuditLog
     admin: Admin
     trusted_proxies: tuple[Any, ...] = ()
@@ -92,6 +97,7 @@ class Services:
 
     async def close(self) -> None:
         await self.lifecycle.drain(SHUTDOWN_GRACE_SECONDS)  # reset codes still going out
+        await self.code_sign_in.drain(SHUTDOWN_GRACE_SECONDS)
         self.hasher.close()
         await self.audit.close()  # the queued events go to the store before it closes
         await self.store.close()
@@ -116,7 +122,8 @@ async def build_services(
             request_timeout=config.limits.provider_timeout,
         )
         trusted_proxies = parse_networks(config.server.trusted_proxies)
-        delivery = Delivery(config.email, config.sms)
+        phone = phone_chain(config.sms)
+        delivery = Delivery(config.email, config.sms, phone=phone)
     except (ValueError, ProviderRegistryError) as exc:
         raise ConfigError(str(exc)) from exc
     ring, kek = key_ring(config)
@@ -134,6 +141,8 @@ async def build_services(
         config.server.data_dir,
     )
     metrics = Metrics()
+    if phone is not None:
+        phone.report = metrics.code_delivery
     tokens = TokenService(
         keys=ring,
         algorithm=ring.algorithm,
@@ -205,6 +214,8 @@ async def build_services(
         clock=clock,
         flush_events=audit.flush,
     )
+    code_sign_in = code_sign_in_from(config, store, accounts, lifecycle.codes, delivery, metrics)
+    addresses = Addresses(store, accounts, lifecycle.codes, delivery, code_sign_in)
     admin = Admin(
         store,
         accounts,
@@ -233,6 +244,8 @@ async def build_services(
         throttle=throttle,
         metrics=metrics,
         lifecycle=lifecycle,
+        code_sign_in=code_sign_in,
+        addresses=addresses,
         audit=audit,
         admin=admin,
         trusted_proxies=trusted_proxies,
@@ -334,7 +347,7 @@ def check_config(config: Config) -> None:
     try:
         build_providers(discover_providers(), config.providers, public_url=config.public_url)
         parse_networks(config.server.trusted_proxies)
-        load_sms_sender(config.sms)
+        phone_chain(config.sms)
     except (ValueError, ProviderRegistryError) as exc:
         raise ConfigError(str(exc)) from exc
 

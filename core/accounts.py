@@ -336,8 +336,11 @@ class Accounts:
         rotation in flight right now could still store (an hour covers clock skew)."""
         return self.clock() + self.tokens.refresh_ttl + REVOCATION_SLACK_SECONDS
 
-    def _new_session(self, user: User) -> tuple[RefreshToken, dict[str, str]]:
-        """A new token pair for `user`, and the refresh token's record (not yet stored)."""
+    def _new_session(
+        self, user: User, amr: list[str] | None = None
+    ) -> tuple[RefreshToken, dict[str, str]]:
+        """A new token pair for `user`, and the refresh token's record (not yet stored);
+        `amr` (RFC 8176) says how the user proved who they are, in the access token."""
         name = user_name(user)
         refresh = self.tokens.issue(REFRESH, user.id, name)
         now = self.clock()
@@ -350,24 +353,24 @@ class Accounts:
             **started_here(now),
         )
         # sid: the family
-        access = self.tokens.issue(
-            ACCESS,
-            user.id,
-            name,
-            session=refresh.jti,
-            extra=access_claims(user, self.settings.require_verified_email),
-        )
+        extra = access_claims(user, self.settings.require_verified_email)
+        if amr:
+            extra["amr"] = amr
+        access = self.tokens.issue(ACCESS, user.id, name, session=refresh.jti, extra=extra)
         pair = {"access": access.token, "refresh": refresh.token}
         return record, pair
 
-    async def issue_pair(self, user: User, call: str) -> dict[str, str]:
-        """A new session for `user` (after a password reset or change, say), read just
-        before: none for a disabled user, even one disabled while the request ran."""
+    async def issue_pair(
+        self, user: User, call: str, amr: list[str] | None = None
+    ) -> dict[str, str]:
+        """A new session for `user` (after a password reset or change, or a code sign-in),
+        read just before: none for a disabled user, even one disabled while the request ran.
+        `amr` (RFC 8176) says how the user proved who they are."""
         self.refuse_disabled(user, call)
-        return await self._issue_pair(user)
+        return await self._issue_pair(user, amr)
 
-    async def _issue_pair(self, user: User) -> dict[str, str]:
-        record, pair = self._new_session(user)
+    async def _issue_pair(self, user: User, amr: list[str] | None = None) -> dict[str, str]:
+        record, pair = self._new_session(user, amr)
         await self.store.add_refresh_token(record)
         return pair
 

@@ -93,10 +93,11 @@ class Codes:
                     security_event("code_sends_limited", key=key.split(":")[1])
                 raise rate_limited(ends - now)
 
-    async def issue(self, key: str, user_id: str, to: str) -> str:
+    async def issue(self, key: str, user_id: str, to: str, code: str | None = None) -> str:
         """A new code under `key`, bound to `to` (recipient()): it proves only that address.
-        Any earlier code under `key` stops working."""
-        code = self.new_code()
+        `code` when it went out before it was stored. Any earlier code under `key` stops
+        working."""
+        code = code or self.new_code()
         now = self.clock()
         await self.store.put_code(
             OneTimeCode(

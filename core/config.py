@@ -20,12 +20,32 @@ from core.admin_config import AdminConfig, AuditConfig, admin_config_problem, st
 from core.identifiers import is_valid_region
 from core.kek import MIN_KEK_BYTES
 from core.keys import ALLOWED_ALGORITHMS, ASYMMETRIC_ALGORITHMS
-from core.lifecycle_settings import AccountsConfig, EmailConfig, SmsConfig, check_lifecycle
+from core.lifecycle_settings import (
+    AccountsConfig,
+    CaptchaConfig,
+    EmailConfig,
+    SmsConfig,
+    check_captcha,
+    check_lifecycle,
+)
 from core.redact import redact_url
 from core.tokens import ACCESS_TYPES, MIN_SECRET_BYTES
 
 ENV_PREFIX = "VHOD_"
-SECRET_KEYS = frozenset({"secret", "client_secret", "pseudonym_key", "key_encryption_key"})
+SECRET_KEYS = frozenset(
+    {
+        "secret",
+        "client_secret",
+        "pseudonym_key",
+        "key_encryption_key",
+        # sms.channels entries and captcha
+        "token",
+        "api_id",
+        "password",
+        "apikey",
+        "server_key",
+    }
+)
 
 
 class ConfigError(ValueError):
@@ -121,6 +141,7 @@ class Config:
     social: SocialConfig = field(default_factory=SocialConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
+    captcha: CaptchaConfig = field(default_factory=CaptchaConfig)
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
@@ -250,6 +271,9 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
             return list(value)
         if kind == dict[str, str] and (mapping := string_mapping(value)) is not None:
             return mapping
+        mappings = isinstance(value, list) and all(isinstance(v, dict) for v in value)
+        if kind == list[dict[str, Any]] and mappings:
+            return [dict(v) for v in value]
     names = " or ".join(_type_name(kind) for kind in allowed)
     raise ConfigError(f"{path}: expected {names}, got {type(value).__name__}")
 
@@ -261,6 +285,8 @@ def _type_name(kind: Any) -> str:
         return "a list of strings"
     if kind == dict[str, str]:
         return "a mapping of strings"
+    if kind == list[dict[str, Any]]:
+        return "a list of mappings"
     return getattr(kind, "__name__", str(kind))
 
 
@@ -340,6 +366,8 @@ def _check(config: Config) -> None:
         raise ConfigError("storage.url: must start with sqlite:///, mongodb:// or mongodb+srv://")
     if problems := check_lifecycle(config.email, config.sms, config.accounts):
         raise ConfigError(problems[0])
+    if problems := check_captcha(config.captcha):
+        raise ConfigError(problems[0])
     if problem := admin_config_problem(config.admin, config.audit, config.server):
         raise ConfigError(problem)
 
@@ -350,6 +378,8 @@ def masked(config: Config) -> dict[str, Any]:
     def walk(node: Any, key: str = "") -> Any:
         if isinstance(node, dict):
             return {k.removesuffix("_"): walk(v, k) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(item) for item in node]
         if key in SECRET_KEYS and node:
             return "***"
         if (key == "url" or key.endswith("_url")) and isinstance(node, str):

@@ -31,7 +31,7 @@ log = logging.getLogger("vhod.delivery")
 
 SENDER_GROUP = "vhod.senders"
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"
-PURPOSES = ("reset", "verify", "delete")
+PURPOSES = ("reset", "verify", "delete", "signin")
 CHANNELS = ("email", "phone")
 _DEFAULT_PORTS = {"smtp": 587, "smtp+starttls": 587, "smtps": 465}
 
@@ -177,8 +177,27 @@ def load_sms_sender(config: SmsConfig) -> SmsSender | None:
     raise ValueError(f"sms.sender: no sender {config.sender!r} (http, or a {SENDER_GROUP} plugin)")
 
 
+class PhoneChannel(Protocol):
+    """What carries codes to phones: core.sms_gateways.ChannelChain, or one sender."""
+
+    async def send_code(self, phone: str, code: str, text: str, ttl: int) -> str:
+        """Deliver; the name of the channel that took it; DeliveryError when none did."""
+
+
+@dataclass
+class SenderOnly:
+    """An `sms.sender` (the http sender or a plugin) as the one phone channel."""
+
+    sender: SmsSender
+    name: str = "http"
+
+    async def send_code(self, phone: str, code: str, text: str, ttl: int) -> str:
+        await self.sender.send(phone, text)
+        return self.name
+
+
 class Delivery:
-    """Sends a code by email or SMS, in the user's language, or says why it cannot."""
+    """Sends a code by email or to a phone, in the user's language, or says why it cannot."""
 
     def __init__(
         self,
@@ -186,12 +205,21 @@ class Delivery:
         sms: SmsConfig,
         *,
         sms_sender: SmsSender | None = None,
+        phone: PhoneChannel | None = None,
     ) -> None:
         self.email = EmailSender(email) if email.smtp_url else None
-        self.sms = sms_sender if sms_sender is not None else load_sms_sender(sms)
+        if phone is None:
+            sender = sms_sender if sms_sender is not None else load_sms_sender(sms)
+            phone = SenderOnly(sender, sms.sender or "sender") if sender is not None else None
+        self.sms = phone
         self.email_language = email.language
         self.sms_language = sms.language
         self.templates = Templates(Path(email.templates_dir) if email.templates_dir else None)
+
+    def is_messenger(self, taken_by: str) -> bool:
+        """Whether the phone channel named `taken_by` is a messenger (a code there is an
+        "otp", not an "sms", in RFC 8176's words)."""
+        return taken_by in getattr(self.sms, "messengers", frozenset())
 
     def configured(self, channel: str) -> bool:
         return (self.email if channel == "email" else self.sms) is not None
@@ -209,8 +237,9 @@ class Delivery:
         code: str,
         minutes: int,
         accept_language: str | None = None,
-    ) -> None:
-        """Deliver `code`; 502 delivery_failed when the channel did not take it."""
+    ) -> str:
+        """Deliver `code`; the name of the channel that took it ("email", or a phone
+        channel's); 502 delivery_failed when none did."""
         self.require(channel)
         values = {"code": code, "minutes": str(minutes)}
         try:
@@ -219,10 +248,11 @@ class Delivery:
                 language = choose_language(accept_language, self.email_language)
                 subject, body = self.templates.email(purpose, language, **values)
                 await self.email.send(address, subject, body)
-            else:
-                assert self.sms is not None
-                language = choose_language(accept_language, self.sms_language)
-                await self.sms.send(address, self.templates.sms(language, **values))
+                return "email"
+            assert self.sms is not None
+            language = choose_language(accept_language, self.sms_language)
+            text = self.templates.sms(language, **values)
+            return await self.sms.send_code(address, code, text, minutes * 60)
         except DeliveryError as exc:
             log.warning("delivery by %s failed: %s", channel, exc)
             raise delivery_failed(channel) from exc

@@ -5,7 +5,8 @@ Kept beside core.config, which builds and checks them like every other section.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
@@ -33,6 +34,30 @@ class SmsConfig:
     secret_header: str = "X-Vhod-Secret"
     timeout: float = 10.0
     language: str = "ru"
+    # Phone channels in order (telegram_gateway, smsru, smsc; `sender` places sms.sender):
+    # a message goes through the first that takes it. Secrets are masked when printed.
+    channels: list[dict[str, Any]] = field(default_factory=list)
+    fallback_deadline: float = 20.0  # seconds for the whole chain, fallbacks included
+    foreign_messengers: bool = True  # false: no Telegram Gateway (operators bound by 41-FZ)
+    # Code sign-in by phone, against SMS pumping (core.code_budgets):
+    allowed_regions: list[str] = field(default_factory=list)  # ISO codes; []: default region
+    per_number_per_hour: int = 3
+    per_number_per_day: int = 10
+    per_client_per_hour: int = 10  # per client address (IPv6: per limits.ipv6_prefix)
+    per_prefix_per_hour: int = 100  # per number prefix (country code + prefix_digits)
+    prefix_digits: int = 3
+    daily_limit: int | None = None  # text messages a day for the whole server; None: no cap
+
+
+@dataclass(frozen=True)
+class CaptchaConfig:
+    provider: str | None = None  # smartcaptcha (Yandex SmartCaptcha), or None: no CAPTCHA
+    server_key: str | None = None
+    url: str = "https://smartcaptcha.yandexcloud.net"
+    required: str = "auto"  # always | auto: once a client or prefix used `share` of its budget
+    share: float = 0.5
+    fail_open: bool = False  # the CAPTCHA service not answering: false refuses the code
+    timeout: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +68,8 @@ class AccountsConfig:
     code_max_attempts: int = 5  # wrong tries before a code is void
     code_sends_per_hour: int = 5  # codes sent for one account or address
     code_sends_per_client_per_hour: int = 30  # codes requested from one client address
+    code_sign_up: bool = False  # a right sign-in code for a new address makes an account
+    email_code_sign_in: bool = False  # /authorization/code/send takes an email too
 
 
 def check_lifecycle(email: EmailConfig, sms: SmsConfig, accounts: AccountsConfig) -> list[str]:
@@ -73,4 +100,41 @@ def check_lifecycle(email: EmailConfig, sms: SmsConfig, accounts: AccountsConfig
     ):
         if value <= 0:
             problems.append(f"{path}: must be greater than 0")
+    problems.extend(_sms_problems(sms))
+    return problems
+
+
+def _sms_problems(sms: SmsConfig) -> list[str]:
+    problems = []
+    for path, value in (
+        ("sms.fallback_deadline", sms.fallback_deadline),
+        ("sms.per_number_per_hour", sms.per_number_per_hour),
+        ("sms.per_number_per_day", sms.per_number_per_day),
+        ("sms.per_client_per_hour", sms.per_client_per_hour),
+        ("sms.per_prefix_per_hour", sms.per_prefix_per_hour),
+        ("sms.prefix_digits", sms.prefix_digits),
+    ):
+        if value <= 0:
+            problems.append(f"{path}: must be greater than 0")
+    if sms.daily_limit is not None and sms.daily_limit <= 0:
+        problems.append("sms.daily_limit: must be greater than 0, or null for no cap")
+    if not all(isinstance(spec, dict) for spec in sms.channels):
+        problems.append("sms.channels: each entry must be a mapping with a type")
+    return problems
+
+
+def check_captcha(captcha: CaptchaConfig) -> list[str]:
+    problems = []
+    if captcha.provider not in (None, "smartcaptcha"):
+        problems.append("captcha.provider: must be smartcaptcha or null")
+    if captcha.provider and not captcha.server_key:
+        problems.append("captcha.server_key: required with captcha.provider")
+    if captcha.required not in ("always", "auto"):
+        problems.append("captcha.required: must be always or auto")
+    if not 0 < captcha.share <= 1:
+        problems.append("captcha.share: must be above 0 and at most 1")
+    if captcha.timeout <= 0:
+        problems.append("captcha.timeout: must be greater than 0")
+    if not captcha.url.startswith(("https://", "http://")):
+        problems.append("captcha.url: must be an http(s) URL")
     return problems

@@ -98,12 +98,28 @@ class Metrics:
             ["rotated"],
             registry=self.registry,
         )
+        self.code_deliveries = Counter(
+            "vhod_code_deliveries",
+            "Codes handed to phone channels, by channel (the configured names) and outcome "
+            "(sent, refused, unreachable, failed).",
+            ["channel", "outcome"],
+            registry=self.registry,
+        )
+        self.sms_budget_exhausted = Counter(
+            "vhod_sms_budget_exhausted",
+            "Code requests refused because sms.daily_limit was spent.",
+            registry=self.registry,
+        )
         self._children: dict[tuple[Counter, str], Counter] = {}
         self.hash_queue = Gauge(
             "vhod_hash_queue_depth",
             "Password hashes waiting for a worker.",
             registry=self.registry,
         )
+
+    def code_delivery(self, channel: str, outcome: str, reason: str | None) -> None:
+        """A phone channel's attempt (core.sms_gateways.ChannelChain's report)."""
+        self.code_deliveries.labels(channel, outcome).inc()
 
     def watch_hash_queue(self, depth: Callable[[], float]) -> None:
         self.hash_queue.set_function(depth)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from handlers import account, auth, ops, validate, wellknown
+from handlers import account, auth, code, ops, validate, wellknown
 from handlers.admin import admin_routes
 from handlers.docs import docs_routes
 from handlers.social import provider_routes
@@ -26,6 +26,11 @@ def routes(services: Services, *, listener: str = "main") -> list[Any]:
         (r"/authorization/login/email", auth.EmailLoginHandler),
         (r"/authorization/login/phone/number", auth.PhoneLoginHandler),
         (r"/authorization/logout", auth.LogoutHandler),
+        (r"/authorization/code/send", code.CodeSendHandler),
+        (r"/authorization/code/login", code.CodeLoginHandler),
+        (r"/authorization/address/add", code.AddressAddHandler),
+        (r"/authorization/address/add/confirm", code.AddressAddConfirmHandler),
+        (r"/authorization/password/set", code.PasswordSetHandler),
         (r"/authorization/password/reset", account.PasswordResetHandler),
         (r"/authorization/password/reset/confirm", account.PasswordResetConfirmHandler),
         (r"/authorization/password/change", account.PasswordChangeHandler),

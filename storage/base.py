@@ -251,6 +251,12 @@ class Store(Protocol):
 
     async def reset_counter(self, key: str) -> None: ...
 
+    async def hit_counters(
+        self, hits: Sequence[tuple[str, float]], now: float
+    ) -> list[tuple[int, float]]:
+        """`hit_counter` for each (key, window), in order, as one store round trip: a budget
+        of several counters costs one wait, not one per counter."""
+
     async def purge_expired(self, now: float) -> None:
         """Delete expired states, counters, refresh tokens, family revocations, one-time
         codes, exchanged provider tokens and audit events (MongoDB's TTL does it too)."""
@@ -278,6 +284,10 @@ class Store(Protocol):
     async def set_verified(self, user_id: str, field: str, value: str) -> bool:
         """Mark `field` ("email" or "phone") verified while it still holds `value`; False
         when the user is gone or the field changed meanwhile."""
+
+    async def add_address(self, user_id: str, field: str, value: str) -> bool:
+        """Give the user `field` ("email" or "phone") = `value`, verified, where it has none;
+        False when it has one (or no such user); DuplicateError when another user has it."""
 
     async def list_live_tokens(self, user_id: str, now: float) -> list[RefreshToken]:
         """The user's usable refresh tokens (not revoked, its family neither, not replaced,

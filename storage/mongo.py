@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -316,6 +317,16 @@ class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin, KeysMixin):
     async def reset_counter(self, key: str) -> None:
         with unavailable():
             await self.counters.delete_one({"_id": key})
+
+    async def hit_counters(
+        self, hits: Sequence[tuple[str, float]], now: float
+    ) -> list[tuple[int, float]]:
+        # Each counter is its own document; they go out together, so the wait is one
+        # round trip. Not one transaction: a failure may leave some counted, which only
+        # ever errs towards refusing.
+        return list(
+            await asyncio.gather(*(self.hit_counter(key, window, now) for key, window in hits))
+        )
 
     async def purge_expired(self, now: float) -> None:
         with unavailable():

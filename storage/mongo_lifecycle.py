@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
-from storage.base import OneTimeCode, RefreshToken
+from storage.base import DuplicateError, OneTimeCode, RefreshToken
 from storage.mongo_docs import purge_at, token_from
 from storage.mongo_errors import unavailable
 
@@ -47,6 +48,17 @@ class LifecycleMixin:
                 {"_id": user_id, field: value}, {"$set": {flag: True}}
             )
         return bool(result.matched_count == 1)
+
+    async def add_address(self, user_id: str, field: str, value: str) -> bool:
+        flag = {"email": "email_verified", "phone": "phone_verified"}[field]
+        with unavailable():
+            try:
+                result = await self.users.update_one(
+                    {"_id": user_id, field: None}, {"$set": {field: value, flag: True}}
+                )
+            except DuplicateKeyError as exc:
+                raise DuplicateError(field) from exc
+        return bool(result.modified_count == 1)
 
     async def list_live_tokens(self, user_id: str, now: float) -> list[RefreshToken]:
         with unavailable():

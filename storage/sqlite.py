@@ -264,20 +264,29 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin):
     # --- counters ---
 
     async def hit_counter(self, key: str, window: float, now: float) -> tuple[int, float]:
-        def hit(db: sqlite3.Connection) -> tuple[int, float]:
-            row = db.execute("SELECT hits, ends FROM counters WHERE key = ?", (key,)).fetchone()
-            if row is not None and row["ends"] > now:
-                hits, ends = row["hits"] + 1, row["ends"]
-            else:
-                hits, ends = 1, now + window
-            db.execute(
-                "INSERT INTO counters (key, hits, ends) VALUES (?, ?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET hits = excluded.hits, ends = excluded.ends",
-                (key, hits, ends),
-            )
-            return hits, ends
+        [counted] = await self.hit_counters([(key, window)], now)
+        return counted
 
-        return await self._write(hit)
+    async def hit_counters(
+        self, hits: Sequence[tuple[str, float]], now: float
+    ) -> list[tuple[int, float]]:
+        def hit(db: sqlite3.Connection) -> list[tuple[int, float]]:
+            counted = []
+            for key, window in hits:
+                row = db.execute("SELECT hits, ends FROM counters WHERE key = ?", (key,)).fetchone()
+                if row is not None and row["ends"] > now:
+                    count, ends = row["hits"] + 1, row["ends"]
+                else:
+                    count, ends = 1, now + window
+                db.execute(
+                    "INSERT INTO counters (key, hits, ends) VALUES (?, ?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET hits = excluded.hits, ends = excluded.ends",
+                    (key, count, ends),
+                )
+                counted.append((count, ends))
+            return counted
+
+        return await self._write(hit)  # one transaction: all counted, or none
 
     async def reset_counter(self, key: str) -> None:
         await self._update("DELETE FROM counters WHERE key = ?", key)

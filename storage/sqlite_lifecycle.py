@@ -41,6 +41,10 @@ _LIVE_TOKENS_OF_USER = (
     " ORDER BY session_started, issued_at"
 )
 # The one statement per field: the field name never comes from the caller's text.
+_ADD_ADDRESS = {
+    "email": "UPDATE users SET email = ?, email_verified = 1 WHERE id = ? AND email IS NULL",
+    "phone": "UPDATE users SET phone = ?, phone_verified = 1 WHERE id = ? AND phone IS NULL",
+}
 _MARK_VERIFIED = {
     "email": "UPDATE users SET email_verified = 1 WHERE id = ? AND email = ?",
     "phone": "UPDATE users SET phone_verified = 1 WHERE id = ? AND phone = ?",
@@ -87,6 +91,15 @@ class LifecycleMixin:
             return db.execute(statement, (user_id, value)).rowcount == 1
 
         result: bool = await self._write(mark)
+        return result
+
+    async def add_address(self, user_id: str, field: str, value: str) -> bool:
+        statement = _ADD_ADDRESS[field]
+
+        def add(db: sqlite3.Connection) -> bool:
+            return db.execute(statement, (value, user_id)).rowcount == 1
+
+        result: bool = await self._write(add)  # a unique index refuses a taken one
         return result
 
     async def list_live_tokens(self, user_id: str, now: float) -> list[RefreshToken]:

@@ -26,7 +26,13 @@ from providers import discover_providers
 from server import build_services, make_app
 
 # Shared fixtures of their own modules: store/mongo_url and the strict fake providers.
-pytest_plugins = ["tests.storage_fixtures", "tests.fakes.providers", "tests.fakes.channels"]
+pytest_plugins = [
+    "tests.storage_fixtures",
+    "tests.fakes.providers",
+    "tests.fakes.channels",
+    "tests.fakes.sms_gateways",
+    "tests.fakes.smartcaptcha",
+]
 
 # The processes the tests start (servers, the CLI, the xdist workers) import the same
 # modules dozens of times: let them cache compiled bytecode even where the environment

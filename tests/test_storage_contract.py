@@ -599,6 +599,27 @@ async def test_counter_starts_a_new_window_after_the_end(store: Store, now: floa
     assert await store.hit_counter("k", WINDOW, later + 1) == (2, later + WINDOW)
 
 
+async def test_counters_are_hit_together_each_in_its_own_window(store: Store, now: float) -> None:
+    await store.hit_counter("hour", WINDOW, now)
+
+    assert await store.hit_counters([("hour", WINDOW), ("day", 24 * WINDOW)], now + 1) == [
+        (2, now + WINDOW),
+        (1, now + 1 + 24 * WINDOW),
+    ]
+    assert await store.hit_counters([], now) == []
+
+
+async def test_concurrent_hits_of_several_counters_each_count_once(
+    store: Store, now: float
+) -> None:
+    keys = [("a", WINDOW), ("b", WINDOW), ("c", WINDOW)]
+
+    results = await asyncio.gather(*(store.hit_counters(keys, now) for _ in range(8)))
+
+    for index in range(3):
+        assert sorted(counted[index][0] for counted in results) == list(range(1, 9))
+
+
 async def test_reset_counter(store: Store, now: float) -> None:
     await store.hit_counter("k", WINDOW, now)
     await store.hit_counter("other", WINDOW, now)
@@ -769,6 +790,23 @@ async def test_verified_flags_are_stored_and_set_only_for_the_current_address(
     born_verified.email_verified = True
     await store.create_user(born_verified)
     assert (await store.get_user(born_verified.id)).email_verified  # type: ignore[union-attr]
+
+
+async def test_an_address_is_added_only_where_the_user_has_none(store: Store) -> None:
+    phone_only = make_user(None, "+79161234567")
+    await store.create_user(phone_only)
+    other = make_user("bob@example.com")
+    await store.create_user(other)
+
+    with pytest.raises(DuplicateError):
+        await store.add_address(phone_only.id, "email", "bob@example.com")
+    assert await store.add_address(phone_only.id, "email", "ann@example.com")
+    assert not await store.add_address(phone_only.id, "email", "ann2@example.com")
+    assert not await store.add_address(phone_only.id, "phone", "+79161230000")
+    assert not await store.add_address("nobody", "email", "carol@example.com")
+    found = await store.find_user_by_email("ann@example.com")
+    assert found is not None and found.id == phone_only.id and found.email_verified
+    assert found.phone == "+79161234567"
 
 
 async def test_live_tokens_are_the_sessions_with_what_they_started_with(
