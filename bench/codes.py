@@ -77,7 +77,7 @@ def code_sign_in(bench: Bench, store: str, port: int, pair: dict[str, str]) -> N
     refused = flood_run.errors
     bench.report.notes.append(
         f"Code flood ({STORE_TITLES[store]}): {flood_run.requests:,} code/send requests for"
-        f" one number from one client at {flood_run.rps:,.0f} req/s, {refused:,} refused by the number's"
-        f" budget (429), p99 {flood_run.p99_ms:.1f} ms."
+        f" one number from one client at {flood_run.rps:,.0f} req/s, {refused:,} refused"
+        f" by the number's budget (429), p99 {flood_run.p99_ms:.1f} ms."
     )
     bench.scenario("codes", store)
