@@ -49,6 +49,7 @@ def vhod_overrides(
     bcrypt_rounds: int,
     vk: dict[str, str],
     algorithm: str | None,
+    sms_channel: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """What the benchmark sets on top of config.yaml (the report lists these)."""
     env = {
@@ -57,6 +58,13 @@ def vhod_overrides(
         "VHOD_PASSWORDS__BCRYPT_ROUNDS": str(bcrypt_rounds),
         "VHOD_LIMITS__PER_IP_PER_MINUTE": PER_IP_PER_MINUTE,
     }
+    if sms_channel is not None:
+        # Code sign-in through the fake SMS.ru; every load comes from one address, so the
+        # per-client and per-prefix budgets are lifted; the per-number one stays.
+        env["VHOD_SMS__CHANNELS"] = json.dumps([sms_channel])
+        env["VHOD_ACCOUNTS__CODE_SIGN_UP"] = "true"
+        env["VHOD_SMS__PER_CLIENT_PER_HOUR"] = PER_IP_PER_MINUTE
+        env["VHOD_SMS__PER_PREFIX_PER_HOUR"] = PER_IP_PER_MINUTE
     if algorithm is not None:  # unset: the shipped default (ES256 on a new install)
         env["VHOD_JWT__ALGORITHM"] = algorithm
     if storage_url.startswith("mongodb"):
@@ -104,6 +112,18 @@ def start_fake_vk(folder: Path) -> tuple[Child, dict[str, Any]]:
     if not line:
         raise RuntimeError(f"the fake VK did not start: {child.log()}")
     return child, json.loads(line)
+
+
+def start_fake_gateway(folder: Path) -> tuple[Child, dict[str, str]]:
+    """The test suite's fake SMS.ru; returns it with its sms.channels entry."""
+    command = [sys.executable, str(BENCH / "fake_gateway.py")]
+    child = Child(command, folder / "fake-gateway.log", stdout=subprocess.PIPE)
+    assert child.process.stdout is not None
+    line = child.process.stdout.readline()
+    if not line:
+        raise RuntimeError(f"the fake SMS gateway did not start: {child.log()}")
+    channel: dict[str, str] = json.loads(line)["channel"]
+    return child, channel
 
 
 @contextlib.contextmanager

@@ -16,8 +16,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 # "static": the same request every time; "register": a new user each time; "login": the next
-# stored user; "tokens": the next token of a file, in an Authorization header.
-BODY_KINDS = ("static", "register", "login", "tokens")
+# stored user; "tokens": the next token of a file, in an Authorization header; "code_send":
+# a sign-in code to a new phone number each time; "bodies": the next JSON body of a file
+# (one a line), each once (single-use codes: a load of them stops at max_requests).
+BODY_KINDS = ("static", "register", "login", "tokens", "code_send", "bodies")
 
 
 @dataclass
@@ -73,6 +75,11 @@ def registration_body(prefix: str, n: int) -> str:
     )
 
 
+def code_send_body(n: int) -> str:
+    """A sign-in code to a number no other request of the load asked for."""
+    return json.dumps({"phone_number": f"+7 925 {n % 10_000_000:07d}"})
+
+
 def login_body(prefix: str, n: int, users: int, password: str, stride: int = 1) -> str:
     email = f"{prefix}{n * stride % users}@bench.example"
     return json.dumps({"email": email, "hash_password": password})
@@ -89,9 +96,9 @@ class _Requests:
         self.head = "\r\n".join(lines)
         self.static = self._encode(spec.body) if spec.body_kind == "static" else b""
         self.tokens: list[str] = []
-        if spec.body_kind == "tokens":
+        if spec.body_kind in ("tokens", "bodies"):
             if not spec.tokens_file:
-                raise ValueError("body_kind 'tokens' needs tokens_file")
+                raise ValueError(f"body_kind {spec.body_kind!r} needs tokens_file")
             with open(spec.tokens_file, encoding="ascii") as lines:
                 self.tokens = [line.strip() for line in lines if line.strip()]
 
@@ -112,6 +119,10 @@ class _Requests:
         if spec.body_kind == "tokens":
             token = self.tokens[n % len(self.tokens)]
             return self._encode(None, f"\r\nAuthorization: Bearer {token}")
+        if spec.body_kind == "code_send":
+            return self._encode(code_send_body(n))
+        if spec.body_kind == "bodies":
+            return self._encode(self.tokens[n % len(self.tokens)])
         return self._encode(login_body(spec.user_prefix, n, spec.users, spec.password, spec.stride))
 
 

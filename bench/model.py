@@ -35,6 +35,10 @@ ES256_ONE = "validate/access, ES256, one repeated token"
 ES256_DISTINCT = "validate/access, ES256, distinct tokens"
 ISSUE_HS256 = "login/email at bcrypt cost 4, HS256"
 ISSUE_ES256 = "login/email at bcrypt cost 4, ES256"
+CODE_SEND = "code/send, a new number each"
+CODE_LOGIN = "code/login, each code once"
+ACCESS_IDLE_CODES = "validate/access, idle, 2 conns (codes)"
+ACCESS_CODE_FLOOD = "validate/access, code flood on one number"
 
 # Every scenario a run has, with the measures it makes; a report names each one as run or
 # skipped (with the reason), per store where it runs per store.
@@ -44,6 +48,7 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
     "memory": (ACCESS_MEMORY,),
     "users": (LOGIN_SMALL, LOGIN_LARGE),
     "es256": (BASELINE_ES256, ES256_ONE, ES256_DISTINCT, ISSUE_HS256, ISSUE_ES256),
+    "codes": (CODE_SEND, CODE_LOGIN, ACCESS_IDLE_CODES, ACCESS_CODE_FLOOD),
 }
 # The stores each scenario runs on (the ES256 comparison: two fresh SQLite servers).
 SCENARIO_STORES: dict[str, tuple[str, ...]] = {
@@ -52,6 +57,7 @@ SCENARIO_STORES: dict[str, tuple[str, ...]] = {
     "memory": (SQLITE,),
     "users": (SQLITE, MONGO),
     "es256": (SQLITE,),
+    "codes": (SQLITE, MONGO),
 }
 ES256_UNSUPPORTED = "skipped: ES256 not supported by this server"
 

@@ -24,10 +24,12 @@ from bench.cluster import (
     nx_server,
     rss_kib,
     start_baseline,
+    start_fake_gateway,
     start_fake_vk,
     start_vhod,
     vhod_overrides,
 )
+from bench.codes import code_sign_in
 from bench.drivers import Load, combine, drive
 from bench.loadgen import LoadResult, LoadSpec
 from bench.model import MONGO, SQLITE, STORE_TITLES, TORNADO, Report, Row, ScenarioRun
@@ -60,6 +62,8 @@ class Bench:
         self.baseline_runs: dict[str, list[LoadResult]] = {}  # by its row's measure
         self.baseline_port = 0
         self.vk: dict[str, Any] = {}
+        self.sms_channel: dict[str, str] | None = None
+        self.sms_port = 0
 
     # --- plumbing ---
 
@@ -126,7 +130,9 @@ class Bench:
         """vhod on `url`, by default a SQLite file of its own; returns it and that URL."""
         url = url or f"sqlite:///{self.folder / name / 'vhod.db'}"
         data = self.folder / name / "data"
-        overrides = vhod_overrides(data, url, bcrypt_rounds, self.vk["section"], algorithm)
+        overrides = vhod_overrides(
+            data, url, bcrypt_rounds, self.vk["section"], algorithm, self.sms_channel
+        )
         server = start_vhod(self.folder, name, overrides)
         shown = {k: v for k, v in overrides.items() if k.split("__")[0] in _SHOWN}
         self.report.settings.setdefault("vhod overrides", {})[name] = shown
@@ -147,6 +153,9 @@ class Bench:
         with contextlib.ExitStack() as stack:
             fake, self.vk = start_fake_vk(self.folder)
             stack.callback(fake.stop)
+            gateway, self.sms_channel = start_fake_gateway(self.folder)
+            self.sms_port = int(self.sms_channel["url"].rsplit(":", 1)[1])
+            stack.callback(gateway.stop)
             baseline, self.baseline_port = start_baseline(self.folder)
             stack.callback(baseline.stop)
             for store in (SQLITE, MONGO):
@@ -184,6 +193,7 @@ class Bench:
                 raise RuntimeError(f"VK registration answered {status}: {answer}")
             self.throughput(store, vhod.port, pair)
             self.scenario("throughput", store)
+            code_sign_in(self, store, vhod.port, pair)
             if store == SQLITE:
                 self.saturation(vhod.port, pair)
                 self.memory(vhod, pair)

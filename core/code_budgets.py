@@ -45,6 +45,7 @@ class Counted:
     over: str | None
     retry_after: float
     captcha_due: bool
+    first_over: bool = False  # this request is the first past `over`: say so once
 
 
 def counters(channel: str, address: str, client: str, budgets: Budgets) -> list[tuple[str, float]]:
@@ -72,16 +73,16 @@ def judge(counts: Sequence[tuple[int, float]], budgets: Budgets, now: float) -> 
         ("client_hour", budgets.per_client_per_hour),
         ("prefix_hour", budgets.per_prefix_per_hour),
     ]
-    over, retry_after = None, 0.0
+    over, retry_after, first_over = None, 0.0, False
     for (name, limit), (hits, ends) in zip(limits, counts, strict=False):
         if hits > limit:
-            over, retry_after = name, max(1.0, ends - now)
+            over, retry_after, first_over = name, max(1.0, ends - now), hits == limit + 1
             break
     shared = [(budgets.per_client_per_hour, counts[2][0])]
     if len(counts) > 3:
         shared.append((budgets.per_prefix_per_hour, counts[3][0]))
     captcha_due = any(hits > limit * budgets.captcha_share for limit, hits in shared)
-    return Counted(over=over, retry_after=retry_after, captcha_due=captcha_due)
+    return Counted(over, retry_after, captcha_due, first_over)
 
 
 def region_allowed(e164: str, allowed: Sequence[str]) -> bool:

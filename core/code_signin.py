@@ -135,7 +135,8 @@ class CodeSignIn:
         counts = await self.store.hit_counters(keys, now)  # the one round trip
         verdict = judge(counts, budgets, now)
         if verdict.over is not None:
-            security_event("code_sends_limited", budget=verdict.over)
+            if verdict.first_over:  # once per window: a flood must not flood the log too
+                security_event("code_sends_limited", budget=verdict.over)
             raise rate_limited(verdict.retry_after)
         if channel == "phone" and budgets.daily_limit is not None:
             sent_today = counts[-1][0]

@@ -34,7 +34,9 @@ def test_the_first_budget_gone_past_is_named_with_its_wait():
     assert judge(fine, BUDGETS, NOW).over is None
     hour = [(4, NOW + 1200), (4, NOW + 86_400), (4, NOW + 3600), (4, NOW + 3600)]
     verdict = judge(hour, BUDGETS, NOW)
-    assert (verdict.over, verdict.retry_after) == ("address_hour", 1200)
+    assert (verdict.over, verdict.retry_after, verdict.first_over) == ("address_hour", 1200, True)
+    again = [(5, NOW + 1200), *hour[1:]]
+    assert not judge(again, BUDGETS, NOW).first_over
     prefix = [(1, NOW + 1), (1, NOW + 1), (1, NOW + 1), (101, NOW + 30)]
     assert judge(prefix, BUDGETS, NOW).over == "prefix_hour"
 
