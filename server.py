@@ -36,6 +36,7 @@ from core.lifecycle import Lifecycle
 from core.maintenance import purge_expired_periodically, storage_unreachable_line
 from core.metrics import Metrics
 from core.net import parse_networks
+from core.password_cli import add_passwords_commands, run_passwords_command
 from core.passwords import Hasher
 from core.redact import redact_text, redact_url
 from core.social import SocialSignIn
@@ -169,7 +170,9 @@ async def build_services(
             await store.close()
         raise ConfigError(f"{KEK_SETTING}: {exc}; nothing was changed") from exc
     hasher = Hasher(
-        config.passwords.bcrypt_rounds,
+        config.passwords.algorithm,
+        rounds=config.passwords.bcrypt_rounds,
+        argon2=config.passwords.argon2,
         workers=config.limits.hash_workers,
         queue=config.limits.hash_queue,
     )
@@ -324,7 +327,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="validate the configuration, print the effective one with secrets masked, exit",
     )
     commands = add_keys_commands(parser)
-    commands.metavar = "{keys,admin,users,events}"
+    commands.metavar = "{keys,passwords,admin,users,events}"
+    add_passwords_commands(commands)
     add_admin_commands(commands)
     return parser.parse_args(argv)
 
@@ -362,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "keys":
             return run_keys_command(config, args)
+        if args.command == "passwords":
+            return run_passwords_command(config, args)
         if args.command in ADMIN_COMMANDS:
             return run_admin_command(config, args, build_services)
         asyncio.run(serve(config))

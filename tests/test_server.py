@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def config_file(tmp_path: Path) -> Path:
     path = tmp_path / "test.yaml"
     path.write_text(
-        "passwords:\n  bcrypt_rounds: 4\n"
+        "passwords:\n  algorithm: bcrypt\n  bcrypt_rounds: 4\n"
         f"server:\n  data_dir: {tmp_path / 'data'}\n"
         f"storage:\n  url: sqlite:///{tmp_path / 'data' / 'vhod.db'}\n"
     )
