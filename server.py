@@ -48,6 +48,7 @@ from handlers.routes import routes
 from providers import ProviderRegistryError, build_providers, discover_providers
 from providers.registry import settings_help
 from storage import StorageUnavailable, Store, open_store
+from storage.timing import time_calls
 
 log = logging.getLogger("vhod")
 
@@ -117,7 +118,9 @@ async def build_services(
             request_timeout=config.limits.provider_timeout,
         )
         trusted_proxies = parse_networks(config.server.trusted_proxies)
-        delivery = Delivery(config.email, config.sms)
+        metrics = Metrics()
+        delivery = Delivery(config.email, config.sms, on_delivery=metrics.delivered)
+        metrics.watch_deliveries(delivery.channels)
     except (ValueError, ProviderRegistryError) as exc:
         raise ConfigError(str(exc)) from exc
     ring, kek = key_ring(config)
@@ -134,7 +137,6 @@ async def build_services(
         config.jwt.key_encryption_key,
         config.server.data_dir,
     )
-    metrics = Metrics()
     tokens = TokenService(
         keys=ring,
         algorithm=ring.algorithm,
@@ -162,7 +164,9 @@ async def build_services(
             with contextlib.suppress(Exception):
                 await store.close()
         raise
+    time_calls(store, metrics.storage.observe)
     keys = KeyManager(store, ring, rotation_policy(config), kek=kek, clock=clock)
+    metrics.watch_signing_key(keys.schedule)
     try:
         await keys.start()
     except UndecryptableKey as exc:

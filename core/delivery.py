@@ -37,7 +37,17 @@ _DEFAULT_PORTS = {"smtp": 587, "smtp+starttls": 587, "smtps": 465}
 
 
 class DeliveryError(Exception):
-    """The channel did not take the message (down, refused, timed out)."""
+    """The channel did not take the message: `refused` when it answered no (an SMTP error
+    reply, a gateway's HTTP error status), else it was down or timed out."""
+
+    def __init__(self, reason: str, *, refused: bool = False) -> None:
+        super().__init__(reason)
+        self.refused = refused
+
+
+# Told the channel and the outcome (sent, refused, failed) of every code handed to one:
+# the metrics hook.
+DeliveryObserver = Callable[[str, str], None]
 
 
 def delivery_not_configured(channel: str) -> ApiError:
@@ -126,7 +136,10 @@ class EmailSender:
             )
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             # The class only: an SMTP reply may quote the recipient.
-            raise DeliveryError(type(exc).__name__) from exc
+            refused = isinstance(
+                exc, aiosmtplib.SMTPResponseException | aiosmtplib.SMTPRecipientsRefused
+            )
+            raise DeliveryError(type(exc).__name__, refused=refused) from exc
 
 
 class SmsSender(Protocol):
@@ -158,7 +171,9 @@ class HttpSmsSender:
         try:
             await AsyncHTTPClient().fetch(request)
         except (HTTPClientError, OSError, TimeoutError) as exc:
-            raise DeliveryError(type(exc).__name__) from exc
+            # 599 is Tornado's own code for no answer (refused connection, timeout).
+            refused = isinstance(exc, HTTPClientError) and exc.code != 599
+            raise DeliveryError(type(exc).__name__, refused=refused) from exc
 
 
 def load_sms_sender(config: SmsConfig) -> SmsSender | None:
@@ -186,7 +201,9 @@ class Delivery:
         sms: SmsConfig,
         *,
         sms_sender: SmsSender | None = None,
+        on_delivery: DeliveryObserver | None = None,
     ) -> None:
+        self.on_delivery = on_delivery
         self.email = EmailSender(email) if email.smtp_url else None
         self.sms = sms_sender if sms_sender is not None else load_sms_sender(sms)
         self.email_language = email.language
@@ -195,6 +212,11 @@ class Delivery:
 
     def configured(self, channel: str) -> bool:
         return (self.email if channel == "email" else self.sms) is not None
+
+    @property
+    def channels(self) -> list[str]:
+        """The channels with a sender: the only values of the metrics' channel label."""
+        return [channel for channel in CHANNELS if self.configured(channel)]
 
     def require(self, channel: str) -> None:
         """503 delivery_not_configured when `channel` has no sender."""
@@ -225,4 +247,10 @@ class Delivery:
                 await self.sms.send(address, self.templates.sms(language, **values))
         except DeliveryError as exc:
             log.warning("delivery by %s failed: %s", channel, exc)
+            self._report(channel, "refused" if exc.refused else "failed")
             raise delivery_failed(channel) from exc
+        self._report(channel, "sent")
+
+    def _report(self, channel: str, outcome: str) -> None:
+        if self.on_delivery is not None:
+            self.on_delivery(channel, outcome)
