@@ -128,7 +128,8 @@ def _row(candidate: Candidate, configured: bool, workers: int, samples: int) -> 
     else:
         settings = f"m={params.memory_kib} t={params.iterations} p={params.parallelism}"
         memory = f"{workers * params.memory_kib / 1024:.0f} MiB"
-        note = "below OWASP minimum: refused" if params.below(ARGON2_FLOOR) else ""
+        floor = f"m={ARGON2_FLOOR.memory_kib} t={ARGON2_FLOOR.iterations}"
+        note = f"refused: below {floor}" if params.below(ARGON2_FLOOR) else ""
     return (
         "*" if configured else "",
         candidate.algorithm,
