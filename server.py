@@ -38,6 +38,7 @@ from core.lifecycle import Lifecycle
 from core.maintenance import purge_expired_periodically, storage_unreachable_line
 from core.metrics import Metrics
 from core.net import parse_networks
+from core.password_cli import add_passwords_commands, run_passwords_command
 from core.passwords import Hasher
 from core.phone_channels import phone_chain
 from core.redact import redact_text, redact_url
@@ -50,6 +51,7 @@ from handlers.routes import routes
 from providers import ProviderRegistryError, build_providers, discover_providers
 from providers.registry import settings_help
 from storage import StorageUnavailable, Store, open_store
+from storage.timing import time_calls
 
 log = logging.getLogger("vhod")
 
@@ -122,8 +124,11 @@ async def build_services(
             request_timeout=config.limits.provider_timeout,
         )
         trusted_proxies = parse_networks(config.server.trusted_proxies)
-        phone = phone_chain(config.sms)
-        delivery = Delivery(config.email, config.sms, phone=phone)
+        metrics = Metrics()
+        delivery = Delivery(
+            config.email, config.sms, phone=phone_chain(config.sms), on_delivery=metrics.delivered
+        )
+        metrics.watch_deliveries(delivery.channels)
     except (ValueError, ProviderRegistryError) as exc:
         raise ConfigError(str(exc)) from exc
     ring, kek = key_ring(config)
@@ -140,9 +145,6 @@ async def build_services(
         config.jwt.key_encryption_key,
         config.server.data_dir,
     )
-    metrics = Metrics()
-    if phone is not None:
-        phone.report = metrics.code_delivery
     tokens = TokenService(
         keys=ring,
         algorithm=ring.algorithm,
@@ -170,7 +172,9 @@ async def build_services(
             with contextlib.suppress(Exception):
                 await store.close()
         raise
+    time_calls(store, metrics.storage.observe)
     keys = KeyManager(store, ring, rotation_policy(config), kek=kek, clock=clock)
+    metrics.watch_signing_key(keys.schedule)
     try:
         await keys.start()
     except UndecryptableKey as exc:
@@ -178,7 +182,9 @@ async def build_services(
             await store.close()
         raise ConfigError(f"{KEK_SETTING}: {exc}; nothing was changed") from exc
     hasher = Hasher(
-        config.passwords.bcrypt_rounds,
+        config.passwords.algorithm,
+        rounds=config.passwords.bcrypt_rounds,
+        argon2=config.passwords.argon2,
         workers=config.limits.hash_workers,
         queue=config.limits.hash_queue,
     )
@@ -337,7 +343,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="validate the configuration, print the effective one with secrets masked, exit",
     )
     commands = add_keys_commands(parser)
-    commands.metavar = "{keys,admin,users,events}"
+    commands.metavar = "{keys,passwords,admin,users,events}"
+    add_passwords_commands(commands)
     add_admin_commands(commands)
     return parser.parse_args(argv)
 
@@ -375,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "keys":
             return run_keys_command(config, args)
+        if args.command == "passwords":
+            return run_passwords_command(config, args)
         if args.command in ADMIN_COMMANDS:
             return run_admin_command(config, args, build_services)
         asyncio.run(serve(config))

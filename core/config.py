@@ -28,6 +28,8 @@ from core.lifecycle_settings import (
     check_captcha,
     check_lifecycle,
 )
+from core.passwords import ALGORITHMS as PASSWORD_ALGORITHMS
+from core.passwords import ARGON2_FLOOR, Argon2Params
 from core.redact import redact_url
 from core.tokens import ACCESS_TYPES, MIN_SECRET_BYTES
 
@@ -88,8 +90,22 @@ class JwtConfig:
 
 @dataclass(frozen=True)
 class PasswordsConfig:
+    algorithm: str = "argon2id"  # or bcrypt; hashes of either kind verify under both
+    argon2_memory_kib: int = ARGON2_FLOOR.memory_kib
+    argon2_iterations: int = ARGON2_FLOOR.iterations
+    argon2_parallelism: int = ARGON2_FLOOR.parallelism
     bcrypt_rounds: int = 12
     min_length: int = 8
+
+    @property
+    def argon2(self) -> Argon2Params:
+        return Argon2Params(self.argon2_memory_kib, self.argon2_iterations, self.argon2_parallelism)
+
+
+# One Argon2 hash may hold at most this much: a value written in bytes rather than KiB
+# would otherwise ask every hash worker for gigabytes.
+MAX_ARGON2_MEMORY_KIB = 1 << 20  # 1 GiB
+MAX_ARGON2_PARALLELISM = 16
 
 
 @dataclass(frozen=True)
@@ -335,6 +351,7 @@ def _check(config: Config) -> None:
         raise ConfigError("jwt.rotation_interval: must be longer than jwt.rotation_lead")
     if not 4 <= config.passwords.bcrypt_rounds <= 31:
         raise ConfigError("passwords.bcrypt_rounds: must be between 4 and 31 (12 recommended)")
+    _check_passwords(config.passwords)
     if not 1 <= config.server.port <= 65535:
         raise ConfigError("server.port: must be between 1 and 65535")
     if not is_valid_region(config.identifiers.default_region):
@@ -370,6 +387,28 @@ def _check(config: Config) -> None:
         raise ConfigError(problems[0])
     if problem := admin_config_problem(config.admin, config.audit, config.server):
         raise ConfigError(problem)
+
+
+def _check_passwords(passwords: PasswordsConfig) -> None:
+    if passwords.algorithm not in PASSWORD_ALGORITHMS:
+        raise ConfigError(f"passwords.algorithm: must be one of {', '.join(PASSWORD_ALGORITHMS)}")
+    # OWASP's minimum for Argon2id, checked whichever algorithm is chosen: a switch back
+    # to argon2id never meets a weaker setting left behind.
+    if not ARGON2_FLOOR.memory_kib <= passwords.argon2_memory_kib <= MAX_ARGON2_MEMORY_KIB:
+        raise ConfigError(
+            f"passwords.argon2_memory_kib: must be between {ARGON2_FLOOR.memory_kib} "
+            f"(19 MiB, OWASP's minimum) and {MAX_ARGON2_MEMORY_KIB} (1 GiB); it is in KiB"
+        )
+    if passwords.argon2_iterations < ARGON2_FLOOR.iterations:
+        raise ConfigError(
+            f"passwords.argon2_iterations: must be at least {ARGON2_FLOOR.iterations} "
+            "(OWASP's minimum at 19 MiB)"
+        )
+    if not 1 <= passwords.argon2_parallelism <= MAX_ARGON2_PARALLELISM:
+        raise ConfigError(
+            f"passwords.argon2_parallelism: must be between 1 and {MAX_ARGON2_PARALLELISM} "
+            "(1 recommended: the hash pool already runs hashes side by side)"
+        )
 
 
 def masked(config: Config) -> dict[str, Any]:

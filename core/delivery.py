@@ -37,7 +37,17 @@ _DEFAULT_PORTS = {"smtp": 587, "smtp+starttls": 587, "smtps": 465}
 
 
 class DeliveryError(Exception):
-    """The channel did not take the message (down, refused, timed out)."""
+    """The channel did not take the message: `refused` when it answered no (an SMTP error
+    reply, a gateway's HTTP error status), else it was down or timed out."""
+
+    def __init__(self, reason: str, *, refused: bool = False) -> None:
+        super().__init__(reason)
+        self.refused = refused
+
+
+# Told the channel and the outcome (sent, refused, failed) of every code handed to one:
+# the metrics hook.
+DeliveryObserver = Callable[[str, str], None]
 
 
 def delivery_not_configured(channel: str) -> ApiError:
@@ -126,7 +136,10 @@ class EmailSender:
             )
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             # The class only: an SMTP reply may quote the recipient.
-            raise DeliveryError(type(exc).__name__) from exc
+            refused = isinstance(
+                exc, aiosmtplib.SMTPResponseException | aiosmtplib.SMTPRecipientsRefused
+            )
+            raise DeliveryError(type(exc).__name__, refused=refused) from exc
 
 
 class SmsSender(Protocol):
@@ -158,7 +171,9 @@ class HttpSmsSender:
         try:
             await AsyncHTTPClient().fetch(request)
         except (HTTPClientError, OSError, TimeoutError) as exc:
-            raise DeliveryError(type(exc).__name__) from exc
+            # 599 is Tornado's own code for no answer (refused connection, timeout).
+            refused = isinstance(exc, HTTPClientError) and exc.code != 599
+            raise DeliveryError(type(exc).__name__, refused=refused) from exc
 
 
 def load_sms_sender(config: SmsConfig) -> SmsSender | None:
@@ -177,22 +192,46 @@ def load_sms_sender(config: SmsConfig) -> SmsSender | None:
     raise ValueError(f"sms.sender: no sender {config.sender!r} (http, or a {SENDER_GROUP} plugin)")
 
 
+# Told (channel name, outcome, reason) of every attempt of a phone channel.
+ChannelReport = Callable[[str, str, str | None], None]
+
+
+def _no_report(name: str, outcome: str, reason: str | None) -> None:
+    return None
+
+
 class PhoneChannel(Protocol):
-    """What carries codes to phones: core.sms_gateways.ChannelChain, or one sender."""
+    """What carries codes to phones: core.phone_channels.ChannelChain, or one sender."""
+
+    report: ChannelReport
+
+    @property
+    def names(self) -> list[str]:
+        """The channels' names: the values of the metrics' channel label."""
 
     async def send_code(self, phone: str, code: str, text: str, ttl: int) -> str:
         """Deliver; the name of the channel that took it; DeliveryError when none did."""
 
 
-@dataclass
 class SenderOnly:
     """An `sms.sender` (the http sender or a plugin) as the one phone channel."""
 
-    sender: SmsSender
-    name: str = "http"
+    def __init__(self, sender: SmsSender, name: str = "http") -> None:
+        self.sender = sender
+        self.name = name
+        self.report: ChannelReport = _no_report
+
+    @property
+    def names(self) -> list[str]:
+        return [self.name]
 
     async def send_code(self, phone: str, code: str, text: str, ttl: int) -> str:
-        await self.sender.send(phone, text)
+        try:
+            await self.sender.send(phone, text)
+        except DeliveryError as exc:
+            self.report(self.name, "refused" if exc.refused else "failed", str(exc))
+            raise
+        self.report(self.name, "sent", None)
         return self.name
 
 
@@ -206,11 +245,17 @@ class Delivery:
         *,
         sms_sender: SmsSender | None = None,
         phone: PhoneChannel | None = None,
+        on_delivery: DeliveryObserver | None = None,
     ) -> None:
+        self.on_delivery = on_delivery
         self.email = EmailSender(email) if email.smtp_url else None
         if phone is None:
             sender = sms_sender if sms_sender is not None else load_sms_sender(sms)
             phone = SenderOnly(sender, sms.sender or "sender") if sender is not None else None
+        if phone is not None and on_delivery is not None:
+            # Each phone channel's attempt is counted under its own name (a chain tries
+            # several for one code).
+            phone.report = lambda name, outcome, reason: on_delivery(name, outcome)
         self.sms = phone
         self.email_language = email.language
         self.sms_language = sms.language
@@ -223,6 +268,12 @@ class Delivery:
 
     def configured(self, channel: str) -> bool:
         return (self.email if channel == "email" else self.sms) is not None
+
+    @property
+    def channels(self) -> list[str]:
+        """The channels with a sender, email and each phone channel by its name: the only
+        values of the metrics' channel label."""
+        return (["email"] if self.email else []) + (self.sms.names if self.sms else [])
 
     def require(self, channel: str) -> None:
         """503 delivery_not_configured when `channel` has no sender."""
@@ -247,12 +298,21 @@ class Delivery:
                 assert self.email is not None
                 language = choose_language(accept_language, self.email_language)
                 subject, body = self.templates.email(purpose, language, **values)
-                await self.email.send(address, subject, body)
+                try:
+                    await self.email.send(address, subject, body)
+                except DeliveryError as exc:
+                    self._report("email", "refused" if exc.refused else "failed")
+                    raise
+                self._report("email", "sent")
                 return "email"
-            assert self.sms is not None
+            assert self.sms is not None  # its channels report their own attempts
             language = choose_language(accept_language, self.sms_language)
             text = self.templates.sms(language, **values)
             return await self.sms.send_code(address, code, text, minutes * 60)
         except DeliveryError as exc:
             log.warning("delivery by %s failed: %s", channel, exc)
             raise delivery_failed(channel) from exc
+
+    def _report(self, channel: str, outcome: str) -> None:
+        if self.on_delivery is not None:
+            self.on_delivery(channel, outcome)

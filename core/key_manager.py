@@ -84,6 +84,7 @@ class KeyManager:
         self._undecryptable: set[str] = set()
         self._wake = asyncio.Event()
         self._last_read = -1e18  # time.monotonic() of the last read of the store
+        self._records: list[SigningKey] = []  # as last read, for the metrics
         ring.on_unknown_kid = self._unknown_kid
 
     async def start(self) -> None:
@@ -106,7 +107,27 @@ class KeyManager:
             keys.append(self._key(record, until, strict=strict))
         self.ring.load(keys)
         self._last_read = time.monotonic()
+        self._records = records
         return records
+
+    def schedule(self) -> tuple[float, float] | None:
+        """(seconds the current key has signed, seconds until the next key signs), from the
+        keys as last read (no store read: the metrics ask at every scrape); None when
+        tokens are signed with an HMAC secret, or before the first key is read."""
+        if not self.rotating:
+            return None
+        now = self.clock()
+        started = [r.activates_at for r in self._records if r.activates_at <= now]
+        if not started:
+            return None
+        current = max(started)
+        waiting = [r.activates_at for r in self._records if r.activates_at > now]
+        # With no successor yet, one is made to sign at the end of the interval, or a lead
+        # from now when that is already past (successor_due).
+        following = (
+            min(waiting) if waiting else max(current + self.policy.interval, now + self.policy.lead)
+        )
+        return now - current, following - now
 
     def _key(self, record: SigningKey, until: float, *, strict: bool) -> Key:
         public = serialization.load_pem_public_key(record.public_key.encode("ascii"))

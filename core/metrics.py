@@ -7,8 +7,21 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -19,6 +32,10 @@ from storage.base import StorageUnavailable
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BOUNDS = [floatToGoString(b) for b in LATENCY_BUCKETS] + ["+Inf"]  # type: ignore[no-untyped-call]
+# Store calls: an indexed read on a local SQLite file takes tens of microseconds.
+STORAGE_BUCKETS = (0.0001, 0.00025, 0.0005, *LATENCY_BUCKETS)
+_STORAGE_BOUNDS = [floatToGoString(b) for b in STORAGE_BUCKETS] + ["+Inf"]  # type: ignore[no-untyped-call]
+DELIVERY_OUTCOMES = ("sent", "refused", "failed", "unreachable")
 
 
 class RequestMetrics(Collector):
@@ -58,13 +75,74 @@ class RequestMetrics(Collector):
             labels=["route", "method"],
         )
         for (route, method), table in list(self.latency.items()):
-            buckets: list[tuple[str, float]] = []
-            total = 0.0
-            for bound, count in zip(_BOUNDS, table[:-1], strict=True):
-                total += count
-                buckets.append((bound, total))
+            buckets = _histogram_buckets(table, _BOUNDS)
             latency.add_metric([route, method], buckets, sum_value=table[-1])
         yield latency
+
+
+def _histogram_buckets(table: list[float], bounds: list[str]) -> list[tuple[str, float]]:
+    """Cumulative (bound, count) pairs from a table of per-bucket counts (sum last)."""
+    buckets: list[tuple[str, float]] = []
+    total = 0.0
+    for bound, count in zip(bounds, table[:-1], strict=True):
+        total += count
+        buckets.append((bound, total))
+    return buckets
+
+
+class StorageMetrics(Collector):
+    """The time of each store call, by operation (a method of storage.base.Store: a fixed
+    set). Updated on the event loop only, without the client library's lock, like
+    RequestMetrics."""
+
+    def __init__(self) -> None:
+        self.latency: dict[str, list[float]] = {}
+
+    def observe(self, operation: str, seconds: float) -> None:
+        table = self.latency.get(operation)
+        if table is None:
+            table = self.latency[operation] = [0.0] * (len(STORAGE_BUCKETS) + 2)
+        table[bisect_left(STORAGE_BUCKETS, seconds)] += 1
+        table[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        latency = HistogramMetricFamily(
+            "vhod_storage_call_duration_seconds",
+            "Time of a call to the store, by operation, failed calls included.",
+            labels=["operation"],
+        )
+        for operation, table in sorted(self.latency.items()):
+            buckets = _histogram_buckets(table, _STORAGE_BOUNDS)
+            latency.add_metric([operation], buckets, sum_value=table[-1])
+        yield latency
+
+
+# (seconds the signing key has signed, seconds until the next one signs), or None when
+# tokens are signed with an HMAC secret, which never rotates.
+KeySchedule = Callable[[], tuple[float, float] | None]
+
+
+class SigningKeyMetrics(Collector):
+    """The signing key's age and the time to the next rotation, read at each scrape."""
+
+    def __init__(self, schedule: KeySchedule) -> None:
+        self.schedule = schedule
+
+    def collect(self) -> Iterator[Metric]:
+        age = GaugeMetricFamily(
+            "vhod_signing_key_age_seconds",
+            "Seconds since the key that signs new tokens started signing.",
+        )
+        rotation = GaugeMetricFamily(
+            "vhod_signing_key_rotation_in_seconds",
+            "Seconds until the next key starts signing (jwt.rotation_interval).",
+        )
+        times = self.schedule()
+        if times is not None:  # an HMAC secret: neither exists
+            age.add_metric([], times[0])
+            rotation.add_metric([], times[1])
+        yield age
+        yield rotation
 
 
 class Metrics:
@@ -72,8 +150,15 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # The client library's standard ones, which the default registry would have had:
+        # process_* (CPU, memory, open files), python_info and python_gc_*.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self.http = RequestMetrics()
         self.registry.register(self.http)
+        self.storage = StorageMetrics()
+        self.registry.register(self.storage)
         self.logins = Counter(
             "vhod_logins",
             "Sign-in attempts by method (email, phone, provider name) and outcome.",
@@ -98,13 +183,6 @@ class Metrics:
             ["rotated"],
             registry=self.registry,
         )
-        self.code_deliveries = Counter(
-            "vhod_code_deliveries",
-            "Codes handed to phone channels, by channel (the configured names) and outcome "
-            "(sent, refused, unreachable, failed).",
-            ["channel", "outcome"],
-            registry=self.registry,
-        )
         self.sms_budget_exhausted = Counter(
             "vhod_sms_budget_exhausted",
             "Code requests refused because sms.daily_limit was spent.",
@@ -116,10 +194,25 @@ class Metrics:
             "Password hashes waiting for a worker.",
             registry=self.registry,
         )
+        self.deliveries = Counter(
+            "vhod_deliveries",
+            "One-time codes handed to a channel (email, phone): sent, refused by the mail "
+            "server or SMS gateway, or failed (unreachable, timed out).",
+            ["channel", "outcome"],
+            registry=self.registry,
+        )
 
-    def code_delivery(self, channel: str, outcome: str, reason: str | None) -> None:
-        """A phone channel's attempt (core.sms_gateways.ChannelChain's report)."""
-        self.code_deliveries.labels(channel, outcome).inc()
+    def watch_signing_key(self, schedule: KeySchedule) -> None:
+        self.registry.register(SigningKeyMetrics(schedule))
+
+    def watch_deliveries(self, channels: list[str]) -> None:
+        """Show the configured channels' counts from the start, at 0."""
+        for channel in channels:
+            for outcome in DELIVERY_OUTCOMES:
+                self.deliveries.labels(channel, outcome)
+
+    def delivered(self, channel: str, outcome: str) -> None:
+        self.deliveries.labels(channel, outcome).inc()
 
     def watch_hash_queue(self, depth: Callable[[], float]) -> None:
         self.hash_queue.set_function(depth)

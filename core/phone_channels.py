@@ -100,7 +100,7 @@ class ChannelChain:
 def _outcome(error: DeliveryError) -> str:
     if isinstance(error, Unreachable):
         return "unreachable"
-    if isinstance(error, Refused):
+    if isinstance(error, Refused) or error.refused:
         return "refused"
     return "failed"
 

@@ -26,7 +26,7 @@ def cli(tmp_path: Path, storage_url: str, *args: str) -> subprocess.CompletedPro
     config = tmp_path / "cli.yaml"
     settings = {
         "jwt": {"secret": TEST_SECRET},
-        "passwords": {"bcrypt_rounds": 4},
+        "passwords": {"algorithm": "bcrypt", "bcrypt_rounds": 4},
         "server": {"data_dir": str(tmp_path / "cli-data")},
         "storage": {"url": storage_url},
         "limits": {"hash_workers": 1},

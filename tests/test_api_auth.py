@@ -7,7 +7,7 @@ import jwt
 import pytest
 from pymongo.errors import AutoReconnect
 
-from core.passwords import hash_cost
+from core.passwords import hash_parameters
 from storage import SQLiteStore, StorageUnavailable
 from tests.conftest import TEST_SECRET
 from tests.storage_fixtures import running_app, with_database
@@ -139,9 +139,11 @@ async def test_pw3_verified_exactly_as_sent(api, user):
 
 
 async def test_pw4_stored_hash_uses_configured_cost_and_no_plaintext(api, user, services, config):
+    """Argon2id by default, at the configured costs (the tests' cheap ones)."""
     claims = assert_token_pair(await api.post(REGISTER, json_body=user))
     stored = await services.store.get_user(claims["sub"])
-    assert stored.password_hash.startswith("$2b$04$")
+    assert config.passwords.algorithm == "argon2id"
+    assert hash_parameters(stored.password_hash) == "$argon2id$v=19$m=64,t=1,p=1$"
     database = config.storage.url.removeprefix("sqlite:///")
     for path in (database, database + "-wal"):
         try:
@@ -207,12 +209,19 @@ async def test_lg1_unknown_user_and_wrong_password_look_the_same(api, user):
     assert wrong.body["error"] == "invalid_credentials"
 
 
-@pytest.mark.parametrize("config_overrides", [{"passwords.bcrypt_rounds": 5}])
+@pytest.mark.parametrize(
+    ("config_overrides", "expected"),
+    [
+        ({}, "$argon2id$v=19$m=64,t=1,p=1$"),
+        ({"passwords.algorithm": "bcrypt", "passwords.bcrypt_rounds": 5}, "$2b$05$"),
+    ],
+    ids=["argon2id", "bcrypt"],
+)
 async def test_lg2_an_unknown_user_costs_one_check_of_the_same_cost(
-    api, user, config_overrides, verified_hashes
+    api, user, config_overrides, expected, verified_hashes
 ):
-    """LG2 by its mechanism: every failed login, known user or not, runs exactly one bcrypt
-    check against a hash of the configured cost (a dummy one when there is no user)."""
+    """LG2 by its mechanism: every failed login, known user or not, runs exactly one check
+    against a hash of the configured algorithm and costs (a dummy one when there is no user)."""
     await api.post(REGISTER, json_body=user)
     checked = verified_hashes
     costs = []
@@ -223,12 +232,12 @@ async def test_lg2_an_unknown_user_costs_one_check_of_the_same_cost(
         )
         assert response.status == 401
         assert len(checked) == 1, email
-        costs.append(hash_cost(checked[0].decode()))
+        costs.append(hash_parameters(checked[0]))
     unknown_phone = {"phone_number": "+79990001122", "hash_password": "wrong password"}
     checked.clear()
     assert (await api.post(LOGIN_PHONE, json_body=unknown_phone)).status == 401
     assert len(checked) == 1
-    assert costs == [5, 5, 5] and hash_cost(checked[0].decode()) == 5
+    assert costs == [expected] * 3 and hash_parameters(checked[0]) == expected
 
 
 def fail_refresh_token_writes(store, monkeypatch) -> None:

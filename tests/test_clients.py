@@ -46,7 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("clients")
     config = folder / "clients.yaml"
     config.write_text(
-        "passwords:\n  bcrypt_rounds: 4\n"
+        "passwords:\n  algorithm: bcrypt\n  bcrypt_rounds: 4\n"
         f"server:\n  data_dir: {folder / 'data'}\n"
         f"storage:\n  url: sqlite:///{folder / 'data' / 'vhod.db'}\n"
         "limits:\n  per_ip_per_minute: 1000\n"

@@ -278,7 +278,7 @@ async def test_the_daily_cap_is_shared_and_answers_503(capped, gateways):
     assert gateways[1].to(numbers[3]) == []
     metrics = (await AsyncHTTPClient().fetch(capped.b.url("/metrics"))).body.decode()
     assert "vhod_sms_budget_exhausted_total 1.0" in metrics
-    assert 'vhod_code_deliveries_total{channel="smsru",outcome="sent"} 1.0' in metrics
+    assert 'vhod_deliveries_total{channel="smsru",outcome="sent"} 1.0' in metrics
 
 
 async def test_a_code_account_adds_an_email_and_a_password(instances, gateways, smtp_inbox):

@@ -13,6 +13,10 @@ def test_defaults_match_the_contract():
     # Unset: chosen at start, HS256 where a secret exists, else ES256 (core.tokens).
     assert config.jwt.algorithm is None and config.jwt.secret is None
     assert config.passwords.bcrypt_rounds == 12 and config.passwords.min_length == 8
+    # Argon2id at OWASP's minimum: 19 MiB, 2 iterations, 1 lane.
+    assert config.passwords.algorithm == "argon2id"
+    assert (config.passwords.argon2_memory_kib, config.passwords.argon2_iterations) == (19456, 2)
+    assert config.passwords.argon2_parallelism == 1
     assert config.limits.hash_queue == 64 and config.limits.hash_workers is None
     assert config.public_url == "http://127.0.0.1:8888"
 
@@ -53,6 +57,16 @@ def test_environment_overrides_with_types(tmp_path):
         ({"VHOD_STORAGE__URLL": "x"}, "storage.urll"),
         ({"VHOD_SERVER__PORT": "eighty"}, "server.port"),
         ({"VHOD_PASSWORDS__BCRYPT_ROUNDS": "3"}, "passwords.bcrypt_rounds"),
+        ({"VHOD_PASSWORDS__ALGORITHM": "scrypt"}, "passwords.algorithm"),
+        ({"VHOD_PASSWORDS__ARGON2_MEMORY_KIB": "19455"}, "passwords.argon2_memory_kib"),
+        ({"VHOD_PASSWORDS__ARGON2_MEMORY_KIB": str(19 << 20)}, "passwords.argon2_memory_kib"),
+        ({"VHOD_PASSWORDS__ARGON2_ITERATIONS": "1"}, "passwords.argon2_iterations"),
+        ({"VHOD_PASSWORDS__ARGON2_PARALLELISM": "0"}, "passwords.argon2_parallelism"),
+        # The floor holds with bcrypt chosen too: a later switch back meets no weak setting.
+        (
+            {"VHOD_PASSWORDS__ALGORITHM": "bcrypt", "VHOD_PASSWORDS__ARGON2_ITERATIONS": "1"},
+            "passwords.argon2_iterations",
+        ),
         ({"VHOD_STORAGE__URL": "postgres://x"}, "storage.url"),
         ({"VHOD_IDENTIFIERS__DEFAULT_REGION": "XX"}, "identifiers.default_region"),
         ({"VHOD_NOPE__KEY": "1"}, "nope"),
@@ -64,6 +78,22 @@ def test_environment_overrides_with_types(tmp_path):
 def test_bad_settings_name_the_key(environ, named):
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
         load_config(None, environ=environ)
+
+
+def test_argon2_at_or_above_the_floor_is_accepted_from_the_environment():
+    config = load_config(
+        None,
+        environ={
+            "VHOD_PASSWORDS__ALGORITHM": "argon2id",
+            "VHOD_PASSWORDS__ARGON2_MEMORY_KIB": "47104",
+            "VHOD_PASSWORDS__ARGON2_ITERATIONS": "3",
+            "VHOD_PASSWORDS__ARGON2_PARALLELISM": "2",
+        },
+    )
+    assert (config.passwords.argon2.memory_kib, config.passwords.argon2.iterations) == (47104, 3)
+    assert config.passwords.argon2.parallelism == 2
+    legacy = load_config(None, environ={"VHOD_PASSWORDS__ALGORITHM": "bcrypt"})
+    assert legacy.passwords.algorithm == "bcrypt"
 
 
 def test_wrong_type_in_file(tmp_path):

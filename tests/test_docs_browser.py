@@ -60,7 +60,7 @@ class RenderedOperations(HTMLParser):
 def server(tmp_path: Path) -> Iterator[Server]:
     config = tmp_path / "docs.yaml"
     config.write_text(
-        "passwords:\n  bcrypt_rounds: 4\n"
+        "passwords:\n  algorithm: bcrypt\n  bcrypt_rounds: 4\n"
         f"server:\n  data_dir: {tmp_path / 'data'}\n"
         f"storage:\n  url: sqlite:///{tmp_path / 'data' / 'vhod.db'}\n"
     )

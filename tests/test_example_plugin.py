@@ -150,7 +150,7 @@ def test_installed_plugin_adds_its_routes_to_an_unchanged_server(
 
     config = tmp_path / "plugin.yaml"
     config.write_text(
-        "passwords:\n  bcrypt_rounds: 4\n"
+        "passwords:\n  algorithm: bcrypt\n  bcrypt_rounds: 4\n"
         f"server:\n  data_dir: {tmp_path / 'data'}\n"
         f"storage:\n  url: sqlite:///{tmp_path / 'data' / 'vhod.db'}\n"
         "providers:\n  kukushka:\n    client_id: our-app\n    client_secret: s3cret\n"

@@ -147,7 +147,7 @@ def live_server(
     folder = tmp_path_factory.mktemp("fuzz")
     config = folder / "fuzz.yaml"
     settings_ = {
-        "passwords": {"bcrypt_rounds": 4},
+        "passwords": {"algorithm": "bcrypt", "bcrypt_rounds": 4},
         "server": {"data_dir": str(folder / "data")},
         "storage": {"url": f"sqlite:///{folder / 'data' / 'vhod.db'}"},
         "limits": {"per_ip_per_minute": 1000000, "login_failures": 1000000},

@@ -174,7 +174,12 @@ async def test_d7_dropped_and_refused_requests_are_not_in_flight(
 
 # D8: a body that stalls is cut after server.body_timeout.
 def test_d8_a_stalled_body_is_cut_after_the_timeout(tmp_path):
-    server = Server(tmp_path, VHOD_SERVER__BODY_TIMEOUT="1", VHOD_PASSWORDS__BCRYPT_ROUNDS="4")
+    server = Server(
+        tmp_path,
+        VHOD_SERVER__BODY_TIMEOUT="1",
+        VHOD_PASSWORDS__ALGORITHM="bcrypt",
+        VHOD_PASSWORDS__BCRYPT_ROUNDS="4",
+    )
     try:
         server.wait_started()
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:

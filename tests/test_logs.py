@@ -107,7 +107,7 @@ def test_lines_beyond_the_limit_are_dropped_and_counted(monkeypatch):
 
 
 def test_a_running_server_logs_through_the_queue_with_secrets_redacted(tmp_path):
-    server = Server(tmp_path, VHOD_PASSWORDS__BCRYPT_ROUNDS="4")
+    server = Server(tmp_path, VHOD_PASSWORDS__ALGORITHM="bcrypt", VHOD_PASSWORDS__BCRYPT_ROUNDS="4")
     try:
         server.wait_started()
         status, _ = request(server.url(f"/validate/jwt/access?access={MARKER}"))

@@ -40,6 +40,7 @@ def instances(request: pytest.FixtureRequest, tmp_path: Path, fake_vk: FakeVK) -
         # Behind one load balancer every instance has the same public URL, so the redirect
         # URI the flow started with is the one the other instance exchanges the code with.
         "VHOD_SERVER__PUBLIC_URL": f"http://127.0.0.1:{port_a}",
+        "VHOD_PASSWORDS__ALGORITHM": "bcrypt",
         "VHOD_PASSWORDS__BCRYPT_ROUNDS": "4",
         "VHOD_LIMITS__LOGIN_FAILURES": str(LOGIN_FAILURES),
         "VHOD_LIMITS__PER_IP_PER_MINUTE": "1000",

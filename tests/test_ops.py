@@ -62,6 +62,105 @@ async def test_metrics_count_requests_logins_and_tokens(api, user):
         assert leak not in text
 
 
+async def test_metrics_show_process_storage_signing_key_and_deliveries(
+    tmp_path, backend_url, smtp_inbox, user
+):
+    """After a sign-up, on both stores: the standard process_* and python_* collectors, the
+    time of each store call by operation, the signing key's age and time to rotation, and
+    the verification email counted as sent on its channel."""
+    from tornado.httpclient import AsyncHTTPClient
+
+    from storage.timing import OPERATIONS
+    from tests.storage_fixtures import running_app
+
+    settings = {
+        **smtp_inbox.config(),
+        "accounts.require_verified_email": True,  # a sign-up sends its first code
+        "jwt.secret": None,
+        "jwt.algorithm": "ES256",
+        "jwt.key_encryption_key": "k" * 40,
+    }
+    async with running_app(tmp_path, backend_url, **settings) as app:
+        status, body = await app.call("POST", REGISTER, user)
+        assert status == 200, body
+        assert smtp_inbox.to(user["email"])  # the first verification code went out
+        text = (await AsyncHTTPClient().fetch(app.url("/metrics"))).body.decode()
+        interval = app.services.config.jwt.rotation_interval
+    assert sample(text, "process_resident_memory_bytes") > 0
+    assert sample(text, "process_cpu_seconds_total") > 0
+    assert sample(text, "python_info", implementation="CPython") == 1
+    assert "python_gc_objects_collected_total{" in text
+    duration = "vhod_storage_call_duration_seconds"
+    assert sample(text, duration + "_count", operation="create_user") == 1
+    assert sample(text, duration + "_count", operation="list_signing_keys") >= 1
+    assert sample(text, duration + "_bucket", operation="create_user", le="+Inf") == 1
+    seen = {
+        line.split('operation="')[1].split('"')[0]
+        for line in text.splitlines()
+        if line.startswith(duration + "_count{")
+    }
+    assert seen <= set(OPERATIONS)
+    # The first key signs from its creation: its age and the time left add up to the interval.
+    age = sample(text, "vhod_signing_key_age_seconds")
+    rotation = sample(text, "vhod_signing_key_rotation_in_seconds")
+    assert 0 <= age < rotation and age + rotation == pytest.approx(interval)
+    assert sample(text, "vhod_deliveries_total", channel="email", outcome="sent") == 1
+    assert 'vhod_deliveries_total{channel="email",outcome="failed"} 0.0' in text
+    assert 'channel="phone"' not in text  # no SMS channel configured: no label for it
+
+
+@pytest.mark.parametrize("config_overrides", [{"jwt.secret": None}])
+async def test_signing_key_metrics_follow_the_rotation_schedule(services, clock, config_overrides):
+    """Age and time to rotation: from the first key, through a successor waiting to sign,
+    to the successor signing; an HMAC-signing instance has neither."""
+    keys, policy = services.keys, services.keys.policy
+
+    def gauges() -> tuple[float, float]:
+        text = services.metrics.render().decode()
+        return (
+            sample(text, "vhod_signing_key_age_seconds"),
+            sample(text, "vhod_signing_key_rotation_in_seconds"),
+        )
+
+    assert gauges() == (0, policy.interval)
+    clock.advance(policy.interval - policy.lead + 5)  # the successor is due: published now
+    assert await keys.rotate_if_due()
+    assert gauges() == (policy.interval - policy.lead + 5, policy.lead)
+    clock.advance(policy.lead + 7)  # it signs
+    await keys.refresh()
+    assert gauges() == (7, policy.interval - 7)
+
+
+async def test_an_hmac_secret_has_no_signing_key_metrics(api):
+    text = await metrics_text(api)
+    assert "# TYPE vhod_signing_key_age_seconds gauge" in text  # described, with no value
+    assert not [line for line in text.splitlines() if line.startswith("vhod_signing_key")]
+
+
+async def test_deliveries_are_counted_as_sent_refused_or_failed(sms_inbox):
+    """A gateway that answers with an error refused the message; one that cannot be
+    reached failed it; both answer 502 delivery_failed and are counted apart."""
+    from core.delivery import Delivery
+    from core.errors import ApiError
+    from core.lifecycle_settings import EmailConfig, SmsConfig
+    from tests.processes import free_port
+
+    seen: list[tuple[str, str]] = []
+    settings = {key.removeprefix("sms."): value for key, value in sms_inbox.config().items()}
+    delivery = Delivery(EmailConfig(), SmsConfig(**settings), on_delivery=lambda *c: seen.append(c))
+    assert delivery.channels == ["phone"]
+    await delivery.send_code("phone", "+79161234567", "verify", "123456", 10)
+    sms_inbox.mode = "down"
+    with pytest.raises(ApiError) as refused:
+        await delivery.send_code("phone", "+79161234567", "verify", "123456", 10)
+    dead = SmsConfig(**{**settings, "url": f"http://127.0.0.1:{free_port()}/send"})
+    unreachable = Delivery(EmailConfig(), dead, on_delivery=lambda *c: seen.append(c))
+    with pytest.raises(ApiError) as failed:
+        await unreachable.send_code("phone", "+79161234567", "verify", "123456", 10)
+    assert refused.value.code == failed.value.code == "delivery_failed"
+    assert seen == [("phone", "sent"), ("phone", "refused"), ("phone", "failed")]
+
+
 @pytest.mark.parametrize("config_overrides", [{"metrics.enabled": False}])
 async def test_metrics_can_be_switched_off(api, config_overrides):
     assert (await api.get("/metrics")).status == 404
@@ -328,3 +427,28 @@ async def test_only_public_documents_carry_an_etag(api, user):
         "/.well-known/jwks.json", headers={"If-None-Match": jwks.headers["Etag"]}, raise_error=False
     )
     assert unchanged.code == 304
+
+
+async def test_store_calls_are_timed_once_per_call_however_often_a_store_is_timed(store):
+    """Failed calls count too; timing a store again replaces the observer, never stacks;
+    the store stays the object it was."""
+    from storage import StorageUnavailable
+    from storage.timing import time_calls
+
+    kind = type(store)
+
+    async def broken() -> None:
+        raise StorageUnavailable("down")
+
+    store.ping = broken
+    first: list[str] = []
+    second: list[tuple[str, float]] = []
+    time_calls(store, lambda operation, seconds: first.append(operation))
+    time_calls(store, lambda operation, seconds: second.append((operation, seconds)))
+    assert await store.get_user("nobody") is None
+    with pytest.raises(StorageUnavailable):
+        await store.ping()
+    assert first == []
+    assert [operation for operation, _ in second] == ["get_user", "ping"]
+    assert all(seconds >= 0 for _, seconds in second)
+    assert type(store) is kind

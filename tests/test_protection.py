@@ -10,7 +10,7 @@ import time
 import bcrypt
 import pytest
 
-from core.passwords import hash_cost
+from core.passwords import hash_cost, hash_parameters
 from tests.storage_fixtures import running_app
 
 REGISTER = "/authorization/registration"
@@ -182,7 +182,8 @@ async def test_without_rotation_the_original_behaviour_holds(api, user):
         assert set(response.body) == {"access", "email"}
 
 
-async def test_pw4_weaker_hash_is_upgraded_at_next_login(api, user, services):
+@pytest.mark.parametrize("config_overrides", [{"passwords.algorithm": "bcrypt"}])
+async def test_pw4_weaker_hash_is_upgraded_at_next_login(api, user, services, config_overrides):
     claims_user = (await register(api, user))["access"]
     import jwt
 
@@ -197,10 +198,36 @@ async def test_pw4_weaker_hash_is_upgraded_at_next_login(api, user, services):
     assert (await login(api, user["email"], user["hash_password"])).status == 200
 
 
+async def test_pw4_bcrypt_hash_is_rehashed_to_argon2id_at_next_login(tmp_path, backend_url, user):
+    """An install that hashed with bcrypt, started again on the default (Argon2id): the old
+    hash still verifies, the right password replaces it, a wrong one changes nothing."""
+    import jwt
+
+    async with running_app(tmp_path, backend_url, **{"passwords.algorithm": "bcrypt"}) as app:
+        status, pair = await app.call("POST", REGISTER, user)
+        assert status == 200, pair
+        user_id = jwt.decode(pair["access"], options={"verify_signature": False})["sub"]
+        legacy = (await app.services.store.get_user(user_id)).password_hash
+        assert hash_parameters(legacy) == "$2b$04$"
+    async with running_app(tmp_path, backend_url) as app:
+        store = app.services.store
+        wrong = {"email": user["email"], "hash_password": "wrong password"}
+        right = {"email": user["email"], "hash_password": user["hash_password"]}
+        assert (await app.call("POST", LOGIN_EMAIL, wrong))[0] == 401
+        assert (await store.get_user(user_id)).password_hash == legacy
+        assert (await app.call("POST", LOGIN_EMAIL, right))[0] == 200
+        upgraded = (await store.get_user(user_id)).password_hash
+        assert hash_parameters(upgraded) == "$argon2id$v=19$m=64,t=1,p=1$"
+        assert (await app.call("POST", LOGIN_EMAIL, right))[0] == 200
+        assert (await store.get_user(user_id)).password_hash == upgraded  # once only
+        assert (await app.call("POST", LOGIN_EMAIL, wrong))[0] == 401
+
+
 @pytest.mark.parametrize(
     "config_overrides",
     [
         {
+            "passwords.algorithm": "bcrypt",
             "passwords.bcrypt_rounds": 12,
             "limits.hash_workers": 1,
             "limits.hash_queue": 2,
@@ -308,7 +335,7 @@ async def test_expired_rows_are_purged_periodically(services, clock):
 async def test_lg7_parallel_wrong_passwords_are_verified_at_most_the_limit(
     tmp_path, backend_url, verified_hashes, user
 ):
-    overrides = {"passwords.bcrypt_rounds": 8, **NO_ADDRESS_LIMIT}
+    overrides = {"passwords.algorithm": "bcrypt", "passwords.bcrypt_rounds": 8, **NO_ADDRESS_LIMIT}
     async with running_app(tmp_path, backend_url, **overrides) as app:
         assert (await app.call("POST", REGISTER, user))[0] == 200
         wrong = {"email": user["email"], "hash_password": "wrong password"}

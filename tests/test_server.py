@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def config_file(tmp_path: Path) -> Path:
     path = tmp_path / "test.yaml"
     path.write_text(
-        "passwords:\n  bcrypt_rounds: 4\n"
+        "passwords:\n  algorithm: bcrypt\n  bcrypt_rounds: 4\n"
         f"server:\n  data_dir: {tmp_path / 'data'}\n"
         f"storage:\n  url: sqlite:///{tmp_path / 'data' / 'vhod.db'}\n"
     )
@@ -153,7 +153,11 @@ def one_line_exit(server: Server) -> str:
 
 # The storage is what these tests reach; HS256 keeps the key pair's KEK out of the way
 # (a MongoDB store needs a configured jwt.key_encryption_key for ES256).
-HS256 = {"VHOD_JWT__ALGORITHM": "HS256", "VHOD_PASSWORDS__BCRYPT_ROUNDS": "4"}
+HS256 = {
+    "VHOD_JWT__ALGORITHM": "HS256",
+    "VHOD_PASSWORDS__ALGORITHM": "bcrypt",
+    "VHOD_PASSWORDS__BCRYPT_ROUNDS": "4",
+}
 
 
 def test_unreachable_mongodb_is_one_line_naming_it_without_the_password(tmp_path):
@@ -179,6 +183,7 @@ def test_unreachable_sqlite_file_is_one_line(tmp_path):
         tmp_path,
         VHOD_STORAGE__URL=url,
         VHOD_SERVER__DATA_DIR=fresh,
+        VHOD_PASSWORDS__ALGORITHM="bcrypt",
         VHOD_PASSWORDS__BCRYPT_ROUNDS="4",
     )
     assert one_line_exit(server).startswith("vhod: configuration error: jwt.key_encryption_key")

@@ -284,7 +284,7 @@ async def test_an_existing_readable_database_is_made_private(tmp_path: Path) -> 
 def test_a_server_started_with_the_defaults_keeps_its_data_private(tmp_path: Path) -> None:
     """D19 end to end: the data folder the default configuration uses is 0700, and the
     database files and the generated secret in it are 0600."""
-    server = Server(tmp_path, VHOD_PASSWORDS__BCRYPT_ROUNDS="4")
+    server = Server(tmp_path, VHOD_PASSWORDS__ALGORITHM="bcrypt", VHOD_PASSWORDS__BCRYPT_ROUNDS="4")
     try:
         server.wait_started()
         status, _ = request(

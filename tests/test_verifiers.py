@@ -147,6 +147,7 @@ def test_a_fresh_install_is_verified_from_the_jwks_alone(tmp_path, verifier_tool
         VHOD_STORAGE__URL=f"sqlite:///{tmp_path / 'data' / 'vhod.db'}",
         VHOD_JWT__ISSUER=issuer,
         VHOD_JWT__AUDIENCE=AUDIENCE,
+        VHOD_PASSWORDS__ALGORITHM="bcrypt",
         VHOD_PASSWORDS__BCRYPT_ROUNDS="4",
     )
     checkers: list[Verifier] = []
@@ -196,6 +197,7 @@ def test_rotations_on_two_instances_are_followed_with_no_failed_check(
         "VHOD_JWT__ROTATION_LEAD": "2",
         "VHOD_JWT__ACCESS_TTL": "40",
         "VHOD_JWT__REFRESH_TTL": "60",
+        "VHOD_PASSWORDS__ALGORITHM": "bcrypt",
         "VHOD_PASSWORDS__BCRYPT_ROUNDS": "4",
         "VHOD_LIMITS__HASH_WORKERS": "1",
     }
