@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from core.clock import Clock, system_clock
-from core.config import LimitsConfig
+from core.config_sections import LimitsConfig
 from core.errors import ApiError
 from core.events import identifier_hash, security_event
 from core.net import address_key

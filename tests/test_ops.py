@@ -148,7 +148,7 @@ async def test_deliveries_are_counted_as_sent_refused_or_failed(sms_inbox):
     seen: list[tuple[str, str]] = []
     settings = {key.removeprefix("sms."): value for key, value in sms_inbox.config().items()}
     delivery = Delivery(EmailConfig(), SmsConfig(**settings), on_delivery=lambda *c: seen.append(c))
-    assert delivery.channels == ["phone"]
+    assert delivery.channels == ["http"]  # sms.sender, by its name
     await delivery.send_code("phone", "+79161234567", "verify", "123456", 10)
     sms_inbox.mode = "down"
     with pytest.raises(ApiError) as refused:
@@ -158,7 +158,7 @@ async def test_deliveries_are_counted_as_sent_refused_or_failed(sms_inbox):
     with pytest.raises(ApiError) as failed:
         await unreachable.send_code("phone", "+79161234567", "verify", "123456", 10)
     assert refused.value.code == failed.value.code == "delivery_failed"
-    assert seen == [("phone", "sent"), ("phone", "refused"), ("phone", "failed")]
+    assert seen == [("http", "sent"), ("http", "refused"), ("http", "failed")]
 
 
 @pytest.mark.parametrize("config_overrides", [{"metrics.enabled": False}])
