@@ -11,29 +11,12 @@ import secrets
 from core.clock import Clock, system_clock
 from core.errors import ApiError
 from core.events import identifier_hash, security_event
-from core.events import pseudonym_key as load_pseudonym_key
 from core.lifecycle_settings import AccountsConfig
 from core.throttle import rate_limited
 from storage.base import OneTimeCode, Store
 
-_CODE_KEY_LABEL = b"vhod/one-time-codes/v1"
 SEND_WINDOW_SECONDS = 3600
 MAX_CODE_INPUT = 32  # longer input is no code of ours: refused before anything is stored
-
-
-def code_key(
-    pseudonym_key: str | None,
-    jwt_secret: str | None,
-    key_encryption_key: str | None,
-    data_dir: str,
-) -> bytes:
-    """The key of the codes' hashes, which every instance on one store must share: derived
-    from the first of `logging.pseudonym_key`, `jwt.secret` and `jwt.key_encryption_key`
-    that is set (MongoDB needs one of the last two anyway), else from the pseudonym key
-    kept in `data_dir` (one machine)."""
-    shared = pseudonym_key or jwt_secret or key_encryption_key
-    base = shared.encode() if shared else load_pseudonym_key(None, None, data_dir)
-    return hmac.new(base, _CODE_KEY_LABEL, hashlib.sha256).digest()
 
 
 def invalid_code() -> ApiError:
@@ -59,7 +42,7 @@ class Codes:
     ) -> None:
         self.store = store
         self.settings = settings
-        self.secret = secret  # code_key(): the same on every instance of the store
+        self.secret = secret  # core.shared_keys: the same on every instance of the store
         self.clock = clock
 
     @property
