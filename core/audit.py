@@ -19,45 +19,31 @@ from collections.abc import Mapping
 from typing import Any
 
 from core.clock import Clock, system_clock
+from core.event_types import KEPT_TYPES
 from storage.base import AuditEvent, Store
 
 log = logging.getLogger("vhod.audit")
 
-# The event types the store keeps; another type is logged only (and warned about once).
-EVENT_TYPES = frozenset(
-    {
-        # sign-in
-        "registered",
-        "login_succeeded",
-        "login_failed",
-        "login_locked",
-        "address_limited",
-        "disabled_sign_in",
-        "refresh_reuse",
-        "logout",
-        # providers
-        "provider_token_rejected",
-        "provider_fault",
-        "provider_code_rejected",
-        # passwords and sessions: the account lifecycle's events, kept once it emits them
-        "password_changed",
-        "password_reset_requested",
-        "password_reset",
-        "email_verified",
-        "phone_verified",
-        "session_revoked",
-        "account_deleted",
-        # operators
-        "admin_auth_failed",
-        "admin_user_disabled",
-        "admin_user_enabled",
-        "admin_sessions_revoked",
-        "admin_user_deleted",  # DELETE /admin/users/{id}, with the account lifecycle
-    }
-)
+# The event types the store keeps: every one of the catalogue (core.event_types); another
+# type cannot be emitted, and would be logged only (with one warning).
+EVENT_TYPES = KEPT_TYPES
 # The fields an event may carry besides its user, pseudonym and address; never a secret.
 DETAIL_KEYS = frozenset(
-    {"admin", "call", "failures", "family", "hits", "method", "provider", "reason", "scope"}
+    {
+        "admin",
+        "call",
+        "channel",
+        "count",
+        "failures",
+        "family",
+        "hits",
+        "limit",
+        "method",
+        "provider",
+        "purpose",
+        "reason",
+        "scope",
+    }
 )
 MAX_DETAIL_CHARS = 300
 QUEUE_LIMIT = 10_000

@@ -10,6 +10,7 @@ import secrets
 
 from core.clock import Clock, system_clock
 from core.errors import ApiError
+from core.event_types import EventType
 from core.events import identifier_hash, security_event
 from core.lifecycle_settings import AccountsConfig
 from core.throttle import rate_limited
@@ -57,14 +58,19 @@ class Codes:
         """429 once `target` (an account or address) or `client` (an address key) asked for
         more codes this hour than allowed; counted before anything is sent."""
         now = self.clock()
-        for key, limit in (
-            (f"code:to:{identifier_hash(target)}", self.settings.code_sends_per_hour),
-            (f"code:from:{client}", self.settings.code_sends_per_client_per_hour),
+        pseudonym = identifier_hash(target)
+        for key, limit, pseudonymous in (
+            (f"code:to:{pseudonym}", self.settings.code_sends_per_hour, pseudonym),
+            (f"code:from:{client}", self.settings.code_sends_per_client_per_hour, None),
         ):
             hits, ends = await self.store.hit_counter(key, SEND_WINDOW_SECONDS, now)
             if hits > limit:
                 if hits == limit + 1:
-                    security_event("code_sends_limited", key=key.split(":")[1])
+                    security_event(
+                        EventType.CODE_SENDS_LIMITED,
+                        identifier=pseudonymous,
+                        limit="address" if pseudonymous else "client",
+                    )
                 raise rate_limited(ends - now)
 
     async def forget_address(self, address: str) -> None:
@@ -104,7 +110,9 @@ class Codes:
         if not hmac.compare_digest(given, counted.code_hash):
             if counted.attempts >= limit:
                 await self.store.delete_code(key)
-                security_event("code_voided", user=counted.user_id, purpose=key.split(":")[0])
+                security_event(
+                    EventType.CODE_VOIDED, user=counted.user_id, purpose=key.split(":")[0]
+                )
             raise invalid_code()
         if not await self.store.consume_code(key, counted.code_hash):
             raise invalid_code()  # a concurrent confirmation used it first

@@ -25,6 +25,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from core.event_types import EventType, level
 from core.logs import request_id_var
 
 security_log = logging.getLogger("vhod.security")
@@ -82,10 +83,12 @@ def _read_key(path: Path) -> bytes:
     return key
 
 
-def security_event(event: str, *, level: int = logging.WARNING, **fields: str | int | None) -> None:
-    record = {"event": event, **{k: v for k, v in fields.items() if v is not None}}
+def security_event(event: EventType, **fields: str | int | None) -> None:
+    """Log `event` at its catalogued level and hand it to the request's audit sink."""
+    record = {"event": str(event), **{k: v for k, v in fields.items() if v is not None}}
     record["ip"] = client_ip_var.get()
-    security_log.log(level, "security %s", json.dumps(record, sort_keys=True), extra=record)
+    line = json.dumps(record, sort_keys=True)
+    security_log.log(level(event), "security %s", line, extra=record)
     sink = audit_sink_var.get()
     if sink is not None:
         try:
