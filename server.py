@@ -194,6 +194,7 @@ async def build_services(
         retention=config.audit.retention_days * 86_400,
         enabled=config.audit.enabled,
         clock=clock,
+        ipv6_prefix=config.limits.ipv6_prefix,
     )
     lifecycle = Lifecycle(
         store,

@@ -112,5 +112,11 @@ def level(event: EventType) -> int:
     return logging.WARNING if event in _WARNINGS else logging.INFO
 
 
+# Operators' actions are each kept, however often: each needs an admin key and is a
+# decision someone may have to answer for. Every other type folds its repeats (core.audit).
+UNFOLDED_TYPES: frozenset[str] = frozenset(
+    {E.ADMIN_USER_DISABLED, E.ADMIN_USER_ENABLED, E.ADMIN_SESSIONS_REVOKED, E.ADMIN_USER_DELETED}
+)
+
 # The types the audit log keeps: all of them.
 KEPT_TYPES: frozenset[str] = frozenset(EventType)
