@@ -126,6 +126,8 @@ async def build_services(
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     except OSError as exc:
+        if config.storage.url.startswith("sqlite:"):  # beside the database: its folder
+            raise StorageUnavailable(str(exc)) from exc
         raise ConfigError(
             f"server.data_dir: cannot keep the pseudonym key in {secrets_folder(config)}: {exc}"
         ) from exc
