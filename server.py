@@ -290,7 +290,12 @@ async def serve(config: Config) -> None:
     # collector's full passes need not walk it again while requests come and go.
     gc.freeze()
     purging = asyncio.ensure_future(
-        purge_expired_periodically(services.store, services.accounts.clock, config.storage.url)
+        purge_expired_periodically(
+            services.store,
+            services.accounts.clock,
+            config.storage.url,
+            events_retention=config.audit.retention_days * 86_400,
+        )
     )
     maintaining_keys = asyncio.ensure_future(services.keys.maintain())
 

@@ -264,6 +264,10 @@ class Store(Protocol):
         """Append events in one round trip; an id that exists already is not an error.
         An event whose `fold` a kept event has adds its `repeats` to that one instead."""
 
+    async def purge_events_before(self, time: float) -> None:
+        """Delete the audit events that happened before `time`: the retention as it is
+        configured now, so a shorter one applies to events kept already."""
+
     async def forget_user_in_events(self, user_id: str, pseudonym: str) -> None:
         """After a deletion: the user's events name `pseudonym` instead of the user id."""
 

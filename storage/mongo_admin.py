@@ -158,6 +158,12 @@ class MongoAdmin:
                 )
         return {event.fold for event in existing if event.fold is not None}
 
+    async def purge_events_before(self, time: float) -> None:
+        # Their folds (audit_folds) name a window long past: no new event meets them again,
+        # and they go at their own expiry.
+        with unavailable():
+            await self.database["audit_events"].delete_many({"time": {"$lt": time}})
+
     async def forget_user_in_events(self, user_id: str, pseudonym: str) -> None:
         with unavailable():
             await self.database["audit_events"].update_many(

@@ -155,6 +155,9 @@ class SQLiteAdmin:
         if rows:
             await self._write(insert)
 
+    async def purge_events_before(self, time: float) -> None:
+        await self._write(lambda db: db.execute("DELETE FROM audit_events WHERE time < ?", (time,)))
+
     async def forget_user_in_events(self, user_id: str, pseudonym: str) -> None:
         await self._write(
             lambda db: db.execute(

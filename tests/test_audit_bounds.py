@@ -3,6 +3,7 @@ event are kept once with a count, on both stores, and `audit.retention_days` pru
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -16,6 +17,7 @@ from core.audit import FOLD_SECONDS, AuditLog
 from core.clock import FakeClock
 from core.event_types import EventType
 from core.events import audit_sink_var, client_ip_var, security_event
+from core.maintenance import purge_expired_periodically
 from storage.base import EventQuery
 from tests.conftest import USER
 from tests.storage_fixtures import Running, running_app
@@ -124,6 +126,32 @@ async def test_retention_prunes_older_events(store):
     clock.advance(86_400)
     await store.purge_expired(clock())
     assert await store.list_events(EventQuery(limit=10)) == []
+
+
+async def test_a_shorter_retention_prunes_events_kept_already(store):
+    clock = FakeClock(time.time())
+    audit = AuditLog(store, retention=90 * 86_400, clock=clock)  # written under 90 days
+    token = audit_sink_var.set(audit)
+    try:
+        security_event(EventType.LOGIN_FAILED, identifier="old")
+        clock.advance(31 * 86_400)
+        security_event(EventType.LOGIN_FAILED, identifier="young")
+        await audit.flush()
+    finally:
+        audit_sink_var.reset(token)
+    # The maintenance loop, now with audit.retention_days: 30.
+    purging = asyncio.ensure_future(
+        purge_expired_periodically(store, clock, "sqlite://", 0.01, events_retention=30 * 86_400)
+    )
+    try:
+        for _ in range(500):
+            kept = [e.identifier for e in await store.list_events(EventQuery(limit=10))]
+            if kept == ["young"]:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        purging.cancel()
+    assert kept == ["young"]
 
 
 @pytest.fixture

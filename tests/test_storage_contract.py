@@ -982,6 +982,13 @@ async def test_events_with_one_fold_are_kept_once_and_counted(store: Store, now:
     assert again.repeats == 1
 
 
+async def test_events_before_a_time_are_purged(store: Store, now: float) -> None:
+    old, young = make_event(now - 100), make_event(now)
+    await store.add_events([old, young])
+    await store.purge_events_before(now - 50)
+    assert await store.list_events(EventQuery(limit=10)) == [young]
+
+
 async def test_events_are_purged_after_their_retention(store: Store, now: float) -> None:
     old, young = make_event(now - 100, expires_at=now - 1), make_event(now, expires_at=now + 60)
     await store.add_events([old, young])
