@@ -5,6 +5,10 @@ Writing happens off the request: events wait in a bounded queue and one task wri
 in batches. A store that refuses a batch never fails a request: its events go to the log
 with a warning. A full queue (the store is slower than the events) drops new events, with
 a warning saying how many, rather than growing without bound.
+
+Repeats of one event by one client within a window are kept as one event with a count
+(fold_key): a client replaying one token six thousand times makes one row, not 6,000, on
+every instance of the store (the stores raise the kept event's count; see Store.add_events).
 """
 
 from __future__ import annotations
