@@ -26,10 +26,10 @@ from core.admin_cli import add_admin_commands, run_admin_command
 from core.audit import AuditLog
 from core.clock import Clock, system_clock
 from core.code_signin import CodeSignIn, code_sign_in_from
-from core.codes import Codes, code_key
+from core.codes import Codes
 from core.config import Config, ConfigError, load_config, masked
 from core.delivery import Delivery
-from core.events import derived_key, pseudonym_key, set_pseudonym_key
+from core.events import set_pseudonym_key
 from core.kek import SETTING as KEK_SETTING
 from core.kek import UndecryptableKey
 from core.key_manager import KeyManager
@@ -42,6 +42,7 @@ from core.password_cli import add_passwords_commands, run_passwords_command
 from core.passwords import Hasher
 from core.phone_channels import phone_chain
 from core.redact import redact_text, redact_url
+from core.shared_keys import secrets_folder, shared_keys
 from core.social import SocialSignIn
 from core.throttle import Throttle
 from core.tokens import TokenService
@@ -133,18 +134,18 @@ async def build_services(
         raise ConfigError(str(exc)) from exc
     ring, kek = key_ring(config)
     try:
-        key = pseudonym_key(config.logging.pseudonym_key, config.jwt.secret, config.server.data_dir)
+        shared = shared_keys(config)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     except OSError as exc:
-        raise ConfigError(f"server.data_dir: cannot keep the pseudonym key there: {exc}") from exc
-    set_pseudonym_key(key)
-    codes_secret = code_key(
-        config.logging.pseudonym_key,
-        config.jwt.secret,
-        config.jwt.key_encryption_key,
-        config.server.data_dir,
-    )
+        if config.storage.url.startswith("sqlite:"):  # beside the database: its folder
+            raise StorageUnavailable(str(exc)) from exc
+        raise ConfigError(
+            f"server.data_dir: cannot keep the pseudonym key in {secrets_folder(config)}: {exc}"
+        ) from exc
+    if shared.note is not None:
+        log.warning("%s", shared.note)
+    set_pseudonym_key(shared.pseudonyms)
     tokens = TokenService(
         keys=ring,
         algorithm=ring.algorithm,
@@ -210,11 +211,12 @@ async def build_services(
         retention=config.audit.retention_days * 86_400,
         enabled=config.audit.enabled,
         clock=clock,
+        ipv6_prefix=config.limits.ipv6_prefix,
     )
     lifecycle = Lifecycle(
         store,
         accounts,
-        Codes(store, config.accounts, codes_secret, clock=clock),
+        Codes(store, config.accounts, shared.codes, clock=clock),
         delivery,
         require_verified_email=config.accounts.require_verified_email,
         clock=clock,
@@ -227,7 +229,7 @@ async def build_services(
         accounts,
         audit,
         AdminKeys(config.admin.keys),
-        Cursors(derived_key("admin-cursor")),
+        Cursors(shared.cursors),
         lifecycle,
         per_ip_per_minute=config.admin.per_ip_per_minute,
         ipv6_prefix=config.limits.ipv6_prefix,
@@ -307,7 +309,12 @@ async def serve(config: Config) -> None:
     # collector's full passes need not walk it again while requests come and go.
     gc.freeze()
     purging = asyncio.ensure_future(
-        purge_expired_periodically(services.store, services.accounts.clock, config.storage.url)
+        purge_expired_periodically(
+            services.store,
+            services.accounts.clock,
+            config.storage.url,
+            events_retention=config.audit.retention_days * 86_400,
+        )
     )
     maintaining_keys = asyncio.ensure_future(services.keys.maintain())
 

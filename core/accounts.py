@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import Any, Protocol
 from core.claims import VERIFY_EMAIL_SCOPE, access_claims, awaits_email, user_name
 from core.clock import Clock, system_clock
 from core.errors import ApiError, invalid_credentials, invalid_token
+from core.event_types import EventType
 from core.events import identifier_hash, security_event
 from core.identifiers import normalize_email, normalize_phone
 from core.metrics import LoginCounter, LoginObserver
@@ -112,7 +112,7 @@ class Accounts:
             await self._create(user, record)
         except DuplicateError as exc:
             raise user_exists() from exc
-        security_event("registered", level=logging.INFO, user=user.id, method="password")
+        security_event(EventType.REGISTERED, user=user.id, method="password")
         if self.after_registration is not None:
             await self.after_registration(user)
         return pair
@@ -140,7 +140,7 @@ class Accounts:
         if not await self.hasher.verify(encoded, stored) or user is None or stored is None:
             self.throttle.login_failed(key, attempt)
             security_event(
-                "login_failed",
+                EventType.LOGIN_FAILED,
                 user=user.id if user else None,
                 identifier=None if user else identifier_hash(identifier),
             )
@@ -152,7 +152,7 @@ class Accounts:
             raise unverified_email()
         if self.hasher.needs_rehash(stored):
             await self.store.set_password_hash(user.id, await self.hasher.hash(encoded))
-        security_event("login_succeeded", level=logging.INFO, user=user.id, method=method)
+        security_event(EventType.LOGIN_SUCCEEDED, user=user.id, method=method)
         return await self._issue_pair(user)
 
     def awaits_email(self, user: User) -> bool:
@@ -164,7 +164,7 @@ class Accounts:
         """403 account_disabled for a user an operator disabled: no route issues, renews or
         acts for its sessions."""
         if user.disabled:
-            security_event("disabled_sign_in", user=user.id, call=call)
+            security_event(EventType.DISABLED_SIGN_IN, user=user.id, call=call)
             raise account_disabled()
 
     # provider accounts
@@ -202,9 +202,7 @@ class Accounts:
             record, pair = self._new_session(user)
             try:
                 await self._create(user, record)
-                security_event(
-                    "registered", level=logging.INFO, user=user.id, provider=profile.provider
-                )
+                security_event(EventType.REGISTERED, user=user.id, provider=profile.provider)
                 return pair
             except DuplicateError as exc:
                 if exc.field == "email" and user.email is not None:
@@ -233,9 +231,7 @@ class Accounts:
                 404, "user_not_found", "No user is registered with this provider account."
             )
         self.refuse_disabled(user, "login")
-        security_event(
-            "login_succeeded", level=logging.INFO, user=user.id, provider=profile.provider
-        )
+        security_event(EventType.LOGIN_SUCCEEDED, user=user.id, provider=profile.provider)
         return await self._issue_pair(user)
 
     # tokens
@@ -292,7 +288,7 @@ class Accounts:
         else:
             await self.store.revoke_refresh_token(claims["jti"])
         scope = "all" if everywhere else "one"
-        security_event("logout", level=logging.INFO, user=claims["sub"], scope=scope)
+        security_event(EventType.LOGOUT, user=claims["sub"], scope=scope)
         return True
 
     async def end_all_sessions(self, user_id: str) -> None:
@@ -312,7 +308,7 @@ class Accounts:
         if record.replaced_by:
             # A retired token came back: someone holds a copy. End the whole chain (RT3).
             await self.store.revoke_family(record.family, until=self._revocation_horizon())
-            security_event("refresh_reuse", user=record.user_id, family=record.family)
+            security_event(EventType.REFRESH_REUSE, user=record.user_id, family=record.family)
             raise invalid_token()
         if user is None:
             raise invalid_token()

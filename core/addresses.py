@@ -4,13 +4,12 @@ the account's own addresses, not by the access token alone)."""
 
 from __future__ import annotations
 
-import logging
-
 from core.accounts import Accounts
 from core.code_signin import CodeSignIn
 from core.codes import Codes, recipient
 from core.delivery import Delivery
 from core.errors import ApiError
+from core.event_types import EventType
 from core.events import client_ip_var, security_event
 from core.lifecycle import Caller
 from core.net import address_key
@@ -96,7 +95,7 @@ class Addresses:
             raise ApiError(409, "user_exists", "Another account has this address already.") from exc
         if not added:
             raise address_exists(channel)
-        security_event("address_added", level=logging.INFO, user=caller.user.id, channel=channel)
+        security_event(EventType.ADDRESS_ADDED, user=caller.user.id, channel=channel)
         return True
 
     async def set_password(self, caller: Caller, new_password: str, code: str) -> bool:
@@ -108,5 +107,5 @@ class Addresses:
         encoded = check_password_policy(new_password, self.accounts.settings.min_password_length)
         await self.code_sign_in.confirm_own(user, code)
         await self.store.set_password_hash(user.id, await self.accounts.hasher.hash(encoded))
-        security_event("password_set", level=logging.INFO, user=user.id)
+        security_event(EventType.PASSWORD_SET, user=user.id)
         return True

@@ -23,6 +23,7 @@ from core.accounts import Accounts
 from core.audit import EVENT_TYPES, AuditLog, event_json
 from core.clock import Clock, system_clock
 from core.errors import ApiError, invalid_request
+from core.event_types import EventType
 from core.events import identifier_hash, security_event
 from core.identifiers import normalize_email, normalize_phone
 from core.lifecycle import Lifecycle
@@ -223,7 +224,7 @@ class Admin:
         """The name of the presented key; 401 (and an audit event) for any other."""
         name = self.keys.name_for(presented)
         if name is None:
-            security_event("admin_auth_failed")
+            security_event(EventType.ADMIN_AUTH_FAILED)
             raise invalid_admin_key()
         return name
 
@@ -271,13 +272,13 @@ class Admin:
         if not await self.store.set_user_disabled(check_user_id(user_id), True):
             raise user_not_found()
         await self.accounts.end_all_sessions(user_id)
-        security_event("admin_user_disabled", user=user_id, admin=admin)
+        security_event(EventType.ADMIN_USER_DISABLED, user=user_id, admin=admin)
         return await self.user(user_id)
 
     async def enable(self, user_id: str, admin: str) -> dict[str, Any]:
         if not await self.store.set_user_disabled(check_user_id(user_id), False):
             raise user_not_found()
-        security_event("admin_user_enabled", user=user_id, admin=admin)
+        security_event(EventType.ADMIN_USER_ENABLED, user=user_id, admin=admin)
         return await self.user(user_id)
 
     async def revoke_sessions(self, user_id: str, admin: str) -> dict[str, Any]:
@@ -285,7 +286,7 @@ class Admin:
         if await self.store.get_user(check_user_id(user_id)) is None:
             raise user_not_found()
         await self.accounts.end_all_sessions(user_id)
-        security_event("admin_sessions_revoked", user=user_id, admin=admin)
+        security_event(EventType.ADMIN_SESSIONS_REVOKED, user=user_id, admin=admin)
         return {"revoked": True}
 
     async def delete(self, user_id: str, admin: str) -> dict[str, Any]:
@@ -295,7 +296,9 @@ class Admin:
             raise user_not_found()
         # The user id is gone from the audit log already: the event names the pseudonym.
         security_event(
-            "admin_user_deleted", identifier=identifier_hash(f"user:{user_id}"), admin=admin
+            EventType.ADMIN_USER_DELETED,
+            identifier=identifier_hash(f"user:{user_id}"),
+            admin=admin,
         )
         return {"deleted": True}
 

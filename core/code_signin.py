@@ -21,6 +21,7 @@ from core.codes import Codes, invalid_code, recipient
 from core.config import Config
 from core.delivery import Delivery
 from core.errors import ApiError, invalid_request
+from core.event_types import EventType
 from core.events import client_ip_var, identifier_hash, security_event
 from core.identifiers import normalize_email, normalize_phone
 from core.lifecycle_settings import CaptchaConfig
@@ -136,13 +137,13 @@ class CodeSignIn:
         verdict = judge(counts, budgets, now)
         if verdict.over is not None:
             if verdict.first_over:  # once per window: a flood must not flood the log too
-                security_event("code_sends_limited", budget=verdict.over)
+                security_event(EventType.CODE_SENDS_LIMITED, limit=verdict.over)
             raise rate_limited(verdict.retry_after)
         if channel == "phone" and budgets.daily_limit is not None:
             sent_today = counts[-1][0]
             if sent_today > budgets.daily_limit:
                 if sent_today == budgets.daily_limit + 1:
-                    security_event("sms_budget_exhausted", level=logging.ERROR)
+                    security_event(EventType.SMS_BUDGET_EXHAUSTED)
                 if self.on_exhausted is not None:
                     self.on_exhausted()
                 raise budget_exhausted()
@@ -154,7 +155,7 @@ class CodeSignIn:
             await self._deliver(channel, address, user, accept_language)
             return True
         if len(self._sending) >= MAX_PENDING_SENDS:
-            security_event("code_not_sent", reason="busy")
+            security_event(EventType.CODE_NOT_SENT, reason="busy")
             return True
         task = asyncio.create_task(self._send_if_known(channel, address, accept_language))
         self._sending.add(task)
@@ -169,15 +170,15 @@ class CodeSignIn:
         try:
             user = await self._find(channel, address)
             if user is None or user.disabled:
-                security_event("code_unknown", identifier=identifier_hash(address))
+                security_event(EventType.CODE_UNKNOWN, identifier=identifier_hash(address))
                 return
             await self._deliver(channel, address, user, accept_language)
         except ApiError as exc:
-            security_event("code_not_sent", reason=exc.code)
+            security_event(EventType.CODE_NOT_SENT, reason=exc.code)
         except StorageUnavailable:
-            security_event("code_not_sent", reason="storage_unavailable")
+            security_event(EventType.CODE_NOT_SENT, reason="storage_unavailable")
         except Exception as exc:  # no request is left to answer 500: log it, without its text
-            security_event("code_not_sent", reason="server_error")
+            security_event(EventType.CODE_NOT_SENT, reason="server_error")
             log.error("a sign-in code was not sent: %s", type(exc).__name__)
 
     async def _deliver(
@@ -198,7 +199,7 @@ class CodeSignIn:
                 await self.codes.withdraw(self._key(channel, address, other))
         to = recipient(channel, address)
         await self.codes.issue(self._key(channel, address, amr), user.id if user else "", to, code)
-        security_event("code_sent", user=user.id if user else None, channel=channel)
+        security_event(EventType.CODE_SENT, user=user.id if user else None, channel=channel)
 
     async def _find(self, channel: str, address: str) -> User | None:
         if channel == "email":
@@ -218,7 +219,7 @@ class CodeSignIn:
         except ApiError:
             throttle.login_failed(key, attempt)  # wrong codes count like wrong passwords
             security_event(
-                "code_login_failed",
+                EventType.CODE_LOGIN_FAILED,
                 user=user.id if user else None,
                 identifier=None if user else identifier_hash(address),
             )
@@ -233,7 +234,7 @@ class CodeSignIn:
         field_name = "email" if channel == "email" else "phone"
         await self.store.set_verified(user.id, field_name, address)
         fresh = await self.store.get_user(user.id) or user
-        security_event("login_succeeded", level=logging.INFO, user=user.id, method=f"code_{amr}")
+        security_event(EventType.LOGIN_SUCCEEDED, user=user.id, method=f"code_{amr}")
         return await self.accounts.issue_pair(fresh, "code_login", amr=[amr])
 
     async def _confirm(self, channel: str, address: str, code: str) -> str:
@@ -284,7 +285,7 @@ class CodeSignIn:
             if existing is None:
                 raise
             return existing
-        security_event("registered", level=logging.INFO, user=user.id, method=f"code_{channel}")
+        security_event(EventType.REGISTERED, user=user.id, method=f"code_{channel}")
         return user
 
     async def drain(self, grace: float) -> None:

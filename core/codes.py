@@ -10,30 +10,14 @@ import secrets
 
 from core.clock import Clock, system_clock
 from core.errors import ApiError
+from core.event_types import EventType
 from core.events import identifier_hash, security_event
-from core.events import pseudonym_key as load_pseudonym_key
 from core.lifecycle_settings import AccountsConfig
 from core.throttle import rate_limited
 from storage.base import OneTimeCode, Store
 
-_CODE_KEY_LABEL = b"vhod/one-time-codes/v1"
 SEND_WINDOW_SECONDS = 3600
 MAX_CODE_INPUT = 32  # longer input is no code of ours: refused before anything is stored
-
-
-def code_key(
-    pseudonym_key: str | None,
-    jwt_secret: str | None,
-    key_encryption_key: str | None,
-    data_dir: str,
-) -> bytes:
-    """The key of the codes' hashes, which every instance on one store must share: derived
-    from the first of `logging.pseudonym_key`, `jwt.secret` and `jwt.key_encryption_key`
-    that is set (MongoDB needs one of the last two anyway), else from the pseudonym key
-    kept in `data_dir` (one machine)."""
-    shared = pseudonym_key or jwt_secret or key_encryption_key
-    base = shared.encode() if shared else load_pseudonym_key(None, None, data_dir)
-    return hmac.new(base, _CODE_KEY_LABEL, hashlib.sha256).digest()
 
 
 def invalid_code() -> ApiError:
@@ -66,7 +50,7 @@ class Codes:
     ) -> None:
         self.store = store
         self.settings = settings
-        self.secret = secret  # code_key(): the same on every instance of the store
+        self.secret = secret  # core.shared_keys: the same on every instance of the store
         self.clock = clock
 
     @property
@@ -83,14 +67,19 @@ class Codes:
         address's pseudonym, not by an account: deleting the account and registering the
         address again does not reset it."""
         now = self.clock()
-        for key, limit in (
-            (f"code:to:{identifier_hash(target)}", self.settings.code_sends_per_hour),
-            (f"code:from:{client}", self.settings.code_sends_per_client_per_hour),
+        pseudonym = identifier_hash(target)
+        for key, limit, pseudonymous in (
+            (f"code:to:{pseudonym}", self.settings.code_sends_per_hour, pseudonym),
+            (f"code:from:{client}", self.settings.code_sends_per_client_per_hour, None),
         ):
             hits, ends = await self.store.hit_counter(key, SEND_WINDOW_SECONDS, now)
             if hits > limit:
                 if hits == limit + 1:
-                    security_event("code_sends_limited", key=key.split(":")[1])
+                    security_event(
+                        EventType.CODE_SENDS_LIMITED,
+                        identifier=pseudonymous,
+                        limit="address" if pseudonymous else "client",
+                    )
                 raise rate_limited(ends - now)
 
     async def issue(self, key: str, user_id: str, to: str, code: str | None = None) -> str:
@@ -130,7 +119,9 @@ class Codes:
         if not hmac.compare_digest(given, counted.code_hash):
             if counted.attempts >= limit:
                 await self.store.delete_code(key)
-                security_event("code_voided", user=counted.user_id, purpose=key.split(":")[0])
+                security_event(
+                    EventType.CODE_VOIDED, user=counted.user_id, purpose=key.split(":")[0]
+                )
             raise invalid_code()
         if not await self.store.consume_code(key, counted.code_hash):
             raise invalid_code()  # a concurrent confirmation used it first

@@ -25,6 +25,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from core.event_types import EventType, level
 from core.logs import request_id_var
 
 security_log = logging.getLogger("vhod.security")
@@ -35,7 +36,6 @@ audit_sink_var: ContextVar[AuditSink | None] = ContextVar("audit_sink", default=
 
 PSEUDONYM_KEY_FILE = "pseudonym_key"
 MIN_KEY_FILE_BYTES = 32
-_FROM_JWT_SECRET = b"vhod/identifier-pseudonym/v1"
 
 # Until the service sets its key, a random one: pseudonyms are never unkeyed, only unstable.
 _pseudonym_key = secrets.token_bytes(32)
@@ -46,29 +46,10 @@ def identifier_hash(identifier: str) -> str:
     return hmac.new(_pseudonym_key, identifier.encode(), hashlib.sha256).hexdigest()[:24]
 
 
-def derived_key(purpose: str) -> bytes:
-    """A key for `purpose` (say, signing page cursors) from the pseudonym key: the same on
-    every instance that shares a configuration, and useless for making pseudonyms."""
-    return hmac.new(_pseudonym_key, f"vhod/{purpose}/v1".encode(), hashlib.sha256).digest()
-
-
 def set_pseudonym_key(key: bytes) -> None:
-    """The key identifier_hash uses from now on (the one pseudonym_key chose)."""
+    """The key identifier_hash uses from now on (core.shared_keys chooses it)."""
     global _pseudonym_key
     _pseudonym_key = key
-
-
-def pseudonym_key(
-    configured: str | None, jwt_secret: str | None, data_dir: str | os.PathLike[str]
-) -> bytes:
-    """The pseudonym key from the configuration, so that restarts and every instance sharing
-    a configuration agree: `logging.pseudonym_key`; else one derived from `jwt.secret` (it
-    cannot be turned back into the secret); else a key generated once into `data_dir`."""
-    if configured is not None:
-        return configured.encode()
-    if jwt_secret is not None:
-        return hmac.new(jwt_secret.encode(), _FROM_JWT_SECRET, hashlib.sha256).digest()
-    return load_or_create_key_file(Path(data_dir) / PSEUDONYM_KEY_FILE)
 
 
 def load_or_create_key_file(path: Path) -> bytes:
@@ -102,10 +83,12 @@ def _read_key(path: Path) -> bytes:
     return key
 
 
-def security_event(event: str, *, level: int = logging.WARNING, **fields: str | int | None) -> None:
-    record = {"event": event, **{k: v for k, v in fields.items() if v is not None}}
+def security_event(event: EventType, **fields: str | int | None) -> None:
+    """Log `event` at its catalogued level and hand it to the request's audit sink."""
+    record = {"event": str(event), **{k: v for k, v in fields.items() if v is not None}}
     record["ip"] = client_ip_var.get()
-    security_log.log(level, "security %s", json.dumps(record, sort_keys=True), extra=record)
+    line = json.dumps(record, sort_keys=True)
+    security_log.log(level(event), "security %s", line, extra=record)
     sink = audit_sink_var.get()
     if sink is not None:
         try:

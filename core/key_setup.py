@@ -15,6 +15,7 @@ from core.kek import SETTING as KEK_SETTING
 from core.kek import KeyEncryptionKey, UndecryptableKey, load_kek
 from core.key_manager import KeyInfo, KeyManager
 from core.keys import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS, KeyRing, RotationPolicy
+from core.shared_keys import secrets_folder
 from core.tokens import LEEWAY_SECONDS, SECRET_FILE, choose_algorithm, load_or_create_secret
 from storage import StorageUnavailable, open_store
 
@@ -65,10 +66,7 @@ def key_ring(
 def generated_kek_folder(config: Config) -> str:
     """Where a generated key-encryption key lives: beside the SQLite database (data_dir with
     the default storage.url), so processes sharing that file share its keys too."""
-    database = config.storage.url.removeprefix("sqlite:///")
-    if config.storage.url.startswith("sqlite:///") and database != ":memory:":
-        return str(Path(database).parent)
-    return config.server.data_dir
+    return secrets_folder(config)
 
 
 def add_keys_commands(parser: argparse.ArgumentParser) -> Any:

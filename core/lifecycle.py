@@ -20,6 +20,7 @@ from core.clock import Clock, system_clock
 from core.codes import Codes, invalid_code, recipient
 from core.delivery import Delivery
 from core.errors import ApiError, invalid_credentials, invalid_request
+from core.event_types import EventType
 from core.events import client_ip_var, identifier_hash, security_event
 from core.identifiers import normalize_email, normalize_phone
 from core.net import address_key
@@ -30,6 +31,7 @@ from core.tokens import ACCESS, InvalidToken
 from storage.base import StorageUnavailable, Store, User
 
 FIELDS = {"email": "email", "phone": "phone"}  # channel -> the user field it reaches
+VERIFIED = {"email": EventType.EMAIL_VERIFIED, "phone": EventType.PHONE_VERIFIED}
 # A reset's code goes out after the answer, so that neither the answer nor its timing tells
 # whether the account exists. At most this many wait to go out; beyond, a request sends none.
 MAX_PENDING_SENDS = 100
@@ -127,9 +129,9 @@ class Lifecycle:
         await self.codes.check_send_limits(address, self._client())
         user = await self._find(channel, address)
         if user is None:
-            security_event("reset_unknown", identifier=identifier_hash(address))
+            security_event(EventType.PASSWORD_RESET_UNKNOWN, identifier=identifier_hash(address))
         elif len(self._sending) >= MAX_PENDING_SENDS:
-            security_event("reset_not_sent", user=user.id, reason="busy")
+            security_event(EventType.PASSWORD_RESET_NOT_SENT, user=user.id, reason="busy")
         else:
             task = asyncio.create_task(self._send_reset(channel, address, user, accept_language))
             self._sending.add(task)
@@ -142,14 +144,16 @@ class Lifecycle:
         try:
             await self._send(channel, address, user, "reset", accept_language)
         except ApiError as exc:
-            security_event("reset_not_sent", user=user.id, reason=exc.code)
+            security_event(EventType.PASSWORD_RESET_NOT_SENT, user=user.id, reason=exc.code)
         except StorageUnavailable:
-            security_event("reset_not_sent", user=user.id, reason="storage_unavailable")
+            security_event(
+                EventType.PASSWORD_RESET_NOT_SENT, user=user.id, reason="storage_unavailable"
+            )
         except Exception as exc:  # no request is left to answer 500: log it, without its text
-            security_event("reset_not_sent", user=user.id, reason="server_error")
+            security_event(EventType.PASSWORD_RESET_NOT_SENT, user=user.id, reason="server_error")
             log.error("a reset code was not sent: %s", type(exc).__name__)
         else:
-            security_event("reset_requested", user=user.id, channel=channel)
+            security_event(EventType.PASSWORD_RESET_REQUESTED, user=user.id, channel=channel)
 
     async def drain(self, grace: float) -> None:
         """Wait up to `grace` seconds for the codes still going out, then cancel the rest:
@@ -180,7 +184,7 @@ class Lifecycle:
         # The code reached the address: it is the user's.
         await self.store.set_verified(user.id, FIELDS[channel], address)
         await self.store.reset_counter(login_key(user.id, address))
-        return await self._replace_password(user, encoded, "password_reset")
+        return await self._replace_password(user, encoded, EventType.PASSWORD_RESET)
 
     # password change
 
@@ -189,7 +193,7 @@ class Lifecycle:
     ) -> dict[str, str]:
         encoded = check_password_policy(new_password, self.accounts.settings.min_password_length)
         await self._check_password(caller.user, current)
-        return await self._replace_password(caller.user, encoded, "password_changed")
+        return await self._replace_password(caller.user, encoded, EventType.PASSWORD_CHANGED)
 
     async def _check_password(self, user: User, secret: str) -> None:
         """401 invalid_credentials unless `secret` is the user's password; counted against
@@ -199,11 +203,13 @@ class Lifecycle:
         encoded = secret.encode("utf-8", "surrogatepass")
         if not await self.accounts.hasher.verify(encoded, user.password_hash):
             self.accounts.throttle.login_failed(key, attempt)
-            security_event("password_check_failed", user=user.id)
+            security_event(EventType.PASSWORD_CHECK_FAILED, user=user.id)
             raise invalid_credentials()
         await self.accounts.throttle.login_succeeded(key)
 
-    async def _replace_password(self, user: User, encoded: bytes, event: str) -> dict[str, str]:
+    async def _replace_password(
+        self, user: User, encoded: bytes, event: EventType
+    ) -> dict[str, str]:
         await self.store.set_password_hash(user.id, await self.accounts.hasher.hash(encoded))
         await self.store.revoke_user_tokens(user.id, until=self._horizon())
         security_event(event, user=user.id)
@@ -231,7 +237,7 @@ class Lifecycle:
         key = f"verify_{channel}:{caller.user.id}"
         await self.codes.confirm(key, code, recipient(channel, address))
         await self.store.set_verified(caller.user.id, FIELDS[channel], address)
-        security_event("address_verified", user=caller.user.id, channel=channel)
+        security_event(VERIFIED[channel], user=caller.user.id)
         return True
 
     async def _send_first_verification(self, user: User) -> None:
@@ -245,7 +251,7 @@ class Lifecycle:
             await self.codes.check_send_limits(user.email, self._client())
             await self._send("email", user.email, user, "verify_email", None)
         except ApiError as exc:
-            security_event("verification_not_sent", user=user.id, reason=exc.code)
+            security_event(EventType.VERIFICATION_NOT_SENT, user=user.id, reason=exc.code)
 
     # sessions
 
@@ -259,14 +265,14 @@ class Lifecycle:
         if session not in await self._live_families(user_id):
             raise session_not_found()
         await self.store.revoke_family(session, until=self._horizon())
-        security_event("session_revoked", user=user_id)
+        security_event(EventType.SESSION_REVOKED, user=user_id)
 
     async def revoke_other_sessions(self, user_id: str, keep: str | None) -> int:
         """End every live session of the user but `keep`; how many ended."""
         ended = [f for f in await self._live_families(user_id) if f != keep]
         for family in ended:
             await self.store.revoke_family(family, until=self._horizon())
-        security_event("sessions_revoked", user=user_id, count=len(ended))
+        security_event(EventType.SESSIONS_REVOKED, user=user_id, count=len(ended))
         return len(ended)
 
     # deletion
@@ -314,7 +320,7 @@ class Lifecycle:
         await self.store.reset_counter(login_key(user_id, ""))
         # The code-send counts of its addresses stay (keyed by pseudonyms, gone within the
         # hour): a deletion must not give an address a fresh allowance of mail.
-        security_event("account_deleted", identifier=pseudonym)
+        security_event(EventType.ACCOUNT_DELETED, identifier=pseudonym)
         return True
 
     # helpers

@@ -19,14 +19,22 @@ MAX_REASON_CHARS = 300  # PyMongo's reasons carry a whole topology description
 
 
 async def purge_expired_periodically(
-    store: Store, clock: Clock, storage_url: str, interval: float = PURGE_INTERVAL_SECONDS
+    store: Store,
+    clock: Clock,
+    storage_url: str,
+    interval: float = PURGE_INTERVAL_SECONDS,
+    *,
+    events_retention: float | None = None,
 ) -> None:
-    """Delete expired states, counters, tokens, codes and events now and then.
+    """Delete expired states, counters, tokens, codes and events now and then, and audit
+    events older than `events_retention` seconds (`audit.retention_days` as set now).
 
     MongoDB's TTL indexes do it there too; SQLite has nothing else that would."""
     while True:
         try:
             await store.purge_expired(clock())
+            if events_retention is not None:
+                await store.purge_events_before(clock() - events_retention)
         except StorageUnavailable as exc:
             log.warning(
                 "purging expired rows failed, will retry: %s", redact_text(str(exc), storage_url)

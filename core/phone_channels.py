@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.delivery import DeliveryError, SmsSender, load_sms_sender
+from core.event_types import EventType
 from core.events import security_event
 from core.lifecycle_settings import SmsConfig
 from core.sms_gateways import (
@@ -93,7 +94,7 @@ class ChannelChain:
         raise last
 
     def _failed(self, name: str, outcome: str, reason: str) -> None:
-        security_event("code_delivery_failed", channel=name, outcome=outcome, reason=reason)
+        security_event(EventType.CODE_DELIVERY_FAILED, channel=name, outcome=outcome, reason=reason)
         self.report(name, outcome, reason)
 
 

@@ -23,6 +23,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from core.accounts import Accounts, ProviderProfile
 from core.clock import Clock, system_clock
 from core.errors import ApiError, invalid_request
+from core.event_types import EventType
 from core.events import security_event
 from core.metrics import Metrics
 from core.pkce import code_challenge, new_code_verifier, new_state
@@ -329,9 +330,9 @@ class SocialSignIn:
         except ApiError as exc:
             self.metrics.provider_calls.labels(provider.name, call, exc.code).inc()
             event = {
-                "invalid_provider_token": "provider_token_rejected",
-                "provider_unavailable": "provider_fault",
-                "invalid_grant": "provider_code_rejected",
+                "invalid_provider_token": EventType.PROVIDER_TOKEN_REJECTED,
+                "provider_unavailable": EventType.PROVIDER_FAULT,
+                "invalid_grant": EventType.PROVIDER_CODE_REJECTED,
             }.get(exc.code)
             if event:
                 # The one log line of a provider failure; the description says what failed.

@@ -10,6 +10,7 @@ import math
 from core.clock import Clock, system_clock
 from core.config_sections import LimitsConfig
 from core.errors import ApiError
+from core.event_types import EventType
 from core.events import identifier_hash, security_event
 from core.net import address_key
 from storage.base import Store
@@ -64,7 +65,7 @@ class Throttle:
             # Named as the login events name it, so the audit log finds it by user too.
             kind, _, value = key.removeprefix("login:").partition(":")
             security_event(
-                "login_locked",
+                EventType.LOGIN_LOCKED,
                 user=value if kind == "user" else None,
                 identifier=value if kind == "id" else None,
                 failures=attempt,
@@ -81,5 +82,5 @@ class Throttle:
         hits, window_end = await self.store.hit_counter(key, IP_WINDOW_SECONDS, now)
         if hits > self.limits.per_ip_per_minute:
             if hits == self.limits.per_ip_per_minute + 1:
-                security_event("address_limited", hits=hits)
+                security_event(EventType.ADDRESS_LIMITED, hits=hits)
             raise rate_limited(window_end - now)

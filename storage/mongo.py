@@ -337,6 +337,7 @@ class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin, KeysMixin):
             await self.database["exchanged_tokens"].delete_many({"expires_at": {"$lte": now}})
             await self.one_time_codes.delete_many({"expires_at": {"$lte": now}})
             await self.database["audit_events"].delete_many({"expires_at": {"$lte": now}})
+            await self.database["audit_folds"].delete_many({"expires_at": {"$lte": now}})
 
     # --- bulk loading ---
 

@@ -22,7 +22,9 @@ CREATE TABLE IF NOT EXISTS audit_events (
     ip TEXT NOT NULL,
     request_id TEXT NOT NULL,
     details TEXT NOT NULL DEFAULT '{}',
-    expires_at REAL NOT NULL
+    expires_at REAL NOT NULL,
+    fold TEXT,
+    repeats INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events (time, id);
 CREATE INDEX IF NOT EXISTS audit_events_user ON audit_events (user_id, time, id);
@@ -38,6 +40,13 @@ def create_admin_schema(db: sqlite3.Connection) -> None:
     for statement in ADMIN_SCHEMA.split(";"):
         if statement.strip():
             db.execute(statement)
+    # A log made before folding gets its columns; its rows stay one event each.
+    columns = {row["name"] for row in db.execute("PRAGMA table_info(audit_events)")}
+    if "fold" not in columns:
+        db.execute("ALTER TABLE audit_events ADD COLUMN fold TEXT")
+        db.execute("ALTER TABLE audit_events ADD COLUMN repeats INTEGER NOT NULL DEFAULT 1")
+    # NULLs never collide in a unique index: unfolded events are each kept.
+    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS audit_events_fold ON audit_events (fold)")
 
 
 def purge_events(db: sqlite3.Connection, now: float) -> None:
@@ -55,6 +64,8 @@ def _event_from(row: sqlite3.Row) -> AuditEvent:
         request_id=row["request_id"],
         details=json.loads(row["details"]),
         expires_at=row["expires_at"],
+        fold=row["fold"],
+        repeats=row["repeats"],
     )
 
 
@@ -125,19 +136,27 @@ class SQLiteAdmin:
                 e.request_id,
                 json.dumps(e.details, sort_keys=True),
                 e.expires_at,
+                e.fold,
+                e.repeats,
             )
             for e in events
         ]
 
         def insert(db: sqlite3.Connection) -> None:
             db.executemany(
-                "INSERT OR IGNORE INTO audit_events (id, time, type, user_id, identifier, ip,"
-                " request_id, details, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO audit_events (id, time, type, user_id, identifier, ip, request_id,"
+                " details, expires_at, fold, repeats) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                # The same event again (its id) counts nothing; another of its fold counts.
+                " ON CONFLICT (id) DO NOTHING"
+                " ON CONFLICT (fold) DO UPDATE SET repeats = repeats + excluded.repeats",
                 rows,
             )
 
         if rows:
             await self._write(insert)
+
+    async def purge_events_before(self, time: float) -> None:
+        await self._write(lambda db: db.execute("DELETE FROM audit_events WHERE time < ?", (time,)))
 
     async def forget_user_in_events(self, user_id: str, pseudonym: str) -> None:
         await self._write(

@@ -75,6 +75,7 @@ async def test_find_disable_revoke_and_tail_from_the_command_line(tmp_path, back
         missing = cli(tmp_path, backend_url, "users", "revoke", "nobody")
         assert missing.returncode == 1 and "no user" in missing.stderr
 
+        await app.services.audit.flush()  # the CLI blocks this loop: the app's writer waits
         tail = cli(tmp_path, backend_url, "events", "tail", "-n", "3", "--user", user["id"])
         assert tail.returncode == 0, tail.stderr
         tailed = [json.loads(line)["type"] for line in tail.stdout.splitlines()]

@@ -12,6 +12,7 @@ from core import admin as admin_module
 from core.admin import AdminKeys, Cursors, new_admin_key, parse_time
 from core.audit import AuditLog, to_audit_event
 from core.errors import ApiError
+from core.event_types import EventType
 from core.events import audit_sink_var, security_event
 from storage import AuditEvent, EventQuery
 
@@ -103,8 +104,8 @@ async def test_a_full_queue_drops_new_events_with_a_warning(caplog):
     token = audit_sink_var.set(audit)
     try:
         with caplog.at_level(logging.WARNING, logger="vhod.audit"):
-            for _ in range(5):  # no await in between: the writer has had no turn yet
-                security_event("login_failed", identifier="x")
+            for n in range(5):  # no await in between: the writer has had no turn yet
+                security_event(EventType.LOGIN_FAILED, identifier=f"x{n}")
             assert audit.dropped == 2
             await audit.flush()
     finally:
@@ -119,7 +120,7 @@ async def test_a_full_queue_drops_new_events_with_a_warning(caplog):
 async def test_an_event_outside_a_request_is_not_stored():
     # No sink set: a core function called directly (a unit test, a tool) only logs.
     assert audit_sink_var.get() is None
-    security_event("login_failed", identifier="x")
+    security_event(EventType.LOGIN_FAILED, identifier="x")
 
 
 def test_admin_settings_are_checked_and_keys_come_from_the_environment(tmp_path):

@@ -181,7 +181,7 @@ async def test_resets_beyond_the_pending_limit_send_nothing_and_still_answer_tru
     await register(raw)
     for _ in range(2):
         assert (await raw.post(RESET, json_body={"email": EMAIL})).body is True
-    busy = [r for r in caplog.records if getattr(r, "event", "") == "reset_not_sent"]
+    busy = [r for r in caplog.records if getattr(r, "event", "") == "password_reset_not_sent"]
     assert [r.reason for r in busy] == ["busy"]
     gated.gate.set()
     await services.lifecycle.drain(30)
@@ -449,7 +449,7 @@ class TestWithTheMailServerDown:
         assert (
             await services.store.try_code(f"reset:{user.id}", services.accounts.clock(), 5) is None
         )
-        events = [r for r in caplog.records if getattr(r, "event", "") == "reset_not_sent"]
+        events = [r for r in caplog.records if getattr(r, "event", "") == "password_reset_not_sent"]
         assert [(e.user, e.reason) for e in events] == [(user.id, "delivery_failed")]
 
     async def test_a_verification_code_that_cannot_go_out_is_a_502(self, api, services):

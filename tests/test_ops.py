@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from core import events
-from core.config import ConfigError, load_config, masked
+from core import events, shared_keys
+from core.config import Config, ConfigError, load_config, masked
 from core.log_writer import LineFormatter
 from core.logs import RequestIdFilter
 
@@ -316,18 +316,55 @@ def test_identifier_pseudonyms_are_keyed(restore_pseudonym_key):
     assert events.identifier_hash(phone) != first
 
 
+def shared_settings(tmp_path: Path, **settings: str) -> Config:
+    return load_config(
+        None, environ={}, overrides={"server.data_dir": str(tmp_path / "data"), **settings}
+    )
+
+
 def test_pseudonym_key_comes_from_the_configuration(tmp_path):
-    dedicated = events.pseudonym_key("p" * 32, "s" * 40, tmp_path)
-    assert dedicated == b"p" * 32
-    derived = events.pseudonym_key(None, "s" * 40, tmp_path)
-    assert derived == events.pseudonym_key(None, "s" * 40, tmp_path / "elsewhere")
-    assert derived not in (b"s" * 40, events.pseudonym_key(None, "t" * 40, tmp_path))
-    assert not list(tmp_path.iterdir())  # neither wrote a file
-    generated = events.pseudonym_key(None, None, tmp_path / "data")
-    assert generated == events.pseudonym_key(None, None, tmp_path / "data")
-    key_file = tmp_path / "data" / events.PSEUDONYM_KEY_FILE
+    dedicated = shared_keys.pseudonym_key(
+        shared_settings(tmp_path, **{"logging.pseudonym_key": "p" * 32, "jwt.secret": "s" * 40})
+    )
+    assert dedicated == (b"p" * 32, "logging.pseudonym_key")
+    derived, source = shared_keys.pseudonym_key(
+        shared_settings(tmp_path, **{"jwt.secret": "s" * 40})
+    )
+    elsewhere = shared_settings(tmp_path / "elsewhere", **{"jwt.secret": "s" * 40})
+    assert (derived, source) == (shared_keys.pseudonym_key(elsewhere)[0], "jwt.secret")
+    other = shared_settings(tmp_path, **{"jwt.secret": "t" * 40})
+    assert derived not in (b"s" * 40, shared_keys.pseudonym_key(other)[0])
+    # MongoDB: from the key-encryption key every instance has, whatever its data_dir.
+    mongo = {"storage.url": "mongodb://db.example/vhod", "jwt.key_encryption_key": "k" * 32}
+    from_kek, source = shared_keys.pseudonym_key(shared_settings(tmp_path, **mongo))
+    assert source == "jwt.key_encryption_key" and from_kek != b"k" * 32
+    assert from_kek == shared_keys.pseudonym_key(shared_settings(tmp_path / "b", **mongo))[0]
+    assert not list(tmp_path.iterdir())  # none of these wrote a file
+    # SQLite: generated once beside the database, which every process on it shares.
+    database = f"sqlite:///{tmp_path / 'shared' / 'vhod.db'}"
+    generated, source = shared_keys.pseudonym_key(
+        shared_settings(tmp_path / "a", **{"storage.url": database})
+    )
+    again = shared_keys.pseudonym_key(shared_settings(tmp_path / "b", **{"storage.url": database}))
+    key_file = tmp_path / "shared" / events.PSEUDONYM_KEY_FILE
+    assert again == (generated, str(key_file))
     assert key_file.read_bytes() == generated and len(generated) == 64
     assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_an_unused_pseudonym_key_file_is_named_at_start(tmp_path):
+    # An upgraded MongoDB instance had generated its own key into data_dir: no longer read.
+    mongo = {"storage.url": "mongodb://db.example/vhod", "jwt.key_encryption_key": "k" * 32}
+    config = shared_settings(tmp_path, **mongo)
+    assert shared_keys.shared_keys(config).note is None
+    events.load_or_create_key_file(tmp_path / "data" / events.PSEUDONYM_KEY_FILE)
+    note = shared_keys.shared_keys(config).note
+    assert note is not None and "logging.pseudonym_key" in note and "start afresh" in note
+    # The default SQLite install keeps using the file where it is.
+    sqlite = shared_settings(tmp_path, **{"storage.url": f"sqlite:///{tmp_path}/data/vhod.db"})
+    keys = shared_keys.shared_keys(sqlite)
+    assert keys.note is None
+    assert keys.pseudonyms == (tmp_path / "data" / events.PSEUDONYM_KEY_FILE).read_bytes()
 
 
 def test_processes_starting_together_agree_on_the_generated_key(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 
@@ -1000,6 +1001,30 @@ async def test_an_event_stored_twice_is_kept_once(store: Store, now: float) -> N
     await store.add_events([event])
     await store.add_events([event, make_event(now + 1)])
     assert len(await store.list_events(EventQuery(limit=10))) == 2
+
+
+async def test_events_with_one_fold_are_kept_once_and_counted(store: Store, now: float) -> None:
+    first = make_event(now, fold="f1")
+    await store.add_events([first])
+    await store.add_events([make_event(now + 1, fold="f1", repeats=3), make_event(now, fold="f2")])
+    await store.add_events([first])  # the same event again counts nothing
+    kept = {e.fold: e for e in await store.list_events(EventQuery(limit=10))}
+    assert set(kept) == {"f1", "f2"}
+    assert kept["f1"] == dataclasses.replace(first, repeats=4)
+    assert kept["f2"].repeats == 1
+    await store.purge_expired(now + 3600)
+    assert await store.list_events(EventQuery(limit=10)) == []
+    # After the purge a fold starts afresh.
+    await store.add_events([make_event(now + 4000, fold="f1")])
+    [again] = await store.list_events(EventQuery(limit=10))
+    assert again.repeats == 1
+
+
+async def test_events_before_a_time_are_purged(store: Store, now: float) -> None:
+    old, young = make_event(now - 100), make_event(now)
+    await store.add_events([old, young])
+    await store.purge_events_before(now - 50)
+    assert await store.list_events(EventQuery(limit=10)) == [young]
 
 
 async def test_events_are_purged_after_their_retention(store: Store, now: float) -> None:

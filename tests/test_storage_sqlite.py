@@ -301,3 +301,28 @@ def test_a_server_started_with_the_defaults_keeps_its_data_private(tmp_path: Pat
     # A new install signs with ES256: the generated key-encryption key is the secret here.
     assert {"vhod.db", "vhod.db-wal", "vhod.db-shm", "jwt_key_encryption_key"} <= set(modes)
     assert set(modes.values()) == {0o600}, modes
+
+
+async def test_an_audit_log_made_before_folding_gets_its_columns(tmp_path: Path) -> None:
+    from storage.base import AuditEvent, EventQuery
+
+    path = tmp_path / "vhod.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE audit_events (id TEXT PRIMARY KEY, time REAL NOT NULL, type TEXT NOT"
+            " NULL, user_id TEXT, identifier TEXT, ip TEXT NOT NULL, request_id TEXT NOT NULL,"
+            " details TEXT NOT NULL DEFAULT '{}', expires_at REAL NOT NULL)"
+        )
+        db.execute(
+            "INSERT INTO audit_events VALUES ('old', ?, 'logout', 'u1', NULL, '-', '-', '{}', ?)",
+            (NOW, NOW + 60),
+        )
+    store = await opened(path)
+    try:
+        folded = AuditEvent(id="new", time=NOW, type="logout", fold="f", expires_at=NOW + 60)
+        await store.add_events([folded])
+        await store.add_events([AuditEvent(id="again", time=NOW, type="logout", fold="f")])
+        kept = {e.id: e.repeats for e in await store.list_events(EventQuery(limit=10))}
+        assert kept == {"old": 1, "new": 2}
+    finally:
+        await store.close()
