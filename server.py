@@ -31,7 +31,13 @@ from core.events import derived_key, pseudonym_key, set_pseudonym_key
 from core.kek import SETTING as KEK_SETTING
 from core.kek import UndecryptableKey
 from core.key_manager import KeyManager
-from core.key_setup import add_keys_commands, key_ring, rotation_policy, run_keys_command
+from core.key_setup import (
+    add_keys_commands,
+    key_ring,
+    refresh_keys,
+    rotation_policy,
+    run_keys_command,
+)
 from core.lifecycle import Lifecycle
 from core.maintenance import purge_expired_periodically, storage_unreachable_line
 from core.metrics import Metrics
@@ -144,6 +150,7 @@ async def build_services(
         refresh_ttl=config.jwt.refresh_ttl,
         clock=clock,
         on_issue=metrics.token_issued,
+        refresh_keys=refresh_keys(config, ring, kek),
     )
     opened_here = store is None
     if store is None:

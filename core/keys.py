@@ -9,6 +9,7 @@ here are pure functions of the stored keys and the time; core.key_manager reads 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import re
 import secrets
@@ -61,6 +62,19 @@ def hmac_kid(secret: bytes) -> str:
     """A stable kid for the HMAC secret. A hash of a 32-byte random secret reveals nothing an
     HMAC-signed token does not already let one test guesses against."""
     return "hs-" + hashlib.sha256(b"vhod kid\x00" + secret).hexdigest()[:12]
+
+
+REFRESH_KID_PREFIX = "rt-"
+
+
+def refresh_key(root: bytes) -> Key:
+    """The HMAC key refresh tokens are signed with, derived from `root` (the KEK's refresh
+    material, or the HMAC secret). It is never published and never given to services: a
+    refresh token verifies nowhere but here, whatever a verifier checks (not even with
+    `jwt.secret`, which services may hold to check access tokens)."""
+    secret = hmac.new(root, b"vhod refresh-token key v1", hashlib.sha256).digest()
+    kid = REFRESH_KID_PREFIX + hashlib.sha256(b"vhod kid\x00" + secret).hexdigest()[:12]
+    return Key(kid, "HS256", secret, secret)
 
 
 def generate_private_key(algorithm: str) -> Any:

@@ -111,7 +111,9 @@ class Verifier:
             self.process.wait()
 
 
-def verifiers(tools: tuple[Path, Path], issuer: str, jwks_max_age: int) -> list[Verifier]:
+def verifiers(
+    tools: tuple[Path, Path], issuer: str, jwks_max_age: int, audience: str = AUDIENCE
+) -> list[Verifier]:
     node_dir, python = tools
     jwks = f"{issuer}/.well-known/jwks.json"
     return [
@@ -122,13 +124,13 @@ def verifiers(tools: tuple[Path, Path], issuer: str, jwks_max_age: int) -> list[
                 str(node_dir / "jose_verify.mjs"),
                 jwks,
                 issuer,
-                AUDIENCE,
+                audience,
                 str(jwks_max_age * 1000),
             ],
         ),
         Verifier(
             "PyJWKClient",
-            [str(python), str(HERE / "pyjwt_verify.py"), issuer, AUDIENCE, str(jwks_max_age)],
+            [str(python), str(HERE / "pyjwt_verify.py"), issuer, audience, str(jwks_max_age)],
         ),
     ]
 
@@ -162,6 +164,35 @@ def test_a_fresh_install_is_verified_from_the_jwks_alone(tmp_path, verifier_tool
             refused = checker.check(tokens["refresh"])  # no aud: not an access token
             assert refused["ok"] is False, (checker.name, refused)
             assert checker.check(tokens["access"][:-4] + "AAAA")["ok"] is False
+    finally:
+        for checker in checkers:
+            checker.close()
+        server.stop()
+
+
+def test_with_no_audience_a_refresh_token_is_still_refused(tmp_path, verifier_tools):
+    """jwt.audience unset, verifiers checking signature and issuer only: the refresh token
+    is signed with no published key, so neither takes it for an access token (item 11)."""
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    server = Server(
+        tmp_path,
+        port=port,
+        VHOD_SERVER__DATA_DIR=str(tmp_path / "data"),
+        VHOD_STORAGE__URL=f"sqlite:///{tmp_path / 'data' / 'vhod.db'}",
+        VHOD_JWT__ISSUER=issuer,
+        VHOD_PASSWORDS__BCRYPT_ROUNDS="4",
+    )
+    checkers: list[Verifier] = []
+    try:
+        server.wait_started()
+        status, tokens = request(server.url("/authorization/registration"), USER)
+        assert status == 200 and isinstance(tokens, dict), tokens
+        checkers = verifiers(verifier_tools, issuer, 60, audience="")
+        for checker in checkers:
+            assert checker.check(tokens["access"])["ok"] is True, checker.name
+            refused = checker.check(tokens["refresh"])
+            assert refused["ok"] is False, (checker.name, refused)
     finally:
         for checker in checkers:
             checker.close()
