@@ -197,6 +197,10 @@ async def build_services(
         clock=clock,
         on_login=lambda method, outcome: metrics.logins.labels(method, outcome).inc(),
     )
+    try:  # the sessions ended lately, before the first check (then server.py follows them)
+        await accounts.revoked.poll()
+    except StorageUnavailable as exc:
+        log.warning("reading revoked sessions failed, will retry: %s", exc)
     audit = AuditLog(
         store,
         retention=config.audit.retention_days * 86_400,
@@ -298,6 +302,7 @@ async def serve(config: Config) -> None:
         purge_expired_periodically(services.store, services.accounts.clock, config.storage.url)
     )
     maintaining_keys = asyncio.ensure_future(services.keys.maintain())
+    following_revocations = asyncio.ensure_future(services.accounts.revoked.follow())
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -308,6 +313,7 @@ async def serve(config: Config) -> None:
     log.info("shutting down: no new connections, waiting for %d in flight", services.in_flight)
     purging.cancel()
     maintaining_keys.cancel()
+    following_revocations.cancel()
     for server in servers:
         server.stop()
     await services.wait_idle(SHUTDOWN_GRACE_SECONDS)

@@ -14,6 +14,7 @@ from core.events import identifier_hash, security_event
 from core.identifiers import normalize_email, normalize_phone
 from core.metrics import LoginCounter, LoginObserver
 from core.passwords import Hasher, check_password_policy
+from core.revocations import RevokedSessions
 from core.sessions import carried_over, needs_touch, started_here
 from core.throttle import Throttle, login_key
 from core.tokens import ACCESS, REFRESH, InvalidToken, TokenService
@@ -96,6 +97,7 @@ class Accounts:
         settings: AccountSettings | None = None,
         clock: Clock = system_clock,
         on_login: LoginObserver | None = None,
+        revoked: RevokedSessions | None = None,
     ) -> None:
         self.store = store
         self.hasher = hasher
@@ -104,6 +106,11 @@ class Accounts:
         self.settings = settings or AccountSettings()
         self.clock = clock
         self.counted_login = LoginCounter(on_login)  # `with counted_login(method): …`
+        # Sessions ended recently, on any instance: their access tokens check false. Filled
+        # by revoked.poll() and revoked.follow() (server.py), never read per check.
+        if revoked is None:
+            revoked = RevokedSessions(store, access_ttl=tokens.access_ttl, clock=clock)
+        self.revoked = revoked
         # Told of each user registered with a password (the lifecycle sends its first
         # verification code); None: nothing happens.
         self.after_registration: Callable[[User], Awaitable[None]] | None = None
@@ -250,10 +257,12 @@ class Accounts:
 
     def validate_access(self, token: str) -> bool:
         try:
-            self.tokens.decode(token, ACCESS)
+            claims = self.tokens.decode(token, ACCESS)
         except InvalidToken:
             return False
-        return True
+        # The hot path: one set lookup, no store read (core.revocations).
+        sid = claims.get("sid")
+        return not (isinstance(sid, str) and sid in self.revoked)
 
     async def refresh(self, token: str) -> dict[str, Any]:
         """A new access token for a live refresh token; with rotation, a new refresh token too."""
@@ -293,15 +302,30 @@ class Accounts:
             record, _user = await self._live_refresh(token)
             await self.end_all_sessions(record.user_id)
         else:
-            await self.store.revoke_refresh_token(claims["jti"])
+            await self._end_session_of(claims)
         scope = "all" if everywhere else "one"
         security_event("logout", level=logging.INFO, user=claims["sub"], scope=scope)
         return True
 
+    async def _end_session_of(self, claims: dict[str, Any]) -> None:
+        """End the session (the family) of a refresh token: its access tokens stop checking
+        out on every instance too, which a revocation of the token alone would not tell."""
+        found = await self.store.get_refresh_token_and_user(claims["jti"])
+        if found is None or found[0].user_id != claims["sub"]:
+            await self.store.revoke_refresh_token(claims["jti"])  # unknown: nothing to end
+            return
+        if found[0].revoked:
+            return  # ended already: a repeated logout writes nothing
+        await self.store.revoke_family(
+            found[0].family, until=self._revocation_horizon(), now=self.clock()
+        )
+
     async def end_all_sessions(self, user_id: str) -> None:
         """Revoke every refresh token of the user, and any successor a rotation in flight
         stores afterwards."""
-        await self.store.revoke_user_tokens(user_id, until=self._revocation_horizon())
+        await self.store.revoke_user_tokens(
+            user_id, until=self._revocation_horizon(), now=self.clock()
+        )
 
     async def _live_refresh(self, token: str) -> tuple[RefreshToken, User]:
         try:
@@ -314,7 +338,9 @@ class Accounts:
         record, user = found
         if record.replaced_by:
             # A retired token came back: someone holds a copy. End the whole chain (RT3).
-            await self.store.revoke_family(record.family, until=self._revocation_horizon())
+            await self.store.revoke_family(
+                record.family, until=self._revocation_horizon(), now=self.clock()
+            )
             security_event("refresh_reuse", user=record.user_id, family=record.family)
             raise invalid_token()
         if user is None:

@@ -187,7 +187,7 @@ class Lifecycle:
 
     async def _replace_password(self, user: User, encoded: bytes, event: str) -> dict[str, str]:
         await self.store.set_password_hash(user.id, await self.accounts.hasher.hash(encoded))
-        await self.store.revoke_user_tokens(user.id, until=self._horizon())
+        await self.store.revoke_user_tokens(user.id, until=self._horizon(), now=self.clock())
         security_event(event, user=user.id)
         fresh = await self.store.get_user(user.id)
         return await self.accounts.issue_pair(fresh or user)
@@ -234,14 +234,14 @@ class Lifecycle:
         """End one live session of the user; 404 session_not_found for any other id."""
         if session not in await self._live_families(user_id):
             raise session_not_found()
-        await self.store.revoke_family(session, until=self._horizon())
+        await self.store.revoke_family(session, until=self._horizon(), now=self.clock())
         security_event("session_revoked", user=user_id)
 
     async def revoke_other_sessions(self, user_id: str, keep: str | None) -> int:
         """End every live session of the user but `keep`; how many ended."""
         ended = [f for f in await self._live_families(user_id) if f != keep]
         for family in ended:
-            await self.store.revoke_family(family, until=self._horizon())
+            await self.store.revoke_family(family, until=self._horizon(), now=self.clock())
         security_event("sessions_revoked", user=user_id, count=len(ended))
         return len(ended)
 
@@ -284,7 +284,7 @@ class Lifecycle:
         if self.flush_events is not None:
             await self.flush_events()
         await self.store.forget_user_in_events(user_id, pseudonym)
-        await self.store.delete_user(user_id, until=self._horizon())
+        await self.store.delete_user(user_id, until=self._horizon(), now=self.clock())
         await self.store.reset_counter(login_key(user_id, ""))
         for address in (user.email, user.phone):
             if address is not None:
