@@ -106,11 +106,9 @@ class Accounts:
         self.settings = settings or AccountSettings()
         self.clock = clock
         self.counted_login = LoginCounter(on_login)  # `with counted_login(method): …`
-        # Sessions ended recently, on any instance: their access tokens check false. Filled
-        # by revoked.poll() and revoked.follow() (server.py), never read per check.
-        if revoked is None:
-            revoked = RevokedSessions(store, access_ttl=tokens.access_ttl, clock=clock)
-        self.revoked = revoked
+        # Sessions ended lately, on any instance: their access tokens check false. Filled by
+        # revoked.poll() and revoked.follow() (server.py), never read per check.
+        self.revoked = revoked or RevokedSessions(store, access_ttl=tokens.access_ttl, clock=clock)
         # Told of each user registered with a password (the lifecycle sends its first
         # verification code); None: nothing happens.
         self.after_registration: Callable[[User], Awaitable[None]] | None = None
@@ -308,8 +306,7 @@ class Accounts:
         return True
 
     async def _end_session_of(self, claims: dict[str, Any]) -> None:
-        """End the session (the family) of a refresh token: its access tokens stop checking
-        out on every instance too, which a revocation of the token alone would not tell."""
+        """End a refresh token's session (family): its access tokens check false too."""
         found = await self.store.get_refresh_token_and_user(claims["jti"])
         if found is None or found[0].user_id != claims["sub"]:
             await self.store.revoke_refresh_token(claims["jti"])  # unknown: nothing to end

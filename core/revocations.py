@@ -45,7 +45,8 @@ class RevokedSessions:
     def __contains__(self, sid: str) -> bool:
         return sid in self._until
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
         return len(self._until)
 
     async def poll(self) -> None:

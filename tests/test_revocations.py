@@ -82,7 +82,7 @@ async def test_a_session_is_forgotten_once_its_access_tokens_have_expired(tmp_pa
     try:
         await store.revoke_family("s1", until=clock() + 86_400, now=clock())
         await revoked.poll()
-        assert "s1" in revoked and len(revoked) == 1
+        assert "s1" in revoked and revoked.size == 1
         # Still kept while an access token of it can be accepted (ttl, leeway, clocks) ...
         clock.advance(900 + LEEWAY_SECONDS)
         await revoked.poll()
@@ -90,7 +90,7 @@ async def test_a_session_is_forgotten_once_its_access_tokens_have_expired(tmp_pa
         # ... forgotten after, at the next pass: the set holds one TTL's worth at most.
         clock.advance(LEEWAY_SECONDS + FORGET_EVERY_SECONDS)
         await revoked.poll()
-        assert "s1" not in revoked and len(revoked) == 0
+        assert "s1" not in revoked and revoked.size == 0
     finally:
         await store.close()
 
