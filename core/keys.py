@@ -33,6 +33,16 @@ OUR_KID = re.compile(r"^(hs-)?[A-Za-z0-9_-]{12,16}$")
 
 NEXT, CURRENT, RETIRED, EXPIRED = "next", "current", "retired", "expired"
 
+# Stock verifiers fetch the JWKS again for a kid they do not know at most this often: jose's
+# createRemoteJWKSet (cooldownDuration) and PyJWT's PyJWKClient (cooldown_duration), 30 s.
+VERIFIER_REFETCH_SECONDS = 30
+# The shortest jwt.rotation_lead those verifiers follow with no failed check. A verifier may
+# fetch the JWKS just before it holds the new key: before every instance has read the key
+# (core.key_manager.refresh_interval, a quarter of the lead) and a cache let that copy live
+# (the JWKS max-age, another quarter); it cannot fetch again for 30 s, and the key must not
+# sign before then: lead >= 30 + lead/4 + lead/4, so 60 s.
+MIN_ROTATION_LEAD = 60
+
 
 @dataclass(frozen=True)
 class RotationPolicy:
