@@ -33,7 +33,13 @@ from core.events import set_pseudonym_key
 from core.kek import SETTING as KEK_SETTING
 from core.kek import UndecryptableKey
 from core.key_manager import KeyManager
-from core.key_setup import add_keys_commands, key_ring, rotation_policy, run_keys_command
+from core.key_setup import (
+    add_keys_commands,
+    key_ring,
+    refresh_keys,
+    rotation_policy,
+    run_keys_command,
+)
 from core.lifecycle import Lifecycle
 from core.maintenance import purge_expired_periodically, storage_unreachable_line
 from core.metrics import Metrics
@@ -156,6 +162,7 @@ async def build_services(
         refresh_ttl=config.jwt.refresh_ttl,
         clock=clock,
         on_issue=metrics.token_issued,
+        refresh_keys=refresh_keys(config, ring, kek),
     )
     opened_here = store is None
     if store is None:
@@ -206,6 +213,10 @@ async def build_services(
         clock=clock,
         on_login=lambda method, outcome: metrics.logins.labels(method, outcome).inc(),
     )
+    try:  # the sessions ended lately, before the first check (then server.py follows them)
+        await accounts.revoked.poll()
+    except StorageUnavailable as exc:
+        log.warning("reading revoked sessions failed, will retry: %s", exc)
     audit = AuditLog(
         store,
         retention=config.audit.retention_days * 86_400,
@@ -317,6 +328,7 @@ async def serve(config: Config) -> None:
         )
     )
     maintaining_keys = asyncio.ensure_future(services.keys.maintain())
+    following_revocations = asyncio.ensure_future(services.accounts.revoked.follow())
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -327,6 +339,7 @@ async def serve(config: Config) -> None:
     log.info("shutting down: no new connections, waiting for %d in flight", services.in_flight)
     purging.cancel()
     maintaining_keys.cancel()
+    following_revocations.cancel()
     for server in servers:
         server.stop()
     await services.wait_idle(SHUTDOWN_GRACE_SECONDS)

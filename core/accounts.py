@@ -15,6 +15,7 @@ from core.events import identifier_hash, security_event
 from core.identifiers import normalize_email, normalize_phone
 from core.metrics import LoginCounter, LoginObserver
 from core.passwords import Hasher, check_password_policy
+from core.revocations import RevokedSessions
 from core.sessions import carried_over, needs_touch, started_here
 from core.throttle import Throttle, login_key
 from core.tokens import ACCESS, REFRESH, InvalidToken, TokenService
@@ -82,6 +83,7 @@ class Accounts:
         settings: AccountSettings | None = None,
         clock: Clock = system_clock,
         on_login: LoginObserver | None = None,
+        revoked: RevokedSessions | None = None,
     ) -> None:
         self.store = store
         self.hasher = hasher
@@ -90,6 +92,9 @@ class Accounts:
         self.settings = settings or AccountSettings()
         self.clock = clock
         self.counted_login = LoginCounter(on_login)  # `with counted_login(method): …`
+        # Sessions ended lately, on any instance: their access tokens check false. Filled by
+        # revoked.poll() and revoked.follow() (server.py), never read per check.
+        self.revoked = revoked or RevokedSessions(store, access_ttl=tokens.access_ttl, clock=clock)
         # Told of each user registered with a password (the lifecycle sends its first
         # verification code); None: nothing happens.
         self.after_registration: Callable[[User], Awaitable[None]] | None = None
@@ -242,7 +247,11 @@ class Accounts:
         except InvalidToken:
             return False
         # A token that may only confirm an email address is no sign-in for other services.
-        return claims.get("scope") != VERIFY_EMAIL_SCOPE
+        if claims.get("scope") == VERIFY_EMAIL_SCOPE:
+            return False
+        # The hot path: one set lookup, no store read (core.revocations).
+        sid = claims.get("sid")
+        return not (isinstance(sid, str) and sid in self.revoked)
 
     async def refresh(self, token: str) -> dict[str, Any]:
         """A new access token for a live refresh token; with rotation, a new refresh token too."""
@@ -286,15 +295,29 @@ class Accounts:
             record, _user = await self._live_refresh(token)
             await self.end_all_sessions(record.user_id)
         else:
-            await self.store.revoke_refresh_token(claims["jti"])
+            await self._end_session_of(claims)
         scope = "all" if everywhere else "one"
         security_event(EventType.LOGOUT, user=claims["sub"], scope=scope)
         return True
 
+    async def _end_session_of(self, claims: dict[str, Any]) -> None:
+        """End a refresh token's session (family): its access tokens check false too."""
+        found = await self.store.get_refresh_token_and_user(claims["jti"])
+        if found is None or found[0].user_id != claims["sub"]:
+            await self.store.revoke_refresh_token(claims["jti"])  # unknown: nothing to end
+            return
+        if found[0].revoked:
+            return  # ended already: a repeated logout writes nothing
+        await self.store.revoke_family(
+            found[0].family, until=self._revocation_horizon(), now=self.clock()
+        )
+
     async def end_all_sessions(self, user_id: str) -> None:
         """Revoke every refresh token of the user, and any successor a rotation in flight
         stores afterwards."""
-        await self.store.revoke_user_tokens(user_id, until=self._revocation_horizon())
+        await self.store.revoke_user_tokens(
+            user_id, until=self._revocation_horizon(), now=self.clock()
+        )
 
     async def _live_refresh(self, token: str) -> tuple[RefreshToken, User]:
         try:
@@ -307,7 +330,9 @@ class Accounts:
         record, user = found
         if record.replaced_by:
             # A retired token came back: someone holds a copy. End the whole chain (RT3).
-            await self.store.revoke_family(record.family, until=self._revocation_horizon())
+            await self.store.revoke_family(
+                record.family, until=self._revocation_horizon(), now=self.clock()
+            )
             security_event(EventType.REFRESH_REUSE, user=record.user_id, family=record.family)
             raise invalid_token()
         if user is None:

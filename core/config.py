@@ -30,7 +30,7 @@ from core.config_sections import (
 )
 from core.identifiers import is_valid_region
 from core.kek import MIN_KEK_BYTES
-from core.keys import ALLOWED_ALGORITHMS, ASYMMETRIC_ALGORITHMS
+from core.keys import ALLOWED_ALGORITHMS, ASYMMETRIC_ALGORITHMS, MIN_ROTATION_LEAD
 from core.lifecycle_settings import (
     AccountsConfig,
     CaptchaConfig,
@@ -268,8 +268,12 @@ def _check(config: Config) -> None:
         not config.jwt.audience or not all(config.jwt.audience)
     ):
         raise ConfigError("jwt.audience: must be null, a non-empty string or list of them")
-    if config.jwt.rotation_lead < 2:
-        raise ConfigError("jwt.rotation_lead: must be at least 2 seconds")
+    if config.jwt.rotation_lead < MIN_ROTATION_LEAD:
+        raise ConfigError(
+            f"jwt.rotation_lead: must be at least {MIN_ROTATION_LEAD} seconds, so that verifiers"
+            " that refetch the JWKS at most every 30 s (jose, PyJWT) hold a new key before it"
+            " signs"
+        )
     if config.jwt.rotation_interval <= config.jwt.rotation_lead:
         raise ConfigError("jwt.rotation_interval: must be longer than jwt.rotation_lead")
     if not 4 <= config.passwords.bcrypt_rounds <= 31:

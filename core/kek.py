@@ -31,10 +31,14 @@ class KeyEncryptionKey:
     def __init__(self, secret: bytes) -> None:
         if len(secret) < MIN_KEK_BYTES:
             raise ValueError(f"{SETTING}: must be at least {MIN_KEK_BYTES} bytes")
-        derived = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"vhod signing keys v1"
-        ).derive(secret)
-        self._aead = AESGCM(derived)
+        self._aead = AESGCM(_hkdf(secret, b"vhod signing keys v1"))
+        # Other keys every instance with this KEK must agree on are derived from it too.
+        self._refresh_root = _hkdf(secret, b"vhod refresh tokens v1")
+
+    def refresh_token_root(self) -> bytes:
+        """Key material for the refresh-token signing key (core.keys.refresh_key): the same
+        on every instance with this KEK, and independent of the key that encrypts."""
+        return self._refresh_root
 
     def encrypt(self, plain: bytes, kid: str) -> str:
         nonce = os.urandom(_NONCE_BYTES)
@@ -51,6 +55,10 @@ class KeyEncryptionKey:
             raise UndecryptableKey(
                 f"{SETTING} does not decrypt the private key of signing key {kid}"
             ) from exc
+
+
+def _hkdf(secret: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
 
 
 def load_kek(configured: str | None, data_dir: str, *, shared_store: bool) -> KeyEncryptionKey:

@@ -11,10 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Config, ConfigError
+from core.kek import KEK_FILE, KeyEncryptionKey, UndecryptableKey, load_kek
 from core.kek import SETTING as KEK_SETTING
-from core.kek import KeyEncryptionKey, UndecryptableKey, load_kek
 from core.key_manager import KeyInfo, KeyManager
-from core.keys import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS, KeyRing, RotationPolicy
+from core.keys import (
+    ASYMMETRIC_ALGORITHMS,
+    HMAC_ALGORITHMS,
+    Key,
+    KeyRing,
+    RotationPolicy,
+    refresh_key,
+)
 from core.shared_keys import secrets_folder
 from core.tokens import LEEWAY_SECONDS, SECRET_FILE, choose_algorithm, load_or_create_secret
 from storage import StorageUnavailable, open_store
@@ -61,6 +68,36 @@ def key_ring(
     hmac_algorithm = algorithm if algorithm in HMAC_ALGORITHMS else "HS256"
     ring = KeyRing(algorithm=algorithm, hmac_secret=secret, hmac_algorithm=hmac_algorithm)
     return ring, kek
+
+
+def refresh_keys(config: Config, ring: KeyRing, kek: KeyEncryptionKey | None) -> list[Key]:
+    """The unpublished keys of refresh tokens: the first signs, every one verifies.
+
+    Signing asymmetrically, the key comes from the KEK, which every instance on one store
+    shares; on HS256 from the HMAC secret, so instances that share `jwt.secret` agree with
+    no KEK. The other one, when this instance has it, verifies too: while instances switch
+    between HS256 and a key pair one by one, each takes the others' refresh tokens."""
+    roots: list[bytes] = []
+    if kek is None and ring.algorithm in HMAC_ALGORITHMS:
+        kek = _existing_kek(config)
+    if kek is not None:
+        roots.append(kek.refresh_token_root())
+    if ring.hmac is not None:
+        roots.insert(
+            len(roots) if ring.algorithm in ASYMMETRIC_ALGORITHMS else 0, ring.hmac.signing
+        )
+    return [refresh_key(root) for root in roots]
+
+
+def _existing_kek(config: Config) -> KeyEncryptionKey | None:
+    """The KEK an HS256 instance has (configured, or generated earlier), never a new one."""
+    folder = generated_kek_folder(config)
+    if config.jwt.key_encryption_key is None and not (Path(folder) / KEK_FILE).exists():
+        return None
+    try:
+        return load_kek(config.jwt.key_encryption_key, folder, shared_store=False)
+    except (ValueError, OSError):
+        return None  # unreadable: this instance signs and verifies with the secret's key
 
 
 def generated_kek_folder(config: Config) -> str:

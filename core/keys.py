@@ -9,6 +9,7 @@ here are pure functions of the stored keys and the time; core.key_manager reads 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import re
 import secrets
@@ -31,6 +32,16 @@ RSA_BITS = 2048
 OUR_KID = re.compile(r"^(hs-)?[A-Za-z0-9_-]{12,16}$")
 
 NEXT, CURRENT, RETIRED, EXPIRED = "next", "current", "retired", "expired"
+
+# Stock verifiers fetch the JWKS again for a kid they do not know at most this often: jose's
+# createRemoteJWKSet (cooldownDuration) and PyJWT's PyJWKClient (cooldown_duration), 30 s.
+VERIFIER_REFETCH_SECONDS = 30
+# The shortest jwt.rotation_lead those verifiers follow with no failed check. A verifier may
+# fetch the JWKS just before it holds the new key: before every instance has read the key
+# (core.key_manager.refresh_interval, a quarter of the lead) and a cache let that copy live
+# (the JWKS max-age, another quarter); it cannot fetch again for 30 s, and the key must not
+# sign before then: lead >= 30 + lead/4 + lead/4, so 60 s.
+MIN_ROTATION_LEAD = 60
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,19 @@ def hmac_kid(secret: bytes) -> str:
     """A stable kid for the HMAC secret. A hash of a 32-byte random secret reveals nothing an
     HMAC-signed token does not already let one test guesses against."""
     return "hs-" + hashlib.sha256(b"vhod kid\x00" + secret).hexdigest()[:12]
+
+
+REFRESH_KID_PREFIX = "rt-"
+
+
+def refresh_key(root: bytes) -> Key:
+    """The HMAC key refresh tokens are signed with, derived from `root` (the KEK's refresh
+    material, or the HMAC secret). It is never published and never given to services: a
+    refresh token verifies nowhere but here, whatever a verifier checks (not even with
+    `jwt.secret`, which services may hold to check access tokens)."""
+    secret = hmac.new(root, b"vhod refresh-token key v1", hashlib.sha256).digest()
+    kid = REFRESH_KID_PREFIX + hashlib.sha256(b"vhod kid\x00" + secret).hexdigest()[:12]
+    return Key(kid, "HS256", secret, secret)
 
 
 def generate_private_key(algorithm: str) -> Any:

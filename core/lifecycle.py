@@ -211,7 +211,7 @@ class Lifecycle:
         self, user: User, encoded: bytes, event: EventType
     ) -> dict[str, str]:
         await self.store.set_password_hash(user.id, await self.accounts.hasher.hash(encoded))
-        await self.store.revoke_user_tokens(user.id, until=self._horizon())
+        await self.store.revoke_user_tokens(user.id, until=self._horizon(), now=self.clock())
         security_event(event, user=user.id)
         fresh = await self.store.get_user(user.id)
         if fresh is None:  # deleted meanwhile
@@ -264,14 +264,14 @@ class Lifecycle:
         """End one live session of the user; 404 session_not_found for any other id."""
         if session not in await self._live_families(user_id):
             raise session_not_found()
-        await self.store.revoke_family(session, until=self._horizon())
+        await self.store.revoke_family(session, until=self._horizon(), now=self.clock())
         security_event(EventType.SESSION_REVOKED, user=user_id)
 
     async def revoke_other_sessions(self, user_id: str, keep: str | None) -> int:
         """End every live session of the user but `keep`; how many ended."""
         ended = [f for f in await self._live_families(user_id) if f != keep]
         for family in ended:
-            await self.store.revoke_family(family, until=self._horizon())
+            await self.store.revoke_family(family, until=self._horizon(), now=self.clock())
         security_event(EventType.SESSIONS_REVOKED, user=user_id, count=len(ended))
         return len(ended)
 
@@ -316,7 +316,7 @@ class Lifecycle:
         if self.flush_events is not None:
             await self.flush_events()
         await self.store.forget_user_in_events(user_id, pseudonym)
-        await self.store.delete_user(user_id, until=self._horizon())
+        await self.store.delete_user(user_id, until=self._horizon(), now=self.clock())
         await self.store.reset_counter(login_key(user_id, ""))
         # The code-send counts of its addresses stay (keyed by pseudonyms, gone within the
         # hour): a deletion must not give an address a fresh allowance of mail.

@@ -7,8 +7,9 @@ import binascii
 import json
 import os
 import re
+import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import jwt
 
 from core.clock import Clock, system_clock
-from core.keys import ALLOWED_ALGORITHMS, HMAC_ALGORITHMS, KeyRing
+from core.keys import ALLOWED_ALGORITHMS, HMAC_ALGORITHMS, Key, KeyRing, refresh_key
 from core.secret_file import read_or_create_secret
 
 ACCESS = "access_token"
@@ -107,6 +108,7 @@ class TokenService:
         refresh_ttl: int = 2_592_000,
         clock: Clock = system_clock,
         on_issue: Callable[[str], None] | None = None,
+        refresh_keys: Sequence[Key] = (),
     ) -> None:
         if algorithm not in ALLOWED_ALGORITHMS:
             raise ValueError(f"jwt.algorithm must be one of {', '.join(ALLOWED_ALGORITHMS)}")
@@ -121,6 +123,14 @@ class TokenService:
             hmac_secret=secret,
             hmac_algorithm=algorithm if algorithm in HMAC_ALGORITHMS else "HS256",
         )
+        # Refresh tokens: signed with the first of `refresh_keys`, never with a published key
+        # (core.keys.refresh_key); the others still verify. None given: one derived from
+        # the HMAC secret, else a random one, which only this process knows (tests).
+        if not refresh_keys:
+            root = self.keys.hmac.signing if self.keys.hmac else secrets.token_bytes(32)
+            refresh_keys = (refresh_key(root),)
+        self.refresh_signer = refresh_keys[0]
+        self._refresh_keys = {key.kid: key for key in refresh_keys}
         self.algorithm = algorithm
         self.issuer = issuer
         self.audience = audience
@@ -166,7 +176,8 @@ class TokenService:
                 claims["sid"] = session
             for name, value in (extra or {}).items():
                 claims.setdefault(name, value)  # never in place of a registered claim
-        key = self.keys.signer(self.clock())  # not `now`, which is rounded down
+        # not `now`, which is rounded down
+        key = self.keys.signer(self.clock()) if mode == ACCESS else self.refresh_signer
         headers = {"kid": key.kid, "typ": self.access_type if mode == ACCESS else REFRESH_TYPE}
         token = jwt.encode(claims, key.signing, algorithm=key.algorithm, headers=headers)
         if self.on_issue is not None:
@@ -194,7 +205,11 @@ class TokenService:
         header = unverified_header(token)
         if KEY_POINTER_HEADERS.intersection(header):
             raise InvalidToken("the token names its own key")
-        key = self.keys.verifier(header.get("kid"), self.clock())
+        kid = header.get("kid")
+        # Refresh tokens signed before refresh keys existed carry a published key's kid and
+        # still verify with it until they expire (the key stays published that long).
+        refreshing = self._refresh_keys.get(kid) if isinstance(kid, str) else None
+        key = refreshing or self.keys.verifier(kid, self.clock())
         if key is None:
             raise InvalidToken("unknown kid")
         # The key decides the algorithm: an HMAC alg against a public key is refused here.
@@ -224,6 +239,8 @@ class TokenService:
             raise InvalidToken("issued in the future")
         if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
             raise InvalidToken("sub and jti must be strings")
+        if refreshing is not None and claims["mode"] != REFRESH:
+            raise InvalidToken("a refresh-token key signs refresh tokens only")
         if self._audiences and claims["mode"] == ACCESS:
             aud = claims.get("aud")
             given = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []

@@ -211,7 +211,7 @@ class Store(Protocol):
     async def revoke_refresh_token(self, jti: str) -> None:
         """Revoke one token; revoking a revoked or unknown token is not an error."""
 
-    async def revoke_family(self, family: str, *, until: float) -> None:
+    async def revoke_family(self, family: str, *, until: float, now: float) -> None:
         """Revoke every token of `family`, including successors stored after this returns.
 
         Revocation is recorded on the family, not only on the tokens that exist now:
@@ -219,13 +219,20 @@ class Store(Protocol):
         just before the revocation may store its successor just after the update of the
         family's tokens. The successor carries the family, and get_refresh_token_and_user reports
         every member of a revoked family as revoked, so it is dead on arrival. The record
-        is kept until `until`, the latest any token of the family can expire.
+        is kept until `until`, the latest any token of the family can expire; `now` is
+        when it was revoked, which revoked_families_since reports.
         """
 
-    async def revoke_user_tokens(self, user_id: str, *, until: float) -> None:
+    async def revoke_user_tokens(self, user_id: str, *, until: float, now: float) -> None:
         """Revoke every family the user has tokens of, as revoke_family does each one.
 
         Families the user starts afterwards (new sign-ins) are not affected."""
+
+    async def revoked_families_since(self, since: float) -> list[tuple[str, float]]:
+        """(family, revoked at) of every family revoked at or after `since` (as `now` told
+        revoke_family, revoke_user_tokens and delete_user), still recorded: what each
+        instance polls to refuse the access tokens of ended sessions (core.revocations).
+        An indexed read; a family revoked twice is reported with its latest time."""
 
     # OAuth states
     async def put_state(self, state: OAuthState) -> None: ...
@@ -305,7 +312,7 @@ class Store(Protocol):
     async def touch_refresh_token(self, jti: str, now: float) -> None:
         """Record that the token was used at `now` (the session's "last used")."""
 
-    async def delete_user(self, user_id: str, *, until: float) -> None:
+    async def delete_user(self, user_id: str, *, until: float, now: float) -> None:
         """Remove the user, its identities, refresh tokens and codes, so that its email,
         phone and identities are free again. Its families are recorded revoked first (as
         revoke_user_tokens, kept until `until`), so a rotation in flight stores nothing

@@ -263,29 +263,37 @@ class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin, KeysMixin):
     async def revoke_refresh_token(self, jti: str) -> None:
         await self._revoke({"_id": jti})
 
-    async def _mark_revoked(self, families: list[str], until: float) -> None:
+    async def _mark_revoked(self, families: list[str], until: float, now: float) -> None:
         # Written before the tokens are updated: from here on every member reads revoked.
         # update_one with $set, not replace_one: nx-27017 0.8.1 upserts a replacement
         # under a new ObjectId instead of the filter's _id.
         # One write per family rather than a bulk_write: mongomock 4.3.0 cannot take
         # PyMongo 4.20's UpdateOne; a user has few families, and this is rare.
-        record = {"$set": {"until": until, "purge_at": _purge_at(until)}}
+        # revoked_at: when it was revoked last, what the instances poll.
+        record = {"$set": {"until": until, "purge_at": _purge_at(until), "revoked_at": now}}
         for family in families:
             try:
                 await self.revoked_families.update_one({"_id": family}, record, upsert=True)
             except DuplicateKeyError:  # a concurrent revocation inserted it first
                 await self.revoked_families.update_one({"_id": family}, record)
 
-    async def revoke_family(self, family: str, *, until: float) -> None:
+    async def revoke_family(self, family: str, *, until: float, now: float) -> None:
         with unavailable():
-            await self._mark_revoked([family], until)
+            await self._mark_revoked([family], until, now)
         await self._revoke({"family": family})
 
-    async def revoke_user_tokens(self, user_id: str, *, until: float) -> None:
+    async def revoke_user_tokens(self, user_id: str, *, until: float, now: float) -> None:
         with unavailable():
             families = await self.refresh_tokens.distinct("family", {"user_id": user_id})
-            await self._mark_revoked(sorted(families), until)
+            await self._mark_revoked(sorted(families), until, now)
         await self._revoke({"user_id": user_id})
+
+    async def revoked_families_since(self, since: float) -> list[tuple[str, float]]:
+        with unavailable():
+            documents = await self.revoked_families.find(
+                {"revoked_at": {"$gte": since}}, {"_id": 1, "revoked_at": 1}
+            ).to_list(None)
+        return [(doc["_id"], doc["revoked_at"]) for doc in documents]
 
     # --- counters ---
 

@@ -30,6 +30,8 @@ async def create_indexes(database: Any) -> None:
         partialFilterExpression={"code_hash": {"$type": "string"}},
     )
     await database["one_time_codes"].create_index("user_id", name="user_id")
+    # Every instance reads the revocations since its last poll, each second or so.
+    await database["revoked_families"].create_index("revoked_at", name="revoked_at")
     for name in (
         "refresh_tokens",
         "oauth_states",

@@ -35,7 +35,7 @@ class LifecycleMixin:
     refresh_tokens: Any
     revoked_families: Any
 
-    async def _mark_revoked(self, families: list[str], until: float) -> None: ...
+    async def _mark_revoked(self, families: list[str], until: float, now: float) -> None: ...
 
     @property
     def one_time_codes(self) -> Any:
@@ -83,13 +83,13 @@ class LifecycleMixin:
         with unavailable():
             await self.refresh_tokens.update_one({"_id": jti}, {"$set": {"last_used_at": now}})
 
-    async def delete_user(self, user_id: str, *, until: float) -> None:
+    async def delete_user(self, user_id: str, *, until: float, now: float) -> None:
         # No multi-document transaction (nx-27017 0.8.1 and a standalone mongod have none):
         # each step is idempotent and the user document goes last, so a retry after a
         # failure part-way finishes the deletion.
         with unavailable():
             families = await self.refresh_tokens.distinct("family", {"user_id": user_id})
-            await self._mark_revoked(sorted(families), until)
+            await self._mark_revoked(sorted(families), until, now)
             await self.refresh_tokens.delete_many({"user_id": user_id})
             await self.one_time_codes.delete_many({"user_id": user_id})
             await self.identities.delete_many({"user_id": user_id})

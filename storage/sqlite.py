@@ -20,6 +20,7 @@ from storage.sqlite_rows import (
     MARK_FAMILY,
     TOKEN_BY_JTI,
     USER_BY_ID,
+    add_revoked_at_column,
     insert_token,
     token_from,
     user_from,
@@ -146,6 +147,7 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin):
                 if statement.strip():
                     db.execute(statement)
             add_binding_column(db)
+            add_revoked_at_column(db)
             create_lifecycle_schema(db)
             create_admin_schema(db)
 
@@ -247,19 +249,28 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin):
     async def revoke_refresh_token(self, jti: str) -> None:
         await self._update("UPDATE refresh_tokens SET revoked = 1 WHERE jti = ?", jti)
 
-    async def revoke_family(self, family: str, *, until: float) -> None:
+    async def revoke_family(self, family: str, *, until: float, now: float) -> None:
         def revoke(db: sqlite3.Connection) -> None:
-            db.execute(MARK_FAMILY, (family, until))
+            db.execute(MARK_FAMILY, (family, until, now))
             db.execute("UPDATE refresh_tokens SET revoked = 1 WHERE family = ?", (family,))
 
         await self._write(revoke)
 
-    async def revoke_user_tokens(self, user_id: str, *, until: float) -> None:
+    async def revoke_user_tokens(self, user_id: str, *, until: float, now: float) -> None:
         def revoke(db: sqlite3.Connection) -> None:
-            db.execute(MARK_FAMILIES_OF_USER, (until, user_id))
+            db.execute(MARK_FAMILIES_OF_USER, (until, now, user_id))
             db.execute("UPDATE refresh_tokens SET revoked = 1 WHERE user_id = ?", (user_id,))
 
         await self._write(revoke)
+
+    async def revoked_families_since(self, since: float) -> list[tuple[str, float]]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT family, revoked_at FROM revoked_families WHERE revoked_at >= ?",
+                (since,),
+            ).fetchall()
+        )
+        return [(row["family"], row["revoked_at"]) for row in rows]
 
     # --- counters ---
 

@@ -116,9 +116,9 @@ class LifecycleMixin:
             )
         )
 
-    async def delete_user(self, user_id: str, *, until: float) -> None:
+    async def delete_user(self, user_id: str, *, until: float, now: float) -> None:
         def delete(db: sqlite3.Connection) -> None:
-            db.execute(MARK_FAMILIES_OF_USER, (until, user_id))
+            db.execute(MARK_FAMILIES_OF_USER, (until, now, user_id))
             db.execute("DELETE FROM refresh_tokens WHERE user_id = ?", (user_id,))
             db.execute("DELETE FROM one_time_codes WHERE user_id = ?", (user_id,))
             db.execute("DELETE FROM identities WHERE user_id = ?", (user_id,))

@@ -14,15 +14,29 @@ TOKEN_BY_JTI = (
     " FROM refresh_tokens WHERE jti = ?"
 )
 # A later revocation keeps the record at least as long as an earlier one did.
+# revoked_at is when it was revoked last: what the instances poll (revoked_families_since).
 MARK_FAMILY = (
-    "INSERT INTO revoked_families (family, until) VALUES (?, ?)"
-    " ON CONFLICT (family) DO UPDATE SET until = max(until, excluded.until)"
+    "INSERT INTO revoked_families (family, until, revoked_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (family) DO UPDATE SET until = max(until, excluded.until),"
+    " revoked_at = excluded.revoked_at"
 )
 MARK_FAMILIES_OF_USER = (
-    "INSERT INTO revoked_families (family, until)"
-    " SELECT DISTINCT family, ? FROM refresh_tokens WHERE user_id = ?"
-    " ON CONFLICT (family) DO UPDATE SET until = max(until, excluded.until)"
+    "INSERT INTO revoked_families (family, until, revoked_at)"
+    " SELECT DISTINCT family, ?, ? FROM refresh_tokens WHERE user_id = ?"
+    " ON CONFLICT (family) DO UPDATE SET until = max(until, excluded.until),"
+    " revoked_at = excluded.revoked_at"
 )
+
+
+def add_revoked_at_column(db: sqlite3.Connection) -> None:
+    """A database made before revocations were polled has no revoked_at: its revocations
+    count as long past (0), which nothing polls for any more."""
+    columns = {row["name"] for row in db.execute("PRAGMA table_info(revoked_families)")}
+    if "revoked_at" not in columns:
+        db.execute("ALTER TABLE revoked_families ADD COLUMN revoked_at REAL NOT NULL DEFAULT 0")
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS revoked_families_revoked_at ON revoked_families (revoked_at)"
+    )
 
 
 def user_from(row: sqlite3.Row, identities: list[Identity]) -> User:

@@ -168,11 +168,18 @@ class Child:
 class Server(Child):
     """A vhod process started from server.py in `tmp_path`, logging to a file there."""
 
-    def __init__(self, tmp_path: Path, *args: str, port: int | None = None, **env: str) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        *args: str,
+        port: int | None = None,
+        script: Path = ROOT / "server.py",
+        **env: str,
+    ) -> None:
         self.port = port or free_port()
         self.stderr = tmp_path / f"server-{self.port}.log"
         super().__init__(
-            [sys.executable, str(ROOT / "server.py"), "--port", str(self.port), *args],
+            [sys.executable, str(script), "--port", str(self.port), *args],
             self.stderr,
             cwd=tmp_path,
             env=clean_env(**env),

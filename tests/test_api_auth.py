@@ -23,7 +23,8 @@ def assert_token_pair(response):
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["Pragma"] == "no-cache"
     access = jwt.decode(response.body["access"], TEST_SECRET, algorithms=["HS256"])
-    refresh = jwt.decode(response.body["refresh"], TEST_SECRET, algorithms=["HS256"])
+    # The refresh token is no token the shared secret verifies (tests/test_refresh_keys.py).
+    refresh = jwt.decode(response.body["refresh"], options={"verify_signature": False})
     assert access["mode"] == "access_token" and refresh["mode"] == "refresh_token"
     assert access["sub"] == refresh["sub"]
     return access

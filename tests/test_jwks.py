@@ -72,18 +72,18 @@ async def test_tokens_carry_kid_typ_aud_sid_and_verify_from_the_jwks_alone(api, 
     access, refresh = header_of(tokens["access"]), header_of(tokens["refresh"])
     assert (access["alg"], access["typ"]) == ("ES256", "JWT")
     assert refresh["typ"] == "refresh+jwt"
-    assert access["kid"] == refresh["kid"] == jwks.keys[0].key_id
+    assert access["kid"] == jwks.keys[0].key_id
+    # Refresh tokens are signed with a key that is never published (tests/test_refresh_keys.py).
+    assert refresh["kid"] not in {key.key_id for key in jwks.keys}
     key = jwks[access["kid"]]
     claims = jwt.decode(
         tokens["access"], key, algorithms=["ES256"], audience=AUDIENCE, issuer=ISSUER
     )
-    refresh_claims = jwt.decode(
-        tokens["refresh"], key, algorithms=["ES256"], audience=None, options={"verify_aud": False}
-    )
+    refresh_claims = jwt.decode(tokens["refresh"], options={"verify_signature": False})
     assert claims["sid"] == refresh_claims["jti"]  # the session is the refresh-token family
     assert {"sub", "jti", "iat", "exp", "iss", "mode", "user_name", "aud"} <= set(claims)
     assert "aud" not in refresh_claims and "sid" not in refresh_claims
-    with pytest.raises(jwt.MissingRequiredClaimError):  # a refresh token is no access token
+    with pytest.raises(jwt.PyJWTError):  # a refresh token is no access token
         jwt.decode(tokens["refresh"], key, algorithms=["ES256"], audience=AUDIENCE, issuer=ISSUER)
     # The refreshed access token keeps the session.
     refreshed = (await api.get(REFRESH, query={"refresh": tokens["refresh"]})).body["access"]

@@ -404,10 +404,18 @@ def test_a_login_reports_its_outcome_where_it_is_decided():
     """Login metrics come from the service that knows the outcome, not from HTTP statuses."""
     from core.accounts import Accounts
     from core.errors import ApiError, invalid_credentials
+    from core.revocations import RevokedSessions
     from storage.base import StorageUnavailable
 
     seen: list[tuple[str, str]] = []
-    accounts = Accounts(None, None, None, None, on_login=lambda m, o: seen.append((m, o)))  # type: ignore[arg-type]
+    accounts = Accounts(
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        on_login=lambda m, o: seen.append((m, o)),
+        revoked=RevokedSessions(None, access_ttl=0),  # type: ignore[arg-type]
+    )
     for method, error in (
         ("email", None),
         ("phone", invalid_credentials()),

@@ -78,6 +78,7 @@ async def test_setup_creates_the_indexes() -> None:
     assert await index_info(store.counters) == {"_id_": {"key": [("_id", 1)]}, "purge_at_ttl": ttl}
     assert await index_info(store.revoked_families) == {
         "_id_": {"key": [("_id", 1)]},
+        "revoked_at": {"key": [("revoked_at", 1)]},  # polled by every instance
         "purge_at_ttl": ttl,
     }
     assert await index_info(store.database["audit_events"]) == {

@@ -106,8 +106,8 @@ async def test_every_lookup_uses_an_index(tmp_path: Path) -> None:
             "t1", RefreshToken(jti="t2", user_id="u1", family="t1", expires_at=NOW + 60), NOW
         )
         await store.revoke_refresh_token("t1")
-        await store.revoke_family("t1", until=NOW + 60)
-        await store.revoke_user_tokens("u1", until=NOW + 60)
+        await store.revoke_family("t1", until=NOW + 60, now=NOW)
+        await store.revoke_user_tokens("u1", until=NOW + 60, now=NOW)
         await store.put_state(OAuthState(state="s1", provider="vk", expires_at=NOW + 60))
         await store.attach_code("s1", "vk", "h", NOW)
         await store.find_state_by_code("vk", "h", NOW)

@@ -326,7 +326,8 @@ def test_hmac_tokens_carry_a_kid_and_a_typ_per_kind(tokens):
     access = jwt.get_unverified_header(tokens.issue(ACCESS, "u1", "x").token)
     refresh = jwt.get_unverified_header(tokens.issue(REFRESH, "u1", "x").token)
     assert access == {"alg": "HS256", "typ": "JWT", "kid": access["kid"]}
-    assert refresh["typ"] == "refresh+jwt" and refresh["kid"] == access["kid"]
+    # Refresh tokens: a key of their own, derived from the secret and never shared.
+    assert refresh["typ"] == "refresh+jwt" and refresh["kid"].startswith("rt-")
     assert access["kid"].startswith("hs-") and SECRET.decode() not in access["kid"]
     # Tokens signed before kids existed are the secret's too.
     legacy = forge(claims_of(tokens))

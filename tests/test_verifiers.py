@@ -32,6 +32,7 @@ CACHE = ROOT / ".cache" / "verifiers"
 HERE = Path(__file__).resolve().parent / "verifiers"
 AUDIENCE = "orders-api"
 KEK = "one-key-encryption-key-for-every-instance"
+SHORT_LEAD = HERE / "short_lead_server.py"  # server.py with a least lead of 2 s: tests only
 
 
 def install_verifiers() -> tuple[Path, Path]:
@@ -111,7 +112,9 @@ class Verifier:
             self.process.wait()
 
 
-def verifiers(tools: tuple[Path, Path], issuer: str, jwks_max_age: int) -> list[Verifier]:
+def verifiers(
+    tools: tuple[Path, Path], issuer: str, jwks_max_age: int, audience: str = AUDIENCE
+) -> list[Verifier]:
     node_dir, python = tools
     jwks = f"{issuer}/.well-known/jwks.json"
     return [
@@ -122,13 +125,13 @@ def verifiers(tools: tuple[Path, Path], issuer: str, jwks_max_age: int) -> list[
                 str(node_dir / "jose_verify.mjs"),
                 jwks,
                 issuer,
-                AUDIENCE,
+                audience,
                 str(jwks_max_age * 1000),
             ],
         ),
         Verifier(
             "PyJWKClient",
-            [str(python), str(HERE / "pyjwt_verify.py"), issuer, AUDIENCE, str(jwks_max_age)],
+            [str(python), str(HERE / "pyjwt_verify.py"), issuer, audience, str(jwks_max_age)],
         ),
     ]
 
@@ -169,6 +172,35 @@ def test_a_fresh_install_is_verified_from_the_jwks_alone(tmp_path, verifier_tool
         server.stop()
 
 
+def test_with_no_audience_a_refresh_token_is_still_refused(tmp_path, verifier_tools):
+    """jwt.audience unset, verifiers checking signature and issuer only: the refresh token
+    is signed with no published key, so neither takes it for an access token (item 11)."""
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    server = Server(
+        tmp_path,
+        port=port,
+        VHOD_SERVER__DATA_DIR=str(tmp_path / "data"),
+        VHOD_STORAGE__URL=f"sqlite:///{tmp_path / 'data' / 'vhod.db'}",
+        VHOD_JWT__ISSUER=issuer,
+        VHOD_PASSWORDS__BCRYPT_ROUNDS="4",
+    )
+    checkers: list[Verifier] = []
+    try:
+        server.wait_started()
+        status, tokens = request(server.url("/authorization/registration"), USER)
+        assert status == 200 and isinstance(tokens, dict), tokens
+        checkers = verifiers(verifier_tools, issuer, 60, audience="")
+        for checker in checkers:
+            assert checker.check(tokens["access"])["ok"] is True, checker.name
+            refused = checker.check(tokens["refresh"])
+            assert refused["ok"] is False, (checker.name, refused)
+    finally:
+        for checker in checkers:
+            checker.close()
+        server.stop()
+
+
 @pytest.fixture(params=["sqlite", "mongo-wire"])
 def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
@@ -191,8 +223,10 @@ def test_rotations_on_two_instances_are_followed_with_no_failed_check(
         "VHOD_JWT__KEY_ENCRYPTION_KEY": KEK,
         "VHOD_JWT__ISSUER": issuer,
         "VHOD_JWT__AUDIENCE": AUDIENCE,
-        # Seconds instead of days: each key signs 6 s, published 2 s (the least) before it
-        # signs, which leaves 4 s after a scheduled rotation to rotate by hand in between.
+        # Seconds instead of days: each key signs 6 s, published 2 s before it signs, which
+        # leaves 4 s after a scheduled rotation to rotate by hand in between. Operators
+        # cannot set a lead under 60 s (stock verifiers refetch every 30 s at most): vhod
+        # starts through SHORT_LEAD, and the verifiers keep the JWKS 1 s only.
         "VHOD_JWT__ROTATION_INTERVAL": "6",
         "VHOD_JWT__ROTATION_LEAD": "2",
         "VHOD_JWT__ACCESS_TTL": "40",
@@ -201,12 +235,20 @@ def test_rotations_on_two_instances_are_followed_with_no_failed_check(
         "VHOD_PASSWORDS__BCRYPT_ROUNDS": "4",
         "VHOD_LIMITS__HASH_WORKERS": "1",
     }
-    a = Server(tmp_path, port=port_a, VHOD_SERVER__DATA_DIR=str(tmp_path / "a"), **env)
+    a = Server(
+        tmp_path, port=port_a, script=SHORT_LEAD, VHOD_SERVER__DATA_DIR=str(tmp_path / "a"), **env
+    )
     b = None
     checkers: list[Verifier] = []
     try:
         a.wait_started(timeout=30)
-        b = Server(tmp_path, port=port_b, VHOD_SERVER__DATA_DIR=str(tmp_path / "b"), **env)
+        b = Server(
+            tmp_path,
+            port=port_b,
+            script=SHORT_LEAD,
+            VHOD_SERVER__DATA_DIR=str(tmp_path / "b"),
+            **env,
+        )
         b.wait_started(timeout=30)
         status, tokens = request(a.url("/authorization/registration"), USER)
         assert status == 200 and isinstance(tokens, dict), tokens
@@ -231,7 +273,7 @@ def test_rotations_on_two_instances_are_followed_with_no_failed_check(
             if not rotated_by_hand and len(seen) == 2:
                 # The scheduled successor signs: the next one is 4 s from being published.
                 rotate = subprocess.run(
-                    [sys.executable, str(ROOT / "server.py"), "keys", "rotate"],
+                    [sys.executable, str(SHORT_LEAD), "keys", "rotate"],
                     cwd=tmp_path,
                     env=clean_env(VHOD_SERVER__DATA_DIR=str(tmp_path / "cli"), **env),
                     capture_output=True,
@@ -249,7 +291,7 @@ def test_rotations_on_two_instances_are_followed_with_no_failed_check(
         for instance in (a, b):
             assert request(instance.url("/validate/jwt/access?access=" + first)) == (200, True)
         listing = subprocess.run(
-            [sys.executable, str(ROOT / "server.py"), "keys", "list"],
+            [sys.executable, str(SHORT_LEAD), "keys", "list"],
             cwd=tmp_path,
             env=clean_env(VHOD_SERVER__DATA_DIR=str(tmp_path / "cli"), **env),
             capture_output=True,

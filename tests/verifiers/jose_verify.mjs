@@ -1,5 +1,5 @@
 // Verifies vhod tokens with Node's jose, from the JWKS alone, as a downstream service would.
-// Usage: node jose_verify.mjs JWKS_URL ISSUER AUDIENCE CACHE_MAX_AGE_MS
+// Usage: node jose_verify.mjs JWKS_URL ISSUER AUDIENCE CACHE_MAX_AGE_MS (AUDIENCE "": not checked)
 // Reads one token per line on stdin; writes one JSON line per token on stdout.
 import { createInterface } from "node:readline";
 import { createRemoteJWKSet, jwtVerify } from "jose";
@@ -11,7 +11,8 @@ const JWKS = createRemoteJWKSet(new URL(jwksUrl), { cacheMaxAge: Number(cacheMax
 const lines = createInterface({ input: process.stdin });
 for await (const token of lines) {
   try {
-    const { protectedHeader } = await jwtVerify(token, JWKS, { issuer, audience });
+    const checks = audience ? { issuer, audience } : { issuer };
+    const { protectedHeader } = await jwtVerify(token, JWKS, checks);
     console.log(JSON.stringify({ ok: true, kid: protectedHeader.kid }));
   } catch (error) {
     console.log(JSON.stringify({ ok: false, error: `${error.code}: ${error.message}` }));

@@ -1,7 +1,7 @@
 """Verifies vhod tokens with PyJWT's PyJWKClient, in a virtualenv of its own, as a downstream
 service would: the keys are found from the issuer's discovery document, nothing else.
 
-Usage: python pyjwt_verify.py ISSUER AUDIENCE CACHE_SECONDS
+Usage: python pyjwt_verify.py ISSUER AUDIENCE CACHE_SECONDS (AUDIENCE "": not checked)
 Reads one token per line on stdin; writes one JSON line per token on stdout.
 """
 
@@ -21,7 +21,7 @@ for line in sys.stdin:
     token = line.strip()
     try:
         key = client.get_signing_key_from_jwt(token)
-        jwt.decode(token, key, algorithms=algorithms, audience=audience, issuer=issuer)
+        jwt.decode(token, key, algorithms=algorithms, audience=audience or None, issuer=issuer)
         result = {"ok": True, "kid": key.key_id}
     except jwt.PyJWTError as exc:
         result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
