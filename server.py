@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
 from typing import Any
 
 import tornado.httpserver
@@ -25,7 +24,7 @@ from core.admin_cli import COMMANDS as ADMIN_COMMANDS
 from core.admin_cli import add_admin_commands, run_admin_command
 from core.audit import AuditLog
 from core.clock import Clock, system_clock
-from core.code_signin import CodeSignIn, code_sign_in_from
+from core.code_signin import code_sign_in_from
 from core.codes import Codes
 from core.config import Config, ConfigError, load_config, masked
 from core.delivery import Delivery
@@ -48,6 +47,7 @@ from core.password_cli import add_passwords_commands, run_passwords_command
 from core.passwords import Hasher
 from core.phone_channels import phone_chain
 from core.redact import redact_text, redact_url
+from core.services import SHUTDOWN_GRACE_SECONDS, Services
 from core.shared_keys import secrets_folder, shared_keys
 from core.social import SocialSignIn
 from core.throttle import Throttle
@@ -62,54 +62,7 @@ from storage.timing import time_calls
 
 log = logging.getLogger("vhod")
 
-SHUTDOWN_GRACE_SECONDS = 30
 UNREAD_BODY_BYTES = 1 << 40
-
-
-@dataclass
-class Services:
-    """Everything the handlers use, built once at start and reachable from `settings`."""
-
-    config: Config
-    store: Store
-    hasher: Hasher
-    tokens: TokenService
-    keys: KeyManager
-    accounts: Accounts
-    social: SocialSignIn
-    throttle: Throttle
-    metrics: Metrics
-    lifecycle: Lifecycle
-    code_sign_in: CodeSignIn
-    addresses: Addresses
-    audit: AuditLog
-    admin: Admin
-    trusted_proxies: tuple[Any, ...] = ()
-    providers: dict[str, Any] = field(default_factory=dict)
-    in_flight: int = 0
-    _idle: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def request_started(self) -> None:
-        self.in_flight += 1
-        self._idle.clear()
-
-    def request_finished(self) -> None:
-        self.in_flight -= 1
-        if self.in_flight == 0:
-            self._idle.set()
-
-    async def wait_idle(self, grace: float) -> None:
-        """Return once no request is in flight, or after `grace` seconds."""
-        if self.in_flight:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), grace)
-
-    async def close(self) -> None:
-        await self.lifecycle.drain(SHUTDOWN_GRACE_SECONDS)  # reset codes still going out
-        await self.code_sign_in.drain(SHUTDOWN_GRACE_SECONDS)
-        self.hasher.close()
-        await self.audit.close()  # the queued events go to the store before it closes
-        await self.store.close()
 
 
 async def build_services(

@@ -1,24 +1,24 @@
-"""Accounts: registration, password and provider sign-in, refresh and logout."""
+"""Accounts: registration, password and provider sign-in (sessions: core.token_sessions)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from core.claims import VERIFY_EMAIL_SCOPE, access_claims, awaits_email, user_name
+from core.claims import awaits_email
 from core.clock import Clock, system_clock
-from core.errors import ApiError, invalid_credentials, invalid_token
+from core.errors import ApiError, invalid_credentials, unverified_email
 from core.event_types import EventType
 from core.events import identifier_hash, security_event
 from core.identifiers import normalize_email, normalize_phone
 from core.metrics import LoginCounter, LoginObserver
 from core.passwords import Hasher, check_password_policy
 from core.revocations import RevokedSessions
-from core.sessions import carried_over, needs_touch, started_here
 from core.throttle import Throttle, login_key
-from core.tokens import ACCESS, REFRESH, InvalidToken, TokenService
+from core.token_sessions import TokenSessions
+from core.tokens import TokenService
 from storage.base import (
     DuplicateError,
     Identity,
@@ -27,8 +27,6 @@ from storage.base import (
     Store,
     User,
 )
-
-REVOCATION_SLACK_SECONDS = 3600
 
 
 class ProviderProfile(Protocol):
@@ -55,12 +53,6 @@ class AccountSettings:
     require_verified_email: bool = False
 
 
-def unverified_email() -> ApiError:
-    return ApiError(
-        403, "unverified_email", "The email address is not verified yet: confirm the code sent."
-    )
-
-
 def user_exists(
     description: str = "A user with this email or phone number already exists.",
 ) -> ApiError:
@@ -71,7 +63,7 @@ def account_disabled() -> ApiError:
     return ApiError(403, "account_disabled", "This account is disabled by an operator.")
 
 
-class Accounts:
+class Accounts(TokenSessions):
     """The account rules; handlers call these and render what they return."""
 
     def __init__(
@@ -238,162 +230,6 @@ class Accounts:
         self.refuse_disabled(user, "login")
         security_event(EventType.LOGIN_SUCCEEDED, user=user.id, provider=profile.provider)
         return await self._issue_pair(user)
-
-    # tokens
-
-    def validate_access(self, token: str) -> bool:
-        try:
-            claims = self.tokens.decode(token, ACCESS)
-        except InvalidToken:
-            return False
-        # A token that may only confirm an email address is no sign-in for other services.
-        if claims.get("scope") == VERIFY_EMAIL_SCOPE:
-            return False
-        # The hot path: one set lookup, no store read (core.revocations).
-        sid = claims.get("sid")
-        return not (isinstance(sid, str) and sid in self.revoked)
-
-    async def refresh(self, token: str) -> dict[str, Any]:
-        """A new access token for a live refresh token; with rotation, a new refresh token too."""
-        record, user = await self._renewable(token)
-        now = self.clock()
-        result: dict[str, Any] = {
-            "access": self.tokens.issue(
-                ACCESS,
-                user.id,
-                user_name(user),
-                session=record.family,
-                extra=access_claims(user, self.settings.require_verified_email),
-            ).token,
-            "email": user.email,
-        }
-        if self.settings.rotate_refresh:
-            issued = self.tokens.issue(REFRESH, user.id, user_name(user))
-            successor = RefreshToken(
-                jti=issued.jti,
-                user_id=user.id,
-                family=record.family,
-                expires_at=issued.expires_at,
-                issued_at=now,
-                **carried_over(record, now),
-            )
-            if not await self.store.rotate_refresh_token(record.jti, successor, now):
-                raise invalid_token()  # a concurrent refresh of the same token won
-            result["refresh"] = issued.token
-        elif needs_touch(record, now):
-            await self.store.touch_refresh_token(record.jti, now)
-        return result
-
-    async def logout(self, token: str, everywhere: bool = False) -> bool:
-        try:
-            claims = self.tokens.decode(token, REFRESH)
-        except InvalidToken as exc:
-            raise invalid_token() from exc
-        if everywhere:
-            # Ending every session takes a live session: a revoked, retired or expired
-            # token (a stolen copy of an old one, say) cannot end the others.
-            record, _user = await self._live_refresh(token)
-            await self.end_all_sessions(record.user_id)
-        else:
-            await self._end_session_of(claims)
-        scope = "all" if everywhere else "one"
-        security_event(EventType.LOGOUT, user=claims["sub"], scope=scope)
-        return True
-
-    async def _end_session_of(self, claims: dict[str, Any]) -> None:
-        """End a refresh token's session (family): its access tokens check false too."""
-        found = await self.store.get_refresh_token_and_user(claims["jti"])
-        if found is None or found[0].user_id != claims["sub"]:
-            await self.store.revoke_refresh_token(claims["jti"])  # unknown: nothing to end
-            return
-        if found[0].revoked:
-            return  # ended already: a repeated logout writes nothing
-        await self.store.revoke_family(
-            found[0].family, until=self._revocation_horizon(), now=self.clock()
-        )
-
-    async def end_all_sessions(self, user_id: str) -> None:
-        """Revoke every refresh token of the user, and any successor a rotation in flight
-        stores afterwards."""
-        await self.store.revoke_user_tokens(
-            user_id, until=self._revocation_horizon(), now=self.clock()
-        )
-
-    async def _live_refresh(self, token: str) -> tuple[RefreshToken, User]:
-        try:
-            claims = self.tokens.decode(token, REFRESH)
-        except InvalidToken as exc:
-            raise invalid_token() from exc
-        found = await self.store.get_refresh_token_and_user(claims["jti"])
-        if found is None or found[0].user_id != claims["sub"]:
-            raise invalid_token()
-        record, user = found
-        if record.replaced_by:
-            # A retired token came back: someone holds a copy. End the whole chain (RT3).
-            await self.store.revoke_family(
-                record.family, until=self._revocation_horizon(), now=self.clock()
-            )
-            security_event(EventType.REFRESH_REUSE, user=record.user_id, family=record.family)
-            raise invalid_token()
-        if user is None:
-            raise invalid_token()
-        # Before the revocation check: blocking revoked every session, and the answer
-        # says why the session ended.
-        self.refuse_disabled(user, "refresh")
-        if record.revoked or record.expires_at <= self.clock():
-            raise invalid_token()
-        return record, user
-
-    async def _renewable(self, token: str) -> tuple[RefreshToken, User]:
-        """A live refresh token whose user may have its session renewed: not while the
-        email `accounts.require_verified_email` waits for is unconfirmed (403)."""
-        record, user = await self._live_refresh(token)
-        if self.awaits_email(user):
-            raise unverified_email()
-        return record, user
-
-    def _revocation_horizon(self) -> float:
-        """How long a family revocation is kept: past the expiry of any successor a
-        rotation in flight right now could still store (an hour covers clock skew)."""
-        return self.clock() + self.tokens.refresh_ttl + REVOCATION_SLACK_SECONDS
-
-    def _new_session(
-        self, user: User, amr: list[str] | None = None
-    ) -> tuple[RefreshToken, dict[str, str]]:
-        """A new token pair for `user`, and the refresh token's record (not yet stored);
-        `amr` (RFC 8176) says how the user proved who they are, in the access token."""
-        name = user_name(user)
-        refresh = self.tokens.issue(REFRESH, user.id, name)
-        now = self.clock()
-        record = RefreshToken(
-            jti=refresh.jti,
-            user_id=user.id,
-            family=refresh.jti,
-            expires_at=refresh.expires_at,
-            issued_at=now,
-            **started_here(now),
-        )
-        # sid: the family
-        extra = access_claims(user, self.settings.require_verified_email)
-        if amr:
-            extra["amr"] = amr
-        access = self.tokens.issue(ACCESS, user.id, name, session=refresh.jti, extra=extra)
-        pair = {"access": access.token, "refresh": refresh.token}
-        return record, pair
-
-    async def issue_pair(
-        self, user: User, call: str, amr: list[str] | None = None
-    ) -> dict[str, str]:
-        """A new session for `user` (after a password reset or change, or a code sign-in),
-        read just before: none for a disabled user, even one disabled while the request ran.
-        `amr` (RFC 8176) says how the user proved who they are."""
-        self.refuse_disabled(user, call)
-        return await self._issue_pair(user, amr)
-
-    async def _issue_pair(self, user: User, amr: list[str] | None = None) -> dict[str, str]:
-        record, pair = self._new_session(user, amr)
-        await self.store.add_refresh_token(record)
-        return pair
 
 
 def new_user_id() -> str:

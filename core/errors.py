@@ -40,3 +40,9 @@ def storage_unavailable() -> ApiError:
     return ApiError(
         503, "storage_unavailable", "The database cannot be reached; nothing was changed."
     )
+
+
+def unverified_email() -> ApiError:
+    return ApiError(
+        403, "unverified_email", "The email address is not verified yet: confirm the code sent."
+    )

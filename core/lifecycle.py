@@ -10,16 +10,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from core.accounts import (
-    REVOCATION_SLACK_SECONDS,
-    Accounts,
-    account_disabled,
-    unverified_email,
-)
+from core.accounts import Accounts, account_disabled
 from core.clock import Clock, system_clock
 from core.codes import Codes, invalid_code, recipient
 from core.delivery import Delivery
-from core.errors import ApiError, invalid_credentials, invalid_request
+from core.errors import ApiError, invalid_credentials, invalid_request, unverified_email
 from core.event_types import EventType
 from core.events import client_ip_var, identifier_hash, security_event
 from core.identifiers import normalize_email, normalize_phone
@@ -27,6 +22,7 @@ from core.net import address_key
 from core.passwords import check_password_policy
 from core.sessions import session_view
 from core.throttle import login_key
+from core.token_sessions import REVOCATION_SLACK_SECONDS
 from core.tokens import ACCESS, InvalidToken
 from storage.base import StorageUnavailable, Store, User
 

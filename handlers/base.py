@@ -27,7 +27,7 @@ from handlers import cors, errors, params
 from handlers.body_limit import BodyLimit
 
 if TYPE_CHECKING:
-    from server import Services
+    from core.services import Services
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # The request headers a JsonHandler reads.

@@ -10,7 +10,7 @@ from handlers.docs import docs_routes
 from handlers.social import provider_routes
 
 if TYPE_CHECKING:
-    from server import Services
+    from core.services import Services
 
 
 def routes(services: Services, *, listener: str = "main") -> list[Any]:
