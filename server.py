@@ -41,6 +41,7 @@ from core.redact import redact_text, redact_url
 from core.social import SocialSignIn
 from core.throttle import Throttle
 from core.tokens import TokenService
+from core.version import version
 from handlers.access_log import log_request
 from handlers.base import JsonApplication, NotFoundHandler
 from handlers.routes import routes
@@ -312,6 +313,7 @@ async def serve(config: Config) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--version", action="version", version=f"vhod {version()}")
     parser.add_argument(
         "--config",
         default=None,
