@@ -26,12 +26,14 @@ from core.audit import AuditLog
 from core.clock import Clock, system_clock
 from core.codes import Codes, code_key
 from core.config import Config, ConfigError, load_config, masked
+from core.data_files import refuse_lost_key_files
 from core.delivery import Delivery, load_sms_sender
 from core.events import derived_key, pseudonym_key, set_pseudonym_key
 from core.kek import SETTING as KEK_SETTING
 from core.kek import UndecryptableKey
 from core.key_manager import KeyManager
 from core.key_setup import add_keys_commands, key_ring, rotation_policy, run_keys_command
+from core.keys import ASYMMETRIC_ALGORITHMS
 from core.lifecycle import Lifecycle
 from core.maintenance import purge_expired_periodically, storage_unreachable_line
 from core.metrics import Metrics
@@ -39,8 +41,10 @@ from core.net import parse_networks
 from core.passwords import Hasher
 from core.redact import redact_text, redact_url
 from core.social import SocialSignIn
+from core.store_cli import COMMANDS as STORE_COMMANDS
+from core.store_cli import add_store_commands, run_store_command
 from core.throttle import Throttle
-from core.tokens import TokenService
+from core.tokens import TokenService, choose_algorithm
 from core.version import version
 from handlers.access_log import log_request
 from handlers.base import JsonApplication, NotFoundHandler
@@ -48,6 +52,7 @@ from handlers.routes import routes
 from providers import ProviderRegistryError, build_providers, discover_providers
 from providers.registry import settings_help
 from storage import StorageUnavailable, Store, open_store
+from storage.schema import SchemaTooNew
 
 log = logging.getLogger("vhod")
 
@@ -120,6 +125,11 @@ async def build_services(
         delivery = Delivery(config.email, config.sms)
     except (ValueError, ProviderRegistryError) as exc:
         raise ConfigError(str(exc)) from exc
+    # A database that lost its key files refuses the start before any is generated.
+    algorithm = choose_algorithm(config.jwt.algorithm, config.jwt.secret, config.server.data_dir)
+    refuse_lost_key_files(
+        config, kek_needed=algorithm in ASYMMETRIC_ALGORITHMS, pseudonym_needed=True
+    )
     ring, kek = key_ring(config)
     try:
         key = pseudonym_key(config.logging.pseudonym_key, config.jwt.secret, config.server.data_dir)
@@ -326,8 +336,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="validate the configuration, print the effective one with secrets masked, exit",
     )
     commands = add_keys_commands(parser)
-    commands.metavar = "{keys,admin,users,events}"
+    commands.metavar = "{keys,admin,users,events,migrate,backup,restore}"
     add_admin_commands(commands)
+    add_store_commands(commands)
     return parser.parse_args(argv)
 
 
@@ -366,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_keys_command(config, args)
         if args.command in ADMIN_COMMANDS:
             return run_admin_command(config, args, build_services)
+        if args.command in STORE_COMMANDS:
+            return run_store_command(config, args)
         asyncio.run(serve(config))
     except ConfigError as exc:
         writer.close()  # the log lines before it come first
@@ -375,6 +388,10 @@ def main(argv: list[str] | None = None) -> int:
         writer.close()
         print(storage_unreachable_line(config.storage.url, exc), file=sys.stderr)
         return 1
+    except SchemaTooNew as exc:  # nothing was written: this code must not touch that store
+        writer.close()
+        print(f"vhod: {exc} (this is vhod {version()})", file=sys.stderr)
+        return 2
     finally:
         writer.close()  # what is still pending is written before main() returns
     return 0

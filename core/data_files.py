@@ -1,0 +1,93 @@
+"""The files vhod generates beside its SQLite database, and the rule that keeps a start from
+generating a new one where a database already depends on the old one.
+
+A new key-encryption key beside a database whose private keys were sealed with the lost one
+would not decrypt them; a new pseudonym key would silently change every pseudonym and void
+every pending one-time code. Either is a restore gone wrong (the database came back without
+its key files), so the start refuses with one line and writes nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.config import Config, ConfigError
+from core.events import PSEUDONYM_KEY_FILE
+from core.kek import KEK_FILE
+from core.tokens import SECRET_FILE
+from storage.sqlite_files import DatabaseFileError, holdings
+
+SQLITE_PREFIX = "sqlite:///"
+
+
+@dataclass(frozen=True)
+class KeyFile:
+    name: str
+    path: Path
+    setting: str  # the setting that, configured, takes the file's place
+
+
+def sqlite_database(config: Config) -> Path | None:
+    """The SQLite database file storage.url names; None for MongoDB or :memory:."""
+    url = config.storage.url
+    if not url.startswith(SQLITE_PREFIX) or url == f"{SQLITE_PREFIX}:memory:":
+        return None
+    return Path(url.removeprefix(SQLITE_PREFIX))
+
+
+def kek_folder(config: Config) -> Path:
+    """Where a generated key-encryption key lives: beside the SQLite database, so processes
+    sharing that file share its keys too; else in server.data_dir."""
+    database = sqlite_database(config)
+    return database.parent if database is not None else Path(config.server.data_dir)
+
+
+def key_files(config: Config) -> list[KeyFile]:
+    """Every file vhod may generate, where this configuration keeps it."""
+    data_dir = Path(config.server.data_dir)
+    return [
+        KeyFile(KEK_FILE, kek_folder(config) / KEK_FILE, "jwt.key_encryption_key"),
+        KeyFile(PSEUDONYM_KEY_FILE, data_dir / PSEUDONYM_KEY_FILE, "logging.pseudonym_key"),
+        KeyFile(SECRET_FILE, data_dir / SECRET_FILE, "jwt.secret"),
+    ]
+
+
+def configured_secrets(config: Config) -> list[str]:
+    """The secrets this configuration holds itself, which no backup file contains."""
+    given = {
+        "jwt.secret": config.jwt.secret,
+        "jwt.key_encryption_key": config.jwt.key_encryption_key,
+        "logging.pseudonym_key": config.logging.pseudonym_key,
+    }
+    return [name for name, value in given.items() if value is not None]
+
+
+def refuse_lost_key_files(config: Config, *, kek_needed: bool, pseudonym_needed: bool) -> None:
+    """ConfigError when the SQLite database exists and depends on a generated key file
+    that is gone and would be generated now (`kek_needed`: to sign with a stored key pair,
+    `pseudonym_needed`: to serve): called before anything is generated, so that a failed
+    start writes none."""
+    database = sqlite_database(config)
+    if database is None:
+        return
+    try:
+        held = holdings(database)
+    except DatabaseFileError as exc:
+        raise ConfigError(f"storage.url: {exc}") from exc
+    if held is None:
+        return  # a new install: generating its files is what the first start does
+    files = {file.name: file for file in key_files(config)}
+    lost: list[KeyFile] = []
+    if kek_needed and held.signing_keys and config.jwt.key_encryption_key is None:
+        lost.append(files[KEK_FILE])  # the stored private keys are sealed with it
+    if pseudonym_needed and held.users and not (config.logging.pseudonym_key or config.jwt.secret):
+        lost.append(files[PSEUDONYM_KEY_FILE])  # the audit log's pseudonyms, the codes
+    lost = [file for file in lost if not file.path.exists()]
+    if lost:
+        names = " and ".join(str(file.path) for file in lost)
+        settings = " and ".join(file.setting for file in lost)
+        raise ConfigError(
+            f"{database} holds a database but {names} is missing: restore the key files "
+            f"with the database (`vhod restore`) or configure {settings}; "
+            "no key file was written"
+        )
