@@ -101,11 +101,17 @@ def test_a_backup_of_a_running_server_restores_users_sessions_keys_and_tokens(tm
         writer.start()
         try:
             archive = tmp_path / "vhod-backup.tar"
-            made = run_command(tmp_path, env, "backup", str(archive))
+            # The same settings from a file, as an operator's --config gives them.
+            settings = tmp_path / "vhod.yaml"
+            settings.write_text(
+                f"server: {{data_dir: '{live}'}}\nstorage: {{url: 'sqlite:///{live}/vhod.db'}}\n"
+            )
+            made = run_command(tmp_path, {}, "--config", str(settings), "backup", str(archive))
         finally:
             stop.set()
             writer.join()
         assert made.returncode == 0, made.stderr
+        assert (archive.stat().st_mode & 0o777) == 0o600
         assert "jwt_key_encryption_key" in made.stdout and "pseudonym_key" in made.stdout
         assert during, "no registration landed while the backup ran"
     finally:
