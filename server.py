@@ -26,14 +26,13 @@ from core.audit import AuditLog
 from core.clock import Clock, system_clock
 from core.codes import Codes, code_key
 from core.config import Config, ConfigError, load_config, masked
-from core.data_files import refuse_lost_key_files
+from core.data_files import refuse_lost_key_files_at_start
 from core.delivery import Delivery, load_sms_sender
 from core.events import derived_key, pseudonym_key, set_pseudonym_key
 from core.kek import SETTING as KEK_SETTING
 from core.kek import UndecryptableKey
 from core.key_manager import KeyManager
 from core.key_setup import add_keys_commands, key_ring, rotation_policy, run_keys_command
-from core.keys import ASYMMETRIC_ALGORITHMS
 from core.lifecycle import Lifecycle
 from core.maintenance import purge_expired_periodically, storage_unreachable_line
 from core.metrics import Metrics
@@ -44,7 +43,7 @@ from core.social import SocialSignIn
 from core.store_cli import COMMANDS as STORE_COMMANDS
 from core.store_cli import add_store_commands, run_store_command
 from core.throttle import Throttle
-from core.tokens import TokenService, choose_algorithm
+from core.tokens import TokenService
 from core.version import version
 from handlers.access_log import log_request
 from handlers.base import JsonApplication, NotFoundHandler
@@ -125,11 +124,7 @@ async def build_services(
         delivery = Delivery(config.email, config.sms)
     except (ValueError, ProviderRegistryError) as exc:
         raise ConfigError(str(exc)) from exc
-    # A database that lost its key files refuses the start before any is generated.
-    algorithm = choose_algorithm(config.jwt.algorithm, config.jwt.secret, config.server.data_dir)
-    refuse_lost_key_files(
-        config, kek_needed=algorithm in ASYMMETRIC_ALGORITHMS, pseudonym_needed=True
-    )
+    refuse_lost_key_files_at_start(config)  # before key_ring or anything generates one
     ring, kek = key_ring(config)
     try:
         key = pseudonym_key(config.logging.pseudonym_key, config.jwt.secret, config.server.data_dir)

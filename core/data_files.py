@@ -14,7 +14,8 @@ from pathlib import Path
 from core.config import Config, ConfigError
 from core.events import PSEUDONYM_KEY_FILE
 from core.kek import KEK_FILE
-from core.tokens import SECRET_FILE
+from core.keys import ASYMMETRIC_ALGORITHMS
+from core.tokens import SECRET_FILE, choose_algorithm
 from storage.sqlite_files import DatabaseFileError, holdings
 
 SQLITE_PREFIX = "sqlite:///"
@@ -91,3 +92,12 @@ def refuse_lost_key_files(config: Config, *, kek_needed: bool, pseudonym_needed:
             f"with the database (`vhod restore`) or configure {settings}; "
             "no key file was written"
         )
+
+
+def refuse_lost_key_files_at_start(config: Config) -> None:
+    """The check for a start: the pseudonym key is needed, the key-encryption key when the
+    configuration signs with a stored key pair."""
+    algorithm = choose_algorithm(config.jwt.algorithm, config.jwt.secret, config.server.data_dir)
+    refuse_lost_key_files(
+        config, kek_needed=algorithm in ASYMMETRIC_ALGORITHMS, pseudonym_needed=True
+    )
