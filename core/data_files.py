@@ -71,19 +71,28 @@ def refuse_lost_key_files(config: Config, *, kek_needed: bool, pseudonym_needed:
     database = sqlite_database(config)
     if database is None:
         return
+    files = {file.name: file for file in key_files(config)}
+    kek, pseudonym = files[KEK_FILE], files[PSEUDONYM_KEY_FILE]
+    # Only a file that would be generated now matters; usually both exist and no read is made.
+    kek_missing = kek_needed and config.jwt.key_encryption_key is None and not kek.path.exists()
+    pseudonym_missing = (
+        pseudonym_needed
+        and not (config.logging.pseudonym_key or config.jwt.secret)
+        and not pseudonym.path.exists()
+    )
+    if not (kek_missing or pseudonym_missing):
+        return
     try:
         held = holdings(database)
     except DatabaseFileError as exc:
         raise ConfigError(f"storage.url: {exc}") from exc
     if held is None:
         return  # a new install: generating its files is what the first start does
-    files = {file.name: file for file in key_files(config)}
     lost: list[KeyFile] = []
-    if kek_needed and held.signing_keys and config.jwt.key_encryption_key is None:
-        lost.append(files[KEK_FILE])  # the stored private keys are sealed with it
-    if pseudonym_needed and held.users and not (config.logging.pseudonym_key or config.jwt.secret):
-        lost.append(files[PSEUDONYM_KEY_FILE])  # the audit log's pseudonyms, the codes
-    lost = [file for file in lost if not file.path.exists()]
+    if kek_missing and held.signing_keys:
+        lost.append(kek)  # the stored private keys are sealed with it
+    if pseudonym_missing and held.users:
+        lost.append(pseudonym)  # the audit log's pseudonyms, the pending codes' hashes
     if lost:
         names = " and ".join(str(file.path) for file in lost)
         settings = " and ".join(file.setting for file in lost)
