@@ -42,7 +42,7 @@ def run_store_command(config: Config, args: argparse.Namespace) -> int:
         if args.command == "backup":
             made = backup(config, args.file)
             print(f"backed up {DATABASE} (schema {made.schema_version}) {_keys(made)}")
-            print(f"to {args.file}: it holds every key the database needs; keep it secret")
+            print(f"to {args.file} (mode 0600): keep it as secret as the data folder")
         else:
             made = restore(args.file, args.dir)
             folder = args.dir.absolute()
@@ -63,7 +63,7 @@ def run_store_command(config: Config, args: argparse.Namespace) -> int:
 
 
 def _keys(made: Made) -> str:
-    return f"with {', '.join(made.key_files)}" if made.key_files else "(no key files)"
+    return f"with {', '.join(made.key_files)}" if made.key_files else "with no key file"
 
 
 async def migrate(config: Config) -> int:
