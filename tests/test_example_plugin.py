@@ -93,6 +93,8 @@ def test_pip_install_gives_the_vhod_command_and_importable_modules(
         timeout=60,
     )
     assert reported.stdout.strip() == f"vhod {PROJECT_VERSION}", reported.stderr
+    metadata = (installed_vhod / f"vhod-{PROJECT_VERSION}.dist-info" / "METADATA").read_text()
+    assert "License-Expression: Apache-2.0" in metadata
 
 
 def test_the_plugins_own_tests_pass_outside_the_repository_with_the_shipped_kit(

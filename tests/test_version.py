@@ -19,7 +19,7 @@ VERSION = PROJECT["version"]
 
 def test_pyproject_declares_a_version_apache_2_and_python_3_11():
     assert VERSION.count(".") == 2 and VERSION != "1.0.0"  # not the seed's made-up number
-    assert PROJECT["license"] == {"text": "Apache-2.0"}
+    assert PROJECT["license"] == "Apache-2.0" and PROJECT["license-files"] == ["LICENSE"]
     assert PROJECT["requires-python"] == ">=3.11"
     text = (ROOT / "LICENSE").read_text()
     assert "Apache License" in text and "Version 2.0, January 2004" in text
