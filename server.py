@@ -27,6 +27,7 @@ from core.clock import Clock, system_clock
 from core.code_signin import code_sign_in_from
 from core.codes import Codes
 from core.config import Config, ConfigError, load_config, masked
+from core.data_files import refuse_lost_key_files_at_start
 from core.delivery import Delivery
 from core.events import set_pseudonym_key
 from core.kek import SETTING as KEK_SETTING
@@ -50,14 +51,18 @@ from core.redact import redact_text, redact_url
 from core.services import SHUTDOWN_GRACE_SECONDS, Services
 from core.shared_keys import secrets_folder, shared_keys
 from core.social import SocialSignIn
+from core.store_cli import COMMANDS as STORE_COMMANDS
+from core.store_cli import add_store_commands, run_store_command
 from core.throttle import Throttle
 from core.tokens import TokenService
+from core.version import version
 from handlers.access_log import log_request
 from handlers.base import JsonApplication, NotFoundHandler
 from handlers.routes import routes
 from providers import ProviderRegistryError, build_providers, discover_providers
 from providers.registry import settings_help
 from storage import StorageUnavailable, Store, open_store
+from storage.schema import SchemaTooNew
 from storage.timing import time_calls
 
 log = logging.getLogger("vhod")
@@ -91,6 +96,7 @@ async def build_services(
         metrics.watch_deliveries(delivery.channels)
     except (ValueError, ProviderRegistryError) as exc:
         raise ConfigError(str(exc)) from exc
+    refuse_lost_key_files_at_start(config)  # before key_ring or anything generates one
     ring, kek = key_ring(config)
     try:
         shared = shared_keys(config)
@@ -304,6 +310,7 @@ async def serve(config: Config) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--version", action="version", version=f"vhod {version()}")
     parser.add_argument(
         "--config",
         default=None,
@@ -316,9 +323,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="validate the configuration, print the effective one with secrets masked, exit",
     )
     commands = add_keys_commands(parser)
-    commands.metavar = "{keys,passwords,admin,users,events}"
+    commands.metavar = "{keys,passwords,admin,users,events,migrate,backup,restore}"
     add_passwords_commands(commands)
     add_admin_commands(commands)
+    add_store_commands(commands)
     return parser.parse_args(argv)
 
 
@@ -359,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_passwords_command(config, args)
         if args.command in ADMIN_COMMANDS:
             return run_admin_command(config, args, build_services)
+        if args.command in STORE_COMMANDS:
+            return run_store_command(config, args)
         asyncio.run(serve(config))
     except ConfigError as exc:
         writer.close()  # the log lines before it come first
@@ -368,6 +378,10 @@ def main(argv: list[str] | None = None) -> int:
         writer.close()
         print(storage_unreachable_line(config.storage.url, exc), file=sys.stderr)
         return 1
+    except SchemaTooNew as exc:  # nothing was written: this code must not touch that store
+        writer.close()
+        print(f"vhod: {exc} (this is vhod {version()})", file=sys.stderr)
+        return 2
     finally:
         writer.close()  # what is still pending is written before main() returns
     return 0

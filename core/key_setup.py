@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Config, ConfigError
+from core.data_files import kek_folder, refuse_lost_key_files
 from core.kek import KEK_FILE, KeyEncryptionKey, UndecryptableKey, load_kek
 from core.kek import SETTING as KEK_SETTING
 from core.key_manager import KeyInfo, KeyManager
@@ -22,7 +23,6 @@ from core.keys import (
     RotationPolicy,
     refresh_key,
 )
-from core.shared_keys import secrets_folder
 from core.tokens import LEEWAY_SECONDS, SECRET_FILE, choose_algorithm, load_or_create_secret
 from storage import StorageUnavailable, open_store
 
@@ -40,9 +40,14 @@ def key_ring(
     config: Config, *, private_keys: bool = False
 ) -> tuple[KeyRing, KeyEncryptionKey | None]:
     """The key ring (with the HMAC secret, when there is one) and the key-encryption key,
-    which is needed to sign asymmetrically or, with `private_keys`, to add a key."""
+    which is needed to sign asymmetrically or, with `private_keys`, to add a key.
+
+    ConfigError, before any key file is generated, when the database depends on one that
+    is gone (core.data_files)."""
     data_dir = config.server.data_dir
     algorithm = choose_algorithm(config.jwt.algorithm, config.jwt.secret, data_dir)
+    needs_kek = algorithm in ASYMMETRIC_ALGORITHMS or private_keys
+    refuse_lost_key_files(config, kek_needed=needs_kek, pseudonym_needed=False)
     secret: bytes | None = None
     try:
         if config.jwt.secret is not None:
@@ -51,7 +56,7 @@ def key_ring(
             # After a switch to a key pair the generated secret still verifies its tokens.
             secret = load_or_create_secret(data_dir)
         kek = None
-        if algorithm in ASYMMETRIC_ALGORITHMS or private_keys:
+        if needs_kek:
             folder = generated_kek_folder(config)
             try:
                 kek = load_kek(
@@ -101,9 +106,7 @@ def _existing_kek(config: Config) -> KeyEncryptionKey | None:
 
 
 def generated_kek_folder(config: Config) -> str:
-    """Where a generated key-encryption key lives: beside the SQLite database (data_dir with
-    the default storage.url), so processes sharing that file share its keys too."""
-    return secrets_folder(config)
+    return str(kek_folder(config))
 
 
 def add_keys_commands(parser: argparse.ArgumentParser) -> Any:

@@ -16,6 +16,7 @@ from swagger_ui_bundle import swagger_ui_path
 from tornado.escape import json_encode
 
 from core.errors import ApiError
+from core.version import version
 from handlers.base import JsonHandler
 from providers.openapi import with_providers
 from providers.registry import BUILTIN_PROVIDERS, build_providers
@@ -65,7 +66,7 @@ PAGE = """<!DOCTYPE html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>vhod API</title>
+<title>vhod {version} API</title>
 <link rel="stylesheet" href="docs/static/swagger-ui.css">
 <link rel="stylesheet" href="docs/static/index.css">
 <link rel="icon" type="image/png" href="docs/static/favicon-32x32.png" sizes="32x32">
@@ -100,6 +101,7 @@ def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses it 7 times faster
     with path.open(encoding="utf-8") as file:
         document: dict[str, Any] = yaml.load(file, Loader=loader)  # noqa: S506 - a safe loader
+    document["info"]["version"] = version()  # pyproject.toml's, the one `/` reports too
     builtins = build_providers(BUILTIN_PROVIDERS, {}, public_url="http://127.0.0.1")
     return with_providers(document, builtins)
 
@@ -181,7 +183,7 @@ class DocsPageHandler(JsonHandler):
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         self.set_header("Referrer-Policy", "no-referrer")
-        self.finish(PAGE)
+        self.finish(PAGE.format(version=version()))
 
 
 class DocsScriptHandler(JsonHandler):

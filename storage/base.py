@@ -161,7 +161,12 @@ class Store(Protocol):
     kind: str  # "sqlite" or "mongodb", for the start line and /readyz
 
     async def setup(self) -> None:
-        """Create tables / indexes. Idempotent; called once at start."""
+        """Create tables / indexes and run the pending schema migrations (storage/schema.py).
+        Idempotent; called once at start. SchemaTooNew, before anything is written, when a
+        later vhod migrated the store."""
+
+    async def schema_version(self) -> int:
+        """The schema version the store was last migrated to; 0 when none is recorded."""
 
     async def close(self) -> None: ...
 

@@ -24,6 +24,7 @@ from storage.mongo_errors import USER_UNIQUE_FIELDS, hinted_field, unavailable
 from storage.mongo_indexes import PoolClearedWatch, create_indexes, ensure_unique_indexes
 from storage.mongo_keys import KeysMixin
 from storage.mongo_lifecycle import LifecycleMixin
+from storage.mongo_schema import migrate, recorded_version
 from storage.mongo_states import OAuthStatesMixin
 
 
@@ -95,10 +96,17 @@ class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin, KeysMixin):
     # --- lifecycle ---
 
     async def setup(self) -> None:
-        with unavailable():
+        async def create() -> None:
             await create_indexes(self.database)
             await create_admin_indexes(self.database)
+
+        with unavailable():
+            await migrate(self.database, create)
         self._reconnects.cleared = False
+
+    async def schema_version(self) -> int:
+        with unavailable():
+            return await recorded_version(self.database)
 
     async def close(self) -> None:
         # A database handed in belongs to whoever made its client.

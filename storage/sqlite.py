@@ -26,6 +26,7 @@ from storage.sqlite_rows import (
     user_from,
     user_row,
 )
+from storage.sqlite_schema import migrate, recorded_version
 from storage.sqlite_states import OAuthStatesMixin, add_binding_column
 from storage.sqlite_worker import Worker, make_private, transaction
 
@@ -151,7 +152,10 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin):
             create_lifecycle_schema(db)
             create_admin_schema(db)
 
-        await self._write(create)
+        await self._write(migrate, create)
+
+    async def schema_version(self) -> int:
+        return await self._run(recorded_version)
 
     async def close(self) -> None:
         if self._closed:

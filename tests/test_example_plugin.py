@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_DIR = ROOT / "examples" / "provider-plugin"
+PROJECT_VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 # ---- packaging ----------------------------------------------------------------------------
@@ -81,6 +82,19 @@ def test_pip_install_gives_the_vhod_command_and_importable_modules(
     )
     assert checked.returncode == 0, checked.stderr
     assert "configuration OK" in checked.stderr
+    # Installed, the version comes from the metadata pip wrote (no pyproject.toml there).
+    assert not (installed_vhod / "pyproject.toml").exists()
+    reported = subprocess.run(
+        [str(installed_vhod / "bin" / "vhod"), "--version"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert reported.stdout.strip() == f"vhod {PROJECT_VERSION}", reported.stderr
+    metadata = (installed_vhod / f"vhod-{PROJECT_VERSION}.dist-info" / "METADATA").read_text()
+    assert "License-Expression: Apache-2.0" in metadata
 
 
 def test_the_plugins_own_tests_pass_outside_the_repository_with_the_shipped_kit(

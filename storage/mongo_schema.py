@@ -1,0 +1,42 @@
+"""The MongoDB store's schema version (the `meta` collection) and its migrations."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from storage.schema import latest, pending
+
+SCHEMA_ID = "schema_version"
+
+
+async def recorded_version(database: Any) -> int:
+    """The version the database was last migrated to; 0 when none is recorded (vhod
+    0.1.0, or a new database)."""
+    doc = await database["meta"].find_one({"_id": SCHEMA_ID})
+    return 0 if doc is None else int(doc["version"])
+
+
+async def to_1(database: Any) -> None:
+    """0.9.0: the version is recorded (the `meta` collection). 0.1.0's collections and
+    documents are otherwise the same; setup() creates any index that is missing."""
+
+
+# Keys: the version each migration makes. The same keys as storage/sqlite_schema.py's.
+MIGRATIONS: dict[int, Callable[[Any], Awaitable[None]]] = {1: to_1}
+
+
+async def migrate(database: Any, create_indexes: Callable[[], Awaitable[None]]) -> None:
+    """Refuse a newer database (SchemaTooNew) before anything is written, create missing
+    indexes, run the pending migrations, record the version.
+
+    Instances starting at once may each run a migration: each must be idempotent (a
+    multi-document transaction would need a replica set). `$max` keeps the recorded version
+    from going down when an older instance records its own after a newer one."""
+    steps = pending(await recorded_version(database), MIGRATIONS)
+    await create_indexes()
+    for step in steps:
+        await step(database)
+    await database["meta"].update_one(
+        {"_id": SCHEMA_ID}, {"$max": {"version": latest(MIGRATIONS)}}, upsert=True
+    )
