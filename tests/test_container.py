@@ -185,3 +185,43 @@ def test_the_podman_proof_script_is_documented_and_valid_shell() -> None:
     done = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "deploy/podman-proof" in (ROOT / "docs" / "container.md").read_text()
+
+
+def test_the_compose_nginx_configuration_passes_nginx_t(tmp_path: Path) -> None:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        missing_tool("nginx is missing: install Debian's nginx")
+    if shutil.which("openssl") is None:
+        missing_tool("openssl is missing: install Debian's openssl")
+    # The container's names and paths, made to exist on this machine: the instances' host
+    # names resolve only inside compose's network, the secrets only under /run/secrets.
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=localhost", "-keyout", str(tmp_path / "tls.key")),
+            *("-out", str(tmp_path / "tls.crt")),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    config = (COMPOSE.parent / "compose" / "nginx.conf").read_text()
+    for old, new in (
+        ("vhod1:8888", "127.0.0.1:18881"),
+        ("vhod2:8888", "127.0.0.1:18882"),
+        ("/run/secrets/tls_certificate", str(tmp_path / "tls.crt")),
+        ("/run/secrets/tls_key", str(tmp_path / "tls.key")),
+        ("/var/cache/nginx", str(tmp_path)),
+        ("/var/run/nginx.pid", str(tmp_path / "nginx.pid")),
+    ):
+        assert old in config, old
+        config = config.replace(old, new)
+    (tmp_path / "nginx.conf").write_text(config)
+    done = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", "stderr"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "syntax is ok" in done.stderr
