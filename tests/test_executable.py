@@ -11,11 +11,15 @@ import shutil
 import subprocess
 import sys
 import urllib.request
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pymongo import MongoClient
 
 from tests.processes import Child, clean_env, free_port, request, setting_env
+from tests.storage_fixtures import with_database
 
 pytestmark = pytest.mark.slow
 
@@ -118,6 +122,37 @@ def test_alone_in_a_folder_it_signs_a_user_up_and_in(executable: Path, tmp_path:
         assert server.stop() == 0
     assert sorted(p.name for p in vhod.parent.iterdir()) == ["data", "server.log", "vhod"]
     assert (vhod.parent / "data" / "vhod.db").is_file()
+
+
+def test_on_mongodb_it_signs_a_user_up_and_in(
+    executable: Path, tmp_path: Path, mongo_url: str
+) -> None:
+    """The MongoDB driver (imported only for a mongodb:// URL) is inside it too."""
+    url = with_database(mongo_url, f"vhod_exe_{uuid.uuid4().hex[:12]}")
+    vhod = alone(executable, tmp_path / "empty")
+    server = Executable(
+        vhod,
+        VHOD_STORAGE__URL=url,
+        VHOD_JWT__KEY_ENCRYPTION_KEY="k" * 32,
+        VHOD_SERVER__DATA_DIR="data",
+    )
+    try:
+        assert "storage=mongodb://" in server.log()
+        assert request(server.url("/authorization/registration"), USER)[0] == 200
+        login = {"email": USER["email"], "hash_password": USER["hash_password"]}
+        status, signed_in = request(server.url("/authorization/login/email"), login)
+        assert status == 200 and isinstance(signed_in, dict)
+        access = signed_in["access"]
+        assert request(server.url(f"/validate/jwt/access?access={access}")) == (200, True)
+    finally:
+        assert server.stop() == 0
+    client: MongoClient[dict[str, Any]] = MongoClient(url, serverSelectionTimeoutMS=3000)
+    try:
+        database = client.get_database()
+        assert database.users.count_documents({}) == 1
+        client.drop_database(database.name)
+    finally:
+        client.close()
 
 
 def test_the_docs_and_the_api_description_come_from_inside_it(
