@@ -5,16 +5,8 @@
 const fs = require("fs");
 const secret = (name) => fs.readFileSync(`/run/secrets/${name}`, "utf8").trim();
 
-let initiated = true;
-try {
-  rs.status();
-} catch (error) {
-  if (error.codeName === "NotYetInitialized") {
-    initiated = false;
-  } else if (error.codeName !== "Unauthorized") {
-    throw error;  // Unauthorized: users exist, so the set was initiated before
-  }
-}
+// hello needs no sign-in: a member of an initiated set names it (setName).
+const initiated = db.hello().setName !== undefined;
 if (!initiated) {
   rs.initiate({
     _id: "rs0",
@@ -26,7 +18,9 @@ if (!initiated) {
   });
 }
 // The first user can be made only on the primary, through the localhost exception.
-while (!db.hello().isWritablePrimary) {
+// mongo1 has the highest priority: it is the primary once the set is up.
+for (let waited = 0; !db.hello().isWritablePrimary; waited += 1) {
+  if (waited === 120) throw new Error("mongo1 did not become the primary within 120 s");
   sleep(1000);
 }
 const admin = db.getSiblingDB("admin");
