@@ -24,13 +24,14 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from core.bundle import bundled
 from core.errors import ApiError
 from core.lifecycle_settings import LANGUAGES, EmailConfig, SmsConfig
 
 log = logging.getLogger("vhod.delivery")
 
 SENDER_GROUP = "vhod.senders"
-BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"
+BUILTIN_TEMPLATES = bundled("core", "templates")
 PURPOSES = ("reset", "verify", "delete", "signin")
 CHANNELS = ("email", "phone")
 _DEFAULT_PORTS = {"smtp": 587, "smtp+starttls": 587, "smtps": 465}

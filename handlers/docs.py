@@ -15,6 +15,7 @@ import yaml
 from swagger_ui_bundle import swagger_ui_path
 from tornado.escape import json_encode
 
+from core.bundle import bundle_root
 from core.errors import ApiError
 from core.version import version
 from handlers.base import JsonHandler
@@ -23,9 +24,10 @@ from providers.registry import BUILTIN_PROVIDERS, build_providers
 
 
 def _spec_path() -> Path:
-    """openapi.yaml beside the modules (run from the folder), else where `pip install`
-    put it (share/vhod under the environment, or under a --target folder)."""
-    here = Path(__file__).resolve().parent.parent
+    """openapi.yaml beside the modules (run from the folder) or in the single executable's
+    bundle, else where `pip install` put it (share/vhod under the environment, or under a
+    --target folder)."""
+    here = bundle_root()
     for candidate in (here, Path(sys.prefix) / "share" / "vhod", here / "share" / "vhod"):
         if (candidate / "openapi.yaml").is_file():
             return candidate / "openapi.yaml"
