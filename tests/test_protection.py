@@ -2,6 +2,7 @@
 rotation (RT2–RT4), rehash on login (PW4), admission control and security events (AP4)."""
 
 import asyncio
+import itertools
 import json
 import logging
 import threading
@@ -154,7 +155,7 @@ async def test_lg4_password_change_and_deletion_are_limited_per_address(
 
     pair = (await api.post(REGISTER, json_body=user, headers=client("198.51.100.9"))).body
     passwords = [user["hash_password"], "second secret", "third secret", "fourth secret"]
-    for current, new in zip(passwords, passwords[1:], strict=False):
+    for current, new in itertools.pairwise(passwords):
         changed = await api.post(
             CHANGE,
             json_body={"hash_password": current, "new_password": new},
@@ -170,7 +171,9 @@ async def test_lg4_password_change_and_deletion_are_limited_per_address(
     # Deleting the account with a password counts on the same limit.
     wrong = {"hash_password": "not the password"}
     for _ in range(3):
-        refused = await api.post(DELETE, json_body=wrong, headers={**bearer, **client("203.0.113.5")})
+        refused = await api.post(
+            DELETE, json_body=wrong, headers={**bearer, **client("203.0.113.5")}
+        )
         assert refused.status == 401
     deleting = await api.post(DELETE, json_body=wrong, headers={**bearer, **client("203.0.113.5")})
     assert (deleting.status, deleting.body["error"]) == (429, "rate_limited")
