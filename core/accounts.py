@@ -164,10 +164,27 @@ class Accounts:
         self._refuse_disabled(user, "login")
         if self.settings.require_verified_email and user.email and not user.email_verified:
             raise unverified_email()
-        if self.hasher.needs_rehash(stored):
-            await self.store.set_password_hash(user.id, await self.hasher.hash(encoded))
+        checked = await self._upgrade_hash(user.id, encoded, stored)
+        pair = await self.issue_password_pair(user, checked)
         security_event("login_succeeded", level=logging.INFO, user=user.id, method=method)
-        return await self._issue_pair(user)
+        return pair
+
+    async def _upgrade_hash(self, user_id: str, encoded: bytes, stored: str) -> str:
+        """The hash this login's session rests on: `stored`, or its rehash at the configured
+        cost (PW4) when that replaced it."""
+        if not self.hasher.needs_rehash(stored):
+            return stored
+        upgraded = await self.hasher.hash(encoded)
+        # Only over the hash just checked: a password changed meanwhile is not undone.
+        if await self.store.swap_password_hash(user_id, stored, upgraded):
+            return upgraded
+        # Replaced meanwhile: by a concurrent login's rehash of this same password (then it
+        # checks out again), or by a change or reset (then the session is refused).
+        current = await self.store.get_user(user_id)
+        now = current.password_hash if current else None
+        if now is not None and await self.hasher.verify(encoded, now):
+            return now
+        return stored
 
     @staticmethod
     def _refuse_disabled(user: User, call: str) -> None:
@@ -354,6 +371,17 @@ class Accounts:
     async def issue_pair(self, user: User) -> dict[str, str]:
         """A new session for `user` (after a password reset or change, say)."""
         return await self._issue_pair(user)
+
+    async def issue_password_pair(self, user: User, password_hash: str) -> dict[str, str]:
+        """A new session for `user` resting on the password whose hash is `password_hash`
+        (just checked, or just set). 401 invalid_credentials when that password was
+        replaced meanwhile: a login still hashing while a change or reset ended every
+        session must not store one after it."""
+        record, pair = self._new_session(user)
+        if not await self.store.add_password_session(record, password_hash):
+            security_event("login_failed", user=user.id, reason="password_replaced")
+            raise invalid_credentials()
+        return pair
 
     async def _issue_pair(self, user: User) -> dict[str, str]:
         record, pair = self._new_session(user)

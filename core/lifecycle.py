@@ -171,7 +171,11 @@ class Lifecycle:
     ) -> dict[str, str]:
         encoded = check_password_policy(new_password, self.accounts.settings.min_password_length)
         await self._check_password(caller.user, current)
-        return await self._replace_password(caller.user, encoded, "password_changed")
+        checked = caller.user.password_hash
+        assert checked is not None  # a user without a password fails the check
+        return await self._replace_password(
+            caller.user, encoded, "password_changed", replacing=checked
+        )
 
     async def _check_password(self, user: User, secret: str) -> None:
         """401 invalid_credentials unless `secret` is the user's password; counted against
@@ -185,12 +189,23 @@ class Lifecycle:
             raise invalid_credentials()
         await self.accounts.throttle.login_succeeded(key)
 
-    async def _replace_password(self, user: User, encoded: bytes, event: str) -> dict[str, str]:
-        await self.store.set_password_hash(user.id, await self.accounts.hasher.hash(encoded))
+    async def _replace_password(
+        self, user: User, encoded: bytes, event: str, *, replacing: str | None = None
+    ) -> dict[str, str]:
+        """Set the new password, end every session, start one on the new password.
+        `replacing`: the hash the caller's check used; the change happens only over it (a
+        concurrent change or reset wins, and this one answers 401)."""
+        new_hash = await self.accounts.hasher.hash(encoded)
+        if replacing is None:
+            await self.store.set_password_hash(user.id, new_hash)
+        elif not await self.store.swap_password_hash(user.id, replacing, new_hash):
+            security_event("password_check_failed", user=user.id, reason="password_replaced")
+            raise invalid_credentials()
         await self.store.revoke_user_tokens(user.id, until=self._horizon())
         security_event(event, user=user.id)
         fresh = await self.store.get_user(user.id)
-        return await self.accounts.issue_pair(fresh or user)
+        # Refused if another change or reset replaced this password meanwhile.
+        return await self.accounts.issue_password_pair(fresh or user, new_hash)
 
     # verification
 
