@@ -5,7 +5,9 @@ HTTP here, so the handlers and the admin API call the same functions."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,10 @@ FIELDS = {"email": "email", "phone": "phone"}  # channel -> the user field it re
 # A reset's code goes out after the answer, so that neither the answer nor its timing tells
 # whether the account exists. At most this many wait to go out; beyond, a request sends none.
 MAX_PENDING_SENDS = 100
+# A reset's delivery waits a random while in this range (seconds) after the answer, so that
+# its work (the SMTP or SMS conversation) does not land on the requests right after it; the
+# store work is the same for an unknown address (a stand-in code). Issue 21, item 9.
+RESET_SEND_DELAY = (0.2, 1.0)
 # How long a send cancelled at shutdown has to withdraw its code from the store.
 CANCELLED_SEND_GRACE_SECONDS = 5
 log = logging.getLogger("vhod")
@@ -46,6 +52,14 @@ def session_not_found() -> ApiError:
 def no_address(channel: str) -> ApiError:
     what = "email address" if channel == "email" else "phone number"
     return ApiError(400, "invalid_request", f"The account has no {what} to send a code to.")
+
+
+def reset_key(user: User | None, address: str) -> str:
+    """The key of a reset code: the account's, or for an address without one a stand-in
+    (a keyed pseudonym of the address, never the address itself)."""
+    if user is not None:
+        return f"reset:{user.id}"
+    return f"reset:unknown:{identifier_hash(address)}"
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,7 @@ class Lifecycle:
         self.delivery = delivery
         self.clock = clock
         self._sending: set[asyncio.Task[None]] = set()
+        self._draining = asyncio.Event()  # set while drain() waits: held sends go at once
         if require_verified_email:
             accounts.after_registration = self._send_first_verification
 
@@ -112,8 +127,9 @@ class Lifecycle:
         user = await self._find(channel, address)
         if user is None:
             security_event("reset_unknown", identifier=identifier_hash(address))
-        elif len(self._sending) >= MAX_PENDING_SENDS:
-            security_event("reset_not_sent", user=user.id, reason="busy")
+        if len(self._sending) >= MAX_PENDING_SENDS:
+            if user is not None:
+                security_event("reset_not_sent", user=user.id, reason="busy")
         else:
             task = asyncio.create_task(self._send_reset(channel, address, user, accept_language))
             self._sending.add(task)
@@ -121,10 +137,14 @@ class Lifecycle:
         return True
 
     async def _send_reset(
-        self, channel: str, address: str, user: User, accept_language: str | None
+        self, channel: str, address: str, user: User | None, accept_language: str | None
     ) -> None:
+        if user is None:
+            await self._stand_in_code(address)
+            await self._hold_back()
+            return
         try:
-            await self._send(channel, address, user, "reset", accept_language)
+            await self._send(channel, address, user, "reset", accept_language, held=True)
         except ApiError as exc:
             security_event("reset_not_sent", user=user.id, reason=exc.code)
         except StorageUnavailable:
@@ -135,12 +155,34 @@ class Lifecycle:
         else:
             security_event("reset_requested", user=user.id, channel=channel)
 
+    async def _hold_back(self) -> None:
+        """Wait a random while (RESET_SEND_DELAY) before a reset's delivery, or until
+        drain(): the work of sending then lands on no particular request after the answer."""
+        delay = random.uniform(*RESET_SEND_DELAY)  # noqa: S311 -- timing, not a secret
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._draining.wait(), delay)
+
+    async def _stand_in_code(self, address: str) -> None:
+        """For an address without an account, the store write an account's reset makes: a
+        code under a stand-in key that nobody receives, so that this address's confirm
+        reads and counts a code as an account's does (equal work: issue 21, item 9)."""
+        try:
+            await self.codes.issue(reset_key(None, address), "")
+        except StorageUnavailable:
+            pass  # as a failed send for an account: nothing to answer, nothing to log
+        except Exception as exc:  # no request is left to answer 500: log it, without its text
+            log.error("a stand-in reset code was not stored: %s", type(exc).__name__)
+
     async def drain(self, grace: float) -> None:
         """Wait up to `grace` seconds for the codes still going out, then cancel the rest:
         at shutdown, before the store closes."""
         if not self._sending:
             return
-        _, late = await asyncio.wait(set(self._sending), timeout=grace)
+        self._draining.set()  # the held sends go now
+        try:
+            _, late = await asyncio.wait(set(self._sending), timeout=grace)
+        finally:
+            self._draining.clear()
         if not late:
             return
         log.warning("shutdown: %d reset codes were not sent in time", len(late))
@@ -156,9 +198,11 @@ class Lifecycle:
         channel, address = self._identifier(email, phone)
         encoded = check_password_policy(new_password, self.accounts.settings.min_password_length)
         user = await self._find(channel, address)
+        # The same store calls whether or not the account exists (item 9): an unknown
+        # address counts its attempt on its stand-in code, which no answer matches.
+        await self.codes.confirm(reset_key(user, address), code)
         if user is None:
             raise invalid_code()
-        await self.codes.confirm(f"reset:{user.id}", code)
         # The code reached the address: it is the user's.
         await self.store.set_verified(user.id, FIELDS[channel], address)
         await self.store.reset_counter(login_key(user.id, address))
@@ -334,14 +378,24 @@ class Lifecycle:
         return user.email_verified if channel == "email" else user.phone_verified
 
     async def _send(
-        self, channel: str, address: str, user: User, purpose: str, accept_language: str | None
+        self,
+        channel: str,
+        address: str,
+        user: User,
+        purpose: str,
+        accept_language: str | None,
+        *,
+        held: bool = False,
     ) -> None:
-        """Issue a code for `purpose` and deliver it; a code that did not go out is
-        withdrawn, so none stays valid that the user never received."""
-        key = f"{purpose}:{user.id}"
+        """Issue a code for `purpose` and deliver it (`held`: after _hold_back); a code
+        that did not go out is withdrawn, so none stays valid that the user never
+        received."""
+        key = f"{purpose}:{user.id}"  # for a reset, reset_key(user, address)
         code = await self.codes.issue(key, user.id)
         template = purpose.split("_")[0]  # verify_email and verify_phone share one text
         try:
+            if held:
+                await self._hold_back()
             await self.delivery.send_code(
                 channel, address, template, code, self.codes.minutes, accept_language
             )
