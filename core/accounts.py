@@ -13,6 +13,7 @@ from core.errors import ApiError, invalid_credentials, invalid_token
 from core.events import identifier_hash, security_event
 from core.identifiers import normalize_email, normalize_phone
 from core.metrics import LoginCounter, LoginObserver
+from core.password_upgrade import upgrade_hash
 from core.passwords import Hasher, check_password_policy
 from core.sessions import carried_over, needs_touch, started_here
 from core.throttle import Throttle, login_key
@@ -164,27 +165,10 @@ class Accounts:
         self._refuse_disabled(user, "login")
         if self.settings.require_verified_email and user.email and not user.email_verified:
             raise unverified_email()
-        checked = await self._upgrade_hash(user.id, encoded, stored)
+        checked = await upgrade_hash(self.store, self.hasher, user.id, encoded, stored)
         pair = await self.issue_password_pair(user, checked)
         security_event("login_succeeded", level=logging.INFO, user=user.id, method=method)
         return pair
-
-    async def _upgrade_hash(self, user_id: str, encoded: bytes, stored: str) -> str:
-        """The hash this login's session rests on: `stored`, or its rehash at the configured
-        cost (PW4) when that replaced it."""
-        if not self.hasher.needs_rehash(stored):
-            return stored
-        upgraded = await self.hasher.hash(encoded)
-        # Only over the hash just checked: a password changed meanwhile is not undone.
-        if await self.store.swap_password_hash(user_id, stored, upgraded):
-            return upgraded
-        # Replaced meanwhile: by a concurrent login's rehash of this same password (then it
-        # checks out again), or by a change or reset (then the session is refused).
-        current = await self.store.get_user(user_id)
-        now = current.password_hash if current else None
-        if now is not None and await self.hasher.verify(encoded, now):
-            return now
-        return stored
 
     @staticmethod
     def _refuse_disabled(user: User, call: str) -> None:

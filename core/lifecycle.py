@@ -5,9 +5,7 @@ HTTP here, so the handlers and the admin API call the same functions."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +19,7 @@ from core.events import client_ip_var, identifier_hash, security_event
 from core.identifiers import normalize_email, normalize_phone
 from core.net import address_key
 from core.passwords import check_password_policy
+from core.reset_work import HoldBack, reset_key, store_stand_in_code
 from core.sessions import session_view
 from core.throttle import login_key
 from core.tokens import ACCESS, InvalidToken
@@ -30,10 +29,6 @@ FIELDS = {"email": "email", "phone": "phone"}  # channel -> the user field it re
 # A reset's code goes out after the answer, so that neither the answer nor its timing tells
 # whether the account exists. At most this many wait to go out; beyond, a request sends none.
 MAX_PENDING_SENDS = 100
-# A reset's delivery waits a random while in this range (seconds) after the answer, so that
-# its work (the SMTP or SMS conversation) does not land on the requests right after it; the
-# store work is the same for an unknown address (a stand-in code). Issue 21, item 9.
-RESET_SEND_DELAY = (0.2, 1.0)
 # How long a send cancelled at shutdown has to withdraw its code from the store.
 CANCELLED_SEND_GRACE_SECONDS = 5
 log = logging.getLogger("vhod")
@@ -52,14 +47,6 @@ def session_not_found() -> ApiError:
 def no_address(channel: str) -> ApiError:
     what = "email address" if channel == "email" else "phone number"
     return ApiError(400, "invalid_request", f"The account has no {what} to send a code to.")
-
-
-def reset_key(user: User | None, address: str) -> str:
-    """The key of a reset code: the account's, or for an address without one a stand-in
-    (a keyed pseudonym of the address, never the address itself)."""
-    if user is not None:
-        return f"reset:{user.id}"
-    return f"reset:unknown:{identifier_hash(address)}"
 
 
 @dataclass(frozen=True)
@@ -90,7 +77,7 @@ class Lifecycle:
         self.delivery = delivery
         self.clock = clock
         self._sending: set[asyncio.Task[None]] = set()
-        self._draining = asyncio.Event()  # set while drain() waits: held sends go at once
+        self._hold = HoldBack()  # a reset's delivery waits a random while (item 9)
         if require_verified_email:
             accounts.after_registration = self._send_first_verification
 
@@ -140,8 +127,8 @@ class Lifecycle:
         self, channel: str, address: str, user: User | None, accept_language: str | None
     ) -> None:
         if user is None:
-            await self._stand_in_code(address)
-            await self._hold_back()
+            await store_stand_in_code(self.codes, address)  # the same store work (item 9)
+            await self._hold.wait()
             return
         try:
             await self._send(channel, address, user, "reset", accept_language, held=True)
@@ -155,34 +142,13 @@ class Lifecycle:
         else:
             security_event("reset_requested", user=user.id, channel=channel)
 
-    async def _hold_back(self) -> None:
-        """Wait a random while (RESET_SEND_DELAY) before a reset's delivery, or until
-        drain(): the work of sending then lands on no particular request after the answer."""
-        delay = random.uniform(*RESET_SEND_DELAY)  # noqa: S311 -- timing, not a secret
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._draining.wait(), delay)
-
-    async def _stand_in_code(self, address: str) -> None:
-        """For an address without an account, the store write an account's reset makes: a
-        code under a stand-in key that nobody receives, so that this address's confirm
-        reads and counts a code as an account's does (equal work: issue 21, item 9)."""
-        try:
-            await self.codes.issue(reset_key(None, address), "")
-        except StorageUnavailable:
-            pass  # as a failed send for an account: nothing to answer, nothing to log
-        except Exception as exc:  # no request is left to answer 500: log it, without its text
-            log.error("a stand-in reset code was not stored: %s", type(exc).__name__)
-
     async def drain(self, grace: float) -> None:
         """Wait up to `grace` seconds for the codes still going out, then cancel the rest:
         at shutdown, before the store closes."""
         if not self._sending:
             return
-        self._draining.set()  # the held sends go now
-        try:
+        with self._hold.released():  # the held sends go now
             _, late = await asyncio.wait(set(self._sending), timeout=grace)
-        finally:
-            self._draining.clear()
         if not late:
             return
         log.warning("shutdown: %d reset codes were not sent in time", len(late))
@@ -387,15 +353,15 @@ class Lifecycle:
         *,
         held: bool = False,
     ) -> None:
-        """Issue a code for `purpose` and deliver it (`held`: after _hold_back); a code
-        that did not go out is withdrawn, so none stays valid that the user never
+        """Issue a code for `purpose` and deliver it (`held`: after the reset's hold); a
+        code that did not go out is withdrawn, so none stays valid that the user never
         received."""
         key = f"{purpose}:{user.id}"  # for a reset, reset_key(user, address)
         code = await self.codes.issue(key, user.id)
         template = purpose.split("_")[0]  # verify_email and verify_phone share one text
         try:
             if held:
-                await self._hold_back()
+                await self._hold.wait()
             await self.delivery.send_code(
                 channel, address, template, code, self.codes.minutes, accept_language
             )
