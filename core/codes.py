@@ -121,7 +121,7 @@ class Codes:
         if not hmac.compare_digest(given, counted.code_hash):
             if counted.attempts >= limit:
                 await self.store.delete_code(key)
-                # A stand-in code (core.lifecycle.reset_key) has no user.
+                # A stand-in code (core.reset_work) has no user.
                 user = counted.user_id or None
                 security_event("code_voided", user=user, purpose=key.split(":")[0])
             raise invalid_code()

@@ -112,10 +112,10 @@ class Lifecycle:
         self.delivery.require(channel)
         await self.codes.check_send_limits(address, self._client())
         user = await self._find(channel, address)
-        if user is None:
-            security_event("reset_unknown", identifier=identifier_hash(address))
-        if len(self._sending) >= MAX_PENDING_SENDS:
-            if user is not None:
+        if len(self._sending) >= MAX_PENDING_SENDS:  # one event either way, nothing sent
+            if user is None:
+                security_event("reset_unknown", identifier=identifier_hash(address))
+            else:
                 security_event("reset_not_sent", user=user.id, reason="busy")
         else:
             task = asyncio.create_task(self._send_reset(channel, address, user, accept_language))
@@ -126,9 +126,10 @@ class Lifecycle:
     async def _send_reset(
         self, channel: str, address: str, user: User | None, accept_language: str | None
     ) -> None:
-        if user is None:
-            await store_stand_in_code(self.codes, address)  # the same store work (item 9)
+        if user is None:  # the same work as an account's, but the delivery (item 9)
+            await store_stand_in_code(self.codes, address)
             await self._hold.wait()
+            security_event("reset_unknown", identifier=identifier_hash(address))
             return
         try:
             await self._send(channel, address, user, "reset", accept_language, held=True)
@@ -356,7 +357,7 @@ class Lifecycle:
         """Issue a code for `purpose` and deliver it (`held`: after the reset's hold); a
         code that did not go out is withdrawn, so none stays valid that the user never
         received."""
-        key = f"{purpose}:{user.id}"  # for a reset, reset_key(user, address)
+        key = f"{purpose}:{user.id}"  # a reset's: reset_key(user, address)
         code = await self.codes.issue(key, user.id)
         template = purpose.split("_")[0]  # verify_email and verify_phone share one text
         try:
