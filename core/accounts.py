@@ -14,6 +14,7 @@ from core.event_types import EventType
 from core.events import identifier_hash, security_event
 from core.identifiers import normalize_email, normalize_phone
 from core.metrics import LoginCounter, LoginObserver
+from core.password_upgrade import upgrade_hash
 from core.passwords import Hasher, check_password_policy
 from core.revocations import RevokedSessions
 from core.throttle import Throttle, login_key
@@ -147,10 +148,10 @@ class Accounts(TokenSessions):
         self.refuse_disabled(user, "login")
         if self.awaits_email(user):
             raise unverified_email()
-        if self.hasher.needs_rehash(stored):
-            await self.store.set_password_hash(user.id, await self.hasher.hash(encoded))
+        checked = await upgrade_hash(self.store, self.hasher, user.id, encoded, stored)
+        pair = await self.issue_password_pair(user, checked)
         security_event(EventType.LOGIN_SUCCEEDED, user=user.id, method=method)
-        return await self._issue_pair(user)
+        return pair
 
     def awaits_email(self, user: User) -> bool:
         """Whether `accounts.require_verified_email` holds the user to confirming the email."""

@@ -119,9 +119,9 @@ class Codes:
         if not hmac.compare_digest(given, counted.code_hash):
             if counted.attempts >= limit:
                 await self.store.delete_code(key)
-                security_event(
-                    EventType.CODE_VOIDED, user=counted.user_id, purpose=key.split(":")[0]
-                )
+                # A stand-in code (core.reset_work) has no user.
+                user = counted.user_id or None
+                security_event(EventType.CODE_VOIDED, user=user, purpose=key.split(":")[0])
             raise invalid_code()
         if not await self.store.consume_code(key, counted.code_hash):
             raise invalid_code()  # a concurrent confirmation used it first

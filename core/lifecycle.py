@@ -20,6 +20,7 @@ from core.events import client_ip_var, identifier_hash, security_event
 from core.identifiers import normalize_email, normalize_phone
 from core.net import address_key
 from core.passwords import check_password_policy
+from core.reset_work import HoldBack, reset_key, store_stand_in_code
 from core.sessions import session_view
 from core.throttle import login_key
 from core.token_sessions import REVOCATION_SLACK_SECONDS
@@ -79,6 +80,7 @@ class Lifecycle:
         self.delivery = delivery
         self.clock = clock
         self._sending: set[asyncio.Task[None]] = set()
+        self._hold = HoldBack()  # a reset's delivery waits a random while (item 9)
         if require_verified_email:
             accounts.after_registration = self._send_first_verification
 
@@ -124,10 +126,13 @@ class Lifecycle:
         self.delivery.require(channel)
         await self.codes.check_send_limits(address, self._client())
         user = await self._find(channel, address)
-        if user is None:
-            security_event(EventType.PASSWORD_RESET_UNKNOWN, identifier=identifier_hash(address))
-        elif len(self._sending) >= MAX_PENDING_SENDS:
-            security_event(EventType.PASSWORD_RESET_NOT_SENT, user=user.id, reason="busy")
+        if len(self._sending) >= MAX_PENDING_SENDS:  # one event either way, nothing sent
+            if user is None:
+                security_event(
+                    EventType.PASSWORD_RESET_UNKNOWN, identifier=identifier_hash(address)
+                )
+            else:
+                security_event(EventType.PASSWORD_RESET_NOT_SENT, user=user.id, reason="busy")
         else:
             task = asyncio.create_task(self._send_reset(channel, address, user, accept_language))
             self._sending.add(task)
@@ -135,10 +140,15 @@ class Lifecycle:
         return True
 
     async def _send_reset(
-        self, channel: str, address: str, user: User, accept_language: str | None
+        self, channel: str, address: str, user: User | None, accept_language: str | None
     ) -> None:
+        if user is None:  # the same work as an account's, but the delivery (item 9)
+            await store_stand_in_code(self.codes, address, recipient(channel, address))
+            await self._hold.wait()
+            security_event(EventType.PASSWORD_RESET_UNKNOWN, identifier=identifier_hash(address))
+            return
         try:
-            await self._send(channel, address, user, "reset", accept_language)
+            await self._send(channel, address, user, "reset", accept_language, held=True)
         except ApiError as exc:
             security_event(EventType.PASSWORD_RESET_NOT_SENT, user=user.id, reason=exc.code)
         except StorageUnavailable:
@@ -156,7 +166,8 @@ class Lifecycle:
         at shutdown, before the store closes."""
         if not self._sending:
             return
-        _, late = await asyncio.wait(set(self._sending), timeout=grace)
+        with self._hold.released():  # the held sends go now
+            _, late = await asyncio.wait(set(self._sending), timeout=grace)
         if not late:
             return
         log.warning("shutdown: %d reset codes were not sent in time", len(late))
@@ -172,9 +183,11 @@ class Lifecycle:
         channel, address = self._identifier(email, phone)
         encoded = check_password_policy(new_password, self.accounts.settings.min_password_length)
         user = await self._find(channel, address)
+        # The same store calls whether or not the account exists (item 9): an unknown
+        # address counts its attempt on its stand-in code, which no answer matches.
+        await self.codes.confirm(reset_key(user, address), code, recipient(channel, address))
         if user is None:
             raise invalid_code()
-        await self.codes.confirm(f"reset:{user.id}", code, recipient(channel, address))
         # Told only after the right code, so it reveals nothing to a guesser; nothing changes.
         self.accounts.refuse_disabled(user, "reset")
         # The code reached the address: it is the user's.
@@ -189,7 +202,11 @@ class Lifecycle:
     ) -> dict[str, str]:
         encoded = check_password_policy(new_password, self.accounts.settings.min_password_length)
         await self._check_password(caller.user, current)
-        return await self._replace_password(caller.user, encoded, EventType.PASSWORD_CHANGED)
+        checked = caller.user.password_hash
+        assert checked is not None  # a user without a password fails the check
+        return await self._replace_password(
+            caller.user, encoded, EventType.PASSWORD_CHANGED, replacing=checked
+        )
 
     async def _check_password(self, user: User, secret: str) -> None:
         """401 invalid_credentials unless `secret` is the user's password; counted against
@@ -204,15 +221,27 @@ class Lifecycle:
         await self.accounts.throttle.login_succeeded(key)
 
     async def _replace_password(
-        self, user: User, encoded: bytes, event: EventType
+        self, user: User, encoded: bytes, event: EventType, *, replacing: str | None = None
     ) -> dict[str, str]:
-        await self.store.set_password_hash(user.id, await self.accounts.hasher.hash(encoded))
+        """Set the new password, end every session, start one on the new password.
+        `replacing`: the hash the caller's check used; the change happens only over it (a
+        concurrent change or reset wins, and this one answers 401)."""
+        new_hash = await self.accounts.hasher.hash(encoded)
+        if replacing is None:
+            await self.store.set_password_hash(user.id, new_hash)
+        elif not await self.store.swap_password_hash(user.id, replacing, new_hash):
+            security_event(
+                EventType.PASSWORD_CHECK_FAILED, user=user.id, reason="password_replaced"
+            )
+            raise invalid_credentials()
         await self.store.revoke_user_tokens(user.id, until=self._horizon(), now=self.clock())
         security_event(event, user=user.id)
         fresh = await self.store.get_user(user.id)
         if fresh is None:  # deleted meanwhile
             raise invalid_access()
-        return await self.accounts.issue_pair(fresh, event)
+        self.accounts.refuse_disabled(fresh, event)
+        # Refused if another change or reset replaced this password meanwhile.
+        return await self.accounts.issue_password_pair(fresh, new_hash)
 
     # verification
 
@@ -350,14 +379,24 @@ class Lifecycle:
         return user.email_verified if channel == "email" else user.phone_verified
 
     async def _send(
-        self, channel: str, address: str, user: User, purpose: str, accept_language: str | None
+        self,
+        channel: str,
+        address: str,
+        user: User,
+        purpose: str,
+        accept_language: str | None,
+        *,
+        held: bool = False,
     ) -> None:
-        """Issue a code for `purpose` and deliver it; a code that did not go out is
-        withdrawn, so none stays valid that the user never received."""
-        key = f"{purpose}:{user.id}"
+        """Issue a code for `purpose` and deliver it (`held`: after the reset's hold); a
+        code that did not go out is withdrawn, so none stays valid that the user never
+        received."""
+        key = f"{purpose}:{user.id}"  # a reset's: reset_key(user, address)
         code = await self.codes.issue(key, user.id, recipient(channel, address))
         template = purpose.split("_")[0]  # verify_email and verify_phone share one text
         try:
+            if held:
+                await self._hold.wait()
             await self.delivery.send_code(
                 channel, address, template, code, self.codes.minutes, accept_language
             )

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.claims import VERIFY_EMAIL_SCOPE, access_claims, user_name
 from core.clock import Clock
-from core.errors import invalid_token, unverified_email
+from core.errors import invalid_credentials, invalid_token, unverified_email
 from core.event_types import EventType
 from core.events import security_event
 from core.revocations import RevokedSessions
@@ -184,6 +184,17 @@ class TokenSessions:
         `amr` (RFC 8176) says how the user proved who they are."""
         self.refuse_disabled(user, call)
         return await self._issue_pair(user, amr)
+
+    async def issue_password_pair(self, user: User, password_hash: str) -> dict[str, str]:
+        """A new session for `user` resting on the password whose hash is `password_hash`
+        (just checked, or just set). 401 invalid_credentials when that password was
+        replaced meanwhile: a login still hashing while a change or reset ended every
+        session must not store one after it."""
+        record, pair = self._new_session(user)
+        if not await self.store.add_password_session(record, password_hash):
+            security_event(EventType.LOGIN_FAILED, user=user.id, reason="password_replaced")
+            raise invalid_credentials()
+        return pair
 
     async def _issue_pair(self, user: User, amr: list[str] | None = None) -> dict[str, str]:
         record, pair = self._new_session(user, amr)

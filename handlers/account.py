@@ -64,6 +64,7 @@ class PasswordResetConfirmHandler(AccountHandler):
 
 
 class PasswordChangeHandler(AccountHandler):
+    address_limited = True  # it checks and hashes a password, like login (LG4)
     needs_live_session = True
 
     async def post(self) -> None:
@@ -151,6 +152,7 @@ class DeletionCodeHandler(AccountHandler):
 
 
 class AccountDeleteHandler(AccountHandler):
+    address_limited = True  # it checks a password, like login (LG4)
     needs_live_session = True
 
     async def post(self) -> None:

@@ -197,8 +197,24 @@ class Store(Protocol):
     async def list_users(self, limit: int, after: tuple[float, str] | None = None) -> list[User]:
         """Up to `limit` users in (created_at, id) order, after that pair when given."""
 
+    async def swap_password_hash(self, user_id: str, old: str, new: str) -> bool:
+        """Set the user's password hash to `new` only while it is `old`, atomically; False
+        when the user is gone or the hash changed meanwhile (a concurrent change, reset or
+        rehash), and then nothing is written."""
+
     # refresh tokens
     async def add_refresh_token(self, token: RefreshToken) -> None: ...
+
+    async def add_password_session(self, token: RefreshToken, password_hash: str) -> bool:
+        """Store `token`, a session a password check started, only while its user's
+        password hash is still `password_hash` (the one checked); True when stored.
+
+        A password change writes the new hash, then revokes the user's tokens
+        (revoke_user_tokens). Against that sequence this is atomic: a session whose check
+        used the replaced hash is either refused here or stored before the revocation and
+        revoked by it; never stored live after it. SQLite checks and inserts in one
+        transaction; MongoDB inserts, then reads the hash and removes the token when it
+        changed (one of the two orders always catches it, without a transaction)."""
 
     async def get_refresh_token_and_user(self, jti: str) -> tuple[RefreshToken, User | None] | None:
         """The token's record and its user, None if there is none any more: every refresh

@@ -216,6 +216,13 @@ class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin, KeysMixin):
                 {"_id": user_id}, {"$set": {"password_hash": password_hash}}
             )
 
+    async def swap_password_hash(self, user_id: str, old: str, new: str) -> bool:
+        with unavailable():
+            swapped = await self.users.update_one(
+                {"_id": user_id, "password_hash": old}, {"$set": {"password_hash": new}}
+            )
+        return bool(swapped.matched_count == 1)
+
     # --- refresh tokens ---
 
     async def add_refresh_token(self, token: RefreshToken) -> None:
@@ -224,6 +231,21 @@ class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin, KeysMixin):
                 await self.refresh_tokens.insert_one(token_document(token))
             except DuplicateKeyError as exc:
                 raise DuplicateError("jti") from exc
+
+    async def add_password_session(self, token: RefreshToken, password_hash: str) -> bool:
+        # No transaction: insert first, then look. A change writes the hash before it
+        # revokes the user's tokens, so either this read sees the new hash (and the token
+        # goes), or the insert came before the revocation, which then finds the token.
+        await self.add_refresh_token(token)
+        with unavailable():
+            unchanged = await self.users.find_one(
+                {"_id": token.user_id, "password_hash": password_hash}, {"_id": 1}
+            )
+            if unchanged is None:
+                # Never handed out: remove it rather than leave a dead row.
+                await self.refresh_tokens.delete_one({"_id": token.jti})
+                return False
+        return True
 
     async def _refresh_token(self, jti: str) -> RefreshToken | None:
         with unavailable():

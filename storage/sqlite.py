@@ -219,12 +219,38 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin):
             "UPDATE users SET password_hash = ? WHERE id = ?", password_hash, user_id
         )
 
+    async def swap_password_hash(self, user_id: str, old: str, new: str) -> bool:
+        def swap(db: sqlite3.Connection) -> bool:
+            return bool(
+                db.execute(
+                    "UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?",
+                    (new, user_id, old),
+                ).rowcount
+                == 1
+            )
+
+        return await self._write(swap)
+
     # --- refresh tokens ---
 
     _insert_token = staticmethod(insert_token)  # an attribute, so a test can make it fail
 
     async def add_refresh_token(self, token: RefreshToken) -> None:
         await self._write(self._insert_token, token)
+
+    async def add_password_session(self, token: RefreshToken, password_hash: str) -> bool:
+        def add(db: sqlite3.Connection) -> bool:
+            # One write transaction: no password change can come between check and insert.
+            unchanged = db.execute(
+                "SELECT 1 FROM users WHERE id = ? AND password_hash = ?",
+                (token.user_id, password_hash),
+            ).fetchone()
+            if unchanged is None:
+                return False
+            self._insert_token(db, token)
+            return True
+
+        return await self._write(add)
 
     async def get_refresh_token_and_user(self, jti: str) -> tuple[RefreshToken, User | None] | None:
         def get(db: sqlite3.Connection) -> tuple[RefreshToken, User | None] | None:

@@ -2,6 +2,7 @@
 rotation (RT2–RT4), rehash on login (PW4), admission control and security events (AP4)."""
 
 import asyncio
+import itertools
 import json
 import logging
 import threading
@@ -18,6 +19,8 @@ LOGIN_EMAIL = "/authorization/login/email"
 LOGIN_PHONE = "/authorization/login/phone/number"
 REFRESH = "/validate/jwt/refresh"
 ACCESS = "/validate/jwt/access"
+CHANGE = "/authorization/password/change"
+DELETE = "/authorization/account/delete"
 
 # The address limit is set high where a test is about something else.
 NO_ADDRESS_LIMIT = {"limits.per_ip_per_minute": 10_000}
@@ -136,6 +139,52 @@ async def test_lg4_forwarded_for_believed_from_trusted_proxies(api, config_overr
     assert (await attempt("198.51.100.1")).status == 429
     # Another client behind the same proxy has its own count; the spoofable left part is ignored.
     assert (await attempt("198.51.100.2")).status == 401
+
+
+@pytest.mark.parametrize(
+    "config_overrides",
+    [{"limits.per_ip_per_minute": 3, "server.trusted_proxies": ["127.0.0.1/32"]}],
+)
+async def test_lg4_password_change_and_deletion_are_limited_per_address(
+    api, user, clock, config_overrides
+):
+    # Both check a password (and a change hashes one): a client looping them would spend
+    # the hash workers everyone's login waits on.
+    def client(address):
+        return {"X-Forwarded-For": address}
+
+    pair = (await api.post(REGISTER, json_body=user, headers=client("198.51.100.9"))).body
+    passwords = [user["hash_password"], "second secret", "third secret", "fourth secret"]
+    for current, new in itertools.pairwise(passwords):
+        changed = await api.post(
+            CHANGE,
+            json_body={"hash_password": current, "new_password": new},
+            headers={"Authorization": f"Bearer {pair['access']}", **client("198.51.100.1")},
+        )
+        assert changed.status == 200, changed.body
+        pair = changed.body
+    bearer = {"Authorization": f"Bearer {pair['access']}"}
+    body = {"hash_password": passwords[-1], "new_password": "fifth secret"}
+    fourth = await api.post(CHANGE, json_body=body, headers={**bearer, **client("198.51.100.1")})
+    assert (fourth.status, fourth.body["error"]) == (429, "rate_limited")
+    assert fourth.headers["Retry-After"].isdigit() and int(fourth.headers["Retry-After"]) > 0
+    # Deleting the account with a password counts on the same limit.
+    wrong = {"hash_password": "not the password"}
+    for _ in range(3):
+        refused = await api.post(
+            DELETE, json_body=wrong, headers={**bearer, **client("203.0.113.5")}
+        )
+        assert refused.status == 401
+    deleting = await api.post(DELETE, json_body=wrong, headers={**bearer, **client("203.0.113.5")})
+    assert (deleting.status, deleting.body["error"]) == (429, "rate_limited")
+    # Another client is not limited by these; the limit ends with its window.
+    other = await api.post(CHANGE, json_body=body, headers={**bearer, **client("198.51.100.2")})
+    assert other.status == 200, other.body
+    clock.advance(61)
+    bearer = {"Authorization": f"Bearer {other.body['access']}"}
+    again = {"hash_password": "fifth secret", "new_password": "sixth secret"}
+    later = await api.post(CHANGE, json_body=again, headers={**bearer, **client("198.51.100.1")})
+    assert later.status == 200, later.body
 
 
 @pytest.mark.parametrize("config_overrides", [{"jwt.rotate_refresh": True}])

@@ -279,6 +279,60 @@ async def test_set_password_hash(store: Store) -> None:
     assert other is not None and other.password_hash == "bob's"
 
 
+async def test_swap_password_hash_only_over_the_expected_hash(store: Store) -> None:
+    ann = make_user("ann@example.com", password_hash="old")
+    await store.create_user(ann)
+
+    assert await store.swap_password_hash(ann.id, "not old", "mine") is False
+    assert (await store.get_user(ann.id)).password_hash == "old"  # type: ignore[union-attr]
+    assert await store.swap_password_hash(ann.id, "old", "new") is True
+    assert (await store.get_user(ann.id)).password_hash == "new"  # type: ignore[union-attr]
+    # The second of two swaps from the same hash loses.
+    assert await store.swap_password_hash(ann.id, "old", "other") is False
+    assert await store.swap_password_hash("nobody", "old", "new") is False
+    assert (await store.get_user(ann.id)).password_hash == "new"  # type: ignore[union-attr]
+
+
+async def test_a_password_session_is_stored_only_over_the_checked_hash(
+    store: Store, now: float
+) -> None:
+    ann = make_user("ann@example.com", password_hash="checked")
+    await store.create_user(ann)
+    kept = make_token(now, user_id=ann.id)
+    assert await store.add_password_session(kept, "checked") is True
+    assert await refresh_token(store, kept.jti) == kept
+
+    await store.set_password_hash(ann.id, "changed")
+    refused = make_token(now, user_id=ann.id)
+    assert await store.add_password_session(refused, "checked") is False
+    assert await refresh_token(store, refused.jti) is None
+    orphan = make_token(now, user_id="gone")
+    assert await store.add_password_session(orphan, "checked") is False
+    assert await refresh_token(store, orphan.jti) is None
+    assert [t.jti for t in await store.list_live_tokens(ann.id, now)] == [kept.jti]
+
+
+async def test_no_password_session_outlives_a_concurrent_change(store: Store, now: float) -> None:
+    """Sessions of logins that checked the old hash, stored while a change sets the new
+    hash and revokes the user's tokens: none is live afterwards (issue 21, item 3)."""
+    ann = make_user("ann@example.com", password_hash="old")
+    await store.create_user(ann)
+    tokens = [make_token(now, user_id=ann.id) for _ in range(24)]
+
+    logins = [store.add_password_session(token, "old") for token in tokens]
+    # Logins in flight with each step of the change, and after it.
+    results = await asyncio.gather(*logins[:8], store.set_password_hash(ann.id, "new"))
+    results += await asyncio.gather(
+        *logins[8:16], store.revoke_user_tokens(ann.id, until=now + 7200)
+    )
+    results += await asyncio.gather(*logins[16:])
+    results = [stored for stored in results if stored is not None]
+    assert await store.list_live_tokens(ann.id, now) == []
+    for token, stored in zip(tokens, results, strict=True):
+        found = await refresh_token(store, token.jti)
+        assert (found is None) if not stored else (found is not None and found.revoked)
+
+
 # --- refresh tokens ---
 
 
