@@ -184,21 +184,34 @@ class CodeSignIn:
     async def _deliver(
         self, channel: str, address: str, user: User | None, accept_language: str | None
     ) -> None:
-        """Send a fresh code, then store it under the key of the channel that took it."""
+        """Store a fresh code, then send it. It is stored under the amr its first channel
+        would give; when a later channel of the chain took it, it moves to that one's key
+        (withdrawn first, so that no moment has it valid twice)."""
         if user is not None and user.disabled:
             raise account_disabled()
-        code = self.codes.new_code()
-        taken_by = await self.delivery.send_code(
-            channel, address, "signin", code, self.codes.minutes, accept_language
+        code, owner, to = (
+            self.codes.new_code(),
+            user.id if user else "",
+            recipient(channel, address),
         )
+        presumed = "sms" if channel == "phone" and not self.delivery.first_is_messenger() else "otp"
+        # Only one key holds a code: an older one under the other is void.
+        for other in AMRS:
+            if other != presumed:
+                await self.codes.withdraw(self._key(channel, address, other))
+        await self.codes.issue(self._key(channel, address, presumed), owner, to, code)
+        try:
+            taken_by = await self.delivery.send_code(
+                channel, address, "signin", code, self.codes.minutes, accept_language
+            )
+        except (ApiError, asyncio.CancelledError):  # none stays valid that nobody received
+            await self.codes.withdraw(self._key(channel, address, presumed))
+            raise
         text_message = channel == "phone" and not self.delivery.is_messenger(taken_by)
         amr = "sms" if text_message else "otp"
-        # Only the key of the channel that delivered holds a code: an older one is void.
-        for other in AMRS:
-            if other != amr:
-                await self.codes.withdraw(self._key(channel, address, other))
-        to = recipient(channel, address)
-        await self.codes.issue(self._key(channel, address, amr), user.id if user else "", to, code)
+        if amr != presumed:
+            await self.codes.withdraw(self._key(channel, address, presumed))
+            await self.codes.issue(self._key(channel, address, amr), owner, to, code)
         security_event(EventType.CODE_SENT, user=user.id if user else None, channel=channel)
 
     async def _find(self, channel: str, address: str) -> User | None:

@@ -267,6 +267,10 @@ class Delivery:
         "otp", not an "sms", in RFC 8176's words)."""
         return taken_by in getattr(self.sms, "messengers", frozenset())
 
+    def first_is_messenger(self) -> bool:
+        """Whether the first phone channel is a messenger: where a code most often goes."""
+        return bool(self.sms and self.sms.names and self.is_messenger(self.sms.names[0]))
+
     def configured(self, channel: str) -> bool:
         return (self.email if channel == "email" else self.sms) is not None
 
