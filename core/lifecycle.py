@@ -8,7 +8,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from core.accounts import Accounts, account_disabled
 from core.clock import Clock, system_clock
@@ -21,10 +20,10 @@ from core.identifiers import normalize_email, normalize_phone
 from core.net import address_key
 from core.passwords import check_password_policy
 from core.reset_work import HoldBack, reset_key, store_stand_in_code
-from core.sessions import session_view
 from core.throttle import login_key
 from core.token_sessions import REVOCATION_SLACK_SECONDS
 from core.tokens import ACCESS, InvalidToken
+from core.user_sessions import UserSessions
 from storage.base import StorageUnavailable, Store, User
 
 FIELDS = {"email": "email", "phone": "phone"}  # channel -> the user field it reaches
@@ -43,10 +42,6 @@ def invalid_access() -> ApiError:
     )
 
 
-def session_not_found() -> ApiError:
-    return ApiError(404, "session_not_found", "The user has no live session with this id.")
-
-
 def no_address(channel: str) -> ApiError:
     what = "email address" if channel == "email" else "phone number"
     return ApiError(400, "invalid_request", f"The account has no {what} to send a code to.")
@@ -60,7 +55,7 @@ class Caller:
     session: str | None
 
 
-class Lifecycle:
+class Lifecycle(UserSessions):
     def __init__(
         self,
         store: Store,
@@ -111,9 +106,6 @@ class Lifecycle:
         if live_session and session not in await self._live_families(user.id):
             raise invalid_access()
         return Caller(user, session)
-
-    async def _live_families(self, user_id: str) -> list[str]:
-        return [t.family for t in await self.store.list_live_tokens(user_id, self.clock())]
 
     # password reset
 
@@ -277,28 +269,6 @@ class Lifecycle:
             await self._send("email", user.email, user, "verify_email", None)
         except ApiError as exc:
             security_event(EventType.VERIFICATION_NOT_SENT, user=user.id, reason=exc.code)
-
-    # sessions
-
-    async def list_sessions(self, user_id: str, current: str | None = None) -> list[dict[str, Any]]:
-        """The user's live sessions, oldest first; `current` marks the caller's."""
-        tokens = await self.store.list_live_tokens(user_id, self.clock())
-        return [session_view(token, current) for token in tokens]
-
-    async def revoke_session(self, user_id: str, session: str) -> None:
-        """End one live session of the user; 404 session_not_found for any other id."""
-        if session not in await self._live_families(user_id):
-            raise session_not_found()
-        await self.store.revoke_family(session, until=self._horizon(), now=self.clock())
-        security_event(EventType.SESSION_REVOKED, user=user_id)
-
-    async def revoke_other_sessions(self, user_id: str, keep: str | None) -> int:
-        """End every live session of the user but `keep`; how many ended."""
-        ended = [f for f in await self._live_families(user_id) if f != keep]
-        for family in ended:
-            await self.store.revoke_family(family, until=self._horizon(), now=self.clock())
-        security_event(EventType.SESSIONS_REVOKED, user=user_id, count=len(ended))
-        return len(ended)
 
     # deletion
 

@@ -9,10 +9,10 @@ from typing import Any, TypeVar
 from storage.base import (
     Identity,
     RefreshToken,
-    SigningKey,
     User,
 )
 from storage.sqlite_admin import SQLiteAdmin, create_admin_schema, purge_events
+from storage.sqlite_keys import KeysMixin
 from storage.sqlite_lifecycle import LifecycleMixin, create_lifecycle_schema
 from storage.sqlite_rows import (
     INSERT_USER,
@@ -101,7 +101,7 @@ CREATE INDEX IF NOT EXISTS exchanged_tokens_expires_at ON exchanged_tokens (expi
 """
 
 
-class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin):
+class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin, KeysMixin):
     """The Store protocol on one SQLite file, safe to share with other processes (WAL)."""
 
     kind = "sqlite"
@@ -343,42 +343,6 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin):
             purge_events(db, now)
 
         await self._write(purge)
-
-    # --- token-signing keys ---
-
-    async def add_signing_key(self, key: SigningKey) -> None:
-        await self._write(
-            lambda db: db.execute(
-                "INSERT INTO signing_keys (generation, kid, algorithm, public_key, private_key,"
-                " activates_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key.generation,
-                    key.kid,
-                    key.algorithm,
-                    key.public_key,
-                    key.private_key,
-                    key.activates_at,
-                    key.created_at,
-                ),
-            )
-        )
-
-    async def list_signing_keys(self) -> list[SigningKey]:
-        def rows(db: sqlite3.Connection) -> list[SigningKey]:
-            return [
-                SigningKey(
-                    kid=row["kid"],
-                    generation=row["generation"],
-                    algorithm=row["algorithm"],
-                    public_key=row["public_key"],
-                    private_key=row["private_key"],
-                    activates_at=row["activates_at"],
-                    created_at=row["created_at"],
-                )
-                for row in db.execute("SELECT * FROM signing_keys ORDER BY generation")
-            ]
-
-        return await self._run(rows)
 
     # --- bulk loading ---
 

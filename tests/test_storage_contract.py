@@ -323,7 +323,7 @@ async def test_no_password_session_outlives_a_concurrent_change(store: Store, no
     # Logins in flight with each step of the change, and after it.
     results = await asyncio.gather(*logins[:8], store.set_password_hash(ann.id, "new"))
     results += await asyncio.gather(
-        *logins[8:16], store.revoke_user_tokens(ann.id, until=now + 7200)
+        *logins[8:16], store.revoke_user_tokens(ann.id, until=now + 7200, now=now)
     )
     results += await asyncio.gather(*logins[16:])
     results = [stored for stored in results if stored is not None]
