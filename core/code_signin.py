@@ -20,10 +20,10 @@ from core.code_budgets import DAY, GLOBAL_KEY, Budgets, counters, judge, region_
 from core.codes import Codes, invalid_code, recipient
 from core.config import Config
 from core.delivery import Delivery
-from core.errors import ApiError, invalid_request
+from core.errors import ApiError
 from core.event_types import EventType
 from core.events import client_ip_var, identifier_hash, security_event
-from core.identifiers import normalize_email, normalize_phone
+from core.identifiers import one_identifier
 from core.lifecycle_settings import CaptchaConfig
 from core.metrics import Metrics
 from core.net import address_key
@@ -88,16 +88,11 @@ class CodeSignIn:
     def identifier(self, email: str | None, phone: str | None) -> tuple[str, str]:
         """(channel, normalised address) of the one given; 400 for both, neither, a bad
         address or a phone number of a region codes do not go to."""
-        if (email is None) == (phone is None):
-            raise invalid_request("Send either 'email' or 'phone_number'.")
-        if email is not None:
-            return "email", normalize_email(email)
-        assert phone is not None
-        number = normalize_phone(phone, self.settings.default_region)
+        channel, address = one_identifier(email, phone, self.settings.default_region)
         allowed = self.settings.allowed_regions or (self.settings.default_region,)
-        if not region_allowed(number, allowed):
+        if channel == "phone" and not region_allowed(address, allowed):
             raise region_not_allowed()
-        return "phone", number
+        return channel, address
 
     def _require_channel(self, channel: str) -> None:
         if channel == "phone":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import email_validator
 import phonenumbers
 
-from core.errors import ApiError
+from core.errors import ApiError, invalid_request
 
 MAX_IDENTIFIER_LENGTH = 320  # RFC 5321's longest address; nothing longer is parsed at all
 E164_MAX_DIGITS = 15
@@ -55,6 +55,17 @@ def _parse_international(candidate: str) -> phonenumbers.PhoneNumber | None:
         return phonenumbers.parse("+" + candidate, None)
     except phonenumbers.NumberParseException:
         return None
+
+
+def one_identifier(email: str | None, phone: str | None, default_region: str) -> tuple[str, str]:
+    """("email" | "phone", the normal form) of the one identifier given; 400 for both,
+    neither, or one that is not valid."""
+    if (email is None) == (phone is None):
+        raise invalid_request("Send either 'email' or 'phone_number'.")
+    if email is not None:
+        return "email", normalize_email(email)
+    assert phone is not None
+    return "phone", normalize_phone(phone, default_region)
 
 
 def is_valid_region(region: str) -> bool:

@@ -16,7 +16,7 @@ from core.delivery import Delivery
 from core.errors import ApiError, invalid_credentials, invalid_request, unverified_email
 from core.event_types import EventType
 from core.events import client_ip_var, identifier_hash, security_event
-from core.identifiers import normalize_email, normalize_phone
+from core.identifiers import one_identifier
 from core.net import address_key
 from core.passwords import check_password_policy
 from core.reset_work import HoldBack, reset_key, store_stand_in_code
@@ -321,12 +321,7 @@ class Lifecycle(UserSessions):
     # helpers
 
     def _identifier(self, email: str | None, phone: str | None) -> tuple[str, str]:
-        if (email is None) == (phone is None):
-            raise invalid_request("Send either 'email' or 'phone_number'.")
-        if email is not None:
-            return "email", normalize_email(email)
-        assert phone is not None
-        return "phone", normalize_phone(phone, self.accounts.settings.default_region)
+        return one_identifier(email, phone, self.accounts.settings.default_region)
 
     async def _find(self, channel: str, address: str) -> User | None:
         if channel == "email":

@@ -22,13 +22,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from tests.fakes.threaded_http import ThreadedHttpFake, fake_of
 from tests.processes import free_port
 
 SMS_SECRET = "shared-secret-of-the-sms-gateway"
@@ -116,7 +117,7 @@ class _SmsHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        inbox = self.server.inbox  # type: ignore[attr-defined]
+        inbox = fake_of(self)
         inbox.requests.append({"headers": dict(self.headers), "body": body})
         if inbox.mode == "down" or self.headers.get("X-Vhod-Secret") != SMS_SECRET:
             self.send_response(503 if inbox.mode == "down" else 403)
@@ -134,28 +135,13 @@ class _SmsHandler(BaseHTTPRequestHandler):
 
 
 @dataclass
-class SmsInbox:
+class SmsInbox(ThreadedHttpFake):
     """The SMS gateway: takes POSTed JSON with the shared secret; `mode = "down"` refuses."""
 
     mode: str = "normal"
     messages: list[tuple[str, str]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
-    port: int = 0
-    _server: ThreadingHTTPServer | None = None
-
-    def start(self) -> SmsInbox:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _SmsHandler)
-        self._server.inbox = self  # type: ignore[attr-defined]
-        self.port = self._server.server_address[1]
-        serve = lambda: self._server.serve_forever(poll_interval=0.05)  # noqa: E731
-        threading.Thread(target=serve, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+    handler = _SmsHandler
 
     def config(self) -> dict[str, Any]:
         return {

@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+
+from tests.fakes.threaded_http import ThreadedHttpFake, fake_of
 
 CAPTCHA_SERVER_KEY = "ysc2_test-server-key-of-the-fake"
 
 
 class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
-        fake: SmartCaptchaFake = self.server.fake  # type: ignore[attr-defined]
+        fake: SmartCaptchaFake = fake_of(self)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode("utf-8", "replace")
         form = {key: values[-1] for key, values in parse_qs(body).items()}
@@ -66,36 +67,17 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @dataclass
-class SmartCaptchaFake:
+class SmartCaptchaFake(ThreadedHttpFake):
     mode: str = "normal"
     valid: set[str] = field(default_factory=set)
     requests: list[dict[str, str]] = field(default_factory=list)
-    port: int = 0
-    _server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    handler = _Handler
 
     def solve(self) -> str:
         """A token as the widget gives a human who solved it."""
         token = "dD0xNzQ" + secrets.token_urlsafe(24)
         self.valid.add(token)
         return token
-
-    def start(self) -> SmartCaptchaFake:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.fake = self  # type: ignore[attr-defined]
-        self.port = self._server.server_address[1]
-        serve = lambda: self._server.serve_forever(poll_interval=0.05)  # noqa: E731
-        threading.Thread(target=serve, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
 
 @pytest.fixture

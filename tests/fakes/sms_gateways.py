@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from tests.fakes.threaded_http import ThreadedHttpFake, fake_of
 
 TELEGRAM_TOKEN = "AAH-telegram-gateway-token-of-the-test"
 SMSRU_API_ID = "6B2C1E7A-0000-4D2E-9F00-SMSRU-TEST"
@@ -57,7 +58,7 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
     def do_POST(self) -> None:
-        fake: _Fake = self.server.fake  # type: ignore[attr-defined]
+        fake: _Fake = fake_of(self)
         params = self._params()
         fake.requests.append({"path": urlsplit(self.path).path, "params": params})
         if fake.mode == "down":
@@ -81,31 +82,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @dataclass
-class _Fake:
+class _Fake(ThreadedHttpFake):
     mode: str = "normal"
     requests: list[dict[str, Any]] = field(default_factory=list)
     # (phone as the test writes it, "+7…", the text or code delivered)
     delivered: list[tuple[str, str]] = field(default_factory=list)
-    port: int = 0
-    _server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Any:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.fake = self  # type: ignore[attr-defined]
-        self.port = self._server.server_address[1]
-        serve = lambda: self._server.serve_forever(poll_interval=0.05)  # noqa: E731
-        threading.Thread(target=serve, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+    handler = _Handler
 
     def handle(
         self, path: str, params: dict[str, str] | None, headers: dict[str, str]
