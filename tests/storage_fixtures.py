@@ -242,3 +242,25 @@ async def refresh_token(store: Any, jti: str) -> Any:
     """The stored record of refresh token `jti` (its `revoked` counts the family's), or None."""
     found = await store.get_refresh_token_and_user(jti)
     return None if found is None else found[0]
+
+
+def instances_on_one_store(
+    request: pytest.FixtureRequest, tmp_path: Path, env: dict[str, str], secret: str
+) -> Iterator[Any]:
+    """Two vhod processes (tests.processes.two_instances) on one store of the test's kind:
+    a SQLite file with `secret` as jwt.secret (HS256), or a database of its own on the wire
+    server with `secret` as the key-encryption key (ES256, keys in the store)."""
+    from tests.processes import two_instances
+
+    mongo_url = None
+    if request.param == "sqlite":
+        storage_url = f"sqlite:///{tmp_path / 'shared' / 'vhod.db'}"
+        shared = {"VHOD_JWT__SECRET": secret}
+    else:
+        base = request.getfixturevalue("mongo_url")
+        mongo_url = storage_url = with_database(base, f"vhod_pair_{uuid.uuid4().hex[:12]}")
+        shared = {"VHOD_JWT__KEY_ENCRYPTION_KEY": secret}
+    with two_instances(
+        tmp_path, {**shared, "VHOD_STORAGE__URL": storage_url, **env}, mongo_url=mongo_url
+    ) as pair:
+        yield pair

@@ -4,7 +4,6 @@ MongoDB wire) with Telegram Gateway, SMS.ru and SMSC.ru fakes as the phone chann
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,8 @@ from tornado.httpclient import AsyncHTTPClient
 from tests.fakes.channels import SmtpInbox
 from tests.fakes.smartcaptcha import CAPTCHA_SERVER_KEY, SmartCaptchaFake
 from tests.fakes.sms_gateways import SmscFake, SmsRuFake, TelegramGatewayFake
-from tests.processes import Pair, Server, setting_env, two_instances
-from tests.storage_fixtures import with_database
+from tests.processes import Pair, Server, setting_env
+from tests.storage_fixtures import instances_on_one_store
 
 SEND, LOGIN = "/authorization/code/send", "/authorization/code/login"
 SECRET = "one-secret-for-every-instance-of-this-test"
@@ -27,21 +26,9 @@ PHONE = "+79161234567"
 def instances_on(
     request: pytest.FixtureRequest, tmp_path: Path, settings: dict[str, Any]
 ) -> Iterator[Pair]:
-    mongo_url = None
-    if request.param == "sqlite":
-        storage_url = f"sqlite:///{tmp_path / 'shared' / 'vhod.db'}"
-    else:
-        base = request.getfixturevalue("mongo_url")
-        mongo_url = storage_url = with_database(base, f"vhod_code_{uuid.uuid4().hex[:12]}")
-    env = {
-        "VHOD_JWT__KEY_ENCRYPTION_KEY": SECRET,
-        "VHOD_STORAGE__URL": storage_url,
-        "VHOD_PASSWORDS__BCRYPT_ROUNDS": "4",
-        "VHOD_LIMITS__HASH_WORKERS": "1",
-    }
+    env = {"VHOD_PASSWORDS__BCRYPT_ROUNDS": "4", "VHOD_LIMITS__HASH_WORKERS": "1"}
     env.update(setting_env(settings))
-    with two_instances(tmp_path, env, mongo_url=mongo_url) as pair:
-        yield pair
+    yield from instances_on_one_store(request, tmp_path, env, SECRET)
 
 
 @pytest.fixture

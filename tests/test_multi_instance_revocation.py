@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,8 @@ from typing import Any
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from tests.processes import Pair, Server, two_instances
-from tests.storage_fixtures import with_database
+from tests.processes import Pair, Server
+from tests.storage_fixtures import instances_on_one_store
 
 SHARED = "one-secret-for-every-instance-of-this-test"
 PASSWORD = "correct horse 1"
@@ -26,23 +25,12 @@ WITHIN_SECONDS = 5.0
 
 @pytest.fixture(params=["sqlite", "mongo-wire"])
 def instances(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pair]:
-    mongo_url = None
-    if request.param == "sqlite":
-        storage_url = f"sqlite:///{tmp_path / 'shared' / 'vhod.db'}"
-        shared = {"VHOD_JWT__SECRET": SHARED}  # HS256
-    else:
-        base = request.getfixturevalue("mongo_url")
-        mongo_url = storage_url = with_database(base, f"vhod_revoke_{uuid.uuid4().hex[:12]}")
-        shared = {"VHOD_JWT__KEY_ENCRYPTION_KEY": SHARED}  # ES256, keys in the store
     env = {
-        **shared,
-        "VHOD_STORAGE__URL": storage_url,
         "VHOD_PASSWORDS__BCRYPT_ROUNDS": "4",
         "VHOD_LIMITS__HASH_WORKERS": "1",
         "VHOD_LIMITS__PER_IP_PER_MINUTE": "1000",
     }
-    with two_instances(tmp_path, env, mongo_url=mongo_url) as pair:
-        yield pair
+    yield from instances_on_one_store(request, tmp_path, env, SHARED)
 
 
 async def call(
