@@ -303,3 +303,46 @@ async def test_a_code_account_adds_an_email_and_a_password(instances, gateways, 
     assert status == 200, signed_in
     token = claims(signed_in["access"])
     assert token["sub"] == claims(pair["access"])["sub"] and token["email_verified"] is True
+
+
+@pytest.fixture(params=["sqlite"])
+def tight(request, tmp_path, gateways) -> Iterator[Pair]:
+    yield from instances_on(
+        request,
+        tmp_path,
+        {
+            "sms.channels": json.dumps([gateways[1].config()]),
+            "sms.per_prefix_per_hour": 2,
+            "sms.per_number_per_day": 2,
+            "limits.login_failures": 3,
+            "accounts.code_sign_up": "true",
+        },
+    )
+
+
+async def test_a_number_prefix_has_its_budget_across_instances(tight, gateways):
+    # Pumping walks a prefix: +7 916 is refused after two codes, +7 926 still gets one.
+    assert (await call(tight.a, SEND, {"phone_number": "+79161110001"}))[:2] == (200, True)
+    assert (await call(tight.b, SEND, {"phone_number": "+79161110002"}))[:2] == (200, True)
+    status, error, headers = await call(tight.a, SEND, {"phone_number": "+79161110003"})
+    assert (status, error["error"]) == (429, "rate_limited") and int(headers["Retry-After"]) > 0
+    assert gateways[1].to("+79161110003") == []
+    assert (await call(tight.b, SEND, {"phone_number": "+79261110003"}))[:2] == (200, True)
+
+
+async def test_wrong_codes_lock_the_account_like_wrong_passwords(tight, gateways):
+    smsru = gateways[1]
+    assert (await call(tight.a, SEND, {"phone_number": PHONE}))[:2] == (200, True)
+    await call(tight.b, LOGIN, {"phone_number": PHONE, "code": smsru.code_for(PHONE)})
+    assert (await call(tight.a, SEND, {"phone_number": PHONE}))[:2] == (200, True)
+    code = smsru.code_for(PHONE)
+    wrong = str((int(code) + 1) % 10**6).zfill(6)
+    for instance in (tight.a, tight.b, tight.a):  # limits.login_failures: 3, on both
+        status, error, _ = await call(instance, LOGIN, {"phone_number": PHONE, "code": wrong})
+        assert (status, error["error"]) == (400, "invalid_code")
+    # Locked: even the right code is refused until the window ends.
+    status, error, headers = await call(tight.b, LOGIN, {"phone_number": PHONE, "code": code})
+    assert (status, error["error"]) == (429, "rate_limited") and int(headers["Retry-After"]) > 0
+    # The number's day budget (2) is spent too.
+    status, error, _ = await call(tight.a, SEND, {"phone_number": PHONE})
+    assert (status, error["error"]) == (429, "rate_limited")
