@@ -9,11 +9,13 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import tornado.httpserver
+import tornado.netutil
 import tornado.web
 import yaml
 
@@ -26,12 +28,13 @@ from core.audit import AuditLog
 from core.clock import Clock, system_clock
 from core.codes import Codes, code_key
 from core.config import Config, ConfigError, load_config, masked
-from core.delivery import Delivery, load_sms_sender
+from core.delivery import Delivery
 from core.events import derived_key, pseudonym_key, set_pseudonym_key
 from core.kek import SETTING as KEK_SETTING
-from core.kek import UndecryptableKey
+from core.kek import KeyEncryptionKey, UndecryptableKey
 from core.key_manager import KeyManager
 from core.key_setup import add_keys_commands, key_ring, rotation_policy, run_keys_command
+from core.keys import KeyRing
 from core.lifecycle import Lifecycle
 from core.maintenance import purge_expired_periodically, storage_unreachable_line
 from core.metrics import Metrics
@@ -46,7 +49,7 @@ from handlers.base import JsonApplication, NotFoundHandler
 from handlers.routes import routes
 from providers import ProviderRegistryError, build_providers, discover_providers
 from providers.registry import settings_help
-from storage import StorageUnavailable, Store, open_store
+from storage import StorageUnavailable, Store, open_store, url_problem
 
 log = logging.getLogger("vhod")
 
@@ -97,16 +100,21 @@ class Services:
         await self.store.close()
 
 
-async def build_services(
-    config: Config,
-    *,
-    store: Store | None = None,
-    clock: Clock = system_clock,
-    provider_classes: dict[str, Any] | None = None,
-) -> Services:
-    """Providers, storage (tables and indexes created), the hashing pool, the token signer.
+@dataclass
+class ConfiguredParts:
+    providers: dict[str, Any]
+    trusted_proxies: tuple[Any, ...]
+    delivery: Delivery
+    ring: KeyRing
+    kek: KeyEncryptionKey | None
 
-    Everything that can refuse the configuration runs before storage is opened."""
+
+def configured_parts(
+    config: Config, provider_classes: dict[str, Any] | None = None, *, create: bool = True
+) -> ConfiguredParts:
+    """What the start builds from the configuration alone, each of which can refuse it
+    (ConfigError). --check-config calls this too, with `create` false: the same checks,
+    and no generated key file written."""
     try:
         providers = build_providers(
             discover_providers() if provider_classes is None else provider_classes,
@@ -117,9 +125,27 @@ async def build_services(
         )
         trusted_proxies = parse_networks(config.server.trusted_proxies)
         delivery = Delivery(config.email, config.sms)
+        if problem := url_problem(config.storage.url):
+            raise ConfigError(f"storage.url: {redact_text(problem, config.storage.url)}")
     except (ValueError, ProviderRegistryError) as exc:
         raise ConfigError(str(exc)) from exc
-    ring, kek = key_ring(config)
+    ring, kek = key_ring(config, create=create)
+    return ConfiguredParts(providers, trusted_proxies, delivery, ring, kek)
+
+
+async def build_services(
+    config: Config,
+    *,
+    store: Store | None = None,
+    clock: Clock = system_clock,
+    provider_classes: dict[str, Any] | None = None,
+) -> Services:
+    """Providers, storage (tables and indexes created), the hashing pool, the token signer.
+
+    Everything that can refuse the configuration runs before storage is opened."""
+    parts = configured_parts(config, provider_classes)
+    providers, trusted_proxies, delivery = parts.providers, parts.trusted_proxies, parts.delivery
+    ring, kek = parts.ring, parts.kek
     try:
         key = pseudonym_key(config.logging.pseudonym_key, config.jwt.secret, config.server.data_dir)
     except ValueError as exc:
@@ -274,14 +300,35 @@ def http_server(app: tornado.web.Application, config: Config) -> tornado.httpser
     )
 
 
+class CannotListen(Exception):
+    """An address the configuration names cannot be listened on (in use, not allowed)."""
+
+
+def listen_sockets(host: str, port: int) -> list[socket.socket]:
+    try:
+        return tornado.netutil.bind_sockets(port, address=host)
+    except OSError as exc:  # EADDRINUSE, EACCES, an unknown host name
+        reason = (exc.strerror or str(exc)).lower()
+        raise CannotListen(f"vhod: cannot listen on {host}:{port}: {reason}") from exc
+
+
 async def serve(config: Config) -> None:
-    services = await build_services(config)
+    # The ports first: a busy one stops the start before the store is opened.
+    listeners = [listen_sockets(config.server.host, config.server.port)]
+    admin_host = config.admin.host or config.server.host
+    try:
+        if config.admin.port is not None:  # the admin routes on an address of their own
+            listeners.append(listen_sockets(admin_host, config.admin.port))
+        services = await build_services(config)
+    except BaseException:
+        for sock in (sock for group in listeners for sock in group):
+            sock.close()
+        raise
     servers = [http_server(make_app(services), config)]
-    servers[0].listen(config.server.port, address=config.server.host)
-    if config.admin.port is not None:  # the admin routes on an address of their own
+    servers[0].add_sockets(listeners[0])
+    if config.admin.port is not None:
         servers.append(http_server(make_app(services, listener="admin"), config))
-        admin_host = config.admin.host or config.server.host
-        servers[1].listen(config.admin.port, address=admin_host)
+        servers[1].add_sockets(listeners[1])
         log.info("admin API listening on http://%s:%d", admin_host, config.admin.port)
     log.info(start_line(config, services))
     # What start-up made (modules, settings, keys, routes) lives as long as the process: the
@@ -330,13 +377,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def check_config(config: Config) -> None:
-    """What --check-config validates beyond the file itself: providers and proxies."""
-    try:
-        build_providers(discover_providers(), config.providers, public_url=config.public_url)
-        parse_networks(config.server.trusted_proxies)
-        load_sms_sender(config.sms)
-    except (ValueError, ProviderRegistryError) as exc:
-        raise ConfigError(str(exc)) from exc
+    """What --check-config validates beyond the file itself: everything the start checks
+    before it opens the store (configured_parts), so that a passing check starts."""
+    configured_parts(config, create=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,6 +415,10 @@ def main(argv: list[str] | None = None) -> int:
     except StorageUnavailable as exc:
         writer.close()
         print(storage_unreachable_line(config.storage.url, exc), file=sys.stderr)
+        return 1
+    except CannotListen as exc:
+        writer.close()
+        print(exc, file=sys.stderr)
         return 1
     finally:
         writer.close()  # what is still pending is written before main() returns

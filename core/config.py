@@ -21,6 +21,7 @@ from core.identifiers import is_valid_region
 from core.kek import MIN_KEK_BYTES
 from core.keys import ALLOWED_ALGORITHMS, ASYMMETRIC_ALGORITHMS
 from core.lifecycle_settings import AccountsConfig, EmailConfig, SmsConfig, check_lifecycle
+from core.net import normal_origin
 from core.redact import redact_url
 from core.tokens import ACCESS_TYPES, MIN_SECRET_BYTES
 
@@ -166,7 +167,18 @@ def load_config(
         _set_path(raw, dotted.split("."), value, dotted)
     config: Config = _build(Config, raw, "")
     _check(config)
-    return config
+    return _normalised(config)
+
+
+def _normalised(config: Config) -> Config:
+    """The CORS origins in the form browsers send (`Origin` is compared byte for byte, so
+    `https://app.example.com/` would refuse every request of that page)."""
+    try:
+        origins = [normal_origin(entry) for entry in config.server.cors_origins]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    server = dataclasses.replace(config.server, cors_origins=list(dict.fromkeys(origins)))
+    return dataclasses.replace(config, server=server)
 
 
 class _EnvValue(str):
