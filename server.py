@@ -10,10 +10,9 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import dataclass
 from typing import Any
 
-import tornado.httpserver
-import tornado.web
 import yaml
 
 from core import logs
@@ -31,7 +30,7 @@ from core.data_files import refuse_lost_key_files_at_start
 from core.delivery import Delivery
 from core.events import set_pseudonym_key
 from core.kek import SETTING as KEK_SETTING
-from core.kek import UndecryptableKey
+from core.kek import KeyEncryptionKey, UndecryptableKey
 from core.key_manager import KeyManager
 from core.key_setup import (
     add_keys_commands,
@@ -40,6 +39,7 @@ from core.key_setup import (
     rotation_policy,
     run_keys_command,
 )
+from core.keys import KeyRing
 from core.lifecycle import Lifecycle
 from core.maintenance import purge_expired_periodically, storage_unreachable_line
 from core.metrics import Metrics
@@ -47,7 +47,7 @@ from core.net import parse_networks
 from core.password_cli import add_passwords_commands, run_passwords_command
 from core.passwords import Hasher
 from core.phone_channels import phone_chain
-from core.redact import redact_text, redact_url
+from core.redact import redact_text
 from core.services import SHUTDOWN_GRACE_SECONDS, Services
 from core.shared_keys import secrets_folder, shared_keys
 from core.social import SocialSignIn
@@ -56,30 +56,32 @@ from core.store_cli import add_store_commands, run_store_command
 from core.throttle import Throttle
 from core.tokens import TokenService
 from core.version import version
-from handlers.access_log import log_request
-from handlers.base import JsonApplication, NotFoundHandler
-from handlers.routes import routes
+from handlers.app import CannotListen, http_server, listen_sockets, make_app, start_line
 from providers import ProviderRegistryError, build_providers, discover_providers
 from providers.registry import settings_help
-from storage import StorageUnavailable, Store, open_store
+from storage import StorageUnavailable, Store, open_store, url_problem
 from storage.schema import SchemaTooNew
 from storage.timing import time_calls
 
 log = logging.getLogger("vhod")
 
-UNREAD_BODY_BYTES = 1 << 40
+
+@dataclass
+class ConfiguredParts:
+    providers: dict[str, Any]
+    trusted_proxies: tuple[Any, ...]
+    metrics: Metrics
+    delivery: Delivery
+    ring: KeyRing
+    kek: KeyEncryptionKey | None
 
 
-async def build_services(
-    config: Config,
-    *,
-    store: Store | None = None,
-    clock: Clock = system_clock,
-    provider_classes: dict[str, Any] | None = None,
-) -> Services:
-    """Providers, storage (tables and indexes created), the hashing pool, the token signer.
-
-    Everything that can refuse the configuration runs before storage is opened."""
+def configured_parts(
+    config: Config, provider_classes: dict[str, Any] | None = None, *, create: bool = True
+) -> ConfiguredParts:
+    """What the start builds from the configuration alone, each of which can refuse it
+    (ConfigError). --check-config calls this too, with `create` false: the same checks,
+    and no generated key file written."""
     try:
         providers = build_providers(
             discover_providers() if provider_classes is None else provider_classes,
@@ -94,10 +96,28 @@ async def build_services(
             config.email, config.sms, phone=phone_chain(config.sms), on_delivery=metrics.delivered
         )
         metrics.watch_deliveries(delivery.channels)
+        if problem := url_problem(config.storage.url):
+            raise ConfigError(f"storage.url: {redact_text(problem, config.storage.url)}")
     except (ValueError, ProviderRegistryError) as exc:
         raise ConfigError(str(exc)) from exc
     refuse_lost_key_files_at_start(config)  # before key_ring or anything generates one
-    ring, kek = key_ring(config)
+    ring, kek = key_ring(config, create=create)
+    return ConfiguredParts(providers, trusted_proxies, metrics, delivery, ring, kek)
+
+
+async def build_services(
+    config: Config,
+    *,
+    store: Store | None = None,
+    clock: Clock = system_clock,
+    provider_classes: dict[str, Any] | None = None,
+) -> Services:
+    """Providers, storage (tables and indexes created), the hashing pool, the token signer.
+
+    Everything that can refuse the configuration runs before storage is opened."""
+    parts = configured_parts(config, provider_classes)
+    providers, trusted_proxies, delivery = parts.providers, parts.trusted_proxies, parts.delivery
+    metrics, ring, kek = parts.metrics, parts.ring, parts.kek
     try:
         shared = shared_keys(config)
     except ValueError as exc:
@@ -231,48 +251,23 @@ async def build_services(
     )
 
 
-def make_app(services: Services, *, listener: str = "main") -> tornado.web.Application:
-    return JsonApplication(
-        routes(services, listener=listener),
-        services=services,
-        max_body_bytes=services.config.server.max_body_bytes,
-        default_handler_class=NotFoundHandler,
-        log_function=log_request,
-        xheaders=False,
-    )
-
-
-def start_line(config: Config, services: Services) -> str:
-    providers = ",".join(
-        f"{name}{'' if provider.configured else '(not configured)'}"
-        for name, provider in sorted(services.providers.items())
-    )
-    return (
-        f"vhod listening on http://{config.server.host}:{config.server.port} "
-        f"storage={redact_url(config.storage.url)} providers={providers or 'none'} "
-        f"tokens={services.tokens.keys.algorithm}"
-    )
-
-
-def http_server(app: tornado.web.Application, config: Config) -> tornado.httpserver.HTTPServer:
-    return tornado.httpserver.HTTPServer(
-        app,
-        # The body cap is the application's (a JSON 413); Tornado's own would answer a bare
-        # 400, so its limit only bounds what is read and discarded after a refusal.
-        max_body_size=UNREAD_BODY_BYTES,
-        body_timeout=config.server.body_timeout,
-        idle_connection_timeout=60,
-    )
-
-
 async def serve(config: Config) -> None:
-    services = await build_services(config)
+    # The ports first: a busy one stops the start before the store is opened.
+    listeners = [listen_sockets(config.server.host, config.server.port)]
+    admin_host = config.admin.host or config.server.host
+    try:
+        if config.admin.port is not None:  # the admin routes on an address of their own
+            listeners.append(listen_sockets(admin_host, config.admin.port))
+        services = await build_services(config)
+    except BaseException:
+        for sock in (sock for group in listeners for sock in group):
+            sock.close()
+        raise
     servers = [http_server(make_app(services), config)]
-    servers[0].listen(config.server.port, address=config.server.host)
-    if config.admin.port is not None:  # the admin routes on an address of their own
+    servers[0].add_sockets(listeners[0])
+    if config.admin.port is not None:
         servers.append(http_server(make_app(services, listener="admin"), config))
-        admin_host = config.admin.host or config.server.host
-        servers[1].listen(config.admin.port, address=admin_host)
+        servers[1].add_sockets(listeners[1])
         log.info("admin API listening on http://%s:%d", admin_host, config.admin.port)
     log.info(start_line(config, services))
     # What start-up made (modules, settings, keys, routes) lives as long as the process: the
@@ -331,13 +326,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def check_config(config: Config) -> None:
-    """What --check-config validates beyond the file itself: providers and proxies."""
-    try:
-        build_providers(discover_providers(), config.providers, public_url=config.public_url)
-        parse_networks(config.server.trusted_proxies)
-        phone_chain(config.sms)
-    except (ValueError, ProviderRegistryError) as exc:
-        raise ConfigError(str(exc)) from exc
+    """What --check-config validates beyond the file itself: everything the start checks
+    before it opens the store (configured_parts), so that a passing check starts."""
+    configured_parts(config, create=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -382,6 +373,10 @@ def main(argv: list[str] | None = None) -> int:
         writer.close()
         print(f"vhod: {exc} (this is vhod {version()})", file=sys.stderr)
         return 2
+    except CannotListen as exc:
+        writer.close()
+        print(exc, file=sys.stderr)
+        return 1
     finally:
         writer.close()  # what is still pending is written before main() returns
     return 0

@@ -39,6 +39,7 @@ from core.lifecycle_settings import (
     check_captcha,
     check_lifecycle,
 )
+from core.net import normal_origin
 from core.passwords import ALGORITHMS as PASSWORD_ALGORITHMS
 from core.passwords import ARGON2_FLOOR
 from core.redact import redact_url
@@ -126,7 +127,18 @@ def load_config(
         _set_path(raw, dotted.split("."), value, dotted)
     config: Config = _build(Config, raw, "")
     _check(config)
-    return config
+    return _normalised(config)
+
+
+def _normalised(config: Config) -> Config:
+    """The CORS origins in the form browsers send (`Origin` is compared byte for byte, so
+    `https://app.example.com/` would refuse every request of that page)."""
+    try:
+        origins = [normal_origin(entry) for entry in config.server.cors_origins]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    server = dataclasses.replace(config.server, cors_origins=list(dict.fromkeys(origins)))
+    return dataclasses.replace(config, server=server)
 
 
 class _EnvValue(str):

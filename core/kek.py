@@ -61,11 +61,14 @@ def _hkdf(secret: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
 
 
-def load_kek(configured: str | None, data_dir: str, *, shared_store: bool) -> KeyEncryptionKey:
+def load_kek(
+    configured: str | None, data_dir: str, *, shared_store: bool, create: bool = True
+) -> KeyEncryptionKey:
     """The configured key-encryption key, or one generated into `data_dir`.
 
     A generated one is for a single-machine install only: instances sharing a MongoDB store
-    need the same key, so there it must be configured. ValueError names what is wrong."""
+    need the same key, so there it must be configured. ValueError names what is wrong.
+    With `create` false no file is made (read_or_create_secret)."""
     if configured is not None:
         return KeyEncryptionKey(configured.encode())
     if shared_store:
@@ -76,6 +79,9 @@ def load_kek(configured: str | None, data_dir: str, *, shared_store: bool) -> Ke
         )
     return KeyEncryptionKey(
         read_or_create_secret(
-            Path(data_dir) / KEK_FILE, min_bytes=MIN_KEK_BYTES, what="generated key-encryption key"
+            Path(data_dir) / KEK_FILE,
+            min_bytes=MIN_KEK_BYTES,
+            what="generated key-encryption key",
+            create=create,
         )
     )

@@ -37,13 +37,14 @@ def rotation_policy(config: Config) -> RotationPolicy:
 
 
 def key_ring(
-    config: Config, *, private_keys: bool = False
+    config: Config, *, private_keys: bool = False, create: bool = True
 ) -> tuple[KeyRing, KeyEncryptionKey | None]:
     """The key ring (with the HMAC secret, when there is one) and the key-encryption key,
     which is needed to sign asymmetrically or, with `private_keys`, to add a key.
 
     ConfigError, before any key file is generated, when the database depends on one that
-    is gone (core.data_files)."""
+    is gone (core.data_files). With `create` false no generated secret is written
+    (--check-config runs the same checks as the start without leaving files behind)."""
     data_dir = config.server.data_dir
     algorithm = choose_algorithm(config.jwt.algorithm, config.jwt.secret, data_dir)
     needs_kek = algorithm in ASYMMETRIC_ALGORITHMS or private_keys
@@ -54,7 +55,7 @@ def key_ring(
             secret = config.jwt.secret.encode()
         elif algorithm in HMAC_ALGORITHMS or (Path(data_dir) / SECRET_FILE).exists():
             # After a switch to a key pair the generated secret still verifies its tokens.
-            secret = load_or_create_secret(data_dir)
+            secret = load_or_create_secret(data_dir, create=create)
         kek = None
         if needs_kek:
             folder = generated_kek_folder(config)
@@ -63,6 +64,7 @@ def key_ring(
                     config.jwt.key_encryption_key,
                     folder,
                     shared_store=not config.storage.url.startswith("sqlite:"),
+                    create=create,
                 )
             except OSError as exc:
                 raise ConfigError(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -92,3 +93,40 @@ def address_key(address: str, ipv6_prefix: int) -> str:
     host_bits = 128 - ipv6_prefix
     network = ipaddress.IPv6Network((int(parsed) >> host_bits << host_bits, ipv6_prefix))
     return network.compressed
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normal_origin(entry: str) -> str:
+    """`server.cors_origins` entry as browsers send `Origin`: scheme://host[:port], lower
+    case, the scheme's default port dropped, a bare trailing slash dropped. ValueError for
+    what is no origin (a path, a query, a fragment, credentials, a wildcard, another scheme),
+    as an origin is compared byte for byte with what the browser sends."""
+    text = entry.strip()
+    problem = f"server.cors_origins: {entry!r} is not an origin like https://app.example.com"
+    if "*" in text:
+        raise ValueError(f"{problem} (no wildcards: list each origin)")
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"{problem} (http:// or https:// and a host)")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in text or "#" in text:
+        raise ValueError(f"{problem} (no path, query or fragment)")
+    if parts.username is not None or parts.password is not None:
+        # Not echoed: the part before "@" may be a password.
+        raise ValueError("server.cors_origins: an origin has no user or password part")
+    if not parts.hostname.isascii():
+        raise ValueError(f"{problem} (write an international host name in its xn-- form)")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{problem} (the port must be a number from 1 to 65535)") from exc
+    if port == 0:
+        raise ValueError(f"{problem} (the port must be a number from 1 to 65535)")
+    host = parts.hostname.lower()
+    if ":" in host:  # an IPv6 address keeps its brackets
+        host = f"[{host}]"
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"

@@ -12,13 +12,18 @@ class SecretFileError(ValueError):
     """A secret file exists but cannot be used; the message names the file."""
 
 
-def read_or_create_secret(path: Path, *, min_bytes: int, what: str) -> bytes:
+def read_or_create_secret(path: Path, *, min_bytes: int, what: str, create: bool = True) -> bytes:
     """The secret in `path`, or a new random one written there first.
+
+    With `create` false nothing is written: a missing file gives a random value that is
+    kept nowhere (for --check-config, which checks a file that exists and makes none).
 
     Processes starting at once on a fresh folder all end with the same value: each writes a
     complete temporary file and links it to `path`; the first link wins, and the others read
     the winner's file, which is whole from the moment it has its name.
     """
+    if not create and not path.exists():
+        return secrets.token_urlsafe(48).encode("ascii")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # owner only (D19)
     if not path.exists():
         value = secrets.token_urlsafe(48).encode("ascii")

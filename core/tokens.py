@@ -70,12 +70,15 @@ class IssuedToken:
     expires_at: float
 
 
-def load_or_create_secret(data_dir: str | os.PathLike[str]) -> bytes:
+def load_or_create_secret(data_dir: str | os.PathLike[str], *, create: bool = True) -> bytes:
     """The generated signing secret kept in `data_dir`, created once with owner-only access.
 
     SecretFileError (a ValueError naming the file) when the file there is empty or short."""
     return read_or_create_secret(
-        Path(data_dir) / SECRET_FILE, min_bytes=MIN_SECRET_BYTES, what="generated JWT secret"
+        Path(data_dir) / SECRET_FILE,
+        min_bytes=MIN_SECRET_BYTES,
+        what="generated JWT secret",
+        create=create,
     )
 
 

@@ -8,6 +8,7 @@ work as a right one (core.admin.AdminKeys).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from core.admin import EventFilter, parse_limit
@@ -118,12 +119,28 @@ class EventsExportHandler(AdminHandler):
 
     async def get(self) -> None:
         selected = self.event_filter()  # a bad parameter is a 400 before anything is sent
-        self.set_header("Content-Type", "application/x-ndjson; charset=UTF-8")
+        self.set_header("Content-Type", f"{export_type(self.header('Accept'))}; charset=UTF-8")
         self.set_header("Content-Disposition", 'attachment; filename="vhod-events.jsonl"')
         async for page in self.services.admin.export(selected):
             self.write("".join(json.dumps(event, sort_keys=True) + "\n" for event in page))
             await self.flush()  # a page at a time: the export is never held in memory
         self.finish()
+
+
+NDJSON, TEXT = "application/x-ndjson", "text/plain"
+_Q_ZERO = re.compile(r"^[qQ]\s*=\s*0(\.0{0,3})?$")
+
+
+def export_type(accept: str | None) -> str:
+    """JSON Lines as `application/x-ndjson`, or as `text/plain` for a client that asks for
+    that and not for the other (openapi.yaml describes both)."""
+    named = set()
+    for part in (accept or "").split(",")[:32]:  # a header is bounded; so is the work
+        media, *params = part.split(";")
+        refused = any(_Q_ZERO.match(p.strip()) for p in params)
+        if not refused:  # q=0 (or 0.0, 0.000) is "not this one"
+            named.add(media.strip().lower())
+    return TEXT if TEXT in named and NDJSON not in named else NDJSON
 
 
 def admin_routes() -> list[tuple[str, Any]]:

@@ -33,6 +33,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # The request headers a JsonHandler reads.
 _READ_HEADERS = frozenset(
     {
+        "Accept",
         "Authorization",
         "Content-Length",
         "Content-Type",

@@ -1,5 +1,6 @@
 """Storage behind one async interface: embedded SQLite (default) or MongoDB."""
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,7 @@ __all__ = [
     "Store",
     "User",
     "open_store",
+    "url_problem",
 ]
 
 _SQLITE_PREFIX = "sqlite:///"
@@ -59,10 +61,10 @@ async def open_store(url: str) -> Store:
     `sqlite:///data/vhod.db` is relative to the working folder, `sqlite:////var/lib/vhod.db`
     absolute, `sqlite:///:memory:` in memory; `mongodb://` and `mongodb+srv://` select MongoDB.
     """
-    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if problem := url_problem(url, parse_mongodb=False):
+        raise ValueError(problem)
+    scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
-        if not url.startswith(_SQLITE_PREFIX) or url == _SQLITE_PREFIX:
-            raise ValueError("a SQLite storage URL looks like sqlite:///path/to/vhod.db")
         path = url.removeprefix(_SQLITE_PREFIX)
         if path != ":memory:":
             _make_private_folder(Path(path).parent)
@@ -77,8 +79,32 @@ async def open_store(url: str) -> Store:
         except (ValueError, ConfigurationError) as exc:
             # PyMongo's InvalidURI is no ValueError: a bad URL is one kind of error for callers.
             raise ValueError(f"the MongoDB driver refuses it: {exc}") from exc
+    raise AssertionError(scheme)  # url_problem refused every other scheme
+
+
+def url_problem(url: str, *, parse_mongodb: bool = True) -> str | None:
+    """What open_store refuses in `url`, found without opening anything: no folder made, no
+    client started (for --check-config). A mongodb+srv:// host is not looked up in DNS."""
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme == "sqlite":
+        if not url.startswith(_SQLITE_PREFIX) or url == _SQLITE_PREFIX:
+            return "a SQLite storage URL looks like sqlite:///path/to/vhod.db"
+        return None
+    if scheme == "mongodb" and parse_mongodb:
+        from pymongo.errors import ConfigurationError
+        from pymongo.uri_parser import parse_uri
+
+        try:
+            with warnings.catch_warnings():  # the client warns of unknown options itself
+                warnings.simplefilter("ignore")
+                parse_uri(url, warn=True)  # as the client parses it: unknown options only warn
+        except (ValueError, ConfigurationError) as exc:
+            return f"the MongoDB driver refuses it: {exc}"
+        return None
+    if scheme in ("mongodb", "mongodb+srv"):
+        return None
     # Only the scheme: the rest of a URL may carry a password.
-    raise ValueError(f"unknown storage URL scheme {scheme!r}: use sqlite:/// or mongodb://")
+    return f"unknown storage URL scheme {scheme!r}: use sqlite:/// or mongodb://"
 
 
 def _make_private_folder(folder: Path) -> None:

@@ -196,6 +196,12 @@ async def test_export_streams_json_lines_oldest_first(api, user, http_server_cli
     assert response.headers["Content-Type"].startswith("application/x-ndjson")
     lines = [json.loads(line) for line in response.body.decode().splitlines()]
     assert [e["type"] for e in lines] == ["registered", "login_succeeded"]
+    # The same lines as text for a client that asks for text (openapi.yaml has both).
+    as_text = await http_server_client.fetch(
+        "/admin/events/export", headers={**AUTH, "Accept": "text/plain"}, raise_error=False
+    )
+    assert as_text.headers["Content-Type"] == "text/plain; charset=UTF-8"
+    assert as_text.body == response.body
     future = await http_server_client.fetch(
         "/admin/events/export?since=2999-01-01T00:00:00Z", headers=AUTH, raise_error=False
     )

@@ -9,6 +9,7 @@ tests skip, except in CI, where they fail.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.slow
 TOOLS = ROOT / "tests" / "clients"
 NODE_MODULES = TOOLS / "node_modules"
 PASSWORD = "correct horse battery"
+ADMIN_KEY = "clients-test-admin-key-0123456789"
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +52,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         f"server:\n  data_dir: {folder / 'data'}\n"
         f"storage:\n  url: sqlite:///{folder / 'data' / 'vhod.db'}\n"
         "limits:\n  per_ip_per_minute: 1000\n"
+        f"admin:\n  keys:\n    clients: {hashlib.sha256(ADMIN_KEY.encode()).hexdigest()}\n"
         "providers:\n  vk:\n    client_id: '52896748'\n"
         "    token_url: http://127.0.0.1:9/token\n    userinfo_url: http://127.0.0.1:9/info\n"
     )
@@ -107,17 +110,13 @@ def python_client(served_document: Path) -> Iterator[ModuleType]:
     out.mkdir()
     # Its formatting step runs ruff, from this virtualenv.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    # The one setting an integrator adds: the audit export's JSON Lines read as text.
-    settings = out / "generator.yaml"
-    settings.write_text("content_type_overrides:\n  application/x-ndjson: text/plain\n")
+    # No settings: the document alone must do, the audit export included.
     output = run(
         [
             sys.executable,
             "-m",
             "openapi_python_client",
             "generate",
-            "--config",
-            str(settings),
             "--path",
             str(served_document),
             "--meta",
@@ -129,6 +128,7 @@ def python_client(served_document: Path) -> Iterator[ModuleType]:
         PATH=path,
     )
     # Every line it prints is progress: no warning, no dropped response, no missing tool.
+    assert "warning" not in output.lower(), output
     lines = [line for line in output.splitlines() if line.strip()]
     assert lines == [f"Generating {out / 'vhod_client'}"], output
     sys.path.insert(0, str(out))
@@ -211,6 +211,24 @@ def test_the_generated_python_client_runs_the_flows_with_typed_errors(python_cli
     assert exchange.parsed.error is models.ExchangeRefusedError.INVALID_STATE
 
     assert_json_bodies_and_no_secret_in_urls(sent)
+
+
+def test_the_generated_python_client_exports_the_audit_log(python_client, server):
+    from vhod_client.api.admin import admin_export_events
+
+    admin = python_client.AuthenticatedClient(
+        base_url=server.url(""), token=ADMIN_KEY, raise_on_unexpected_status=True
+    )
+    person = {"phone_number": "+79164445566", "email": "export@example.com"}
+    httpx.post(
+        server.url("/authorization/registration"),
+        json={**person, "hash_password": PASSWORD},
+        timeout=30,
+    ).raise_for_status()
+    exported = admin_export_events.sync(client=admin)
+    assert isinstance(exported, str)
+    events = [json.loads(line) for line in exported.splitlines()]
+    assert "registered" in {event["type"] for event in events}
 
 
 def assert_json_bodies_and_no_secret_in_urls(sent: list[Any]) -> None:

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from core.net import address_key, client_ip, parse_address, parse_networks
+from core.net import address_key, client_ip, normal_origin, parse_address, parse_networks
 
 PROXIES = parse_networks(["10.0.0.0/8", "2001:db8:ffff::/48", "192.0.2.1"])
 REGISTER = "/authorization/registration"
@@ -183,3 +183,42 @@ async def test_an_ipv4_mapped_address_counts_as_its_ipv4_address(api, config_ove
         assert response.status == 400
     third = await api.post(REGISTER, json_body={}, headers={"X-Forwarded-For": "::ffff:cb00:7107"})
     assert third.status == 429
+
+
+@pytest.mark.parametrize(
+    ("written", "origin"),
+    [
+        ("https://app.example.com/", "https://app.example.com"),
+        ("HTTPS://App.Example.COM", "https://app.example.com"),
+        ("https://app.example.com:443", "https://app.example.com"),
+        ("http://app.example.com:80/", "http://app.example.com"),
+        ("http://localhost:3000/", "http://localhost:3000"),
+        ("https://app.example.com:8443", "https://app.example.com:8443"),
+        ("http://[::1]:8080", "http://[::1]:8080"),
+        (" https://xn--80ak6aa92e.com ", "https://xn--80ak6aa92e.com"),
+    ],
+)
+def test_cors_origins_are_written_as_browsers_send_them(written, origin):
+    assert normal_origin(written) == origin
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "https://app.example.com/login",
+        "https://app.example.com/?next=/",
+        "https://app.example.com#top",
+        "https://*.example.com",
+        "*",
+        "null",
+        "app.example.com",
+        "ftp://app.example.com",
+        "https://",
+        "https://app.example.com:0",
+        "https://app.example.com:70000",
+        "https://пример.рф",
+    ],
+)
+def test_what_is_no_origin_is_refused_naming_the_setting(written):
+    with pytest.raises(ValueError, match=r"^server\.cors_origins: "):
+        normal_origin(written)

@@ -4,16 +4,20 @@ import contextlib
 import hashlib
 import json
 import logging
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+import yaml
 
 from core import events, shared_keys
 from core.config import Config, ConfigError, load_config, masked
 from core.log_writer import LineFormatter
 from core.logs import RequestIdFilter
+from tests.processes import clean_env, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTER = "/authorization/registration"
@@ -231,6 +235,20 @@ async def test_cors_for_a_configured_origin(api, user, config_overrides):
     assert error.headers["Access-Control-Allow-Origin"] == ORIGIN  # errors are readable too
 
 
+# As an operator writes it: a browser sends `Origin: https://app.example.com`, never these.
+@pytest.mark.parametrize(
+    "config_overrides",
+    [
+        {"server.cors_origins": ["https://App.Example.com/"]},
+        {"server.cors_origins": [ORIGIN + ":443"]},
+    ],
+)
+async def test_a_configured_origin_is_compared_as_browsers_send_it(api, user, config_overrides):
+    response = await api.post(REGISTER, json_body=user, headers={"Origin": ORIGIN})
+    assert response.status == 200, response.body
+    assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+
+
 @pytest.mark.parametrize("config_overrides", [{"server.cors_origins": [ORIGIN]}])
 async def test_cors_unknown_origin_gets_no_headers(api, config_overrides):
     for origin in ("https://evil.example", ORIGIN + ".evil.example", "null"):
@@ -279,6 +297,92 @@ def test_check_config_prints_the_effective_config_with_secrets_masked(tmp_path):
     assert "secret: '***'" in result.stdout
 
 
+def configuration_errors(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("vhod: configuration error")]
+
+
+def test_check_config_refuses_mongodb_without_a_kek_as_the_start_does(tmp_path):
+    # Nothing listens there: the start refuses before it connects, and so must the check.
+    env = {"VHOD_STORAGE__URL": "mongodb://127.0.0.1:9/vhod"}
+    check = run_check_config(tmp_path, env=env)
+    assert check.returncode == 2, check.stdout + check.stderr
+    assert "configuration OK" not in check.stderr
+    start = subprocess.run(
+        [sys.executable, str(ROOT / "server.py"), "--port", str(free_port())],
+        cwd=tmp_path,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert start.returncode == 2, start.stderr
+    line = configuration_errors(start.stderr)
+    assert len(line) == 1 and "jwt.key_encryption_key" in line[0]
+    assert configuration_errors(check.stderr) == line  # the same one line
+    assert "Traceback" not in check.stderr
+    assert list(tmp_path.iterdir()) == []  # the check generated no key file
+
+
+def test_check_config_normalises_cors_origins(tmp_path):
+    origins = "https://App.Example.com/, https://app.example.com:443, http://localhost:3000/"
+    result = run_check_config(tmp_path, env={"VHOD_SERVER__CORS_ORIGINS": origins})
+    assert result.returncode == 0, result.stderr
+    shown = yaml.safe_load(result.stdout)["server"]["cors_origins"]
+    assert shown == [ORIGIN, "http://localhost:3000"]
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://app.example.com/login",
+        "https://app.example.com/?next=1",
+        "https://*.example.com",
+        "app.example.com",
+        "ftp://app.example.com",
+    ],
+)
+def test_check_config_refuses_what_is_no_origin_in_one_line(tmp_path, origin):
+    result = run_check_config(tmp_path, env={"VHOD_SERVER__CORS_ORIGINS": origin})
+    assert result.returncode == 2
+    errors = configuration_errors(result.stderr)
+    assert len(errors) == 1 and "server.cors_origins" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_origin_with_credentials_is_refused_without_echoing_them(tmp_path):
+    result = run_check_config(
+        tmp_path, env={"VHOD_SERVER__CORS_ORIGINS": "https://user:hunter2@app.example.com"}
+    )
+    assert result.returncode == 2 and "server.cors_origins" in result.stderr
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("which", ["server", "admin"])
+def test_a_busy_port_stops_the_start_with_one_line(tmp_path, which):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {"VHOD_JWT__SECRET": "s" * 32, "VHOD_PASSWORDS__BCRYPT_ROUNDS": "4"}
+        main_port = port if which == "server" else free_port()
+        if which == "admin":
+            env.update(VHOD_ADMIN__PORT=str(port), VHOD_ADMIN__KEYS__OPS="0" * 64)
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "server.py"), "--port", str(main_port)],
+            cwd=tmp_path,
+            env=clean_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"vhod: cannot listen on 127.0.0.1:{port}: address already in use"
+    )
+    assert not (tmp_path / "data" / "vhod.db").exists()  # refused before the store opened
+
+
 def test_check_config_names_a_bad_key(tmp_path):
     result = run_check_config(tmp_path, env={"VHOD_PROVIDERS__VK__CLIENT_IDD": "1"})
     assert result.returncode == 2
@@ -288,14 +392,25 @@ def test_check_config_names_a_bad_key(tmp_path):
 
 
 # The reported case, and one with every character that ends a part of a URL (test_config.py
-# has each on its own).
+# has each on its own). Written as they are, the driver refuses them, at the start and so in
+# the check; percent-escaped, they are good URLs. Neither way is the password printed.
 @pytest.mark.parametrize("password", ["pa/ss", "p:a/s@s?x#y"])
 def test_check_config_masks_url_passwords_whatever_they_contain(tmp_path, password):
-    url = f"mongodb://admin:{password}@db.example:27017/vhod"
-    result = run_check_config(tmp_path, env={"VHOD_STORAGE__URL": url})
+    kek = "k" * 32  # the start requires one with MongoDB, and so does the check
+    raw = f"mongodb://admin:{password}@db.example:27017/vhod"
+    result = run_check_config(
+        tmp_path, env={"VHOD_STORAGE__URL": raw, "VHOD_JWT__KEY_ENCRYPTION_KEY": kek}
+    )
+    assert result.returncode == 2 and "storage.url" in result.stderr
+    assert password not in result.stdout + result.stderr
+    escaped = f"mongodb://admin:{quote(password, safe='')}@db.example:27017/vhod"
+    result = run_check_config(
+        tmp_path, env={"VHOD_STORAGE__URL": escaped, "VHOD_JWT__KEY_ENCRYPTION_KEY": kek}
+    )
     assert result.returncode == 0, result.stderr
     assert "url: mongodb://admin:***@db.example:27017/vhod" in result.stdout
     assert password not in result.stdout + result.stderr
+    assert quote(password, safe="") not in result.stdout + result.stderr
 
 
 @pytest.fixture
