@@ -250,7 +250,7 @@ class Accounts:
 
     def validate_access(self, token: str) -> bool:
         try:
-            self.tokens.decode(token, ACCESS)
+            self.tokens.check(token, ACCESS)
         except InvalidToken:
             return False
         return True
