@@ -38,15 +38,12 @@ class TokenSessions:
 
     def validate_access(self, token: str) -> bool:
         try:
-            claims = self.tokens.decode(token, ACCESS)
+            session, scope = self.tokens.check(token, ACCESS)  # no claims dict is built
         except InvalidToken:
             return False
-        # A token that may only confirm an email address is no sign-in for other services.
-        if claims.get("scope") == VERIFY_EMAIL_SCOPE:
-            return False
-        # The hot path: one set lookup, no store read (core.revocations).
-        sid = claims.get("sid")
-        return not (isinstance(sid, str) and sid in self.revoked)
+        # A token that may only confirm an email address is no sign-in for other services;
+        # a session ended on any instance is over (one set lookup, no store read).
+        return scope != VERIFY_EMAIL_SCOPE and not (session is not None and session in self.revoked)
 
     async def refresh(self, token: str) -> dict[str, Any]:
         """A new access token for a live refresh token; with rotation, a new refresh token too."""

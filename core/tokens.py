@@ -8,6 +8,7 @@ import json
 import os
 import re
 import secrets
+import sys
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -61,6 +62,16 @@ def unverified_header(token: str) -> dict[str, Any]:
     if not isinstance(header.get("kid", ""), str):  # as PyJWT's header check
         raise InvalidToken("the kid is not a string")
     return header
+
+
+def verified_payload(token: str) -> dict[str, Any]:
+    """The claims of a token whose signature and claims were checked before (the same
+    segment jwt.decode read then)."""
+    payload = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return claims
 
 
 @dataclass(frozen=True)
@@ -144,9 +155,15 @@ class TokenService:
         self.clock = clock
         self.on_issue = on_issue  # told the mode of each token issued (metrics)
         # Tokens whose signature and claims already checked out, keyed by the whole token
-        # string: a second check of the same token skips the signature check and the JSON
-        # parsing but still checks exp and mode. Only valid tokens enter; the size is bounded.
-        self._verified: dict[str, dict[str, Any]] = {}
+        # string: a second check of the same token skips the signature check but still
+        # checks exp and mode. Only valid tokens enter; the size is bounded. An entry keeps
+        # (exp, mode) only, not the claims: a claims dict is some fifty small objects, and
+        # sixteen thousand of them replaced oldest first left Python's allocator with
+        # arenas it could not give back (RSS grew for as long as new tokens came, issue 21).
+        # The claims are read again from the verified payload when a caller wants them; the
+        # entry also keeps the two a token check reads, sid and scope (strings the tokens of
+        # one session share).
+        self._verified: dict[str, tuple[int, Any, str | None, str | None]] = {}
 
     def issue(
         self,
@@ -189,18 +206,39 @@ class TokenService:
 
     def decode(self, token: str, mode: str) -> dict[str, Any]:
         """The claims of a valid token of kind `mode`; InvalidToken for anything else."""
-        claims = self._verified.get(token)
-        if claims is None:
+        claims, _ = self._check(token, mode)
+        return claims if claims is not None else verified_payload(token)
+
+    def check(self, token: str, mode: str) -> tuple[str | None, str | None]:
+        """As decode, without building the claims: the token's (sid, scope), each None
+        when absent; InvalidToken unless valid."""
+        _, entry = self._check(token, mode)
+        return entry[2], entry[3]
+
+    def _check(
+        self, token: str, mode: str
+    ) -> tuple[dict[str, Any] | None, tuple[int, Any, str | None, str | None]]:
+        """Checks the token; its claims when it had to verify it (else None), and its entry."""
+        claims = None
+        entry = self._verified.get(token)
+        if entry is None:
             claims = self._verify(token)
+            kind, sid, scope = claims["mode"], claims.get("sid"), claims.get("scope")
+            entry = (
+                claims["exp"],
+                sys.intern(kind) if type(kind) is str else kind,
+                sid if isinstance(sid, str) else None,
+                sys.intern(scope) if isinstance(scope, str) else None,
+            )
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
                 # Oldest first (dicts keep insertion order): cheap, and bounded.
                 del self._verified[next(iter(self._verified))]
-            self._verified[token] = claims
-        if claims["exp"] + LEEWAY_SECONDS < self.clock():
+            self._verified[token] = entry
+        if entry[0] + LEEWAY_SECONDS < self.clock():
             raise InvalidToken("expired")
-        if claims["mode"] != mode:
+        if entry[1] != mode:
             raise InvalidToken("wrong token kind")
-        return dict(claims)
+        return claims, entry
 
     def _verify(self, token: str) -> dict[str, Any]:
         """Key, signature, algorithm, issuer, audience and claim types: what never changes

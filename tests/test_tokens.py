@@ -333,3 +333,34 @@ def test_hmac_tokens_carry_a_kid_and_a_typ_per_kind(tokens):
     legacy = forge(claims_of(tokens))
     assert "kid" not in jwt.get_unverified_header(legacy)
     assert tokens.decode(legacy, ACCESS)["sub"] == "u1"
+
+
+def test_a_full_verified_cache_keeps_few_objects_per_token(tokens, monkeypatch):
+    # Issue 21 (memory grew on MongoDB): each entry held the token's claims dict, some fifty
+    # small objects; sixteen thousand of them, replaced oldest first, fragmented Python's
+    # allocator. An entry now is the token string and a small tuple.
+    import gc
+    import sys
+
+    import core.tokens as module
+
+    size = 2000
+    monkeypatch.setattr(module, "VERIFIED_CACHE_SIZE", size)
+    issued = [
+        tokens.issue(ACCESS, f"user-{n}", f"user{n}@example.com", session=f"s{n}").token
+        for n in range(2 * size)
+    ]
+    for token in issued[:size]:  # a full cache
+        tokens.decode(token, ACCESS)
+    gc.collect()
+    full = sys.getallocatedblocks()
+    for token in issued[size:]:  # every entry replaced: the cache stays full
+        tokens.decode(token, ACCESS)
+    assert len(tokens._verified) == size
+    del issued[:size]  # the replaced tokens' strings, held by this test only
+    gc.collect()
+    assert abs(sys.getallocatedblocks() - full) < size  # no growth per replaced token
+    tokens._verified.clear()
+    gc.collect()
+    held = (full - sys.getallocatedblocks()) / size
+    assert held <= 4, f"{held:.1f} blocks per cached token"

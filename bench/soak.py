@@ -1,0 +1,428 @@
+"""vhod's memory soak: `python bench/soak.py [--minutes 15] [--stores sqlite,mongodb]`.
+
+Per store, one vhod process (the shipped config.yaml, as bench/run.py starts it) takes
+mixed traffic for `--minutes`: sign-in cycles (register -> login -> refresh -> validate ->
+logout, each answer checked) on a few connections, beside a closed-loop load of access-token
+checks (bench/loadgen.py, or wrk when installed). The server's RSS is sampled every few
+seconds; the verdict is its growth over the last third of the run, when every cache has
+filled: flat when within 2 %. Results go to bench/soak.md and bench/soak.json.
+
+`--tracemalloc` runs the server under tracemalloc (bench/traced_server.py, much slower) and
+prints what grew between a snapshot at two thirds of the run and one at its end (the
+snapshots are kept beside OUT for tracemalloc.Snapshot.load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import importlib.util
+import itertools
+import json
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.cluster import (
+    BENCH,
+    nx_server,
+    rss_kib,
+    start_fake_vk,
+    start_vhod,
+    vhod_overrides,
+)
+from bench.drivers import Load, describe_tool, drive, pick_tool
+from bench.loadgen import LoadSpec
+from bench.model import MONGO, SQLITE, STORE_TITLES
+from bench.report import machine
+from bench.seed import collect_access_tokens
+from core.tokens import VERIFIED_CACHE_SIZE
+from tests.processes import ROOT, Server, clean_env, free_port, status_of
+
+FLAT_PERCENT = 2.0  # the last third's growth that still counts as flat
+SAMPLE_SECONDS = 2.0
+CYCLE_CONNECTIONS = 2  # sign-in cycles run on this many connections at once
+CHECK_CONNECTIONS = 8  # the background load of access-token checks
+BCRYPT_ROUNDS = 4  # the soak is about memory: cheap hashing lets many cycles through
+PASSWORD = "soak password"
+
+
+@dataclass
+class StoreSoak:
+    store: str
+    minutes: float
+    cycles: int = 0
+    cycle_errors: int = 0  # a wrong status or answer in a cycle
+    check_requests: int = 0
+    check_errors: int = 0
+    check_rps: float = 0.0
+    samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds, RSS KiB)
+    cycles_at: list[tuple[float, int]] = field(default_factory=list)  # (seconds, cycles)
+    rss_start_mib: float = 0.0  # RSS at the start of the last third
+    rss_end_mib: float = 0.0
+    growth_percent: float = 0.0
+    bytes_per_cycle: float = 0.0  # over the last third
+    flat: bool = False
+    tracemalloc_top: list[str] = field(default_factory=list)
+
+
+class Cycles:
+    """Sign-in cycles on `connections` threads until stopped; counts cycles and wrong answers."""
+
+    def __init__(self, port: int, connections: int) -> None:
+        self.port = port
+        self.run_id = uuid.uuid4().hex[:8]
+        self.numbers = itertools.count()
+        self.lock = threading.Lock()
+        self.done = 0
+        self.errors: list[str] = []
+        self.stopping = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._loop, daemon=True) for _ in range(connections)
+        ]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout=60)
+
+    def _loop(self) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        while not self.stopping.is_set():
+            with self.lock:
+                n = next(self.numbers)
+            try:
+                problem = self._cycle(connection, n)
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            with self.lock:
+                if problem is None:
+                    self.done += 1
+                elif len(self.errors) < 1000:
+                    self.errors.append(problem)
+        connection.close()
+
+    def _cycle(self, connection: http.client.HTTPConnection, n: int) -> str | None:
+        def call(method: str, path: str, body: Any = None, bearer: str | None = None) -> Any:
+            headers = {"Content-Type": "application/json"}
+            if bearer is not None:
+                headers["Authorization"] = f"Bearer {bearer}"
+            data = json.dumps(body) if body is not None else None
+            connection.request(method, path, body=data, headers=headers)
+            response = connection.getresponse()
+            raw = response.read()
+            if response.status != 200:
+                raise ValueError(f"{method} {path}: {response.status} {raw[:200]!r}")
+            return json.loads(raw)
+
+        email = f"soak-{self.run_id}-{n}@bench.example"
+        phone = f"+7 917 {n % 10_000_000:07d}"
+        registered = call(
+            "POST",
+            "/authorization/registration",
+            {"email": email, "phone_number": phone, "hash_password": PASSWORD},
+        )
+        pair = call(
+            "POST", "/authorization/login/email", {"email": email, "hash_password": PASSWORD}
+        )
+        renewed = call("GET", "/validate/jwt/refresh", bearer=pair["refresh"])
+        if call("GET", "/validate/jwt/access", bearer=renewed["access"]) is not True:
+            return "a fresh access token did not validate"
+        if call("POST", "/authorization/logout", bearer=pair["refresh"]) is not True:
+            return "logout did not answer true"
+        call("POST", "/authorization/logout", bearer=registered["refresh"])
+        return None
+
+
+def start_traced(folder: Path, overrides: dict[str, str], snapshots: Path) -> Server:
+    """vhod under bench/traced_server.py; a Server whose process is the traced one."""
+    port = free_port()
+    server = Server.__new__(Server)
+    server.port = port
+    server.stderr = folder / f"server-{port}.log"
+    command = [sys.executable, str(BENCH / "traced_server.py"), str(snapshots)]
+    command += ["--port", str(port), "--config", str(ROOT / "config.yaml")]
+    folder.mkdir(parents=True, exist_ok=True)
+    server.log_path = server.stderr
+    server.terminated = False
+    with server.stderr.open("wb") as err:
+        import subprocess
+
+        server.process = subprocess.Popen(
+            command, cwd=folder, env=clean_env(**overrides), stdout=subprocess.DEVNULL, stderr=err
+        )
+    server.wait_until(lambda: status_of(server.url("/readyz")) == 200, 120, "traced server")
+    return server
+
+
+def take_snapshot(server: Server, snapshots: Path, number: int) -> Path:
+    # The process's memory map too: which mappings grew (malloc's heaps, Python's arenas).
+    smaps = Path(f"/proc/{server.pid}/smaps").read_text()
+    (snapshots / f"smaps-{number}.txt").write_text(smaps)
+    os.kill(server.pid, signal.SIGUSR1)
+    done = snapshots / f"snapshot-{number}.done"
+    deadline = time.monotonic() + 300
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return snapshots / f"snapshot-{number}.tracemalloc"
+
+
+def counts_file(snapshot: Path) -> Path:
+    return snapshot.with_name(snapshot.name.replace("snapshot", "counts")).with_suffix(".json")
+
+
+def growth_lines(first: Path, second: Path, count: int = 25) -> list[str]:
+    """What grew between two snapshots: malloc's totals, live objects by type, and (when
+    traced) the lines that allocated what grew."""
+    a, b = (json.loads(counts_file(p).read_text()) for p in (first, second))
+    lines = [f"allocated blocks {b['allocated_blocks'] - a['allocated_blocks']:+d}"]
+    if "malloc" in a:
+        grew = [
+            f"{k} {(b['malloc'][k] - a['malloc'][k]) / 1024:+.0f} KiB"
+            for k in ("arena", "hblkhd", "uordblks", "fordblks")
+        ]
+        lines.append("malloc (main arena): " + ", ".join(grew))
+    grown = {k: b["types"].get(k, 0) - a["types"].get(k, 0) for k in b["types"]}
+    top = sorted(grown.items(), key=lambda item: -abs(item[1]))[:12]
+    lines.append("objects: " + ", ".join(f"{k} {v:+d}" for k, v in top if v))
+    if not first.exists():
+        return lines
+    old = tracemalloc.Snapshot.load(str(first))
+    new = tracemalloc.Snapshot.load(str(second))
+    for stat in new.compare_to(old, "traceback")[:count]:
+        frames = [f"{f.filename.replace(str(ROOT) + '/', '')}:{f.lineno}" for f in stat.traceback]
+        lines.append(
+            f"{stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  "
+            + " <- ".join(reversed(frames))
+        )
+    return lines
+
+
+def soak_store(store: str, options: argparse.Namespace, folder: Path, vk: dict[str, Any]) -> Any:
+    seconds = options.minutes * 60
+    result = StoreSoak(store, options.minutes)
+    print(f"{STORE_TITLES[store]}: {options.minutes:g} min", flush=True)
+    with contextlib.ExitStack() as stack:
+        url = f"sqlite:///{folder / store / 'vhod.db'}"
+        if store == MONGO:
+            url = stack.enter_context(nx_server(folder / store)) + "vhod_soak"
+        overrides = vhod_overrides(folder / store / "data", url, BCRYPT_ROUNDS, vk, None)
+        snapshots = options.out.with_name(f"{options.out.name}-{store}-snapshots")
+        if options.tracemalloc:
+            vhod = start_traced(folder / store, overrides, snapshots)
+        else:
+            vhod = start_vhod(folder, store, overrides)
+        stack.callback(vhod.stop)
+        status, pair = _register(vhod.port)
+        if status != 200:
+            raise RuntimeError(f"registration answered {status}: {pair}")
+        if options.warm_up:
+            warm_up(vhod.port, pair["refresh"], folder / store, options.loadgen)
+        checks = LoadSpec(
+            port=vhod.port,
+            path="/validate/jwt/access",
+            headers={"Authorization": f"Bearer {pair['access']}"},
+            connections=max(1, options.check_connections),
+            duration=seconds,
+        )
+        background = Load(checks, options.loadgen) if options.check_connections else None
+        cycles = Cycles(vhod.port, CYCLE_CONNECTIONS)
+        began = time.monotonic()
+        cycles.start()
+        snapshot_files: list[Path] = []
+        try:
+            next_sample = began
+            while (now := time.monotonic()) - began < seconds:
+                if now >= next_sample:
+                    t = now - began
+                    result.samples.append((round(t, 1), rss_kib(vhod.pid)))
+                    result.cycles_at.append((round(t, 1), cycles.done))
+                    if options.tracemalloc and not snapshot_files and t >= 2 * seconds / 3:
+                        snapshot_files.append(take_snapshot(vhod, snapshots, 1))
+                    next_sample += SAMPLE_SECONDS
+                time.sleep(0.2)
+            result.samples.append((round(time.monotonic() - began, 1), rss_kib(vhod.pid)))
+            result.cycles_at.append((round(time.monotonic() - began, 1), cycles.done))
+            if options.tracemalloc and snapshot_files:
+                snapshot_files.append(take_snapshot(vhod, snapshots, 2))
+        finally:
+            cycles.stop()
+            if background is not None:
+                load = background.result()
+                result.check_requests = load.requests
+                result.check_errors = load.errors
+                result.check_rps = load.rps
+        result.cycles = cycles.done
+        result.cycle_errors = len(cycles.errors)
+        if cycles.errors:
+            print(f"  first wrong answers: {cycles.errors[:3]}", flush=True)
+        if len(snapshot_files) == 2:
+            result.tracemalloc_top = growth_lines(*snapshot_files)
+    judge(result, seconds)
+    print(
+        f"  {result.cycles:,} cycles ({result.cycle_errors} wrong), {result.check_requests:,}"
+        f" checks at {result.check_rps:,.0f} req/s ({result.check_errors} errors); RSS over the"
+        f" last third {result.rss_start_mib:.1f} -> {result.rss_end_mib:.1f} MiB"
+        f" ({result.growth_percent:+.2f} %, {result.bytes_per_cycle:+.0f} B/cycle):"
+        f" {'flat' if result.flat else 'GROWS'}",
+        flush=True,
+    )
+    for line in result.tracemalloc_top:
+        print(f"    {line}", flush=True)
+    return result
+
+
+def warm_up(port: int, refresh: str, folder: Path, tool: str) -> None:
+    """Fill the cache of verified tokens (core.tokens, bounded) before the clock starts, so
+    that its filling is not counted as growth: one check of each of twice as many distinct
+    tokens as it holds, as RSS settles only once every entry has been replaced once."""
+    count = 2 * VERIFIED_CACHE_SIZE + 1024
+    began = time.monotonic()
+    pool = collect_access_tokens(port, refresh, count, folder / "warm-up-tokens.txt")
+    spec = LoadSpec(
+        port=port,
+        path="/validate/jwt/access",
+        body_kind="tokens",
+        tokens_file=str(pool),
+        connections=4,
+        duration=600,
+        max_requests=count,
+    )
+    checked = drive(spec, tool)
+    print(
+        f"  warm-up: {checked.requests:,} distinct tokens checked"
+        f" ({time.monotonic() - began:.0f} s)",
+        flush=True,
+    )
+
+
+def _register(port: int) -> tuple[int, Any]:
+    from bench.cluster import http
+
+    body = {"phone_number": "+7 925 000-00-01", "email": "main@bench.example"}
+    return http(port, "POST", "/authorization/registration", {**body, "hash_password": PASSWORD})
+
+
+def judge(result: StoreSoak, seconds: float) -> None:
+    """RSS growth over the last third: the median of its first and of its last tenth."""
+    third = 2 * seconds / 3
+    tenth = (seconds - third) / 10
+    first = [kib for t, kib in result.samples if third <= t < third + tenth]
+    last = [kib for t, kib in result.samples if t >= seconds - tenth]
+    if not first or not last:
+        raise RuntimeError("too few RSS samples for a verdict: run longer")
+    start, end = statistics.median(first), statistics.median(last)
+    cycles_start = next(c for t, c in result.cycles_at if t >= third)
+    cycles_run = max(1, result.cycles_at[-1][1] - cycles_start)
+    result.rss_start_mib = round(start / 1024, 2)
+    result.rss_end_mib = round(end / 1024, 2)
+    result.growth_percent = round(100 * (end - start) / start, 2)
+    result.bytes_per_cycle = round((end - start) * 1024 / cycles_run, 1)
+    result.flat = abs(result.growth_percent) <= FLAT_PERCENT
+
+
+def write_report(
+    results: list[StoreSoak], options: argparse.Namespace, info: dict[str, Any]
+) -> None:
+    command = (
+        f"python bench/soak.py --minutes {options.minutes:g} --stores {','.join(options.stores)}"
+    )
+    data = {"command": command, "machine": info, "flat_percent": FLAT_PERCENT}
+    data["stores"] = [asdict(r) for r in results]
+    options.out.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
+    lines = [
+        "# vhod memory soak",
+        "",
+        f"`{command}`, {info['date']}, {info['cores']} cores, {info['cpu']};"
+        f" load: {info['load generator']}.",
+        "",
+        f"Sign-in cycles (register, login, refresh, validate, logout) on {CYCLE_CONNECTIONS}"
+        f" connections beside access-token checks on {options.check_connections}, bcrypt cost"
+        f" {BCRYPT_ROUNDS}. RSS growth over the last third of the run (median of its first"
+        f" and last tenth); flat: within {FLAT_PERCENT:g} %.",
+        "",
+        "| store | minutes | cycles | wrong | checks | checks/s | RSS at 2/3 | RSS at end"
+        " | growth | bytes/cycle | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {STORE_TITLES[r.store]} | {r.minutes:g} | {r.cycles:,} | {r.cycle_errors}"
+            f" | {r.check_requests:,} | {r.check_rps:,.0f} | {r.rss_start_mib:.1f} MiB"
+            f" | {r.rss_end_mib:.1f} MiB | {r.growth_percent:+.2f} % | {r.bytes_per_cycle:+.0f}"
+            f" | {'flat' if r.flat else 'GROWS'} |"
+        )
+    options.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=15.0, help="per store (default 15)")
+    parser.add_argument("--stores", default=None, help="sqlite,mongodb (default: both)")
+    parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument(
+        "--check-connections",
+        type=int,
+        default=CHECK_CONNECTIONS,
+        help=f"connections of the access-token check load (default {CHECK_CONNECTIONS}; 0: none)",
+    )
+    parser.add_argument("--tracemalloc", action="store_true", help="trace the server's memory")
+    parser.add_argument(
+        "--no-warm-up",
+        dest="warm_up",
+        action="store_false",
+        help="skip filling the verified-token cache first (its filling then counts as growth)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=BENCH / "soak", help="writes OUT.md and OUT.json"
+    )
+    args = parser.parse_args(argv)
+    if args.stores is None:
+        args.stores = [SQLITE] + ([MONGO] if importlib.util.find_spec("nx_27017") else [])
+    else:
+        args.stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+        if set(args.stores) - {SQLITE, MONGO}:
+            parser.error("--stores: sqlite and/or mongodb")
+    if args.minutes * 60 < 30:
+        parser.error("--minutes: at least 0.5, for enough samples in the last third")
+    args.loadgen = pick_tool(args.loadgen)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    info = machine(describe_tool(options.loadgen))
+    results = []
+    with tempfile.TemporaryDirectory(prefix="vhod-soak-") as name:
+        folder = Path(name)
+        fake, vk = start_fake_vk(folder)
+        try:
+            for store in options.stores:
+                results.append(soak_store(store, options, folder, vk["section"]))
+        finally:
+            fake.stop()
+    write_report(results, options, info)
+    print(f"written: {options.out.with_suffix('.md')}, {options.out.with_suffix('.json')}")
+    return 0 if all(r.flat and not r.cycle_errors for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
