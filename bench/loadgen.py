@@ -150,11 +150,15 @@ async def run_load(spec: LoadSpec) -> LoadResult:
     start = time.perf_counter()
     deadline = start + spec.duration
 
+    sent = 0
+
     def budget_left() -> bool:
-        return spec.max_requests is None or len(latencies) < spec.max_requests
+        # Counted when sent, not when answered: the connections in flight must not send
+        # past the budget (a load of single-use codes sends each once).
+        return spec.max_requests is None or sent < spec.max_requests
 
     async def connection() -> None:
-        nonlocal broken
+        nonlocal broken, sent
         while time.perf_counter() < deadline and budget_left():
             try:
                 reader, writer = await asyncio.open_connection(spec.host, spec.port)
@@ -164,10 +168,11 @@ async def run_load(spec: LoadSpec) -> LoadResult:
                 continue
             try:
                 while time.perf_counter() < deadline and budget_left():
-                    sent = time.perf_counter()
+                    sent += 1
+                    began = time.perf_counter()
                     writer.write(requests.next())
                     status, _ = await read_response(reader)
-                    latencies.append(time.perf_counter() - sent)
+                    latencies.append(time.perf_counter() - began)
                     statuses[str(status)] += 1
             except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
                 broken += 1  # closed or garbled: count it and open a new connection
