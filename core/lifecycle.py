@@ -357,7 +357,11 @@ class Lifecycle(UserSessions):
         code that did not go out is withdrawn, so none stays valid that the user never
         received."""
         key = f"{purpose}:{user.id}"  # a reset's: reset_key(user, address)
-        code = await self.codes.issue(key, user.id, recipient(channel, address))
+        try:
+            code = await self.codes.issue(key, user.id, recipient(channel, address))
+        except asyncio.CancelledError:  # at shutdown: the store's thread may still write it
+            await self.codes.withdraw(key)
+            raise
         template = purpose.split("_")[0]  # verify_email and verify_phone share one text
         try:
             if held:
