@@ -113,11 +113,11 @@ class TokenSessions:
 
     async def _live_refresh(self, token: str) -> tuple[RefreshToken, User]:
         try:
-            claims = self.tokens.decode(token, REFRESH)
+            subject, jti = self.tokens.subject_and_id(token, REFRESH)
         except InvalidToken as exc:
             raise invalid_token() from exc
-        found = await self.store.get_refresh_token_and_user(claims["jti"])
-        if found is None or found[0].user_id != claims["sub"]:
+        found = await self.store.get_refresh_token_and_user(jti)
+        if found is None or found[0].user_id != subject:
             raise invalid_token()
         record, user = found
         if record.replaced_by:

@@ -74,6 +74,11 @@ def verified_payload(token: str) -> dict[str, Any]:
     return claims
 
 
+# A verified token as the cache keeps it: exp, mode, sid, scope, and for a refresh token
+# its sub and jti (None where absent).
+Entry = tuple[int, Any, str | None, str | None, str | None, str | None]
+
+
 @dataclass(frozen=True)
 class IssuedToken:
     token: str
@@ -163,7 +168,9 @@ class TokenService:
         # The claims are read again from the verified payload when a caller wants them; the
         # entry also keeps the two a token check reads, sid and scope (strings the tokens of
         # one session share).
-        self._verified: dict[str, tuple[int, Any, str | None, str | None]] = {}
+        # A refresh token's entry also keeps its sub and jti, what a refresh reads (there are
+        # few refresh tokens to check, and each refresh would parse its payload again).
+        self._verified: dict[str, Entry] = {}
 
     def issue(
         self,
@@ -209,26 +216,35 @@ class TokenService:
         claims, _ = self._check(token, mode)
         return claims if claims is not None else verified_payload(token)
 
+    def subject_and_id(self, token: str, mode: str) -> tuple[str, str]:
+        """The (sub, jti) of a valid token of kind `mode`; InvalidToken for anything else."""
+        claims, entry = self._check(token, mode)
+        if entry[4] is not None and entry[5] is not None:
+            return entry[4], entry[5]
+        claims = claims if claims is not None else verified_payload(token)
+        return claims["sub"], claims["jti"]
+
     def check(self, token: str, mode: str) -> tuple[str | None, str | None]:
         """As decode, without building the claims: the token's (sid, scope), each None
         when absent; InvalidToken unless valid."""
         _, entry = self._check(token, mode)
         return entry[2], entry[3]
 
-    def _check(
-        self, token: str, mode: str
-    ) -> tuple[dict[str, Any] | None, tuple[int, Any, str | None, str | None]]:
+    def _check(self, token: str, mode: str) -> tuple[dict[str, Any] | None, Entry]:
         """Checks the token; its claims when it had to verify it (else None), and its entry."""
         claims = None
         entry = self._verified.get(token)
         if entry is None:
             claims = self._verify(token)
             kind, sid, scope = claims["mode"], claims.get("sid"), claims.get("scope")
+            refresh = kind == REFRESH
             entry = (
                 claims["exp"],
                 sys.intern(kind) if type(kind) is str else kind,
                 sid if isinstance(sid, str) else None,
                 sys.intern(scope) if isinstance(scope, str) else None,
+                claims["sub"] if refresh else None,
+                claims["jti"] if refresh else None,
             )
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
                 # Oldest first (dicts keep insertion order): cheap, and bounded.

@@ -364,3 +364,22 @@ def test_a_full_verified_cache_keeps_few_objects_per_token(tokens, monkeypatch):
     gc.collect()
     held = (full - sys.getallocatedblocks()) / size
     assert held <= 4, f"{held:.1f} blocks per cached token"
+
+
+def test_a_refresh_reads_sub_and_jti_from_the_cache_and_access_entries_keep_none(tokens):
+    import core.tokens as module
+
+    issued = tokens.issue(REFRESH, "user-1", "ann@example.com")
+    assert tokens.subject_and_id(issued.token, REFRESH) == ("user-1", issued.jti)  # verified
+    # The second time from the cache entry: no payload is parsed.
+    real = module.verified_payload
+    module.verified_payload = None  # type: ignore[assignment]
+    try:
+        assert tokens.subject_and_id(issued.token, REFRESH) == ("user-1", issued.jti)
+    finally:
+        module.verified_payload = real
+    with pytest.raises(InvalidToken):
+        tokens.subject_and_id(issued.token, ACCESS)
+    access = tokens.issue(ACCESS, "user-1", "ann@example.com", session="s1").token
+    tokens.check(access, ACCESS)
+    assert tokens._verified[access][4:] == (None, None)  # access entries stay small
