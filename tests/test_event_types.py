@@ -136,7 +136,13 @@ async def test_the_lifecycle_events_reach_admin_events_and_normal_ones_warn_noth
     )
     assert others.status == 200, others.body
     assert (await api.post("/authorization/password/reset", json_body={"email": email})).body
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    # vhod's own lines: asyncio may log here about a task of an earlier test's app that the
+    # collector happens to reclaim now.
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name.startswith("vhod")
+    ]
     assert warnings == []
     # The failures: a wrong current password, a code voided after its wrong tries.
     wrong = {"hash_password": "not the password", "new_password": "another new secret"}
