@@ -28,7 +28,7 @@ from core.lifecycle_settings import CaptchaConfig
 from core.metrics import Metrics
 from core.net import address_key
 from core.throttle import login_key, rate_limited
-from storage.base import DuplicateError, StorageUnavailable, Store, User
+from storage.base import DuplicateError, StorageUnavailable, Store, User, find_user_by_address
 
 log = logging.getLogger("vhod")
 
@@ -210,9 +210,7 @@ class CodeSignIn:
         security_event(EventType.CODE_SENT, user=user.id if user else None, channel=channel)
 
     async def _find(self, channel: str, address: str) -> User | None:
-        if channel == "email":
-            return await self.store.find_user_by_email(address)
-        return await self.store.find_user_by_phone(address)
+        return await find_user_by_address(self.store, channel, address)
 
     # signing in
 

@@ -24,7 +24,7 @@ from core.throttle import login_key
 from core.token_sessions import REVOCATION_SLACK_SECONDS
 from core.tokens import ACCESS, InvalidToken
 from core.user_sessions import UserSessions
-from storage.base import StorageUnavailable, Store, User
+from storage.base import StorageUnavailable, Store, User, find_user_by_address
 
 FIELDS = {"email": "email", "phone": "phone"}  # channel -> the user field it reaches
 VERIFIED = {"email": EventType.EMAIL_VERIFIED, "phone": EventType.PHONE_VERIFIED}
@@ -324,9 +324,7 @@ class Lifecycle(UserSessions):
         return one_identifier(email, phone, self.accounts.settings.default_region)
 
     async def _find(self, channel: str, address: str) -> User | None:
-        if channel == "email":
-            return await self.store.find_user_by_email(address)
-        return await self.store.find_user_by_phone(address)
+        return await find_user_by_address(self.store, channel, address)
 
     @staticmethod
     def _address(user: User, channel: str) -> str:

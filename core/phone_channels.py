@@ -23,8 +23,6 @@ from core.sms_gateways import (
     printable,
 )
 
-OUTCOMES = ("sent", "refused", "failed", "unreachable")
-
 
 @dataclass
 class SenderChannel:
@@ -43,8 +41,9 @@ Report = Callable[[str, str, str | None], None]  # (channel name, outcome, reaso
 class ChannelChain:
     """Tries the channels in order until one takes the message, within `deadline` seconds.
 
-    `report` hears every attempt: (name, one of OUTCOMES, reason or None). The chain
-    raises the last channel's error when none took it, or DeliveryError("deadline")."""
+    `report` hears every attempt: (name, one of core.metrics.DELIVERY_OUTCOMES, reason or
+    None). The chain raises the last channel's error when none took it, or
+    DeliveryError("deadline")."""
 
     def __init__(
         self,

@@ -370,3 +370,10 @@ class Store(Protocol):
 
     async def is_exchanged_token(self, provider: str, token_hash: str, now: float) -> bool:
         """Whether `remember_exchanged_token` stored this hash for `provider`, still live."""
+
+
+async def find_user_by_address(store: Store, channel: str, address: str) -> User | None:
+    """The user whose email (`channel` "email") or phone number is `address`."""
+    if channel == "email":
+        return await store.find_user_by_email(address)
+    return await store.find_user_by_phone(address)

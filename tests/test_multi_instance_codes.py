@@ -4,7 +4,6 @@ confirmed on the other, and sessions and deletions made on one hold on the other
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,8 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient
 
 from tests.fakes.channels import SmsInbox, SmtpInbox
-from tests.processes import Pair, Server, setting_env, two_instances
-from tests.storage_fixtures import with_database
+from tests.processes import Pair, Server, setting_env
+from tests.storage_fixtures import instances_on_one_store
 
 SECRET = "one-secret-for-every-instance-of-this-test"
 USER = {
@@ -28,28 +27,11 @@ USER = {
 def instances(
     request: pytest.FixtureRequest, tmp_path: Path, smtp_inbox: SmtpInbox, sms_inbox: SmsInbox
 ) -> Iterator[Pair]:
-    mongo_url = None
-    if request.param == "sqlite":
-        storage_url = f"sqlite:///{tmp_path / 'shared' / 'vhod.db'}"
-    else:
-        base = request.getfixturevalue("mongo_url")
-        mongo_url = storage_url = with_database(base, f"vhod_codes_{uuid.uuid4().hex[:12]}")
     # HS256 with a shared secret on SQLite; ES256 with only the shared key-encryption key
     # on MongoDB: either one keys the codes' hashes alike on both instances.
-    shared = (
-        {"VHOD_JWT__SECRET": SECRET}
-        if mongo_url is None
-        else {"VHOD_JWT__KEY_ENCRYPTION_KEY": SECRET}
-    )
-    env = {
-        **shared,
-        "VHOD_STORAGE__URL": storage_url,
-        "VHOD_PASSWORDS__BCRYPT_ROUNDS": "4",
-        "VHOD_LIMITS__HASH_WORKERS": "1",
-    }
+    env = {"VHOD_PASSWORDS__BCRYPT_ROUNDS": "4", "VHOD_LIMITS__HASH_WORKERS": "1"}
     env.update(setting_env({**smtp_inbox.config(), **sms_inbox.config()}))
-    with two_instances(tmp_path, env, mongo_url=mongo_url) as pair:
-        yield pair
+    yield from instances_on_one_store(request, tmp_path, env, SECRET)
 
 
 async def call(
