@@ -52,7 +52,7 @@ def backup(config: Config, target: Path) -> Made:
     if database is None:
         raise BackupError(
             "storage.url is not a SQLite file: back MongoDB up with mongodump "
-            "(README, Operating vhod)"
+            "(docs/operating.md, Backup and restore)"
         )
     if not database.is_file():
         raise BackupError(f"{database}: there is no database to back up")

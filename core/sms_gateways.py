@@ -1,6 +1,6 @@
 """Code channels for phone numbers: Telegram Gateway, SMS.ru, SMSC.ru, and an ordered chain.
 
-Each channel speaks one gateway's public HTTP API (the README's "Sign in with a code" says
+Each channel speaks one gateway's public HTTP API (docs/code-sign-in.md says
 which facts rest on the vendors' docs). A channel either takes the message, or raises:
 
 - `Unreachable`: this number cannot get a message through this channel (no Telegram

@@ -1,4 +1,4 @@
-"""The route table: every path vhod serves, in the order of the README's table."""
+"""The route table: every path vhod serves, in the order of the table in docs/routes.md."""
 
 from __future__ import annotations
 

@@ -286,8 +286,8 @@ def test_the_generated_typescript_client_runs_the_flows_with_typed_errors(
         assert content_type.startswith("application/json") and "?" not in url, url
     assert not any(PASSWORD.split()[0] in line for line in result["requests"])
 
-    # The README's front-end example compiles against the same generated types, as a
-    # bundler project would import them.
+    # The front-end example of docs/front-end.md compiles against the same generated types,
+    # as a bundler project would import them.
     shutil.copy(work / "schema.d.ts", work / "vhod.d.ts")
     (work / "readme-example.ts").write_text(readme_typescript())
     run(
@@ -310,7 +310,6 @@ def test_the_generated_typescript_client_runs_the_flows_with_typed_errors(
 
 
 def readme_typescript() -> str:
-    """The TypeScript block of the README's section on browser front ends."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Calling vhod from a browser front end", 1)[1].split("\n## ", 1)[0]
-    return section.split("```ts\n", 1)[1].split("```", 1)[0]
+    """The TypeScript block of the documentation's page on browser front ends."""
+    page = (ROOT / "docs" / "front-end.md").read_text(encoding="utf-8")
+    return page.split("```ts\n", 1)[1].split("```", 1)[0]

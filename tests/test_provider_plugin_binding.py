@@ -1,4 +1,4 @@
-"""The issue's case: a plugin for an OpenID-style provider written as the README says, whose
+"""The issue's case: a plugin for an OpenID-style provider written as docs/plugins.md says, whose
 user info names no client (as OIDC's never does). Tokens from vhod's own exchange sign in;
 any other token is refused with a description that says why."""
 
