@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -214,3 +215,12 @@ def test_the_core_modules_that_import_tornado_are_the_ones_development_md_names(
     }
     layout = (ROOT / "docs" / "development.md").read_text(encoding="utf-8")
     assert "delivery.py (the http SMS sender), sms_gateways.py, captcha.py" in layout
+
+
+def test_the_worker_count_the_docs_give_is_the_one_pytest_runs() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    addopts = pyproject["tool"]["pytest"]["ini_options"]["addopts"]
+    word = {2: "two", 3: "three", 4: "four"}[int(addopts[addopts.index("-n") + 1])]
+    assert f"runs in {word} worker processes" in (ROOT / "requirements-test.txt").read_text()
+    development = (ROOT / "docs" / "development.md").read_text(encoding="utf-8")
+    assert f"in {word} worker processes" in development
