@@ -59,7 +59,7 @@ from core.version import version
 from handlers.app import CannotListen, http_server, listen_sockets, make_app, start_line
 from providers import ProviderRegistryError, build_providers, discover_providers
 from providers.registry import settings_help
-from storage import StorageUnavailable, Store, open_store, url_problem
+from storage import StorageUnavailable, Store, is_shared, open_store, url_problem
 from storage.schema import SchemaTooNew
 from storage.timing import time_calls
 
@@ -123,7 +123,7 @@ async def build_services(
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     except OSError as exc:
-        if config.storage.url.startswith("sqlite:"):  # beside the database: its folder
+        if not is_shared(config.storage.url):  # beside the database: its folder
             raise StorageUnavailable(str(exc)) from exc
         raise ConfigError(
             f"server.data_dir: cannot keep the pseudonym key in {secrets_folder(config)}: {exc}"

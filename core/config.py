@@ -44,6 +44,7 @@ from core.passwords import ALGORITHMS as PASSWORD_ALGORITHMS
 from core.passwords import ARGON2_FLOOR
 from core.redact import redact_url
 from core.tokens import ACCESS_TYPES, MIN_SECRET_BYTES
+from storage import is_shared, url_problem
 
 ENV_PREFIX = "VHOD_"
 MAX_ARGON2_MEMORY_KIB = 1 << 20  # 1 GiB
@@ -268,7 +269,7 @@ def _check(config: Config) -> None:
     if (
         kek is None
         and config.jwt.algorithm in ASYMMETRIC_ALGORITHMS
-        and config.storage.url.startswith("mongodb")
+        and is_shared(config.storage.url)
     ):
         raise ConfigError(
             "jwt.key_encryption_key: required with MongoDB storage, where every instance "
@@ -318,8 +319,8 @@ def _check(config: Config) -> None:
         positive("limits.hash_workers", config.limits.hash_workers)
     if config.limits.hash_queue < 0:
         raise ConfigError("limits.hash_queue: must be 0 or more")
-    if not config.storage.url.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")):
-        raise ConfigError("storage.url: must start with sqlite:///, mongodb:// or mongodb+srv://")
+    if problem := url_problem(config.storage.url, deep=False):
+        raise ConfigError(f"storage.url: {problem}")
     if problems := check_lifecycle(config.email, config.sms, config.accounts):
         raise ConfigError(problems[0])
     if problems := check_captcha(config.captcha):

@@ -17,9 +17,8 @@ from core.kek import KEK_FILE
 from core.keys import ASYMMETRIC_ALGORITHMS
 from core.shared_keys import secrets_folder
 from core.tokens import SECRET_FILE, choose_algorithm
+from storage import database_file
 from storage.sqlite_files import DatabaseFileError, holdings
-
-SQLITE_PREFIX = "sqlite:///"
 
 
 @dataclass(frozen=True)
@@ -31,10 +30,7 @@ class KeyFile:
 
 def sqlite_database(config: Config) -> Path | None:
     """The SQLite database file storage.url names; None for MongoDB or :memory:."""
-    url = config.storage.url
-    if not url.startswith(SQLITE_PREFIX) or url == f"{SQLITE_PREFIX}:memory:":
-        return None
-    return Path(url.removeprefix(SQLITE_PREFIX))
+    return database_file(config.storage.url)
 
 
 def kek_folder(config: Config) -> Path:

@@ -24,7 +24,7 @@ from core.keys import (
     refresh_key,
 )
 from core.tokens import LEEWAY_SECONDS, SECRET_FILE, choose_algorithm, load_or_create_secret
-from storage import StorageUnavailable, open_store
+from storage import StorageUnavailable, is_shared, open_store
 
 
 def rotation_policy(config: Config) -> RotationPolicy:
@@ -63,7 +63,7 @@ def key_ring(
                 kek = load_kek(
                     config.jwt.key_encryption_key,
                     folder,
-                    shared_store=not config.storage.url.startswith("sqlite:"),
+                    shared_store=is_shared(config.storage.url),
                     create=create,
                 )
             except OSError as exc:

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from core.config import Config
 from core.events import PSEUDONYM_KEY_FILE, load_or_create_key_file
+from storage import database_file, is_shared
 
 _FROM_JWT_SECRET = b"vhod/identifier-pseudonym/v1"
 _FROM_KEK = b"vhod identifier pseudonyms v1"
@@ -49,10 +50,8 @@ class SharedKeys:
 def secrets_folder(config: Config) -> str:
     """Where generated secrets live: beside the SQLite database (data_dir with the default
     storage.url), so processes sharing that file share them; else data_dir."""
-    database = config.storage.url.removeprefix("sqlite:///")
-    if config.storage.url.startswith("sqlite:///") and database != ":memory:":
-        return str(Path(database).parent)
-    return config.server.data_dir
+    database = database_file(config.storage.url)
+    return str(database.parent) if database is not None else config.server.data_dir
 
 
 def pseudonym_key(config: Config) -> tuple[bytes, str]:
@@ -65,7 +64,7 @@ def pseudonym_key(config: Config) -> tuple[bytes, str]:
         return hmac.new(
             config.jwt.secret.encode(), _FROM_JWT_SECRET, hashlib.sha256
         ).digest(), "jwt.secret"
-    if config.storage.url.startswith("sqlite:"):
+    if not is_shared(config.storage.url):
         path = Path(secrets_folder(config)) / PSEUDONYM_KEY_FILE
         return load_or_create_key_file(path), str(path)
     if config.jwt.key_encryption_key is not None:

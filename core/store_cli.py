@@ -13,6 +13,7 @@ from core.config import Config
 from core.data_files import sqlite_database
 from core.redact import redact_url
 from storage import open_store
+from storage.sqlite_url import PREFIX as SQLITE_PREFIX
 
 COMMANDS = ("migrate", "backup", "restore")
 
@@ -49,7 +50,7 @@ def run_store_command(config: Config, args: argparse.Namespace) -> int:
             print(f"restored {DATABASE} (schema {made.schema_version}) {_keys(made)}")
             print(f"into {folder}; start vhod there with")
             print(f"  VHOD_SERVER__DATA_DIR={folder}")
-            print(f"  VHOD_STORAGE__URL=sqlite:///{folder / DATABASE}")
+            print(f"  VHOD_STORAGE__URL={SQLITE_PREFIX}{folder / DATABASE}")
         for name in made.configured:
             print(
                 f"vhod: {name} is set in the configuration, not kept in the backup: "

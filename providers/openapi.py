@@ -1,5 +1,6 @@
-"""The five routes of every installed provider as OpenAPI path items, generated from the
-registry (plugins and `type: oidc` sections included) for /openapi.json and /docs.
+"""The five routes of every installed provider, the seed's three included, as OpenAPI path
+items generated from the registry (plugins and `type: oidc` sections too) for /openapi.json
+and /docs: openapi.yaml describes no provider route by hand.
 
 The components they point at (#/components/...) are openapi.yaml's, shared by all providers.
 """
@@ -145,7 +146,7 @@ def with_providers(
     for provider in providers.values():
         items = provider_path_items(provider)
         if any(path in paths for path in items):
-            continue  # described by openapi.yaml itself (the seed's providers)
+            continue  # a path openapi.yaml describes stays as written there
         generated.update(items)
         if provider.title not in known_tags:
             known_tags.add(provider.title)

@@ -1,9 +1,11 @@
 """Storage behind one async interface: embedded SQLite (default) or MongoDB."""
 
-import warnings
+from functools import cache
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from storage.backend import GROUP, Backend, scheme_of
 from storage.base import (
     AuditEvent,
     DuplicateError,
@@ -18,14 +20,16 @@ from storage.base import (
     Store,
     User,
 )
+from storage.mongo_url import MONGODB
 from storage.sqlite import SQLiteStore
-from storage.sqlite_worker import PRIVATE_DIR_MODE
+from storage.sqlite_url import SQLITE
 
 if TYPE_CHECKING:
     from storage.mongo import MongoStore
 
 __all__ = [
     "AuditEvent",
+    "Backend",
     "DuplicateError",
     "EventQuery",
     "Identity",
@@ -39,11 +43,12 @@ __all__ = [
     "StorageUnavailable",
     "Store",
     "User",
+    "backend_for",
+    "database_file",
+    "is_shared",
     "open_store",
     "url_problem",
 ]
-
-_SQLITE_PREFIX = "sqlite:///"
 
 
 def __getattr__(name: str) -> object:
@@ -55,64 +60,52 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+@cache
+def backends() -> tuple[Backend, ...]:
+    """The built-in backends, then those installed under the entry-point group vhod.storage."""
+    found = [SQLITE, MONGODB]
+    for entry in entry_points(group=GROUP):
+        backend = entry.load()
+        if not isinstance(backend, Backend):
+            raise TypeError(f"entry point {entry.name} of {GROUP} is not a storage.Backend")
+        found.append(backend)
+    return tuple(found)
+
+
+def backend_for(url: str) -> Backend | None:
+    """The backend that serves `url`'s scheme; None for a scheme none declares."""
+    scheme = scheme_of(url)
+    return next((b for b in backends() if scheme in b.schemes), None)
+
+
 async def open_store(url: str) -> Store:
-    """The store a storage URL names; the caller runs its setup().
-
-    `sqlite:///data/vhod.db` is relative to the working folder, `sqlite:////var/lib/vhod.db`
-    absolute, `sqlite:///:memory:` in memory; `mongodb://` and `mongodb+srv://` select MongoDB.
-    """
-    if problem := url_problem(url, parse_mongodb=False):
+    """The store a storage URL names; the caller runs its setup()."""
+    if problem := url_problem(url, deep=False):
         raise ValueError(problem)
-    scheme = url.split(":", 1)[0].lower()
-    if scheme == "sqlite":
-        path = url.removeprefix(_SQLITE_PREFIX)
-        if path != ":memory:":
-            _make_private_folder(Path(path).parent)
-        return SQLiteStore(path)
-    if scheme in ("mongodb", "mongodb+srv"):
-        from pymongo.errors import ConfigurationError
-
-        from storage.mongo import MongoStore
-
-        try:
-            return MongoStore(url)
-        except (ValueError, ConfigurationError) as exc:
-            # PyMongo's InvalidURI is no ValueError: a bad URL is one kind of error for callers.
-            raise ValueError(f"the MongoDB driver refuses it: {exc}") from exc
-    raise AssertionError(scheme)  # url_problem refused every other scheme
+    backend = backend_for(url)
+    assert backend is not None  # url_problem refused every other scheme
+    return backend.open(url)
 
 
-def url_problem(url: str, *, parse_mongodb: bool = True) -> str | None:
+def database_file(url: str) -> Path | None:
+    """The database file on this machine that `url` names, if its backend keeps one."""
+    backend = backend_for(url)
+    return backend.database_file(url) if backend else None
+
+
+def is_shared(url: str) -> bool:
+    """Whether several instances may use the store `url` names (unknown schemes: yes, the
+    careful answer; url_problem refuses them anyway)."""
+    backend = backend_for(url)
+    return backend is None or backend.shared
+
+
+def url_problem(url: str, *, deep: bool = True) -> str | None:
     """What open_store refuses in `url`, found without opening anything: no folder made, no
-    client started (for --check-config). A mongodb+srv:// host is not looked up in DNS."""
-    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-    if scheme == "sqlite":
-        if not url.startswith(_SQLITE_PREFIX) or url == _SQLITE_PREFIX:
-            return "a SQLite storage URL looks like sqlite:///path/to/vhod.db"
-        return None
-    if scheme == "mongodb" and parse_mongodb:
-        from pymongo.errors import ConfigurationError
-        from pymongo.uri_parser import parse_uri
-
-        try:
-            with warnings.catch_warnings():  # the client warns of unknown options itself
-                warnings.simplefilter("ignore")
-                parse_uri(url, warn=True)  # as the client parses it: unknown options only warn
-        except (ValueError, ConfigurationError) as exc:
-            return f"the MongoDB driver refuses it: {exc}"
-        return None
-    if scheme in ("mongodb", "mongodb+srv"):
-        return None
-    # Only the scheme: the rest of a URL may carry a password.
-    return f"unknown storage URL scheme {scheme!r}: use sqlite:/// or mongodb://"
-
-
-def _make_private_folder(folder: Path) -> None:
-    """Create the database's folder (and missing parents) for its owner only.
-
-    A folder that exists already is the operator's (it may be /var/lib): left as it is."""
-    missing = [folder, *folder.parents]
-    missing = [path for path in missing if not path.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
-    for path in missing:
-        path.chmod(PRIVATE_DIR_MODE)  # chmod, so the umask cannot widen it
+    client started (for --check-config). `deep` lets a backend parse it as its driver would."""
+    backend = backend_for(url)
+    if backend is None:
+        # Only the scheme: the rest of a URL may carry a password.
+        schemes = ", ".join(f"{s}://" for b in backends() for s in b.schemes)
+        return f"unknown storage URL scheme {scheme_of(url)!r}: use one of {schemes}"
+    return backend.problem(url, deep)

@@ -142,6 +142,7 @@ def python_client(served_document: Path) -> Iterator[ModuleType]:
 
 def test_the_generated_python_client_runs_the_flows_with_typed_errors(python_client, server):
     from vhod_client import models
+    from vhod_client.api.account import list_sessions
     from vhod_client.api.password_sign_in import login_with_email, login_with_phone, register
     from vhod_client.api.tokens import (
         logout,
@@ -189,6 +190,18 @@ def test_the_generated_python_client_runs_the_flows_with_typed_errors(python_cli
     access = models.AccessParams(access=refreshed.access)
     assert validate_access_with_body.sync(client=client, body=access) is True
     assert validate_access.sync(client=client, access="x.y.z") is False
+
+    # The account routes declare bearerAuth: an AuthenticatedClient sends the header.
+    signed_in = python_client.AuthenticatedClient(
+        base_url=server.url(""),
+        token=by_email.access,
+        raise_on_unexpected_status=True,
+        httpx_args={"event_hooks": {"request": [sent.append]}},
+    )
+    listed = list_sessions.sync(client=signed_in)
+    assert isinstance(listed, models.SessionList) and len(listed.sessions) >= 1
+    assert sent[-1].headers["Authorization"] == f"Bearer {by_email.access}"
+    assert "access" not in sent[-1].url.params
 
     assert logout.sync(client=client, body=models.LogoutParams(refresh=registered.refresh))
     revoked = refresh_with_body.sync_detailed(
@@ -282,8 +295,13 @@ def test_the_generated_typescript_client_runs_the_flows_with_typed_errors(
     assert result["ok"] is True
     posts = [line.split() for line in result["requests"] if line.startswith("POST ")]
     assert len(posts) >= 9
-    for _, url, content_type in posts:
-        assert content_type.startswith("application/json") and "?" not in url, url
+    for _, url, content_type, *_ in posts:
+        # A POST with only the bearer header has no body, so no Content-Type ("null").
+        assert content_type.startswith("application/json") or url.endswith("/sessions"), url
+        assert "?" not in url, url
+    to_sessions = [line for line in result["requests"] if "/authorization/sessions" in line]
+    assert len(to_sessions) == 3 and "?" not in "".join(to_sessions)
+    assert sum(line.endswith(" bearer") for line in to_sessions) == 2
     assert not any(PASSWORD.split()[0] in line for line in result["requests"])
 
     # The front-end example of docs/front-end.md compiles against the same generated types,

@@ -135,14 +135,59 @@ def operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]
                 yield path, method, item[method]
 
 
-def test_every_operation_is_public_for_generated_clients(spec):
-    # A non-empty `security`, even [{}, {bearer}], makes openapi-python-client demand an
-    # AuthenticatedClient; a token a route checks is its parameter instead. Only the admin
-    # routes take a credential of their own, the admin key.
-    assert set(spec["components"]["securitySchemes"]) == {"adminKey"}
+# The account routes: they act for the caller, whose access token is their credential.
+ACCOUNT_ROUTES = {
+    "/authorization/address/add",
+    "/authorization/address/add/confirm",
+    "/authorization/password/set",
+    "/authorization/password/change",
+    "/authorization/verify/email",
+    "/authorization/verify/email/confirm",
+    "/authorization/verify/phone",
+    "/authorization/verify/phone/confirm",
+    "/authorization/sessions",
+    "/authorization/sessions/revoke",
+    "/authorization/account/delete/code",
+    "/authorization/account/delete",
+}
+
+
+def test_routes_that_act_for_the_caller_declare_the_bearer_scheme(spec):
+    """A generated client sends `Authorization: Bearer` to the account routes (bearerAuth),
+    never the token in a URL; the admin routes take the admin key; a token another route
+    checks (validate, logout, a provider's) is its parameter, so their `security` is empty."""
+    schemes = spec["components"]["securitySchemes"]
+    assert set(schemes) == {"adminKey", "bearerAuth"}
+    assert schemes["bearerAuth"] == {**schemes["bearerAuth"], "type": "http", "scheme": "bearer"}
     for path, method, operation in operations(spec):
-        expected = [{"adminKey": []}] if path.startswith("/admin/") else []
+        if path.startswith("/admin/"):
+            expected = [{"adminKey": []}]
+        elif path in ACCOUNT_ROUTES:
+            expected = [{"bearerAuth": []}]
+        else:
+            expected = []
         assert operation["security"] == expected, (path, method)
+
+
+def test_the_account_routes_do_not_require_the_token_in_the_body_or_url(spec):
+    """With the header, `access` is optional wherever it may still come (older clients)."""
+    for path, _method, operation in operations(spec):
+        if path not in ACCOUNT_ROUTES:
+            continue
+        for parameter in operation.get("parameters", []):
+            resolved = followed(spec, parameter)
+            assert not (resolved["name"] == "access" and resolved.get("required")), path
+        body = operation.get("requestBody")
+        if body:
+            schema = followed(spec, followed(spec, body)["content"]["application/json"]["schema"])
+            assert "access" in schema["properties"], path
+            assert "access" not in schema.get("required", []), path
+
+
+def followed(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = resolve(spec, node["$ref"])
+    return node
 
 
 def test_post_bodies_are_json_and_no_post_takes_query_parameters(spec):
@@ -161,9 +206,15 @@ def test_post_bodies_are_json_and_no_post_takes_query_parameters(spec):
         body = operation["requestBody"]
         if "$ref" in body:
             body = resolve(spec, body["$ref"])
-        assert body["required"] is True, path
         assert list(body["content"]) == ["application/json"], path
         schema = resolve(spec, body["content"]["application/json"]["schema"]["$ref"])
+        if path in ACCOUNT_ROUTES and set(schema["properties"]) == {"access"}:
+            # Only the access token, which the bearer header carries: no body needed.
+            assert body["required"] is False, path
+            continue
+        assert body["required"] is True, path
+        if path in ACCOUNT_ROUTES:
+            continue  # their `access` is optional (bearerAuth), and may be all they require
         # Either the parameters it requires, or alternatives that each require some.
         assert schema.get("required") or all(alt["required"] for alt in schema["oneOf"]), path
 

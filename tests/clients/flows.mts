@@ -10,7 +10,10 @@ const requests: string[] = [];
 const client = createClient<paths>({
   baseUrl,
   fetch: async (request: Request) => {
-    requests.push(`${request.method} ${request.url} ${request.headers.get("Content-Type")}`);
+    const bearer = request.headers.get("Authorization") ? " bearer" : "";
+    requests.push(
+      `${request.method} ${request.url} ${request.headers.get("Content-Type")}${bearer}`,
+    );
     return fetch(request);
   },
 });
@@ -57,6 +60,15 @@ const valid = await client.POST("/validate/jwt/access", { body: { access: refres
 check(valid.data === true, "the new access token is valid");
 const forged = await client.GET("/validate/jwt/access", { params: { query: { access: "x.y.z" } } });
 check(forged.data === false, "a forged access token is not");
+
+// The account routes declare bearerAuth: the access token goes in the header, never the URL.
+const bearer = { Authorization: `Bearer ${byPhone.data.access}` };
+const sessions = await client.GET("/authorization/sessions", { headers: bearer });
+check(sessions.data !== undefined && sessions.data.sessions.length >= 1, "sessions by header");
+const sessionsByPost = await client.POST("/authorization/sessions", { headers: bearer });
+check(sessionsByPost.data !== undefined, "sessions by POST with only the header");
+const noToken = await client.GET("/authorization/sessions");
+check(noToken.response.status === 400 && noToken.error?.error === "invalid_request", "no token");
 
 const loggedOut = await client.POST("/authorization/logout", { body: { refresh: first.refresh } });
 check(loggedOut.data === true, "logout");
