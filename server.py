@@ -8,8 +8,11 @@ import contextlib
 import gc
 import logging
 import os
+import shutil
 import signal
+import socket
 import sys
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +45,7 @@ from core.key_setup import (
 from core.keys import KeyRing
 from core.lifecycle import Lifecycle
 from core.maintenance import purge_expired_periodically, storage_unreachable_line
-from core.metrics import Metrics
+from core.metrics import Metrics, forget_worker, use_shared_dir
 from core.net import parse_networks
 from core.password_cli import add_passwords_commands, run_passwords_command
 from core.passwords import Hasher
@@ -53,9 +56,11 @@ from core.shared_keys import secrets_folder, shared_keys
 from core.social import SocialSignIn
 from core.store_cli import COMMANDS as STORE_COMMANDS
 from core.store_cli import add_store_commands, run_store_command
+from core.supervisor import KILL_MARGIN_SECONDS, Supervisor
 from core.throttle import Throttle
 from core.tokens import TokenService
 from core.version import version
+from core.workers import RestartBudget, Worker, hash_workers, worker_count
 from handlers.app import CannotListen, http_server, listen_sockets, make_app, start_line
 from providers import ProviderRegistryError, build_providers, discover_providers
 from providers.registry import settings_help
@@ -64,6 +69,7 @@ from storage.schema import SchemaTooNew
 from storage.timing import time_calls
 
 log = logging.getLogger("vhod")
+METRICS_PUBLISH_SECONDS = 1.0  # how stale another worker's request counts may be
 
 
 @dataclass
@@ -77,11 +83,15 @@ class ConfiguredParts:
 
 
 def configured_parts(
-    config: Config, provider_classes: dict[str, Any] | None = None, *, create: bool = True
+    config: Config,
+    provider_classes: dict[str, Any] | None = None,
+    *,
+    create: bool = True,
+    metrics_dir: str | None = None,
 ) -> ConfiguredParts:
     """What the start builds from the configuration alone, each of which can refuse it
     (ConfigError). --check-config calls this too, with `create` false: the same checks,
-    and no generated key file written."""
+    and no generated key file written. `metrics_dir`: a worker's (core.workers.Worker)."""
     try:
         providers = build_providers(
             discover_providers() if provider_classes is None else provider_classes,
@@ -91,7 +101,7 @@ def configured_parts(
             request_timeout=config.limits.provider_timeout,
         )
         trusted_proxies = parse_networks(config.server.trusted_proxies)
-        metrics = Metrics()
+        metrics = Metrics(metrics_dir)
         delivery = Delivery(
             config.email, config.sms, phone=phone_chain(config.sms), on_delivery=metrics.delivered
         )
@@ -111,11 +121,14 @@ async def build_services(
     store: Store | None = None,
     clock: Clock = system_clock,
     provider_classes: dict[str, Any] | None = None,
+    worker: Worker | None = None,
 ) -> Services:
     """Providers, storage (tables and indexes created), the hashing pool, the token signer.
 
-    Everything that can refuse the configuration runs before storage is opened."""
-    parts = configured_parts(config, provider_classes)
+    Everything that can refuse the configuration runs before storage is opened. `worker`:
+    this process is one of several (server.processes), whose metrics are added up."""
+    metrics_dir = None if worker is None else worker.metrics_dir
+    parts = configured_parts(config, provider_classes, metrics_dir=metrics_dir)
     providers, trusted_proxies, delivery = parts.providers, parts.trusted_proxies, parts.delivery
     metrics, ring, kek = parts.metrics, parts.ring, parts.kek
     try:
@@ -172,11 +185,13 @@ async def build_services(
         config.passwords.algorithm,
         rounds=config.passwords.bcrypt_rounds,
         argon2=config.passwords.argon2,
-        workers=config.limits.hash_workers,
+        workers=hash_workers(config.limits.hash_workers, 1 if worker is None else worker.count),
         queue=config.limits.hash_queue,
     )
     await hasher.warm_up()
     metrics.watch_hash_queue(lambda: hasher.queue_depth)
+    if worker is not None:
+        hasher.on_change = metrics.hash_queue_changed
     throttle = Throttle(store, config.limits, clock=clock)
     accounts = Accounts(
         store,
@@ -251,17 +266,39 @@ async def build_services(
     )
 
 
-async def serve(config: Config) -> None:
-    # The ports first: a busy one stops the start before the store is opened.
+def bind_listeners(config: Config) -> list[list[socket.socket]]:
+    """The sockets of the main address, then of the admin one when it has its own port."""
     listeners = [listen_sockets(config.server.host, config.server.port)]
-    admin_host = config.admin.host or config.server.host
     try:
         if config.admin.port is not None:  # the admin routes on an address of their own
+            admin_host = config.admin.host or config.server.host
             listeners.append(listen_sockets(admin_host, config.admin.port))
-        services = await build_services(config)
     except BaseException:
-        for sock in (sock for group in listeners for sock in group):
-            sock.close()
+        close_listeners(listeners)
+        raise
+    return listeners
+
+
+def close_listeners(listeners: list[list[socket.socket]]) -> None:
+    for sock in (sock for group in listeners for sock in group):
+        sock.close()
+
+
+async def serve(
+    config: Config,
+    *,
+    listeners: list[list[socket.socket]] | None = None,
+    worker: Worker | None = None,
+) -> None:
+    """One vhod process: on `listeners` bound by the supervisor when this is a `worker`."""
+    # The ports first: a busy one stops the start before the store is opened.
+    if listeners is None:
+        listeners = bind_listeners(config)
+    admin_host = config.admin.host or config.server.host
+    try:
+        services = await build_services(config, worker=worker)
+    except BaseException:
+        close_listeners(listeners)
         raise
     servers = [http_server(make_app(services), config)]
     servers[0].add_sockets(listeners[0])
@@ -273,14 +310,17 @@ async def serve(config: Config) -> None:
     # What start-up made (modules, settings, keys, routes) lives as long as the process: the
     # collector's full passes need not walk it again while requests come and go.
     gc.freeze()
-    purging = asyncio.ensure_future(
-        purge_expired_periodically(
+    background = []
+    if worker is None or worker.id == 1:  # one purger of the shared store is enough
+        purge = purge_expired_periodically(
             services.store,
             services.accounts.clock,
             config.storage.url,
             events_retention=config.audit.retention_days * 86_400,
         )
-    )
+        background.append(asyncio.ensure_future(purge))
+    if worker is not None:
+        background.append(asyncio.ensure_future(publish_metrics(services.metrics)))
     maintaining_keys = asyncio.ensure_future(services.keys.maintain())
     following_revocations = asyncio.ensure_future(services.accounts.revoked.follow())
 
@@ -291,7 +331,8 @@ async def serve(config: Config) -> None:
     await stop.wait()
 
     log.info("shutting down: no new connections, waiting for %d in flight", services.in_flight)
-    purging.cancel()
+    for task in background:
+        task.cancel()
     maintaining_keys.cancel()
     following_revocations.cancel()
     for server in servers:
@@ -300,7 +341,72 @@ async def serve(config: Config) -> None:
     for server in servers:
         await server.close_all_connections()
     await services.close()
+    services.metrics.publish()  # a worker's last counts stay in the sum after it is gone
     log.info("stopped")
+
+
+async def publish_metrics(metrics: Metrics) -> None:
+    """A worker's request tables, written for the other workers' scrapes once a second."""
+    while True:
+        await asyncio.sleep(METRICS_PUBLISH_SECONDS)
+        try:
+            metrics.publish()
+        except OSError as exc:
+            log.warning("writing this worker's metrics failed, will retry: %s", exc)
+
+
+async def prepare(config: Config) -> None:
+    """Before any worker is forked: everything the start checks, creates or migrates (key
+    files, tables, indexes, the first signing key), done once by the supervisor and closed,
+    so that workers find it made and no connection or thread crosses the fork."""
+    services = await build_services(config)
+    await services.close()
+
+
+def serve_processes(config: Config, count: int) -> int:
+    """`server.processes` above 1: bind once, prepare once, then fork and supervise
+    `count` workers, each a whole vhod with its own event loop and services."""
+    listeners = bind_listeners(config)
+    metrics_dir = None
+    try:
+        asyncio.run(prepare(config))  # its errors end the start, as in one process
+        level, fmt = config.logging.level, config.logging.format
+        logs.configure_supervisor(level, fmt)
+        metrics_dir = tempfile.mkdtemp(prefix="vhod-metrics-")  # private (0700), this run's
+        use_shared_dir(metrics_dir)
+        shared = metrics_dir
+
+        def run_worker(worker_id: int) -> int:
+            writer = logs.configure(level, fmt, worker=worker_id)
+            try:
+                worker = Worker(worker_id, count, shared)
+                asyncio.run(serve(config, listeners=listeners, worker=worker))
+            except StorageUnavailable as exc:
+                log.error("%s", storage_unreachable_line(config.storage.url, exc))
+                return 1
+            except Exception:
+                log.exception("worker %d failed", worker_id)
+                return 1
+            finally:
+                writer.close()
+            return 0
+
+        supervisor = Supervisor(
+            count,
+            run_worker,
+            # A worker waits SHUTDOWN_GRACE_SECONDS for its requests, then as long again for
+            # codes still going out (Services.close): SIGKILL comes after both.
+            stop_within=3 * SHUTDOWN_GRACE_SECONDS + KILL_MARGIN_SECONDS,
+            budget=RestartBudget(count),
+            on_exit=lambda pid: forget_worker(shared, pid),
+        )
+        code = supervisor.run()
+        log.info("stopped")
+        return code
+    finally:
+        close_listeners(listeners)
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -360,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
             return run_admin_command(config, args, build_services)
         if args.command in STORE_COMMANDS:
             return run_store_command(config, args)
+        count = worker_count(config.server.processes)
+        if count > 1:
+            return serve_processes(config, count)
         asyncio.run(serve(config))
     except ConfigError as exc:
         writer.close()  # the log lines before it come first
