@@ -22,7 +22,12 @@ from core.workers import RestartBudget
 
 log = logging.getLogger("vhod")
 KILL_MARGIN_SECONDS = 10.0  # after a worker's own grace and drains, before SIGKILL
-_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _signals() -> tuple[int, ...]:
+    # SIGCHLD exists only where os.fork does: read when supervising, never at import.
+    return (*STOP_SIGNALS, signal.SIGCHLD)
 
 
 def describe(status: int) -> str:
@@ -69,7 +74,7 @@ class Supervisor:
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in _SIGNALS}
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in _signals()}
         old_wakeup = signal.set_wakeup_fd(self._wake_write)
         try:
             for worker in range(1, self.count + 1):
@@ -86,7 +91,7 @@ class Supervisor:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Only a flag: the loop, woken through the wakeup fd, does the rest.
-        if signum in (signal.SIGTERM, signal.SIGINT):
+        if signum in STOP_SIGNALS:
             self._stopping = True
 
     def _watch(self) -> None:
@@ -164,7 +169,7 @@ class Supervisor:
         try:
             # The parent's signal plumbing is not the worker's: its event loop sets its own.
             signal.set_wakeup_fd(-1)
-            for sig in _SIGNALS:
+            for sig in _signals():
                 signal.signal(sig, signal.SIG_DFL)
             os.close(self._wake_read)
             os.close(self._wake_write)
