@@ -5,14 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import os
-import shutil
-import signal
-import socket
 import sys
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,24 +39,26 @@ from core.key_setup import (
 )
 from core.keys import KeyRing
 from core.lifecycle import Lifecycle
-from core.maintenance import purge_expired_periodically, storage_unreachable_line
-from core.metrics import Metrics, forget_worker, use_shared_dir
+from core.maintenance import storage_unreachable_line
+from core.metrics import Metrics
 from core.net import parse_networks
 from core.password_cli import add_passwords_commands, run_passwords_command
 from core.passwords import Hasher
 from core.phone_channels import phone_chain
 from core.redact import redact_text
-from core.services import SHUTDOWN_GRACE_SECONDS, Services
+from core.services import Services
 from core.shared_keys import secrets_folder, shared_keys
 from core.social import SocialSignIn
 from core.store_cli import COMMANDS as STORE_COMMANDS
 from core.store_cli import add_store_commands, run_store_command
-from core.supervisor import KILL_MARGIN_SECONDS, Supervisor
 from core.throttle import Throttle
 from core.tokens import TokenService
 from core.version import version
-from core.workers import RestartBudget, Worker, hash_workers, worker_count
-from handlers.app import CannotListen, http_server, listen_sockets, make_app, start_line
+from core.workers import Worker, hash_workers, worker_count
+from handlers.app import CannotListen
+from handlers.app import make_app as make_app  # the tests build apps from here
+from handlers.app import start_line as start_line
+from handlers.serving import serve, serve_processes
 from providers import ProviderRegistryError, build_providers, discover_providers
 from providers.registry import settings_help
 from storage import StorageUnavailable, Store, open_store, url_problem
@@ -69,7 +66,6 @@ from storage.schema import SchemaTooNew
 from storage.timing import time_calls
 
 log = logging.getLogger("vhod")
-METRICS_PUBLISH_SECONDS = 1.0  # how stale another worker's request counts may be
 
 
 @dataclass
@@ -266,149 +262,6 @@ async def build_services(
     )
 
 
-def bind_listeners(config: Config) -> list[list[socket.socket]]:
-    """The sockets of the main address, then of the admin one when it has its own port."""
-    listeners = [listen_sockets(config.server.host, config.server.port)]
-    try:
-        if config.admin.port is not None:  # the admin routes on an address of their own
-            admin_host = config.admin.host or config.server.host
-            listeners.append(listen_sockets(admin_host, config.admin.port))
-    except BaseException:
-        close_listeners(listeners)
-        raise
-    return listeners
-
-
-def close_listeners(listeners: list[list[socket.socket]]) -> None:
-    for sock in (sock for group in listeners for sock in group):
-        sock.close()
-
-
-async def serve(
-    config: Config,
-    *,
-    listeners: list[list[socket.socket]] | None = None,
-    worker: Worker | None = None,
-) -> None:
-    """One vhod process: on `listeners` bound by the supervisor when this is a `worker`."""
-    # The ports first: a busy one stops the start before the store is opened.
-    if listeners is None:
-        listeners = bind_listeners(config)
-    admin_host = config.admin.host or config.server.host
-    try:
-        services = await build_services(config, worker=worker)
-    except BaseException:
-        close_listeners(listeners)
-        raise
-    servers = [http_server(make_app(services), config)]
-    servers[0].add_sockets(listeners[0])
-    if config.admin.port is not None:
-        servers.append(http_server(make_app(services, listener="admin"), config))
-        servers[1].add_sockets(listeners[1])
-        log.info("admin API listening on http://%s:%d", admin_host, config.admin.port)
-    log.info(start_line(config, services))
-    # What start-up made (modules, settings, keys, routes) lives as long as the process: the
-    # collector's full passes need not walk it again while requests come and go.
-    gc.freeze()
-    background = []
-    if worker is None or worker.id == 1:  # one purger of the shared store is enough
-        purge = purge_expired_periodically(
-            services.store,
-            services.accounts.clock,
-            config.storage.url,
-            events_retention=config.audit.retention_days * 86_400,
-        )
-        background.append(asyncio.ensure_future(purge))
-    if worker is not None:
-        background.append(asyncio.ensure_future(publish_metrics(services.metrics)))
-    maintaining_keys = asyncio.ensure_future(services.keys.maintain())
-    following_revocations = asyncio.ensure_future(services.accounts.revoked.follow())
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-    log.info("shutting down: no new connections, waiting for %d in flight", services.in_flight)
-    for task in background:
-        task.cancel()
-    maintaining_keys.cancel()
-    following_revocations.cancel()
-    for server in servers:
-        server.stop()
-    await services.wait_idle(SHUTDOWN_GRACE_SECONDS)
-    for server in servers:
-        await server.close_all_connections()
-    await services.close()
-    services.metrics.publish()  # a worker's last counts stay in the sum after it is gone
-    log.info("stopped")
-
-
-async def publish_metrics(metrics: Metrics) -> None:
-    """A worker's request tables, written for the other workers' scrapes once a second."""
-    while True:
-        await asyncio.sleep(METRICS_PUBLISH_SECONDS)
-        try:
-            metrics.publish()
-        except OSError as exc:
-            log.warning("writing this worker's metrics failed, will retry: %s", exc)
-
-
-async def prepare(config: Config) -> None:
-    """Before any worker is forked: everything the start checks, creates or migrates (key
-    files, tables, indexes, the first signing key), done once by the supervisor and closed,
-    so that workers find it made and no connection or thread crosses the fork."""
-    services = await build_services(config)
-    await services.close()
-
-
-def serve_processes(config: Config, count: int) -> int:
-    """`server.processes` above 1: bind once, prepare once, then fork and supervise
-    `count` workers, each a whole vhod with its own event loop and services."""
-    listeners = bind_listeners(config)
-    metrics_dir = None
-    try:
-        asyncio.run(prepare(config))  # its errors end the start, as in one process
-        level, fmt = config.logging.level, config.logging.format
-        logs.configure_supervisor(level, fmt)
-        metrics_dir = tempfile.mkdtemp(prefix="vhod-metrics-")  # private (0700), this run's
-        use_shared_dir(metrics_dir)
-        shared = metrics_dir
-
-        def run_worker(worker_id: int) -> int:
-            writer = logs.configure(level, fmt, worker=worker_id)
-            try:
-                worker = Worker(worker_id, count, shared)
-                asyncio.run(serve(config, listeners=listeners, worker=worker))
-            except StorageUnavailable as exc:
-                log.error("%s", storage_unreachable_line(config.storage.url, exc))
-                return 1
-            except Exception:
-                log.exception("worker %d failed", worker_id)
-                return 1
-            finally:
-                writer.close()
-            return 0
-
-        supervisor = Supervisor(
-            count,
-            run_worker,
-            # A worker waits SHUTDOWN_GRACE_SECONDS for its requests, then as long again for
-            # codes still going out (Services.close): SIGKILL comes after both.
-            stop_within=3 * SHUTDOWN_GRACE_SECONDS + KILL_MARGIN_SECONDS,
-            budget=RestartBudget(count),
-            on_exit=lambda pid: forget_worker(shared, pid),
-        )
-        code = supervisor.run()
-        log.info("stopped")
-        return code
-    finally:
-        close_listeners(listeners)
-        if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--version", action="version", version=f"vhod {version()}")
@@ -468,8 +321,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_store_command(config, args)
         count = worker_count(config.server.processes)
         if count > 1:
-            return serve_processes(config, count)
-        asyncio.run(serve(config))
+            return serve_processes(config, count, build_services)
+        asyncio.run(serve(config, build_services))
     except ConfigError as exc:
         writer.close()  # the log lines before it come first
         print(f"vhod: configuration error: {exc}", file=sys.stderr)

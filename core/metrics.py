@@ -46,13 +46,10 @@ SNAPSHOT_PREFIX = "vhod-requests-"  # beside prometheus_client's *.db files, whi
 
 
 def use_shared_dir(path: str) -> None:
-    """Make the metrics created from now on (in this process and the ones it forks) write to
-    prometheus_client's multiprocess files in `path`.
-
-    The client picks its value class from PROMETHEUS_MULTIPROC_DIR when it is first imported,
-    long before the configuration names `server.processes`; a metric takes `values.ValueClass`
-    when it is created, so choosing it again here (as the client does at import) covers
-    every metric vhod makes, all of them after this, in the workers."""
+    """Metrics made from now on (here and in forked workers) write to prometheus_client's
+    multiprocess files in `path`. The client reads PROMETHEUS_MULTIPROC_DIR at its import,
+    before the configuration is read; each metric takes `values.ValueClass` when made, so
+    choosing it again here, as the import does, covers every metric the workers make."""
     os.environ[MULTIPROC_ENV] = path
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
