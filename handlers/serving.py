@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import shutil
 import signal
 import socket
@@ -87,12 +88,13 @@ async def serve(
             events_retention=config.audit.retention_days * 86_400,
         )
         background.append(asyncio.ensure_future(purge))
+    stop = asyncio.Event()
     if worker is not None:
-        background.append(asyncio.ensure_future(publish_metrics(services.metrics)))
+        duties = worker_duties(services.metrics, os.getppid(), stop)
+        background.append(asyncio.ensure_future(duties))
     maintaining_keys = asyncio.ensure_future(services.keys.maintain())
     following_revocations = asyncio.ensure_future(services.accounts.revoked.follow())
 
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -113,10 +115,16 @@ async def serve(
     log.info("stopped")
 
 
-async def publish_metrics(metrics: Metrics) -> None:
-    """A worker's request tables, written for the other workers' scrapes once a second."""
+async def worker_duties(metrics: Metrics, supervisor: int, stop: asyncio.Event) -> None:
+    """Once a second: write this worker's request tables for the other workers' scrapes,
+    and stop (draining, as on SIGTERM) if the supervisor is gone (killed with SIGKILL, say),
+    rather than serve on with nobody to restart or stop the workers."""
     while True:
         await asyncio.sleep(METRICS_PUBLISH_SECONDS)
+        if os.getppid() != supervisor:
+            log.warning("the supervisor (pid %d) is gone: stopping this worker", supervisor)
+            stop.set()
+            return
         try:
             metrics.publish()
         except OSError as exc:

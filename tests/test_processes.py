@@ -265,3 +265,26 @@ def test_sigterm_drains_in_flight_requests_on_every_worker(tmp_path, store_env):
     waited = [int(n) for n in re.findall(r"waiting for (\d+) in flight", server.log())]
     assert len(waited) == 2 and sum(waited) >= 1, server.log()
     assert len(re.findall(r"worker=0 .* worker \d \(pid \d+\) stopped: exit 0", server.log())) == 2
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path):
+    server = start(tmp_path)
+    try:
+        pids = worker_pids(server)
+        assert len(pids) == 2
+        server.process.kill()  # SIGKILL: nobody forwards a SIGTERM
+        server.process.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() and not zombie(pid) for pid in pids):
+            assert time.monotonic() < deadline, "workers outlived their supervisor"
+            time.sleep(0.1)
+    finally:
+        server.stop()
+    assert server.log().count("is gone: stopping this worker") == 2
+
+
+def zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
