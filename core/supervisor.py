@@ -53,6 +53,7 @@ class Supervisor:
         stop_within: float,
         budget: RestartBudget | None = None,
         on_exit: Callable[[int], None] = lambda pid: None,
+        on_stop: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.count = count
@@ -60,6 +61,9 @@ class Supervisor:
         self.stop_within = stop_within
         self.budget = budget or RestartBudget(count)
         self.on_exit = on_exit  # a worker's pid once it is gone (its metrics files)
+        # Stopping begins: the parent lets go of the listening sockets, so that once every
+        # worker has closed its own copy, new connections are refused, not left queued.
+        self.on_stop = on_stop
         self.clock = clock
         self.workers: dict[int, int] = {}  # pid -> worker id
         self._stopping = False
@@ -100,6 +104,7 @@ class Supervisor:
             self._reap()
             if self._stopping and kill_at is None:
                 log.info("stopping: SIGTERM to %d workers, waiting for them", len(self.workers))
+                self.on_stop()
                 self._signal_all(signal.SIGTERM)
                 kill_at = self.clock() + self.stop_within
             if kill_at is not None and self.clock() >= kill_at and self.workers:

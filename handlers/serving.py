@@ -175,6 +175,7 @@ def serve_processes(config: Config, count: int, build: Build) -> int:
             stop_within=3 * SHUTDOWN_GRACE_SECONDS + KILL_MARGIN_SECONDS,
             budget=RestartBudget(count),
             on_exit=lambda pid: forget_worker(shared, pid),
+            on_stop=lambda: close_listeners(listeners),
         )
         code = supervisor.run()
         log.info("stopped")

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import threading
 import time
 import urllib.error
@@ -256,6 +257,12 @@ def test_sigterm_drains_in_flight_requests_on_every_worker(tmp_path, store_env):
             assert len(answers) < 4, f"all finished before the signal: {answers}"
             time.sleep(0.01)
         server.terminate()
+        server.wait_until(
+            lambda: server.log().count("shutting down: no new connections") == 2, 60, "vhod"
+        )
+        # Nobody keeps the port open any more: a new connection is refused, not queued.
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
         for thread in threads:
             thread.join(120)
         assert [status for status, _, _ in answers] == [200] * 4, answers
