@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import os
-import signal
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -41,14 +39,14 @@ from core.key_setup import (
 )
 from core.keys import KeyRing
 from core.lifecycle import Lifecycle
-from core.maintenance import purge_expired_periodically, storage_unreachable_line
+from core.maintenance import storage_unreachable_line
 from core.metrics import Metrics
 from core.net import parse_networks
 from core.password_cli import add_passwords_commands, run_passwords_command
 from core.passwords import Hasher
 from core.phone_channels import phone_chain
 from core.redact import redact_text
-from core.services import SHUTDOWN_GRACE_SECONDS, Services
+from core.services import Services
 from core.shared_keys import secrets_folder, shared_keys
 from core.social import SocialSignIn
 from core.store_cli import COMMANDS as STORE_COMMANDS
@@ -56,7 +54,11 @@ from core.store_cli import add_store_commands, run_store_command
 from core.throttle import Throttle
 from core.tokens import TokenService
 from core.version import version
-from handlers.app import CannotListen, http_server, listen_sockets, make_app, start_line
+from core.workers import Worker, hash_workers, worker_count
+from handlers.app import CannotListen
+from handlers.app import make_app as make_app  # the tests build apps from here
+from handlers.app import start_line as start_line
+from handlers.serving import serve, serve_processes
 from providers import ProviderRegistryError, build_providers, discover_providers
 from providers.registry import settings_help
 from storage import StorageUnavailable, Store, is_shared, open_store, url_problem
@@ -77,11 +79,15 @@ class ConfiguredParts:
 
 
 def configured_parts(
-    config: Config, provider_classes: dict[str, Any] | None = None, *, create: bool = True
+    config: Config,
+    provider_classes: dict[str, Any] | None = None,
+    *,
+    create: bool = True,
+    metrics_dir: str | None = None,
 ) -> ConfiguredParts:
     """What the start builds from the configuration alone, each of which can refuse it
     (ConfigError). --check-config calls this too, with `create` false: the same checks,
-    and no generated key file written."""
+    and no generated key file written. `metrics_dir`: a worker's (core.workers.Worker)."""
     try:
         providers = build_providers(
             discover_providers() if provider_classes is None else provider_classes,
@@ -91,7 +97,7 @@ def configured_parts(
             request_timeout=config.limits.provider_timeout,
         )
         trusted_proxies = parse_networks(config.server.trusted_proxies)
-        metrics = Metrics()
+        metrics = Metrics(metrics_dir)
         delivery = Delivery(
             config.email, config.sms, phone=phone_chain(config.sms), on_delivery=metrics.delivered
         )
@@ -111,11 +117,14 @@ async def build_services(
     store: Store | None = None,
     clock: Clock = system_clock,
     provider_classes: dict[str, Any] | None = None,
+    worker: Worker | None = None,
 ) -> Services:
     """Providers, storage (tables and indexes created), the hashing pool, the token signer.
 
-    Everything that can refuse the configuration runs before storage is opened."""
-    parts = configured_parts(config, provider_classes)
+    Everything that can refuse the configuration runs before storage is opened. `worker`:
+    this process is one of several (server.processes), whose metrics are added up."""
+    metrics_dir = None if worker is None else worker.metrics_dir
+    parts = configured_parts(config, provider_classes, metrics_dir=metrics_dir)
     providers, trusted_proxies, delivery = parts.providers, parts.trusted_proxies, parts.delivery
     metrics, ring, kek = parts.metrics, parts.ring, parts.kek
     try:
@@ -172,11 +181,13 @@ async def build_services(
         config.passwords.algorithm,
         rounds=config.passwords.bcrypt_rounds,
         argon2=config.passwords.argon2,
-        workers=config.limits.hash_workers,
+        workers=hash_workers(config.limits.hash_workers, 1 if worker is None else worker.count),
         queue=config.limits.hash_queue,
     )
     await hasher.warm_up()
     metrics.watch_hash_queue(lambda: hasher.queue_depth)
+    if worker is not None:
+        hasher.on_change = metrics.hash_queue_changed
     throttle = Throttle(store, config.limits, clock=clock)
     accounts = Accounts(
         store,
@@ -251,58 +262,6 @@ async def build_services(
     )
 
 
-async def serve(config: Config) -> None:
-    # The ports first: a busy one stops the start before the store is opened.
-    listeners = [listen_sockets(config.server.host, config.server.port)]
-    admin_host = config.admin.host or config.server.host
-    try:
-        if config.admin.port is not None:  # the admin routes on an address of their own
-            listeners.append(listen_sockets(admin_host, config.admin.port))
-        services = await build_services(config)
-    except BaseException:
-        for sock in (sock for group in listeners for sock in group):
-            sock.close()
-        raise
-    servers = [http_server(make_app(services), config)]
-    servers[0].add_sockets(listeners[0])
-    if config.admin.port is not None:
-        servers.append(http_server(make_app(services, listener="admin"), config))
-        servers[1].add_sockets(listeners[1])
-        log.info("admin API listening on http://%s:%d", admin_host, config.admin.port)
-    log.info(start_line(config, services))
-    # What start-up made (modules, settings, keys, routes) lives as long as the process: the
-    # collector's full passes need not walk it again while requests come and go.
-    gc.freeze()
-    purging = asyncio.ensure_future(
-        purge_expired_periodically(
-            services.store,
-            services.accounts.clock,
-            config.storage.url,
-            events_retention=config.audit.retention_days * 86_400,
-        )
-    )
-    maintaining_keys = asyncio.ensure_future(services.keys.maintain())
-    following_revocations = asyncio.ensure_future(services.accounts.revoked.follow())
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-    log.info("shutting down: no new connections, waiting for %d in flight", services.in_flight)
-    purging.cancel()
-    maintaining_keys.cancel()
-    following_revocations.cancel()
-    for server in servers:
-        server.stop()
-    await services.wait_idle(SHUTDOWN_GRACE_SECONDS)
-    for server in servers:
-        await server.close_all_connections()
-    await services.close()
-    log.info("stopped")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--version", action="version", version=f"vhod {version()}")
@@ -360,7 +319,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_admin_command(config, args, build_services)
         if args.command in STORE_COMMANDS:
             return run_store_command(config, args)
-        asyncio.run(serve(config))
+        count = worker_count(config.server.processes)
+        if count > 1:
+            return serve_processes(config, count, build_services)
+        asyncio.run(serve(config, build_services))
     except ConfigError as exc:
         writer.close()  # the log lines before it come first
         print(f"vhod: configuration error: {exc}", file=sys.stderr)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import socket
+from types import FrameType
 
 import tornado.httpserver
+import tornado.netutil
 import tornado.web
 
 # The route vhod answers token checks on, so the load generator sends both servers the very
@@ -27,10 +31,13 @@ def make_app() -> tornado.web.Application:
     return tornado.web.Application([(ROUTE, TrueHandler)])
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, sockets: list[socket.socket] | None = None) -> None:
     # The same server settings as vhod's serve().
     server = tornado.httpserver.HTTPServer(make_app(), idle_connection_timeout=60)
-    server.listen(port, address=host)
+    if sockets is None:
+        server.listen(port, address=host)
+    else:
+        server.add_sockets(sockets)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -41,14 +48,45 @@ async def serve(host: str, port: int) -> None:
     await server.close_all_connections()
 
 
+def serve_forked(host: str, port: int, processes: int) -> None:
+    """The same app in `processes` forked processes on one bound port, as vhod's
+    `server.processes` runs (Tornado's fork_processes would leave its children running
+    when the parent is stopped): SIGTERM to the parent reaches each of them."""
+    sockets = tornado.netutil.bind_sockets(port, address=host)
+    children = []
+    for _ in range(processes):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                asyncio.run(serve(host, port, sockets))
+                code = 0
+            finally:
+                os._exit(code)
+        children.append(pid)
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for child in children:
+            os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for child in children:
+        os.waitpid(child, 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--processes", type=int, default=1, help="forked processes, one port")
     args = parser.parse_args(argv)
     # Bare Tornado: its access log (info) stays off, as it is unless an app turns it on.
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(serve(args.host, args.port))
+    if args.processes > 1:
+        serve_forked(args.host, args.port, args.processes)
+    else:
+        asyncio.run(serve(args.host, args.port))
     return 0
 
 

@@ -97,11 +97,13 @@ def start_vhod(folder: Path, name: str, overrides: dict[str, str]) -> Server:
     return server
 
 
-def start_baseline(folder: Path) -> tuple[Child, int]:
-    """The bare Tornado app of bench/baseline.py; returns it and its port."""
+def start_baseline(folder: Path, processes: int = 1) -> tuple[Child, int]:
+    """The bare Tornado app of bench/baseline.py (in `processes` processes on one port);
+    returns it and its port."""
     port = free_port()
     command = [sys.executable, str(BENCH / "baseline.py"), "--port", str(port)]
-    child = Child(command, folder / "baseline.log")
+    command += ["--processes", str(processes)]
+    child = Child(command, folder / f"baseline-{processes}.log")
     child.wait_until(lambda: accepts_connections(port), 30, "the baseline")
     return child, port
 

@@ -19,7 +19,10 @@ NX_27017 = (
 # Measures (rows of the report), by the scenario that makes them.
 BASELINE = "baseline"
 BASELINE_ES256 = "baseline, beside the ES256 checks"
-BASELINES = (BASELINE, BASELINE_ES256)  # rows of the bare Tornado app, not of vhod
+BASELINE_PROCESSES = "baseline, beside processes: 2"
+BASELINE_TWO = "baseline in 2 processes, one port"
+# rows of the bare Tornado app, not of vhod
+BASELINES = (BASELINE, BASELINE_ES256, BASELINE_PROCESSES, BASELINE_TWO)
 ACCESS = "validate/access"
 REFRESH = "validate/refresh"
 LOGIN = "login/email"
@@ -39,6 +42,7 @@ CODE_SEND = "code/send, a new number each"
 CODE_LOGIN = "code/login, each code once"
 ACCESS_IDLE_CODES = "validate/access, idle, 2 conns (codes)"
 ACCESS_CODE_FLOOD = "validate/access, code flood on one number"
+ACCESS_PROCESSES = "validate/access, processes: 2"
 
 # Every scenario a run has, with the measures it makes; a report names each one as run or
 # skipped (with the reason), per store where it runs per store.
@@ -49,6 +53,7 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
     "users": (LOGIN_SMALL, LOGIN_LARGE),
     "es256": (BASELINE_ES256, ES256_ONE, ES256_DISTINCT, ISSUE_HS256, ISSUE_ES256),
     "codes": (CODE_SEND, CODE_LOGIN, ACCESS_IDLE_CODES, ACCESS_CODE_FLOOD),
+    "processes": (BASELINE_PROCESSES, BASELINE_TWO, ACCESS_PROCESSES),
 }
 # The stores each scenario runs on (the ES256 comparison: two fresh SQLite servers).
 SCENARIO_STORES: dict[str, tuple[str, ...]] = {
@@ -58,6 +63,7 @@ SCENARIO_STORES: dict[str, tuple[str, ...]] = {
     "users": (SQLITE, MONGO),
     "es256": (SQLITE,),
     "codes": (SQLITE, MONGO),
+    "processes": (SQLITE,),
 }
 ES256_UNSUPPORTED = "skipped: ES256 not supported by this server"
 

@@ -34,6 +34,7 @@ from bench.drivers import Load, combine, drive
 from bench.loadgen import LoadResult, LoadSpec
 from bench.model import MONGO, SQLITE, STORE_TITLES, TORNADO, Report, Row, ScenarioRun
 from bench.options import Options
+from bench.processes import several_processes
 from bench.seed import (
     PASSWORD,
     collect_access_tokens,
@@ -125,7 +126,12 @@ class Bench:
         return pair
 
     def vhod(
-        self, name: str, bcrypt_rounds: int, algorithm: str | None = None, url: str = ""
+        self,
+        name: str,
+        bcrypt_rounds: int,
+        algorithm: str | None = None,
+        url: str = "",
+        extra: dict[str, str] | None = None,
     ) -> tuple[Server, str]:
         """vhod on `url`, by default a SQLite file of its own; returns it and that URL."""
         url = url or f"sqlite:///{self.folder / name / 'vhod.db'}"
@@ -133,8 +139,10 @@ class Bench:
         overrides = vhod_overrides(
             data, url, bcrypt_rounds, self.vk["section"], algorithm, self.sms_channel
         )
+        overrides.update(extra or {})
         server = start_vhod(self.folder, name, overrides)
         shown = {k: v for k, v in overrides.items() if k.split("__")[0] in _SHOWN}
+        shown.update(extra or {})
         self.report.settings.setdefault("vhod overrides", {})[name] = shown
         return server, url
 
@@ -167,6 +175,8 @@ class Bench:
                     for name, stores in model.SCENARIO_STORES.items():
                         if store in stores and name != "es256":  # es256 has servers of its own
                             self.scenario(name, store, f"skipped: {why}")
+            if SQLITE in self.o.stores:
+                several_processes(self)
             self.es256()
         for measure, runs in reversed(self.baseline_runs.items()):
             self.add_row(measure, TORNADO, combine(runs))

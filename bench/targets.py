@@ -16,8 +16,10 @@ from bench.model import (
     ACCESS_IDLE,
     ACCESS_IDLE_CODES,
     ACCESS_LOADED,
+    ACCESS_PROCESSES,
     BASELINE,
     BASELINE_ES256,
+    BASELINE_PROCESSES,
     ES256_DISTINCT,
     ES256_ONE,
     ISSUE_ES256,
@@ -83,6 +85,11 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "validate/access throughput",
         _rps(ACCESS), _BASELINE, "≥", 0.9, "baseline", "throughput",
+    ),
+    Target(
+        "validate/access throughput, processes: 2",
+        _rps(ACCESS_PROCESSES), _rps(BASELINE_PROCESSES, TORNADO),
+        "≥", 1.5, "single-process baseline", "processes",
     ),
     Target(
         "validate/refresh throughput",

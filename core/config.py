@@ -44,6 +44,7 @@ from core.passwords import ALGORITHMS as PASSWORD_ALGORITHMS
 from core.passwords import ARGON2_FLOOR
 from core.redact import redact_url
 from core.tokens import ACCESS_TYPES, MIN_SECRET_BYTES
+from core.workers import parse_processes, processes_problem
 from storage import is_shared, url_problem
 
 ENV_PREFIX = "VHOD_"
@@ -138,7 +139,12 @@ def _normalised(config: Config) -> Config:
         origins = [normal_origin(entry) for entry in config.server.cors_origins]
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    server = dataclasses.replace(config.server, cors_origins=list(dict.fromkeys(origins)))
+    server = dataclasses.replace(
+        config.server,
+        cors_origins=list(dict.fromkeys(origins)),
+        # "2" from the environment reads as 2, as in the file (_check refused anything else)
+        processes=parse_processes(config.server.processes),
+    )
     return dataclasses.replace(config, server=server)
 
 
@@ -321,6 +327,8 @@ def _check(config: Config) -> None:
         raise ConfigError("limits.hash_queue: must be 0 or more")
     if problem := url_problem(config.storage.url, deep=False):
         raise ConfigError(f"storage.url: {problem}")
+    if problem := processes_problem(config.server.processes, config.storage.url):
+        raise ConfigError(problem)
     if problems := check_lifecycle(config.email, config.sms, config.accounts):
         raise ConfigError(problems[0])
     if problems := check_captcha(config.captcha):

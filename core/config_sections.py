@@ -18,6 +18,8 @@ class ServerConfig:
     body_timeout: float = 30.0  # seconds a request body may take to arrive
     trusted_proxies: list[str] = field(default_factory=list)
     cors_origins: list[str] = field(default_factory=list)
+    # Worker processes on one port: a number >= 1, or "auto" (the CPU count); 1 forks nothing.
+    processes: int | str = 1
 
 
 @dataclass(frozen=True)

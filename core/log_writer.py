@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import select
 import sys
 import threading
 import time
@@ -19,6 +21,9 @@ STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "
 _LATE_FORMAT_SAFE = (str, int, float, bool, type(None), RedactedUri)
 PENDING_LIMIT = 10_000  # records waiting for the writer; beyond it lines are dropped
 WRITE_INTERVAL = 0.05  # seconds between the writer's batches
+# Bytes one write() puts into a pipe whole, however many processes write to it (POSIX
+# PIPE_BUF); a regular file takes each write() whole on Linux.
+ATOMIC_WRITE_BYTES = getattr(select, "PIPE_BUF", 512)
 
 # A log call whose LogRecord the writer makes: (created, level, logger name, msg, args, extra).
 Deferred = tuple[float, int, str, str, tuple[Any, ...], dict[str, Any]]
@@ -30,11 +35,14 @@ class LineFormatter(logging.Formatter):
 
     text: `time LEVEL logger [request id] message`, the time as logging's default (local);
     json: one object per line: time (UTC), level, logger, message and the extra fields.
+    With `server.processes` above 1 each line names its process: `worker=N` before the
+    request id, or "worker": N (0 is the supervisor, 1..N the workers).
     """
 
-    def __init__(self, style: str = "text") -> None:
+    def __init__(self, style: str = "text", worker: int | None = None) -> None:
         super().__init__()
         self.json = style == "json"
+        self.worker = worker
         self._time_format = "%Y-%m-%dT%H:%M:%S" if self.json else "%Y-%m-%d %H:%M:%S"
         self._convert = time.gmtime if self.json else time.localtime
         self._second, self._second_text = -1, ""  # a second's text, made once per second
@@ -77,11 +85,14 @@ class LineFormatter(logging.Formatter):
                 "message": message,
                 **extra,
             }
+            if self.worker is not None:
+                entry["worker"] = self.worker
             if exception:
                 entry["exception"] = exception
             return json.dumps(entry, default=str, ensure_ascii=False)
+        worker = "" if self.worker is None else f" worker={self.worker}"
         text = (
-            f"{self._second_text},{millis:03d} {level} {logger}"
+            f"{self._second_text},{millis:03d} {level} {logger}{worker}"
             f" [{extra.get('request_id', '-')}] {message}"
         )
         return f"{text}\n{exception}" if exception else text
@@ -107,20 +118,54 @@ def record_of(entry: Deferred) -> logging.LogRecord:
     return record
 
 
+def whole_line_chunks(lines: list[str], limit: int = ATOMIC_WRITE_BYTES) -> list[bytes]:
+    """The lines (without their newlines) as few byte strings as can be, each of whole lines
+    and at most `limit` bytes unless one line alone is longer: written one write() each,
+    the lines of several processes sharing one pipe or file never cut into each other."""
+    chunks: list[bytes] = []
+    current: list[bytes] = []
+    size = 0
+    for line in lines:
+        data = line.encode("utf-8", "backslashreplace") + b"\n"
+        if current and size + len(data) > limit:
+            chunks.append(b"".join(current))
+            current, size = [], 0
+        current.append(data)
+        size += len(data)
+    if current:
+        chunks.append(b"".join(current))
+    return chunks
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """One os.write, and more only if the system took part of it (a signal, a full disk)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 class BatchStream(logging.StreamHandler):  # type: ignore[type-arg]
     """A StreamHandler on stderr that writes a whole batch at once.
 
     Like the stdlib's last-resort handler, it writes to whatever sys.stderr is when it writes.
     sys.stderr is write-through: every write() is a system call that gives up the GIL and
     takes it back, so a write per line would cost the event loop as many handoffs.
+
+    `shared`: other processes write to the same stderr (server.processes above 1), so each
+    batch goes to its file descriptor in whole-line chunks (whole_line_chunks).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, shared: bool = False) -> None:
         logging.Handler.__init__(self)
+        self.shared = shared
 
     @property
     def stream(self) -> Any:
         return sys.stderr
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Used directly (the supervisor's lines, core.logs): one record, as a batch of one.
+        self.write_batch([record])
 
     def write_batch(self, batch: list[logging.LogRecord | Deferred]) -> None:
         formatter = self.formatter
@@ -143,6 +188,12 @@ class BatchStream(logging.StreamHandler):  # type: ignore[type-arg]
         stream = self.stream
         with self.lock:  # type: ignore[union-attr]
             try:
+                if self.shared:
+                    stream.flush()  # what else went through sys.stderr comes first
+                    fd = stream.fileno()
+                    for chunk in whole_line_chunks(lines):
+                        write_all(fd, chunk)
+                    return
                 stream.write("\n".join(lines) + "\n")
                 stream.flush()
             except Exception:

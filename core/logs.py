@@ -52,10 +52,13 @@ def defer(
         )
 
 
-def configure(level: str, fmt: str) -> BatchingHandler:
-    """Set up the root logger once for the process; returns its running batching handler."""
-    handler = BatchStream()
-    handler.setFormatter(LineFormatter(fmt))
+def configure(level: str, fmt: str, *, worker: int | None = None) -> BatchingHandler:
+    """Set up the root logger once for the process; returns its running batching handler.
+
+    `worker`: this is worker `worker` of several processes sharing stderr (core.workers):
+    its lines name it, and go out in whole-line writes."""
+    handler = BatchStream(shared=worker is not None)
+    handler.setFormatter(LineFormatter(fmt, worker=worker))
     # No format of ours prints them; each costs a call per record on the loop.
     logging.logThreads = False
     logging.logProcesses = False
@@ -72,3 +75,18 @@ def configure(level: str, fmt: str) -> BatchingHandler:
     # Tornado's own access log prints full URIs with their queries; ours redacts them.
     logging.getLogger("tornado.access").disabled = True
     return batching
+
+
+def configure_supervisor(level: str, fmt: str) -> None:
+    """The root logger of the process that forks the workers (worker 0): each line written
+    at once, with no writer thread, since a thread's locks must not be held across a fork."""
+    global _writer
+    if _writer is not None:
+        _writer.close()  # what it still holds is written before any worker starts
+        _writer = None
+    handler = BatchStream(shared=True)
+    handler.setFormatter(LineFormatter(fmt, worker=0))
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -3,9 +3,12 @@ never an identifier, a token or an address."""
 
 from __future__ import annotations
 
+import json
+import os
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -15,6 +18,7 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
     generate_latest,
+    values,
 )
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -23,6 +27,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -36,6 +41,22 @@ _BOUNDS = [floatToGoString(b) for b in LATENCY_BUCKETS] + ["+Inf"]  # type: igno
 STORAGE_BUCKETS = (0.0001, 0.00025, 0.0005, *LATENCY_BUCKETS)
 _STORAGE_BOUNDS = [floatToGoString(b) for b in STORAGE_BUCKETS] + ["+Inf"]  # type: ignore[no-untyped-call]
 DELIVERY_OUTCOMES = ("sent", "refused", "failed", "unreachable")
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+SNAPSHOT_PREFIX = "vhod-requests-"  # beside prometheus_client's *.db files, which it ignores
+
+
+def use_shared_dir(path: str) -> None:
+    """Metrics made from now on (here and in forked workers) write to prometheus_client's
+    multiprocess files in `path`. The client reads PROMETHEUS_MULTIPROC_DIR at its import,
+    before the configuration is read; each metric takes `values.ValueClass` when made, so
+    choosing it again here, as the import does, covers every metric the workers make."""
+    os.environ[MULTIPROC_ENV] = path
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+
+def forget_worker(path: str, pid: int) -> None:
+    """A worker is gone: its live gauges leave the sums; its counts stay in them."""
+    mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
 
 
 class RequestMetrics(Collector):
@@ -60,6 +81,20 @@ class RequestMetrics(Collector):
         table[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # the first bound >= seconds
         table[-1] += seconds
 
+    def snapshot(self) -> dict[str, list[list[Any]]]:
+        return {
+            "counts": [[*key, n] for key, n in list(self.counts.items())],
+            "latency": [[*key, list(table)] for key, table in list(self.latency.items())],
+        }
+
+    def add(self, snapshot: dict[str, list[list[Any]]]) -> None:
+        """Add another worker's counts (a `snapshot()`) to these."""
+        for route, method, status, n in snapshot.get("counts", []):
+            key = (route, method, int(status))
+            self.counts[key] = self.counts.get(key, 0) + int(n)
+        for route, method, table in snapshot.get("latency", []):
+            _add_table(self.latency, (route, method), table)
+
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
             "vhod_http_requests",
@@ -78,6 +113,15 @@ class RequestMetrics(Collector):
             buckets = _histogram_buckets(table, _BOUNDS)
             latency.add_metric([route, method], buckets, sum_value=table[-1])
         yield latency
+
+
+def _add_table(tables: dict[Any, list[float]], key: Any, table: list[float]) -> None:
+    mine = tables.get(key)
+    if mine is None:
+        tables[key] = [float(x) for x in table]
+    elif len(mine) == len(table):  # the same buckets: every worker runs this code
+        for i, x in enumerate(table):
+            mine[i] += x
 
 
 def _histogram_buckets(table: list[float], bounds: list[str]) -> list[tuple[str, float]]:
@@ -104,6 +148,13 @@ class StorageMetrics(Collector):
             table = self.latency[operation] = [0.0] * (len(STORAGE_BUCKETS) + 2)
         table[bisect_left(STORAGE_BUCKETS, seconds)] += 1
         table[-1] += seconds
+
+    def snapshot(self) -> list[list[Any]]:
+        return [[operation, list(table)] for operation, table in list(self.latency.items())]
+
+    def add(self, snapshot: list[list[Any]]) -> None:
+        for operation, table in snapshot:
+            _add_table(self.latency, operation, table)
 
     def collect(self) -> Iterator[Metric]:
         latency = HistogramMetricFamily(
@@ -145,61 +196,102 @@ class SigningKeyMetrics(Collector):
         yield rotation
 
 
-class Metrics:
-    """One registry per application, so that tests and several apps never share counters."""
+class WorkerSnapshots(Collector):
+    """The request and store-call tables of every worker of a run: each worker writes its
+    own to the shared folder about once a second (Metrics.publish); a scrape adds them up.
+    The tables stay plain numbers on the event loop, as in one process; a worker that
+    dies without a word loses its last second."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics, folder: str) -> None:
+        self.metrics = metrics
+        self.folder = folder
+
+    def collect(self) -> Iterator[Metric]:
+        self.metrics.publish()  # this worker's own, to the request
+        http, storage = RequestMetrics(), StorageMetrics()
+        for name in sorted(os.listdir(self.folder)):
+            if not (name.startswith(SNAPSHOT_PREFIX) and name.endswith(".json")):
+                continue
+            try:
+                with open(os.path.join(self.folder, name), encoding="utf-8") as file:
+                    snapshot = json.load(file)
+            except (OSError, ValueError):
+                continue  # replaced whole (os.replace), so only a vanished file lands here
+            http.add(snapshot.get("http", {}))
+            storage.add(snapshot.get("storage", []))
+        yield from http.collect()
+        yield from storage.collect()
+
+
+class Metrics:
+    """One registry per application, so that tests and several apps never share counters.
+
+    `shared_dir`: this process is one worker of several (server.processes), and /metrics
+    answers for all of them: the client library's metrics through its multiprocess mode
+    (use_shared_dir), the request tables through WorkerSnapshots. process_* and python_*
+    are left out there: they would describe whichever worker the scrape reached."""
+
+    def __init__(self, shared_dir: str | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        # The client library's standard ones, which the default registry would have had:
-        # process_* (CPU, memory, open files), python_info and python_gc_*.
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
+        self.shared_dir = shared_dir
         self.http = RequestMetrics()
-        self.registry.register(self.http)
         self.storage = StorageMetrics()
-        self.registry.register(self.storage)
+        self._depth: Callable[[], float] | None = None
+        own: CollectorRegistry | None = self.registry  # where the library's metrics go
+        if shared_dir is None:
+            # The client library's standard ones, which the default registry would have had:
+            # process_* (CPU, memory, open files), python_info and python_gc_*.
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
+            self.registry.register(self.http)
+            self.registry.register(self.storage)
+        else:
+            own = None  # they write to the shared files, read back by MultiProcessCollector
+            MultiProcessCollector(self.registry, path=shared_dir)  # type: ignore[no-untyped-call]
+            self.registry.register(WorkerSnapshots(self, shared_dir))
         self.logins = Counter(
             "vhod_logins",
             "Sign-in attempts by method (email, phone, provider name) and outcome.",
             ["method", "outcome"],
-            registry=self.registry,
+            registry=own,
         )
         self.provider_calls = Counter(
             "vhod_provider_calls",
             "Calls to identity providers by provider, call and outcome.",
             ["provider", "call", "outcome"],
-            registry=self.registry,
+            registry=own,
         )
         self.tokens_issued = Counter(
             "vhod_tokens_issued",
             "JWTs issued, by kind (access_token, refresh_token).",
             ["kind"],
-            registry=self.registry,
+            registry=own,
         )
         self.tokens_refreshed = Counter(
             "vhod_tokens_refreshed",
             "Successful refreshes, by whether the refresh token was rotated.",
             ["rotated"],
-            registry=self.registry,
+            registry=own,
         )
         self.sms_budget_exhausted = Counter(
             "vhod_sms_budget_exhausted",
             "Code requests refused because sms.daily_limit was spent.",
-            registry=self.registry,
+            registry=own,
         )
         self._children: dict[tuple[Counter, str], Counter] = {}
         self.hash_queue = Gauge(
             "vhod_hash_queue_depth",
             "Password hashes waiting for a worker.",
-            registry=self.registry,
+            registry=own,
+            multiprocess_mode="livesum",  # the workers' queues together, the dead ones not
         )
         self.deliveries = Counter(
             "vhod_deliveries",
             "One-time codes handed to a channel (email, phone): sent, refused by the mail "
             "server or SMS gateway, or failed (unreachable, timed out).",
             ["channel", "outcome"],
-            registry=self.registry,
+            registry=own,
         )
 
     def watch_signing_key(self, schedule: KeySchedule) -> None:
@@ -215,7 +307,26 @@ class Metrics:
         self.deliveries.labels(channel, outcome).inc()
 
     def watch_hash_queue(self, depth: Callable[[], float]) -> None:
-        self.hash_queue.set_function(depth)
+        if self.shared_dir is None:
+            self.hash_queue.set_function(depth)  # read at each scrape, in this process
+        else:  # read by whichever worker is scraped: written whenever it changes
+            self._depth = depth
+
+    def hash_queue_changed(self) -> None:
+        """The hasher's queue grew or shrank (called with server.processes above 1 only)."""
+        if self._depth is not None:
+            self.hash_queue.set(self._depth())
+
+    def publish(self) -> None:
+        """Write this worker's request tables for the others' scrapes (WorkerSnapshots)."""
+        if self.shared_dir is None:
+            return
+        snapshot = {"http": self.http.snapshot(), "storage": self.storage.snapshot()}
+        name = os.path.join(self.shared_dir, f"{SNAPSHOT_PREFIX}{os.getpid()}.json")
+        temporary = f"{name}.tmp"
+        with open(temporary, "w", encoding="utf-8") as file:
+            json.dump(snapshot, file)
+        os.replace(temporary, name)  # a reader sees the old table or the new, whole
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.http.observe(route, method, status, seconds)

@@ -150,6 +150,7 @@ class Hasher:
         self.workers = workers or os.cpu_count() or 1
         self.capacity = self.workers + queue
         self.outstanding = 0
+        self.on_change: Callable[[], None] | None = None  # the queue grew or shrank
         self._pool = ThreadPoolExecutor(
             max_workers=self.workers,
             thread_name_prefix="password-hash",
@@ -166,10 +167,14 @@ class Hasher:
         if self.outstanding >= self.capacity:
             raise overloaded()
         self.outstanding += 1
+        if self.on_change is not None:
+            self.on_change()
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
         finally:
             self.outstanding -= 1
+            if self.on_change is not None:
+                self.on_change()
 
     def hash_now(self, secret: bytes) -> str:
         """A new hash of the configured algorithm; blocking (the pool and the calibration)."""

@@ -61,6 +61,9 @@ def read_headers(headers: tornado.httputil.HTTPHeaders) -> dict[str, str]:
 # Request ids must be unique, not secret: a generator seeded once from the OS costs no system
 # call per request, as os.urandom() or uuid4() would.
 _request_ids = random.Random(os.urandom(32))  # noqa: S311 - an id, not a secret
+# A forked worker (server.processes) would otherwise draw the very ids its siblings draw.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _request_ids.seed(os.urandom(32)))
 
 
 def new_request_id() -> str:
