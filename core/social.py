@@ -9,6 +9,11 @@ Binding to the browser (OA7, RFC 9700 §4.7): `/link?redirect=1` sets a cookie w
 state keeps, and `callback` (or `get/token` before any callback) refuses the state without
 it. A flow started by the JSON `/link` is bound when `get/token` presents its `state`; the
 seed's code-only `get/token` is the unbound form, refused when `require_binding` is set.
+
+Linking (core.identities, docs/linking.md): a state made by `link/start` names the signed-in
+user. Its callback never exchanges the code itself, as the browser that arrives there proves
+nothing about that user: it goes on to `frontend_redirect`, and `get/token` finishes only
+with that same user's access token, attaching the identity instead of answering tokens.
 """
 
 from __future__ import annotations
@@ -85,6 +90,22 @@ class Provider(Protocol):
     def check_callback(self, params: dict[str, str]) -> None: ...
 
 
+class Linker(Protocol):
+    """What finishes a link flow (core.identities.Identities implements it)."""
+
+    async def caller_id(self, access_token: str) -> str: ...
+
+    async def attach(self, user_id: str, profile: ProviderProfile) -> dict[str, Any]: ...
+
+
+def link_needs_the_caller() -> ApiError:
+    return ApiError(
+        401,
+        "invalid_token",
+        "This flow links a provider to an account: send that account's access token.",
+    )
+
+
 @dataclass(frozen=True)
 class Redirect:
     """The answer is a 302 to this URL."""
@@ -157,10 +178,14 @@ class SocialSignIn:
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.require_binding = require_binding
+        self.linker: Linker | None = None  # core.identities, wired by server.build_services
 
-    async def link(self, provider: Provider, *, bind_browser: bool = False) -> Link:
+    async def link(
+        self, provider: Provider, *, bind_browser: bool = False, link_user: str | None = None
+    ) -> Link:
         """The provider's authorization URL for a fresh state (and PKCE verifier); with
-        `bind_browser`, also the cookie that binds the flow to this browser."""
+        `bind_browser`, also the cookie that binds the flow to this browser; with
+        `link_user`, a link flow for that signed-in user."""
         await self._ready(provider)
         state = new_state()
         verifier = new_code_verifier() if provider.pkce else None
@@ -179,6 +204,7 @@ class SocialSignIn:
                 expires_at=self.clock() + STATE_TTL_SECONDS,
                 code_verifier=verifier,
                 binding_hash=_binding_hash(cookie.value) if cookie else None,
+                link_user=link_user,
             )
         )
         challenge = code_challenge(verifier) if verifier else None
@@ -217,6 +243,9 @@ class SocialSignIn:
         record = await self._live_state(provider, _required(params, "state"))
         if record.binding_hash and not _cookie_matches(record, cookie):
             raise other_browser()
+        if record.link_user and not front_end:
+            # link/start refuses such a provider; its configuration changed since.
+            raise invalid_request("Linking needs the provider's frontend_redirect.")
         if front_end:
             attached = await self.store.attach_code(
                 record.state, provider.name, code_fingerprint(code), self.clock()
@@ -234,8 +263,11 @@ class SocialSignIn:
         state: str | None,
         params: dict[str, str],
         cookie: str | None = None,
+        access: str | None = None,
     ) -> dict[str, Any]:
-        """Exchange a code for the provider's tokens, once per state."""
+        """Exchange a code for the provider's tokens, once per state; for a link flow's
+        state, link the identity to `access`'s user (who must be the one who started it)
+        and answer the account's identities instead."""
         await self._ready(provider)
         fingerprint = code_fingerprint(code)
         if state:
@@ -255,7 +287,29 @@ class SocialSignIn:
                     "The parameter 'state' is required: this server binds every sign-in to "
                     "the client that started it."
                 )
+        if record.link_user:
+            return await self._redeem_link(provider, record, code, params, access)
         return await self._redeem(provider, record, code, params)
+
+    async def _redeem_link(
+        self,
+        provider: Provider,
+        record: OAuthState,
+        code: str,
+        params: dict[str, str],
+        access: str | None,
+    ) -> dict[str, Any]:
+        """The caller first, so that nobody else's call spends the state."""
+        if self.linker is None or record.link_user is None:
+            raise invalid_state()
+        if not access:
+            raise link_needs_the_caller()
+        if await self.linker.caller_id(access) != record.link_user:
+            raise invalid_state("The link was started by another account.")
+        tokens = await self._exchange(provider, record, code, params)
+        pending = provider.fetch_profile(tokens.access_token, exchanged=True)
+        profile: ProviderProfile = await self._observed(provider, "userinfo", pending)
+        return await self.linker.attach(record.link_user, profile)
 
     async def register(self, provider: Provider, access_token: str) -> dict[str, str]:
         profile = await self._profile(provider, access_token)
@@ -265,6 +319,10 @@ class SocialSignIn:
         with self.accounts.counted_login(provider.name):
             profile = await self._profile(provider, access_token)
             return await self.accounts.login_with_provider(profile)
+
+    async def profile_of(self, provider: Provider, access_token: str) -> ProviderProfile:
+        """The owner of a provider token, proved as `login` proves it."""
+        return await self._profile(provider, access_token)
 
     async def _profile(self, provider: Provider, access_token: str) -> ProviderProfile:
         """The token's owner. A token our own exchange obtained is ours by construction;
@@ -300,15 +358,7 @@ class SocialSignIn:
         self, provider: Provider, record: OAuthState, code: str, params: dict[str, str]
     ) -> dict[str, Any]:
         """The exchange; the state is spent only when it succeeds, and only once."""
-        tokens = await self._observed(
-            provider,
-            "token",
-            provider.exchange(
-                code, code_verifier=record.code_verifier, state=record.state, extra=params
-            ),
-        )
-        if not await self.store.consume_state(provider.name, record.state):
-            raise invalid_state()  # a concurrent exchange of this state won
+        tokens = await self._exchange(provider, record, code, params)
         lifetime = tokens.expires_in or EXCHANGED_TOKEN_DEFAULT_SECONDS
         now = self.clock()
         await self.store.remember_exchanged_token(
@@ -321,6 +371,20 @@ class SocialSignIn:
             "refresh_token": tokens.refresh_token,
             "expire_in": tokens.expires_in,
         }
+
+    async def _exchange(
+        self, provider: Provider, record: OAuthState, code: str, params: dict[str, str]
+    ) -> Any:
+        tokens = await self._observed(
+            provider,
+            "token",
+            provider.exchange(
+                code, code_verifier=record.code_verifier, state=record.state, extra=params
+            ),
+        )
+        if not await self.store.consume_state(provider.name, record.state):
+            raise invalid_state()  # a concurrent exchange of this state won
+        return tokens
 
     async def _observed(self, provider: Provider, call: str, pending: Any) -> Any:
         """Await a provider call, counting its outcome; faults and refusals are security

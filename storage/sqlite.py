@@ -239,7 +239,13 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin, KeysMixin):
             db.execute(
                 "INSERT INTO identities (provider, subject, user_id, linked_at, display)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (identity.provider, identity.subject, user_id, identity.linked_at, identity.display),
+                (
+                    identity.provider,
+                    identity.subject,
+                    user_id,
+                    identity.linked_at,
+                    identity.display,
+                ),
             )
             return True
 
