@@ -23,7 +23,6 @@ import hmac
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from core.accounts import Accounts, ProviderProfile
 from core.clock import Clock, system_clock
@@ -32,6 +31,8 @@ from core.event_types import EventType
 from core.events import security_event
 from core.metrics import Metrics
 from core.pkce import code_challenge, new_code_verifier, new_state
+from core.social_callback import callback_error, forwarded, with_query
+from core.social_link import Linker, link_needs_the_caller
 from storage.base import OAuthState, Store
 
 STATE_TTL_SECONDS = 600
@@ -42,22 +43,6 @@ EXCHANGED_TOKEN_DEFAULT_SECONDS = 3600
 EXCHANGED_TOKEN_MAX_SECONDS = 30 * 86_400
 BINDING_COOKIE = "vhod_flow"
 _STATE = re.compile(r"[A-Za-z0-9_-]{32,128}")  # what core.pkce.new_state makes
-_FORWARDED = re.compile(r"[\x21-\x7e]{1,4096}")  # visible ASCII (RFC 6749 VSCHAR)
-# RFC 6749 §4.1.2.1 and OpenID Connect Core §3.1.2.6: the codes a provider may send back.
-# The client sees one of these with our own words, never the provider's free text (D15).
-CALLBACK_ERRORS = {
-    "access_denied": "The user or the provider declined the sign-in.",
-    "invalid_request": "The provider found the sign-in request malformed.",
-    "unauthorized_client": "The provider does not let this application sign users in.",
-    "unsupported_response_type": "The provider does not support this sign-in.",
-    "invalid_scope": "The provider refused the requested permissions.",
-    "server_error": "The provider failed to process the sign-in.",
-    "temporarily_unavailable": "The provider is temporarily unable to sign users in.",
-    "login_required": "The provider needs the user to sign in there first.",
-    "interaction_required": "The provider needs the user to interact with it.",
-    "consent_required": "The provider needs the user's consent.",
-}
-UNKNOWN_CALLBACK_ERROR = ("provider_error", "The provider reported an error.")
 
 
 class Provider(Protocol):
@@ -88,22 +73,6 @@ class Provider(Protocol):
     async def ready(self) -> None: ...
 
     def check_callback(self, params: dict[str, str]) -> None: ...
-
-
-class Linker(Protocol):
-    """What finishes a link flow (core.identities.Identities implements it)."""
-
-    async def caller_id(self, access_token: str) -> str: ...
-
-    async def attach(self, user_id: str, profile: ProviderProfile) -> dict[str, Any]: ...
-
-
-def link_needs_the_caller() -> ApiError:
-    return ApiError(
-        401,
-        "invalid_token",
-        "This flow links a provider to an account: send that account's access token.",
-    )
 
 
 @dataclass(frozen=True)
@@ -229,14 +198,14 @@ class SocialSignIn:
             query = {"error": exc.code, "error_description": exc.description}
             if state and _STATE.fullmatch(state):
                 query["state"] = state
-            return Redirect(_with_query(front_end, query))
+            return Redirect(with_query(front_end, query))
 
     async def _callback(
         self, provider: Provider, params: dict[str, str], cookie: str | None, front_end: str | None
     ) -> Redirect | dict[str, Any]:
         if params.get("error"):
             await self._spend_if_owner(provider, params.get("state"), cookie)
-            code, description = _callback_error(params["error"])
+            code, description = callback_error(params["error"])
             raise ApiError(400, code, description)
         provider.check_callback(params)
         code = _required(params, "code")
@@ -252,7 +221,7 @@ class SocialSignIn:
             )
             if not attached:  # a replayed callback, or another code for this state
                 raise invalid_state()
-            return Redirect(_with_query(front_end, _forwarded(provider, params)))
+            return Redirect(with_query(front_end, forwarded(provider, params)))
         return await self._redeem(provider, record, code, params)
 
     async def get_token(
@@ -423,27 +392,3 @@ def _required(params: dict[str, str], name: str) -> str:
     if not value:
         raise invalid_request(f"The parameter '{name}' is required.")
     return value
-
-
-def _callback_error(error: str) -> tuple[str, str]:
-    """The provider's error code if it is a known one, with our fixed description."""
-    if error in CALLBACK_ERRORS:
-        return error, CALLBACK_ERRORS[error]
-    return UNKNOWN_CALLBACK_ERROR
-
-
-def _forwarded(provider: Provider, params: dict[str, str]) -> dict[str, str]:
-    """What the front end gets: code, state and the provider's declared callback values,
-    nothing else a URL could add (`&redirect=https://evil`)."""
-    names = ("code", "state", *provider.callback_params, *provider.forwarded_params)
-    return {
-        name: params[name]
-        for name in dict.fromkeys(names)
-        if isinstance(params.get(name), str) and _FORWARDED.fullmatch(params[name])
-    }
-
-
-def _with_query(url: str, params: dict[str, str]) -> str:
-    parts = urlsplit(url)
-    query = "&".join(filter(None, [parts.query, urlencode(params)]))
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
