@@ -27,6 +27,7 @@ from core.config import Config, ConfigError, load_config, masked
 from core.data_files import refuse_lost_key_files_at_start
 from core.delivery import Delivery
 from core.events import set_pseudonym_key
+from core.identities import Identities
 from core.kek import SETTING as KEK_SETTING
 from core.kek import KeyEncryptionKey, UndecryptableKey
 from core.key_manager import KeyManager
@@ -236,6 +237,24 @@ async def build_services(
         ipv6_prefix=config.limits.ipv6_prefix,
         clock=clock,
     )
+    social = SocialSignIn(
+        store,
+        accounts,
+        metrics=metrics,
+        clock=clock,
+        require_binding=config.social.require_binding,
+    )
+    # Wires itself into social (link flows) and accounts (provider registrations).
+    identities = Identities(
+        store,
+        accounts,
+        social,
+        lifecycle,
+        delivery,
+        providers,
+        link_verified_email=config.social.link_verified_email,
+        clock=clock,
+    )
     return Services(
         config=config,
         store=store,
@@ -243,13 +262,7 @@ async def build_services(
         tokens=tokens,
         keys=keys,
         accounts=accounts,
-        social=SocialSignIn(
-            store,
-            accounts,
-            metrics=metrics,
-            clock=clock,
-            require_binding=config.social.require_binding,
-        ),
+        social=social,
         throttle=throttle,
         metrics=metrics,
         lifecycle=lifecycle,
@@ -257,6 +270,7 @@ async def build_services(
         addresses=addresses,
         audit=audit,
         admin=admin,
+        identities=identities,
         trusted_proxies=trusted_proxies,
         providers=providers,
     )

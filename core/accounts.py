@@ -91,6 +91,13 @@ class Accounts(TokenSessions):
         # Told of each user registered with a password (the lifecycle sends its first
         # verification code); None: nothing happens.
         self.after_registration: Callable[[User], Awaitable[None]] | None = None
+        # Asked before a provider registration, and again when the write collides on an
+        # email or phone (core.identities): raises account_exists, or links the identity
+        # to an existing account and returns that account (social.link_verified_email);
+        # None: register. Without it, a taken address is left out of the new account.
+        self.before_provider_registration: (
+            Callable[[ProviderProfile], Awaitable[User | None]] | None
+        ) = None
 
     # password accounts
 
@@ -169,15 +176,24 @@ class Accounts(TokenSessions):
 
     async def register_with_provider(self, profile: ProviderProfile) -> dict[str, str]:
         """A new user holding this provider identity, with the provider's email and phone
-        where the provider vouches for them and nobody holds them yet; an unverified one
-        stays in the profile only (D14). Never signs into an existing user (OA6)."""
+        where the provider vouches for them; an unverified one stays in the profile only
+        (D14). An address the provider vouches for that an account holds already is 409
+        account_exists (before_provider_registration): never signs into an existing user
+        (OA6), unless social.link_verified_email links the identity to it explicitly."""
+        if self.before_provider_registration is not None:
+            existing = await self.before_provider_registration(profile)
+            if existing is not None:
+                return await self._signed_in_by_link(existing, profile)
         email = _try(normalize_email, profile.email)
         phone = _try(lambda p: normalize_phone(p, self.settings.default_region), profile.phone)
+        now = self.clock()
         user = User(
             id=new_user_id(),
             email=email if profile.email_verified else None,
             phone=phone if profile.phone_verified else None,
-            identities=[Identity(profile.provider, profile.subject)],
+            identities=[
+                Identity(profile.provider, profile.subject, now, identity_display(profile))
+            ],
             profile={
                 key: value
                 for key, value in (
@@ -189,8 +205,9 @@ class Accounts(TokenSessions):
                 )
                 if value
             },
-            created_at=self.clock(),
+            created_at=now,
         )
+        retries = 3
         while True:
             # Only what the provider vouches for is attached, so what is attached is verified.
             user.email_verified, user.phone_verified = (
@@ -203,12 +220,22 @@ class Accounts(TokenSessions):
                 security_event(EventType.REGISTERED, user=user.id, provider=profile.provider)
                 return pair
             except DuplicateError as exc:
-                if exc.field == "email" and user.email is not None:
-                    user.email = None  # owned by someone else: not attached
-                elif exc.field == "phone" and user.phone is not None:
-                    user.phone = None
-                else:
+                taken = exc.field in ("email", "phone") and getattr(user, exc.field) is not None
+                if not taken:
                     raise user_exists("This provider account is already registered.") from exc
+                if self.before_provider_registration is not None and retries:
+                    retries -= 1
+                    # Registered meanwhile: the same answer as had it been there first.
+                    existing = await self.before_provider_registration(profile)
+                    if existing is not None:
+                        return await self._signed_in_by_link(existing, profile)
+                    continue  # its holder is gone again: try once more as it is
+                setattr(user, exc.field, None)  # owned by someone else: not attached
+
+    async def _signed_in_by_link(self, user: User, profile: ProviderProfile) -> dict[str, str]:
+        self.refuse_disabled(user, "login")
+        security_event(EventType.LOGIN_SUCCEEDED, user=user.id, provider=profile.provider)
+        return await self._issue_pair(user)
 
     async def _create(self, user: User, first_session: RefreshToken) -> None:
         """The user and its first refresh token, written as one unit (D16)."""
@@ -231,6 +258,21 @@ class Accounts(TokenSessions):
         self.refuse_disabled(user, "login")
         security_event(EventType.LOGIN_SUCCEEDED, user=user.id, provider=profile.provider)
         return await self._issue_pair(user)
+
+
+def identity_display(profile: ProviderProfile) -> str | None:
+    """How the account's list of ways in shows an identity: the name the provider gives,
+    else its email masked (a***@example.com), else nothing."""
+    name = " ".join(part for part in (profile.first_name, profile.last_name) if part).strip()
+    if name:
+        return name[:MAX_DISPLAY]
+    if profile.email and "@" in profile.email:
+        local, _, domain = profile.email.rpartition("@")
+        return f"{local[:1]}***@{domain}"[:MAX_DISPLAY]
+    return None
+
+
+MAX_DISPLAY = 128  # a provider's name is its user's word: bounded before it is stored
 
 
 def new_user_id() -> str:

@@ -96,3 +96,7 @@ class SocialConfig:
     # true: get/token refuses a code without its state unless the browser that started the
     # flow was checked at the callback (OA7); false keeps the seed's code-only clients.
     require_binding: bool = False
+    # true: a provider registration whose provider-verified email is an account's verified
+    # email links the identity to that account and signs into it (docs/linking.md: the
+    # risk); false: 409 account_exists, and the person signs in and links explicitly.
+    link_verified_email: bool = False

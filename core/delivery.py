@@ -318,6 +318,25 @@ class Delivery:
             log.warning("delivery by %s failed: %s", channel, exc)
             raise delivery_failed(channel) from exc
 
+    async def send_notice(
+        self, address: str, purpose: str, accept_language: str | None = None, **values: str
+    ) -> bool:
+        """Email a notice (no code) for `purpose` (linked, unlinked): True when the mail
+        server took it; False when no mail server is configured or it did not take it
+        (logged, without the address): a notice never fails what it tells of."""
+        if self.email is None:
+            return False
+        language = choose_language(accept_language, self.email_language)
+        subject, body = self.templates.email(purpose, language, **values)
+        try:
+            await self.email.send(address, subject, body)
+        except DeliveryError as exc:
+            self._report("email", "refused" if exc.refused else "failed")
+            log.warning("a %s notice was not sent: %s", purpose, exc)
+            return False
+        self._report("email", "sent")
+        return True
+
     def _report(self, channel: str, outcome: str) -> None:
         if self.on_delivery is not None:
             self.on_delivery(channel, outcome)

@@ -108,6 +108,21 @@ CATALOGUE: dict[str, ErrorCode] = _codes(
     ("login_required", (400,), "The provider needs the user to sign in there first."),
     ("interaction_required", (400,), "The provider needs the user to interact with it."),
     ("consent_required", (400,), "The provider needs the user's consent."),
+    # Linking ways in (docs/linking.md)
+    (
+        "account_exists",
+        (409,),
+        "An account holds the email or phone the provider vouches for: sign in to it and "
+        "link the provider; `methods` says how it signs in.",
+    ),
+    ("identity_in_use", (409,), "That provider identity is linked to another account."),
+    ("provider_already_linked", (409,), "The account already has an identity at that provider."),
+    ("identity_not_found", (404,), "The account has no identity at that provider."),
+    (
+        "last_sign_in_method",
+        (409,),
+        "Removing it would leave the account no way to sign in.",
+    ),
     # Operators
     ("invalid_admin_key", (401,), "The admin key is missing, unknown or revoked."),
     ("invalid_cursor", (400,), "The page cursor was not made by this deployment, or is malformed."),

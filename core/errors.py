@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ApiError(Exception):
     """An error the client sees: HTTP status, machine code, one human sentence."""
@@ -12,15 +14,19 @@ class ApiError(Exception):
         code: str,
         description: str,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(f"{status} {code}: {description}")
         self.status = status
         self.code = code
         self.description = description
         self.headers = headers or {}
+        # Members an error adds to the two (account_exists's `methods`), each documented
+        # in openapi.yaml with the error's own schema.
+        self.extra = extra or {}
 
-    def body(self) -> dict[str, str]:
-        return {"error": self.code, "error_description": self.description}
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "error_description": self.description, **self.extra}
 
 
 def invalid_request(description: str) -> ApiError:

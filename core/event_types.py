@@ -53,6 +53,11 @@ class EventType(StrEnum):
     SMS_BUDGET_EXHAUSTED = "sms_budget_exhausted"
     ADDRESS_ADDED = "address_added"
     PASSWORD_SET = "password_set"
+    # account linking
+    IDENTITY_LINKED = "identity_linked"
+    IDENTITY_UNLINKED = "identity_unlinked"
+    IDENTITY_IN_USE = "identity_in_use"
+    ACCOUNT_EXISTS = "account_exists"
     # operators
     ADMIN_AUTH_FAILED = "admin_auth_failed"
     ADMIN_USER_DISABLED = "admin_user_disabled"
@@ -98,6 +103,12 @@ MEANINGS: dict[EventType, str] = {
     E.SMS_BUDGET_EXHAUSTED: "`sms.daily_limit` was reached: no more text messages today",
     E.ADDRESS_ADDED: "an email or phone number, proved by a code, joined an account",
     E.PASSWORD_SET: "an account without a password got its first one",
+    E.IDENTITY_LINKED: "a provider identity was linked to an account (`provider`; `method` "
+    "token, browser, or verified_email when `social.link_verified_email` linked it)",
+    E.IDENTITY_UNLINKED: "a provider identity was unlinked from an account (`provider`)",
+    E.IDENTITY_IN_USE: "a link was refused: another account holds that provider identity",
+    E.ACCOUNT_EXISTS: "a provider registration was refused: the email or phone the provider "
+    "vouches for belongs to an account (`channel`)",
     E.ADMIN_AUTH_FAILED: "an admin request came with a missing or wrong key",
     E.ADMIN_USER_DISABLED: "an operator disabled a user, ending every session",
     E.ADMIN_USER_ENABLED: "an operator enabled a user again",
@@ -124,6 +135,7 @@ _WARNINGS = frozenset(
         E.CODE_DELIVERY_FAILED,
         E.CODE_LOGIN_FAILED,
         E.SMS_BUDGET_EXHAUSTED,
+        E.IDENTITY_IN_USE,
         E.ADMIN_AUTH_FAILED,
     }
 )

@@ -14,6 +14,7 @@ from core.admin import Admin
 from core.audit import AuditLog
 from core.code_signin import CodeSignIn
 from core.config import Config
+from core.identities import Identities
 from core.key_manager import KeyManager
 from core.lifecycle import Lifecycle
 from core.metrics import Metrics
@@ -44,6 +45,7 @@ class Services:
     addresses: Addresses
     audit: AuditLog
     admin: Admin
+    identities: Identities
     trusted_proxies: tuple[Any, ...] = ()
     providers: dict[str, Any] = field(default_factory=dict)
     in_flight: int = 0

@@ -9,6 +9,11 @@ Binding to the browser (OA7, RFC 9700 §4.7): `/link?redirect=1` sets a cookie w
 state keeps, and `callback` (or `get/token` before any callback) refuses the state without
 it. A flow started by the JSON `/link` is bound when `get/token` presents its `state`; the
 seed's code-only `get/token` is the unbound form, refused when `require_binding` is set.
+
+Linking (core.identities, docs/linking.md): a state made by `link/start` names the signed-in
+user. Its callback never exchanges the code itself, as the browser that arrives there proves
+nothing about that user: it goes on to `frontend_redirect`, and `get/token` finishes only
+with that same user's access token, attaching the identity instead of answering tokens.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ import hmac
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from core.accounts import Accounts, ProviderProfile
 from core.clock import Clock, system_clock
@@ -27,6 +31,8 @@ from core.event_types import EventType
 from core.events import security_event
 from core.metrics import Metrics
 from core.pkce import code_challenge, new_code_verifier, new_state
+from core.social_callback import callback_error, forwarded, with_query
+from core.social_link import Linker, link_needs_the_caller
 from storage.base import OAuthState, Store
 
 STATE_TTL_SECONDS = 600
@@ -37,22 +43,6 @@ EXCHANGED_TOKEN_DEFAULT_SECONDS = 3600
 EXCHANGED_TOKEN_MAX_SECONDS = 30 * 86_400
 BINDING_COOKIE = "vhod_flow"
 _STATE = re.compile(r"[A-Za-z0-9_-]{32,128}")  # what core.pkce.new_state makes
-_FORWARDED = re.compile(r"[\x21-\x7e]{1,4096}")  # visible ASCII (RFC 6749 VSCHAR)
-# RFC 6749 §4.1.2.1 and OpenID Connect Core §3.1.2.6: the codes a provider may send back.
-# The client sees one of these with our own words, never the provider's free text (D15).
-CALLBACK_ERRORS = {
-    "access_denied": "The user or the provider declined the sign-in.",
-    "invalid_request": "The provider found the sign-in request malformed.",
-    "unauthorized_client": "The provider does not let this application sign users in.",
-    "unsupported_response_type": "The provider does not support this sign-in.",
-    "invalid_scope": "The provider refused the requested permissions.",
-    "server_error": "The provider failed to process the sign-in.",
-    "temporarily_unavailable": "The provider is temporarily unable to sign users in.",
-    "login_required": "The provider needs the user to sign in there first.",
-    "interaction_required": "The provider needs the user to interact with it.",
-    "consent_required": "The provider needs the user's consent.",
-}
-UNKNOWN_CALLBACK_ERROR = ("provider_error", "The provider reported an error.")
 
 
 class Provider(Protocol):
@@ -157,10 +147,14 @@ class SocialSignIn:
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.require_binding = require_binding
+        self.linker: Linker | None = None  # core.identities, wired by server.build_services
 
-    async def link(self, provider: Provider, *, bind_browser: bool = False) -> Link:
+    async def link(
+        self, provider: Provider, *, bind_browser: bool = False, link_user: str | None = None
+    ) -> Link:
         """The provider's authorization URL for a fresh state (and PKCE verifier); with
-        `bind_browser`, also the cookie that binds the flow to this browser."""
+        `bind_browser`, also the cookie that binds the flow to this browser; with
+        `link_user`, a link flow for that signed-in user."""
         await self._ready(provider)
         state = new_state()
         verifier = new_code_verifier() if provider.pkce else None
@@ -179,6 +173,7 @@ class SocialSignIn:
                 expires_at=self.clock() + STATE_TTL_SECONDS,
                 code_verifier=verifier,
                 binding_hash=_binding_hash(cookie.value) if cookie else None,
+                link_user=link_user,
             )
         )
         challenge = code_challenge(verifier) if verifier else None
@@ -203,27 +198,30 @@ class SocialSignIn:
             query = {"error": exc.code, "error_description": exc.description}
             if state and _STATE.fullmatch(state):
                 query["state"] = state
-            return Redirect(_with_query(front_end, query))
+            return Redirect(with_query(front_end, query))
 
     async def _callback(
         self, provider: Provider, params: dict[str, str], cookie: str | None, front_end: str | None
     ) -> Redirect | dict[str, Any]:
         if params.get("error"):
             await self._spend_if_owner(provider, params.get("state"), cookie)
-            code, description = _callback_error(params["error"])
+            code, description = callback_error(params["error"])
             raise ApiError(400, code, description)
         provider.check_callback(params)
         code = _required(params, "code")
         record = await self._live_state(provider, _required(params, "state"))
         if record.binding_hash and not _cookie_matches(record, cookie):
             raise other_browser()
+        if record.link_user and not front_end:
+            # link/start refuses such a provider; its configuration changed since.
+            raise invalid_request("Linking needs the provider's frontend_redirect.")
         if front_end:
             attached = await self.store.attach_code(
                 record.state, provider.name, code_fingerprint(code), self.clock()
             )
             if not attached:  # a replayed callback, or another code for this state
                 raise invalid_state()
-            return Redirect(_with_query(front_end, _forwarded(provider, params)))
+            return Redirect(with_query(front_end, forwarded(provider, params)))
         return await self._redeem(provider, record, code, params)
 
     async def get_token(
@@ -234,8 +232,11 @@ class SocialSignIn:
         state: str | None,
         params: dict[str, str],
         cookie: str | None = None,
+        access: str | None = None,
     ) -> dict[str, Any]:
-        """Exchange a code for the provider's tokens, once per state."""
+        """Exchange a code for the provider's tokens, once per state; for a link flow's
+        state, link the identity to `access`'s user (who must be the one who started it)
+        and answer the account's identities instead."""
         await self._ready(provider)
         fingerprint = code_fingerprint(code)
         if state:
@@ -255,7 +256,29 @@ class SocialSignIn:
                     "The parameter 'state' is required: this server binds every sign-in to "
                     "the client that started it."
                 )
+        if record.link_user:
+            return await self._redeem_link(provider, record, code, params, access)
         return await self._redeem(provider, record, code, params)
+
+    async def _redeem_link(
+        self,
+        provider: Provider,
+        record: OAuthState,
+        code: str,
+        params: dict[str, str],
+        access: str | None,
+    ) -> dict[str, Any]:
+        """The caller first, so that nobody else's call spends the state."""
+        if self.linker is None or record.link_user is None:
+            raise invalid_state()
+        if not access:
+            raise link_needs_the_caller()
+        if await self.linker.caller_id(access) != record.link_user:
+            raise invalid_state("The link was started by another account.")
+        tokens = await self._exchange(provider, record, code, params)
+        pending = provider.fetch_profile(tokens.access_token, exchanged=True)
+        profile: ProviderProfile = await self._observed(provider, "userinfo", pending)
+        return await self.linker.attach(record.link_user, profile)
 
     async def register(self, provider: Provider, access_token: str) -> dict[str, str]:
         profile = await self._profile(provider, access_token)
@@ -265,6 +288,10 @@ class SocialSignIn:
         with self.accounts.counted_login(provider.name):
             profile = await self._profile(provider, access_token)
             return await self.accounts.login_with_provider(profile)
+
+    async def profile_of(self, provider: Provider, access_token: str) -> ProviderProfile:
+        """The owner of a provider token, proved as `login` proves it."""
+        return await self._profile(provider, access_token)
 
     async def _profile(self, provider: Provider, access_token: str) -> ProviderProfile:
         """The token's owner. A token our own exchange obtained is ours by construction;
@@ -300,15 +327,7 @@ class SocialSignIn:
         self, provider: Provider, record: OAuthState, code: str, params: dict[str, str]
     ) -> dict[str, Any]:
         """The exchange; the state is spent only when it succeeds, and only once."""
-        tokens = await self._observed(
-            provider,
-            "token",
-            provider.exchange(
-                code, code_verifier=record.code_verifier, state=record.state, extra=params
-            ),
-        )
-        if not await self.store.consume_state(provider.name, record.state):
-            raise invalid_state()  # a concurrent exchange of this state won
+        tokens = await self._exchange(provider, record, code, params)
         lifetime = tokens.expires_in or EXCHANGED_TOKEN_DEFAULT_SECONDS
         now = self.clock()
         await self.store.remember_exchanged_token(
@@ -321,6 +340,20 @@ class SocialSignIn:
             "refresh_token": tokens.refresh_token,
             "expire_in": tokens.expires_in,
         }
+
+    async def _exchange(
+        self, provider: Provider, record: OAuthState, code: str, params: dict[str, str]
+    ) -> Any:
+        tokens = await self._observed(
+            provider,
+            "token",
+            provider.exchange(
+                code, code_verifier=record.code_verifier, state=record.state, extra=params
+            ),
+        )
+        if not await self.store.consume_state(provider.name, record.state):
+            raise invalid_state()  # a concurrent exchange of this state won
+        return tokens
 
     async def _observed(self, provider: Provider, call: str, pending: Any) -> Any:
         """Await a provider call, counting its outcome; faults and refusals are security
@@ -359,27 +392,3 @@ def _required(params: dict[str, str], name: str) -> str:
     if not value:
         raise invalid_request(f"The parameter '{name}' is required.")
     return value
-
-
-def _callback_error(error: str) -> tuple[str, str]:
-    """The provider's error code if it is a known one, with our fixed description."""
-    if error in CALLBACK_ERRORS:
-        return error, CALLBACK_ERRORS[error]
-    return UNKNOWN_CALLBACK_ERROR
-
-
-def _forwarded(provider: Provider, params: dict[str, str]) -> dict[str, str]:
-    """What the front end gets: code, state and the provider's declared callback values,
-    nothing else a URL could add (`&redirect=https://evil`)."""
-    names = ("code", "state", *provider.callback_params, *provider.forwarded_params)
-    return {
-        name: params[name]
-        for name in dict.fromkeys(names)
-        if isinstance(params.get(name), str) and _FORWARDED.fullmatch(params[name])
-    }
-
-
-def _with_query(url: str, params: dict[str, str]) -> str:
-    parts = urlsplit(url)
-    query = "&".join(filter(None, [parts.query, urlencode(params)]))
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from core.social import BINDING_COOKIE, Redirect
+from handlers import params
 from handlers.base import JsonHandler
 
 
@@ -62,6 +63,8 @@ class GetTokenHandler(ProviderHandler):
             state=self.param("state", required=False),
             params=self.query_params(),
             cookie=self.get_cookie(BINDING_COOKIE),
+            # A link flow finishes only for the account that started it (docs/linking.md).
+            access=params.bearer_token(self.header("Authorization")),
         )
         self.write_json(result, token=True)
 

@@ -88,14 +88,22 @@ def provider_path_items(provider: OAuthProvider) -> dict[str, dict[str, Any]]:
             f"Exchange a {title} authorization code for the provider's tokens",
             "Reads the `vhod_flow` cookie. 400 `invalid_request` for a malformed code"
             + (" or device_id" if device else "")
-            + ", or a missing state when `social.require_binding` is on.",
+            + ", or a missing state when `social.require_binding` is on. For a link flow's "
+            "state (`/authorization/identities/link/start`) it needs that account's access "
+            "token as `Authorization: Bearer`, links the identity and answers the account's "
+            "identities instead of tokens.",
             parameters=[
                 _ref(_PARAMETER, "Code"),
                 _ref(_PARAMETER, "State"),
                 *([_ref(_PARAMETER, "DeviceId")] if device else []),
             ],
             responses=_responses(
-                s200="ProviderTokens", s400="ExchangeRefused", s502="ProviderUnavailable"
+                s200="ProviderTokensOrLinked",
+                s400="ExchangeRefused",
+                s401="InvalidAccessToken",
+                s403="AccountRefused",
+                s409="LinkRefused",
+                s502="ProviderUnavailable",
             ),
         ),
         f"/{provider.prefix}/registration": get(

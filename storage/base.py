@@ -32,10 +32,15 @@ class DuplicateError(Exception):
 
 @dataclass(frozen=True)
 class Identity:
-    """A user's account at a social provider: `subject` is the provider's stable user id."""
+    """A user's account at a social provider: `subject` is the provider's stable user id.
+
+    `linked_at` and `display` (a name or masked email from the provider's profile, for the
+    account's list of ways in) describe the link; equality is (provider, subject) only."""
 
     provider: str
     subject: str
+    linked_at: float = field(default=0.0, compare=False)
+    display: str | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -102,6 +107,9 @@ class OAuthState:
     code_hash: str | None = None  # sha256 of the code that `callback` saw for this state
     # sha256 of the browser-binding cookie set by `/link?redirect=1`; None: a JSON /link
     binding_hash: str | None = None
+    # The signed-in user a `/authorization/identities/link/start` flow links the provider
+    # identity to; None: a sign-in flow.
+    link_user: str | None = None
 
 
 @dataclass(frozen=True)
@@ -190,6 +198,19 @@ class Store(Protocol):
     async def find_user_by_identity(self, provider: str, subject: str) -> User | None: ...
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
+
+    async def link_identity(self, user_id: str, identity: Identity) -> bool:
+        """Give the user `identity` (with its linked_at and display); False when there is no
+        such user. DuplicateError("identity") when any user (this one too) holds it already,
+        DuplicateError("provider") when the user has an identity at that provider already;
+        then nothing was written. The unique constraint decides, so of two concurrent links
+        of one identity exactly one wins."""
+
+    async def unlink_identity(self, user_id: str, provider: str, *, keep_a_way_in: bool) -> str:
+        """Remove the user's identity at `provider`: "unlinked"; "not_linked" when it has
+        none (or there is no such user). With `keep_a_way_in`: "last", and nothing removed,
+        when the user has no password and no other identity; the check and the removal are
+        one atomic step, so two concurrent unlinks cannot together leave the user none."""
 
     async def set_user_disabled(self, user_id: str, disabled: bool) -> bool:
         """Block or unblock the user; False when there is no such user."""

@@ -18,9 +18,16 @@ from storage.base import (
     User,
 )
 from storage.mongo_admin import MongoAdmin, create_admin_indexes
-from storage.mongo_docs import identity_key, token_document, token_from, user_from
+from storage.mongo_docs import (
+    identity_document,
+    identity_key,
+    token_document,
+    token_from,
+    user_from,
+)
 from storage.mongo_docs import purge_at as _purge_at
 from storage.mongo_errors import USER_UNIQUE_FIELDS, hinted_field, unavailable
+from storage.mongo_identities import IdentitiesMixin
 from storage.mongo_indexes import PoolClearedWatch, create_indexes, ensure_unique_indexes
 from storage.mongo_keys import KeysMixin
 from storage.mongo_lifecycle import LifecycleMixin
@@ -33,7 +40,7 @@ def user_document(user: User) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "_id": user.id,
         "password_hash": user.password_hash,
-        "identities": [{"provider": i.provider, "subject": i.subject} for i in user.identities],
+        "identities": [identity_document(i) for i in user.identities],
         "profile": dict(user.profile),
         "created_at": user.created_at,
         "email_verified": user.email_verified,
@@ -47,7 +54,7 @@ def user_document(user: User) -> dict[str, Any]:
     return doc
 
 
-class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin, KeysMixin):
+class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin, KeysMixin, IdentitiesMixin):
     """The Store protocol on MongoDB.
 
     Every expiry is stored twice: as the interface's float seconds, which every query
@@ -177,12 +184,7 @@ class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin, KeysMixin):
         for identity in user.identities:
             key = identity_key(identity.provider, identity.subject)
             await self.identities.insert_one(
-                {
-                    "_id": key,
-                    "provider": identity.provider,
-                    "subject": identity.subject,
-                    "user_id": user.id,
-                }
+                {"_id": key, **identity_document(identity), "user_id": user.id}
             )
             claimed.append(key)
 
@@ -202,13 +204,6 @@ class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin, KeysMixin):
     async def find_user_by_phone(self, phone: str) -> User | None:
         with unavailable():
             return user_from(await self.users.find_one({"phone": phone}))
-
-    async def find_user_by_identity(self, provider: str, subject: str) -> User | None:
-        with unavailable():
-            claim = await self.identities.find_one({"_id": identity_key(provider, subject)})
-            if claim is None:
-                return None
-            return user_from(await self.users.find_one({"_id": claim["user_id"]}))
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         with unavailable():

@@ -19,6 +19,25 @@ def identity_key(provider: str, subject: str) -> str:
     return provider.replace("%", "%25").replace(":", "%3A") + ":" + subject
 
 
+def identity_document(identity: Identity) -> dict[str, Any]:
+    """An identity as the user document embeds it (the claim adds `_id` and `user_id`)."""
+    return {
+        "provider": identity.provider,
+        "subject": identity.subject,
+        "linked_at": identity.linked_at,
+        "display": identity.display,
+    }
+
+
+def identity_from(doc: Mapping[str, Any]) -> Identity:
+    return Identity(
+        doc["provider"],
+        doc["subject"],
+        float(doc.get("linked_at") or 0.0),
+        doc.get("display"),
+    )
+
+
 def user_from(doc: Mapping[str, Any] | None) -> User | None:
     if doc is None:
         return None
@@ -27,7 +46,7 @@ def user_from(doc: Mapping[str, Any] | None) -> User | None:
         email=doc.get("email"),
         phone=doc.get("phone"),
         password_hash=doc.get("password_hash"),
-        identities=[Identity(i["provider"], i["subject"]) for i in doc.get("identities") or []],
+        identities=[identity_from(i) for i in doc.get("identities") or []],
         profile=dict(doc.get("profile") or {}),
         created_at=float(doc.get("created_at") or 0.0),
         email_verified=bool(doc.get("email_verified")),

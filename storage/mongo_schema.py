@@ -22,8 +22,14 @@ async def to_1(database: Any) -> None:
     documents are otherwise the same; setup() creates any index that is missing."""
 
 
+async def to_2(database: Any) -> None:
+    """Account linking. Nothing to rewrite: an identity without `linked_at` or `display`
+    reads as 0 and none, and one identity per provider and user is the condition of the
+    update that links it (storage/mongo.py), not an index."""
+
+
 # Keys: the version each migration makes. The same keys as storage/sqlite_schema.py's.
-MIGRATIONS: dict[int, Callable[[Any], Awaitable[None]]] = {1: to_1}
+MIGRATIONS: dict[int, Callable[[Any], Awaitable[None]]] = {1: to_1, 2: to_2}
 
 
 async def migrate(database: Any, create_indexes: Callable[[], Awaitable[None]]) -> None:

@@ -22,6 +22,7 @@ def _state(doc: Mapping[str, Any] | None) -> OAuthState | None:
         code_verifier=doc.get("code_verifier"),
         code_hash=doc.get("code_hash"),
         binding_hash=doc.get("binding_hash"),
+        link_user=doc.get("link_user"),
     )
 
 
@@ -41,6 +42,8 @@ class OAuthStatesMixin:
         }
         if state.code_hash is not None:
             doc["code_hash"] = state.code_hash
+        if state.link_user is not None:
+            doc["link_user"] = state.link_user
         with unavailable():
             try:
                 await self.oauth_states.insert_one(doc)

@@ -12,6 +12,7 @@ from storage.base import (
     User,
 )
 from storage.sqlite_admin import SQLiteAdmin, create_admin_schema, purge_events
+from storage.sqlite_identities import IdentitiesMixin
 from storage.sqlite_keys import KeysMixin
 from storage.sqlite_lifecycle import LifecycleMixin, create_lifecycle_schema
 from storage.sqlite_rows import (
@@ -101,7 +102,7 @@ CREATE INDEX IF NOT EXISTS exchanged_tokens_expires_at ON exchanged_tokens (expi
 """
 
 
-class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin, KeysMixin):
+class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin, KeysMixin, IdentitiesMixin):
     """The Store protocol on one SQLite file, safe to share with other processes (WAL)."""
 
     kind = "sqlite"
@@ -173,8 +174,9 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin, KeysMixin):
             # A unique-constraint failure names its column, which names the field.
             db.execute(INSERT_USER, user_row(user))
             db.executemany(
-                "INSERT INTO identities (provider, subject, user_id) VALUES (?, ?, ?)",
-                [(i.provider, i.subject, user.id) for i in user.identities],
+                "INSERT INTO identities (provider, subject, user_id, linked_at, display)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(i.provider, i.subject, user.id, i.linked_at, i.display) for i in user.identities],
             )
             if first_token is not None:
                 self._insert_token(db, first_token)
@@ -186,9 +188,10 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin, KeysMixin):
         if row is None:
             return None
         identities = [
-            Identity(provider, subject)
-            for provider, subject in db.execute(
-                "SELECT provider, subject FROM identities WHERE user_id = ? ORDER BY rowid",
+            Identity(provider, subject, linked_at, display)
+            for provider, subject, linked_at, display in db.execute(
+                "SELECT provider, subject, linked_at, display FROM identities"
+                " WHERE user_id = ? ORDER BY rowid",
                 (row["id"],),
             )
         ]

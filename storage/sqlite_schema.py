@@ -28,8 +28,28 @@ def to_1(db: sqlite3.Connection) -> None:
     db.execute(META)
 
 
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
+def to_2(db: sqlite3.Connection) -> None:
+    """Account linking: when and as whom each identity was linked, at most one identity per
+    provider and user (the store refuses a second), and the user a link flow's state is for.
+    Idempotent: it checks each column first."""
+    if "linked_at" not in _columns(db, "identities"):
+        db.execute("ALTER TABLE identities ADD COLUMN linked_at REAL NOT NULL DEFAULT 0")
+    if "display" not in _columns(db, "identities"):
+        db.execute("ALTER TABLE identities ADD COLUMN display TEXT")
+    db.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS identities_user_provider"
+        " ON identities (user_id, provider)"
+    )
+    if "link_user" not in _columns(db, "oauth_states"):
+        db.execute("ALTER TABLE oauth_states ADD COLUMN link_user TEXT")
+
+
 # Keys: the version each migration makes. The same keys as storage/mongo_schema.py's.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: to_1}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: to_1, 2: to_2}
 
 
 def migrate(db: sqlite3.Connection, create_tables: Callable[[sqlite3.Connection], None]) -> None:

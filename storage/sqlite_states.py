@@ -32,6 +32,7 @@ def _state(row: sqlite3.Row) -> OAuthState:
         code_verifier=row["code_verifier"],
         code_hash=row["code_hash"],
         binding_hash=row["binding_hash"],
+        link_user=row["link_user"],
     )
 
 
@@ -45,8 +46,8 @@ class OAuthStatesMixin:
         await self._write(
             lambda db: db.execute(
                 "INSERT INTO oauth_states"
-                " (state, provider, expires_at, code_verifier, code_hash, binding_hash)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                " (state, provider, expires_at, code_verifier, code_hash, binding_hash,"
+                " link_user) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     state.state,
                     state.provider,
@@ -54,6 +55,7 @@ class OAuthStatesMixin:
                     state.code_verifier,
                     state.code_hash,
                     state.binding_hash,
+                    state.link_user,
                 ),
             )
         )

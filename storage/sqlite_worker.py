@@ -36,6 +36,7 @@ _DUPLICATE_FIELDS = {
     "users.email": "email",
     "users.phone": "phone",
     "identities.provider": "identity",
+    "identities.user_id": "provider",  # identities_user_provider: one per provider and user
     "users.id": "id",
     "refresh_tokens.jti": "jti",
     "oauth_states.state": "state",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.error_catalogue import CATALOGUE, markdown
-from core.social import CALLBACK_ERRORS, UNKNOWN_CALLBACK_ERROR
+from core.social_callback import CALLBACK_ERRORS, UNKNOWN_CALLBACK_ERROR
 from handlers.docs import load_spec
 from handlers.errors import SERVER_ERROR, STATUS_CODES
 
@@ -19,7 +19,7 @@ SOURCES = ("server.py", "core", "handlers", "providers", "storage")
 # Where an ApiError's code is not a literal, the code comes from one of these tables, each
 # checked below.
 COMPUTED_CODE_SITES = {
-    "core/social.py": "CALLBACK_ERRORS / UNKNOWN_CALLBACK_ERROR",
+    "core/social.py": "CALLBACK_ERRORS / UNKNOWN_CALLBACK_ERROR (core/social_callback.py)",
     "handlers/errors.py": "STATUS_CODES",
     "handlers/docs.py": "write_error: server_error, not_found, method_not_allowed",
 }

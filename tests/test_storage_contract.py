@@ -69,6 +69,7 @@ def make_state(
     code_verifier: str | None = None,
     code_hash: str | None = None,
     binding_hash: str | None = None,
+    link_user: str | None = None,
 ) -> OAuthState:
     return OAuthState(
         state=uuid.uuid4().hex,
@@ -77,6 +78,7 @@ def make_state(
         code_verifier=code_verifier,
         code_hash=code_hash,
         binding_hash=binding_hash,
+        link_user=link_user,
     )
 
 
@@ -147,6 +149,112 @@ async def test_identity_is_provider_and_subject_together(store: Store) -> None:
         identity = user.identities[0]
         found = await store.find_user_by_identity(identity.provider, identity.subject)
         assert found is not None and found.id == user.id
+
+
+async def test_link_identity_adds_it_with_when_and_as_whom(store: Store) -> None:
+    user = make_user("ann@example.com", identities=[Identity("vk", "1", 5.0, "Ann V")])
+    await store.create_user(user)
+
+    linked = Identity("yandex", "y1", 10.0, "a***@ya.ru")
+    assert await store.link_identity(user.id, linked) is True
+
+    found = await store.find_user_by_identity("yandex", "y1")
+    assert found is not None and found.id == user.id
+    assert [(i.provider, i.subject, i.linked_at, i.display) for i in found.identities] == [
+        ("vk", "1", 5.0, "Ann V"),
+        ("yandex", "y1", 10.0, "a***@ya.ru"),
+    ]
+    assert await store.link_identity(uuid.uuid4().hex, Identity("mailru", "m1")) is False
+    assert await store.find_user_by_identity("mailru", "m1") is None
+
+
+async def test_link_identity_refuses_a_taken_identity_and_a_second_at_a_provider(
+    store: Store,
+) -> None:
+    ann = make_user("ann@example.com", identities=[Identity("vk", "1")])
+    bob = make_user("bob@example.com", password_hash="h")
+    await store.create_user(ann)
+    await store.create_user(bob)
+
+    with pytest.raises(DuplicateError) as taken:
+        await store.link_identity(bob.id, Identity("vk", "1"))
+    assert taken.value.field == "identity"
+    with pytest.raises(DuplicateError) as again:
+        await store.link_identity(ann.id, Identity("vk", "1"))
+    assert again.value.field == "identity"
+    with pytest.raises(DuplicateError) as second:
+        await store.link_identity(ann.id, Identity("vk", "2"))
+    assert second.value.field == "provider"
+
+    found = await store.find_user_by_identity("vk", "1")
+    assert found is not None and found.id == ann.id
+    assert await store.find_user_by_identity("vk", "2") is None
+    bob_now = await store.get_user(bob.id)
+    assert bob_now is not None and bob_now.identities == []
+    # The refused second link left nothing that keeps another user from that identity.
+    assert await store.link_identity(bob.id, Identity("vk", "2")) is True
+
+
+async def test_concurrent_links_of_one_identity_one_wins(store: Store) -> None:
+    users = [make_user(f"u{i}@example.com", password_hash="h") for i in range(8)]
+    for user in users:
+        await store.create_user(user)
+
+    results = await asyncio.gather(
+        *(store.link_identity(user.id, Identity("yandex", "y1")) for user in users),
+        return_exceptions=True,
+    )
+
+    winners = [user for user, result in zip(users, results, strict=True) if result is True]
+    assert len(winners) == 1, results
+    losers = [result for result in results if result is not True]
+    assert all(isinstance(r, DuplicateError) and r.field == "identity" for r in losers), losers
+    found = await store.find_user_by_identity("yandex", "y1")
+    assert found is not None and found.id == winners[0].id
+    for user in users:
+        again = await store.get_user(user.id)
+        assert again is not None
+        assert again.identities == ([Identity("yandex", "y1")] if user is winners[0] else [])
+
+
+async def test_unlink_identity_keeps_a_way_in(store: Store) -> None:
+    only = make_user(identities=[Identity("vk", "1")])
+    two = make_user(identities=[Identity("vk", "2"), Identity("yandex", "2")])
+    with_password = make_user(identities=[Identity("vk", "3")], password_hash="h")
+    for user in (only, two, with_password):
+        await store.create_user(user)
+
+    assert await store.unlink_identity(only.id, "vk", keep_a_way_in=True) == "last"
+    assert (await store.find_user_by_identity("vk", "1")) is not None
+    assert await store.unlink_identity(only.id, "yandex", keep_a_way_in=True) == "not_linked"
+    assert await store.unlink_identity("nobody", "vk", keep_a_way_in=True) == "not_linked"
+
+    assert await store.unlink_identity(two.id, "vk", keep_a_way_in=True) == "unlinked"
+    assert await store.find_user_by_identity("vk", "2") is None
+    assert await store.unlink_identity(two.id, "yandex", keep_a_way_in=True) == "last"
+
+    assert await store.unlink_identity(with_password.id, "vk", keep_a_way_in=True) == "unlinked"
+    found = await store.get_user(with_password.id)
+    assert found is not None and found.identities == []
+    # Without the condition (the caller counted another way in, a passkey), the last goes.
+    assert await store.unlink_identity(only.id, "vk", keep_a_way_in=False) == "unlinked"
+    assert await store.find_user_by_identity("vk", "1") is None
+    # An unlinked identity is free for another user.
+    assert await store.link_identity(two.id, Identity("vk", "1")) is True
+
+
+async def test_concurrent_unlinks_cannot_leave_no_way_in(store: Store) -> None:
+    user = make_user(identities=[Identity("vk", "1"), Identity("yandex", "1")])
+    await store.create_user(user)
+
+    results = await asyncio.gather(
+        store.unlink_identity(user.id, "vk", keep_a_way_in=True),
+        store.unlink_identity(user.id, "yandex", keep_a_way_in=True),
+    )
+
+    assert sorted(results) == ["last", "unlinked"]
+    found = await store.get_user(user.id)
+    assert found is not None and len(found.identities) == 1
 
 
 async def test_duplicate_email_writes_nothing(store: Store) -> None:
@@ -577,6 +685,18 @@ async def test_a_found_state_stays_until_consumed_once(store: Store, now: float)
     assert await store.consume_state("vk", state.state) is True
     assert await store.consume_state("vk", state.state) is False
     assert await store.find_state("vk", state.state, now) is None
+
+
+async def test_a_link_state_keeps_its_user(store: Store, now: float) -> None:
+    state = make_state(now, link_user="u1")
+    await store.put_state(state)
+
+    found = await store.find_state("vk", state.state, now)
+    assert found is not None and found.link_user == "u1"
+    sign_in = make_state(now)
+    await store.put_state(sign_in)
+    other = await store.find_state("vk", sign_in.state, now)
+    assert other is not None and other.link_user is None
 
 
 async def test_state_found_by_its_attached_code(store: Store, now: float) -> None:
