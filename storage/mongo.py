@@ -24,6 +24,7 @@ from storage.mongo_errors import USER_UNIQUE_FIELDS, hinted_field, unavailable
 from storage.mongo_indexes import PoolClearedWatch, create_indexes, ensure_unique_indexes
 from storage.mongo_keys import KeysMixin
 from storage.mongo_lifecycle import LifecycleMixin
+from storage.mongo_passkeys import PasskeysMixin
 from storage.mongo_schema import migrate, recorded_version
 from storage.mongo_states import OAuthStatesMixin
 
@@ -47,7 +48,7 @@ def user_document(user: User) -> dict[str, Any]:
     return doc
 
 
-class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin, KeysMixin):
+class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin, KeysMixin, PasskeysMixin):
     """The Store protocol on MongoDB.
 
     Every expiry is stored twice: as the interface's float seconds, which every query
