@@ -94,3 +94,12 @@ class SocialConfig:
     # true: get/token refuses a code without its state unless the browser that started the
     # flow was checked at the callback (OA7); false keeps the seed's code-only clients.
     require_binding: bool = False
+
+
+@dataclass(frozen=True)
+class WebauthnConfig:
+    """Passkeys (core.passkeys): the relying party the browser binds each credential to."""
+
+    rp_id: str | None = None  # None: the host of server.public_url
+    rp_name: str = "vhod"  # the name a browser shows when it makes a passkey
+    origins: list[str] = field(default_factory=list)  # empty: server.public_url's origin

@@ -53,6 +53,11 @@ class EventType(StrEnum):
     SMS_BUDGET_EXHAUSTED = "sms_budget_exhausted"
     ADDRESS_ADDED = "address_added"
     PASSWORD_SET = "password_set"
+    # passkeys
+    PASSKEY_ADDED = "passkey_added"
+    PASSKEY_REMOVED = "passkey_removed"
+    PASSKEY_LOGIN_FAILED = "passkey_login_failed"
+    PASSKEY_COUNTER_REGRESSED = "passkey_counter_regressed"
     # operators
     ADMIN_AUTH_FAILED = "admin_auth_failed"
     ADMIN_USER_DISABLED = "admin_user_disabled"
@@ -98,6 +103,11 @@ MEANINGS: dict[EventType, str] = {
     E.SMS_BUDGET_EXHAUSTED: "`sms.daily_limit` was reached: no more text messages today",
     E.ADDRESS_ADDED: "an email or phone number, proved by a code, joined an account",
     E.PASSWORD_SET: "an account without a password got its first one",
+    E.PASSKEY_ADDED: "a passkey was registered to an account",
+    E.PASSKEY_REMOVED: "a user removed one of their passkeys",
+    E.PASSKEY_LOGIN_FAILED: "a passkey assertion was refused (the reason says why)",
+    E.PASSKEY_COUNTER_REGRESSED: "a passkey's signature counter did not grow: a cloned "
+    "authenticator or a replay; the assertion was refused",
     E.ADMIN_AUTH_FAILED: "an admin request came with a missing or wrong key",
     E.ADMIN_USER_DISABLED: "an operator disabled a user, ending every session",
     E.ADMIN_USER_ENABLED: "an operator enabled a user again",
@@ -124,6 +134,8 @@ _WARNINGS = frozenset(
         E.CODE_DELIVERY_FAILED,
         E.CODE_LOGIN_FAILED,
         E.SMS_BUDGET_EXHAUSTED,
+        E.PASSKEY_LOGIN_FAILED,
+        E.PASSKEY_COUNTER_REGRESSED,
         E.ADMIN_AUTH_FAILED,
     }
 )

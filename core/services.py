@@ -17,6 +17,7 @@ from core.config import Config
 from core.key_manager import KeyManager
 from core.lifecycle import Lifecycle
 from core.metrics import Metrics
+from core.passkeys import Passkeys
 from core.passwords import Hasher
 from core.social import SocialSignIn
 from core.throttle import Throttle
@@ -44,6 +45,7 @@ class Services:
     addresses: Addresses
     audit: AuditLog
     admin: Admin
+    passkeys: Passkeys
     trusted_proxies: tuple[Any, ...] = ()
     providers: dict[str, Any] = field(default_factory=dict)
     in_flight: int = 0
