@@ -44,12 +44,11 @@ from core.lifecycle import Lifecycle
 from core.maintenance import purge_expired_periodically, storage_unreachable_line
 from core.metrics import Metrics
 from core.net import parse_networks
-from core.passkeys import Passkeys, other_ways_in
+from core.passkeys import passkeys_from
 from core.password_cli import add_passwords_commands, run_passwords_command
 from core.passwords import Hasher
 from core.phone_channels import phone_chain
 from core.redact import redact_text
-from core.relying_party import relying_party
 from core.services import SHUTDOWN_GRACE_SECONDS, Services
 from core.shared_keys import secrets_folder, shared_keys
 from core.social import SocialSignIn
@@ -227,21 +226,7 @@ async def build_services(
         ipv6_prefix=config.limits.ipv6_prefix,
         clock=clock,
     )
-    code_channels = [
-        channel
-        for channel, on in (
-            ("phone", delivery.configured("phone")),
-            ("email", config.accounts.email_code_sign_in and delivery.configured("email")),
-        )
-        if on
-    ]
-    passkeys = Passkeys(
-        store,
-        accounts,
-        relying_party(config.webauthn, config.public_url),
-        can_sign_in_otherwise=other_ways_in(code_channels),
-        clock=clock,
-    )
+    passkeys = passkeys_from(config, store, accounts, delivery, clock)
     return Services(
         config=config,
         store=store,

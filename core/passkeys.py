@@ -53,18 +53,32 @@ from webauthn.helpers.structs import (
 from core.accounts import Accounts
 from core.claims import user_name
 from core.clock import Clock, system_clock
-from core.errors import ApiError, invalid_request
+from core.config import Config
+from core.delivery import Delivery
+from core.errors import ApiError
 from core.event_types import EventType
 from core.events import security_event
-from core.relying_party import RelyingParty
+from core.passkey_rules import (
+    MAX_PASSKEYS,
+    has_password_or_identity,
+    invalid_challenge,
+    invalid_credential,
+    last_sign_in_method,
+    other_ways_in,
+    passkey_exists,
+    passkey_name,
+    passkey_not_found,
+    passkey_rejected,
+    passkey_view,
+    too_many_passkeys,
+    unknown_passkey,
+)
+from core.relying_party import RelyingParty, relying_party
 from storage.base import DuplicateError, OneTimeCode, Passkey, Store, User
 
 CHALLENGE_SECONDS = 300  # a ceremony's challenge works five minutes, once
 CHALLENGE_BYTES = 32
-MAX_PASSKEYS = 20  # per account: what a client registers is bounded
-MAX_NAME_CHARS = 64
 MAX_CREDENTIAL_ID_BYTES = 1023  # WebAuthn's own bound
-DEFAULT_NAME = "Passkey"
 _CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 _TRANSPORTS = frozenset(t.value for t in AuthenticatorTransport)
 REGISTER, SIGN_IN = "create", "get"
@@ -76,92 +90,6 @@ class PasskeyProof:
 
     user_id: str
     amr: tuple[str, ...]
-
-
-def invalid_credential() -> ApiError:
-    return ApiError(
-        400, "invalid_credential", "The passkey response is not a valid WebAuthn credential."
-    )
-
-
-def invalid_challenge() -> ApiError:
-    return ApiError(
-        400,
-        "invalid_challenge",
-        "The passkey challenge is unknown, used or expired: ask for new options.",
-    )
-
-
-def unknown_passkey() -> ApiError:
-    return ApiError(401, "unknown_passkey", "No account has this passkey.")
-
-
-def passkey_rejected() -> ApiError:
-    return ApiError(401, "passkey_rejected", "The passkey's response could not be verified.")
-
-
-def passkey_not_found() -> ApiError:
-    return ApiError(404, "passkey_not_found", "The account has no passkey with this id.")
-
-
-def passkey_exists() -> ApiError:
-    return ApiError(409, "passkey_exists", "This passkey is registered already.")
-
-
-def too_many_passkeys() -> ApiError:
-    return ApiError(
-        409,
-        "too_many_passkeys",
-        f"An account holds at most {MAX_PASSKEYS} passkeys: remove one first.",
-    )
-
-
-def last_sign_in_method() -> ApiError:
-    return ApiError(
-        409,
-        "last_sign_in_method",
-        "This passkey is the account's last way to sign in: add another one first.",
-    )
-
-
-def has_password_or_identity(user: User) -> bool:
-    return user.password_hash is not None or bool(user.identities)
-
-
-def other_ways_in(code_channels: Iterable[str]) -> Callable[[User], bool]:
-    """Whether a user can sign in without a passkey: a password, a provider identity, or a
-    verified address that sign-in by code sends codes to (`code_channels`)."""
-    channels = frozenset(code_channels)
-
-    def check(user: User) -> bool:
-        return (
-            has_password_or_identity(user)
-            or ("phone" in channels and user.phone is not None and user.phone_verified)
-            or ("email" in channels and user.email is not None and user.email_verified)
-        )
-
-    return check
-
-
-def passkey_view(passkey: Passkey) -> dict[str, Any]:
-    """What the API shows of a passkey."""
-    return {
-        "id": passkey.id,
-        "name": passkey.name,
-        "created": int(passkey.created_at),
-        "last_used": int(passkey.last_used_at) if passkey.last_used_at else None,
-        "transports": list(passkey.transports),
-        "synced": passkey.backup_eligible,
-    }
-
-
-def passkey_name(name: str | None) -> str:
-    if name is None or not name.strip():
-        return DEFAULT_NAME
-    name = " ".join(name.split())
-    if len(name) > MAX_NAME_CHARS or not name.isprintable():
-        raise invalid_request(f"name: at most {MAX_NAME_CHARS} printable characters")
-    return name
 
 
 def _b64decode(text: str) -> bytes:
@@ -424,6 +352,28 @@ class Passkeys:
         pair = await self.accounts.issue_pair(user, "passkey_login", amr=list(proof.amr))
         security_event(EventType.LOGIN_SUCCEEDED, user=user.id, method="passkey")
         return pair
+
+
+def passkeys_from(
+    config: Config, store: Store, accounts: Accounts, delivery: Delivery, clock: Clock
+) -> Passkeys:
+    """Passkeys as the configuration sets them up: a verified address counts as a way in
+    where sign-in by code sends codes to it."""
+    channels = [
+        channel
+        for channel, on in (
+            ("phone", delivery.configured("phone")),
+            ("email", config.accounts.email_code_sign_in and delivery.configured("email")),
+        )
+        if on
+    ]
+    return Passkeys(
+        store,
+        accounts,
+        relying_party(config.webauthn, config.public_url),
+        can_sign_in_otherwise=other_ways_in(channels),
+        clock=clock,
+    )
 
 
 def check_credential_param(value: Any) -> Mapping[str, Any]:

@@ -41,7 +41,7 @@ class ListHandler(PasskeyHandler):
 
     async def get(self) -> None:
         caller = await self.current_user()
-        self.write_json(await self.services.passkeys.list(caller.user.id))
+        self.write_json({"passkeys": await self.services.passkeys.list(caller.user.id)})
 
 
 class RenameHandler(PasskeyHandler):

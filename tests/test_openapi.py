@@ -155,12 +155,16 @@ def test_post_bodies_are_json_and_no_post_takes_query_parameters(spec):
     for path, operation in admin:
         assert "requestBody" not in operation and "parameters" not in operation, path
     posts = [(path, operation) for path, operation in posts if (path, operation) not in admin]
-    assert len(posts) == 22
+    assert len(posts) == 28
     for path, operation in posts:
         assert "parameters" not in operation, path
         body = operation["requestBody"]
         if "$ref" in body:
             body = resolve(spec, body["$ref"])
+        if path == "/authorization/passkeys/login/options":  # takes nothing
+            schema = resolve(spec, body["content"]["application/json"]["schema"]["$ref"])
+            assert body["required"] is False and schema["maxProperties"] == 0
+            continue
         assert body["required"] is True, path
         assert list(body["content"]) == ["application/json"], path
         schema = resolve(spec, body["content"]["application/json"]["schema"]["$ref"])

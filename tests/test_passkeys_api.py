@@ -117,8 +117,8 @@ async def test_a_passkey_registers_and_signs_in_across_instances(instances):
     assert token["amr"] == ["hwk", "mfa"]
     assert (await call(b, "/validate/jwt/refresh", {"refresh": tokens["refresh"]}))[0] == 200
     status, listed = await call(b, BASE, access=tokens["access"], method="GET")
-    assert status == 200 and [p["id"] for p in listed] == [passkey["id"]]
-    assert listed[0]["last_used"] is not None
+    assert status == 200 and [p["id"] for p in listed["passkeys"]] == [passkey["id"]]
+    assert listed["passkeys"][0]["last_used"] is not None
     # A synced passkey without user verification: swk, no mfa.
     synced = SoftAuthenticator(ORIGIN, backup_eligible=True, user_verified=False)
     second = await register(b, a, pair["access"], synced)

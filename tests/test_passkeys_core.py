@@ -11,13 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from core.config_sections import WebauthnConfig
 from core.errors import ApiError
-from core.passkeys import (
-    CHALLENGE_SECONDS,
-    Passkeys,
-    amr_of,
-    has_password_or_identity,
-    other_ways_in,
-)
+from core.passkey_rules import has_password_or_identity, other_ways_in
+from core.passkeys import CHALLENGE_SECONDS, Passkeys, amr_of
 from core.relying_party import relying_party
 from storage import Identity, Store, User
 from tests.fakes.webauthn import SoftAuthenticator, b64url, unb64url
