@@ -5,6 +5,8 @@ on one instance and ends on the other."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from core.admin import new_admin_key
 from tests.fakes.webauthn import SoftAuthenticator, b64url
-from tests.processes import Pair, Server, setting_env
+from tests.processes import ROOT, Pair, Server, setting_env
 from tests.storage_fixtures import instances_on_one_store
 
 SECRET = "one-secret-for-every-instance-of-the-passkey-tests"
@@ -236,3 +238,21 @@ async def test_passkey_sign_in_counts_against_the_client_limit(throttled):
     assert statuses == [200, 200, 200]
     status, error = await call(throttled, f"{BASE}/login", {"credential": {}})
     assert (status, error["error"]) == (429, "rate_limited")
+
+
+@pytest.mark.slow
+def test_the_passkey_benchmark_runs_and_every_sign_in_succeeds():
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "passkeys.py"),
+            *("--users", "2", "--assertions", "20", "--duration", "0.5", "--connections", "2"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
+    rows = [line.split("|") for line in done.stdout.splitlines() if "| passkeys/" in line]
+    assert [row[1].strip() for row in rows] == ["passkeys/login/options", "passkeys/login"]
+    assert rows[1][2].strip() == "20" and [row[6].strip() for row in rows] == ["0", "0"]
