@@ -43,6 +43,7 @@ from core.lifecycle import Lifecycle
 from core.maintenance import storage_unreachable_line
 from core.metrics import Metrics
 from core.net import parse_networks
+from core.passkeys import passkeys_from
 from core.password_cli import add_passwords_commands, run_passwords_command
 from core.passwords import Hasher
 from core.phone_channels import phone_chain
@@ -245,6 +246,7 @@ async def build_services(
         require_binding=config.social.require_binding,
     )
     # Wires itself into social (link flows) and accounts (provider registrations).
+    passkeys = passkeys_from(config, store, accounts, delivery, clock)
     identities = Identities(
         store,
         accounts,
@@ -254,6 +256,7 @@ async def build_services(
         providers,
         link_verified_email=config.social.link_verified_email,
         clock=clock,
+        passkey_count=passkeys.count,
     )
     return Services(
         config=config,
@@ -271,6 +274,7 @@ async def build_services(
         audit=audit,
         admin=admin,
         identities=identities,
+        passkeys=passkeys,
         trusted_proxies=trusted_proxies,
         providers=providers,
     )

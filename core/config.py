@@ -27,6 +27,7 @@ from core.config_sections import (
     ServerConfig,
     SocialConfig,
     StorageConfig,
+    WebauthnConfig,
 )
 from core.identifiers import is_valid_region
 from core.kek import MIN_KEK_BYTES
@@ -43,6 +44,7 @@ from core.net import normal_origin
 from core.passwords import ALGORITHMS as PASSWORD_ALGORITHMS
 from core.passwords import ARGON2_FLOOR
 from core.redact import redact_url
+from core.relying_party import relying_party
 from core.tokens import ACCESS_TYPES, MIN_SECRET_BYTES
 from core.workers import parse_processes, processes_problem
 from storage import is_shared, url_problem
@@ -87,6 +89,7 @@ class Config:
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    webauthn: WebauthnConfig = field(default_factory=WebauthnConfig)
     # Per-provider sections; their keys are checked against each provider's settings once
     # the provider registry is known (providers.registry.build_providers).
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -145,7 +148,15 @@ def _normalised(config: Config) -> Config:
         # "2" from the environment reads as 2, as in the file (_check refused anything else)
         processes=parse_processes(config.server.processes),
     )
-    return dataclasses.replace(config, server=server)
+    config = dataclasses.replace(config, server=server)
+    try:
+        passkeys = relying_party(config.webauthn, config.public_url)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    webauthn = dataclasses.replace(
+        config.webauthn, rp_id=passkeys.rp_id, origins=list(passkeys.origins)
+    )
+    return dataclasses.replace(config, webauthn=webauthn)
 
 
 class _EnvValue(str):

@@ -100,3 +100,12 @@ class SocialConfig:
     # email links the identity to that account and signs into it (docs/linking.md: the
     # risk); false: 409 account_exists, and the person signs in and links explicitly.
     link_verified_email: bool = False
+
+
+@dataclass(frozen=True)
+class WebauthnConfig:
+    """Passkeys (core.passkeys): the relying party the browser binds each credential to."""
+
+    rp_id: str | None = None  # None: the host of server.public_url
+    rp_name: str = "vhod"  # the name a browser shows when it makes a passkey
+    origins: list[str] = field(default_factory=list)  # empty: server.public_url's origin

@@ -121,8 +121,25 @@ CATALOGUE: dict[str, ErrorCode] = _codes(
     (
         "last_sign_in_method",
         (409,),
-        "Removing it would leave the account no way to sign in.",
+        "Removing it (a provider identity or a passkey) would leave the account no way to sign in.",
     ),
+    # Passkeys (docs/passkeys.md)
+    ("invalid_credential", (400,), "Not a WebAuthn credential, or one that does not verify."),
+    (
+        "invalid_challenge",
+        (400,),
+        "The passkey challenge is unknown, used, expired or another user's: ask for new options.",
+    ),
+    ("unknown_passkey", (401,), "No account has this passkey."),
+    (
+        "passkey_rejected",
+        (401,),
+        "The passkey's answer does not verify (origin, relying party, signature, user handle "
+        "or a counter that did not grow).",
+    ),
+    ("passkey_not_found", (404,), "The account has no passkey with that id."),
+    ("passkey_exists", (409,), "This credential is registered already."),
+    ("too_many_passkeys", (409,), "The account holds the most passkeys it may (20)."),
     # Operators
     ("invalid_admin_key", (401,), "The admin key is missing, unknown or revoked."),
     ("invalid_cursor", (400,), "The page cursor was not made by this deployment, or is malformed."),

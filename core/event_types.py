@@ -58,6 +58,11 @@ class EventType(StrEnum):
     IDENTITY_UNLINKED = "identity_unlinked"
     IDENTITY_IN_USE = "identity_in_use"
     ACCOUNT_EXISTS = "account_exists"
+    # passkeys
+    PASSKEY_ADDED = "passkey_added"
+    PASSKEY_REMOVED = "passkey_removed"
+    PASSKEY_LOGIN_FAILED = "passkey_login_failed"
+    PASSKEY_COUNTER_REGRESSED = "passkey_counter_regressed"
     # operators
     ADMIN_AUTH_FAILED = "admin_auth_failed"
     ADMIN_USER_DISABLED = "admin_user_disabled"
@@ -109,6 +114,11 @@ MEANINGS: dict[EventType, str] = {
     E.IDENTITY_IN_USE: "a link was refused: another account holds that provider identity",
     E.ACCOUNT_EXISTS: "a provider registration was refused: the email or phone the provider "
     "vouches for belongs to an account (`channel`)",
+    E.PASSKEY_ADDED: "a passkey was registered to an account",
+    E.PASSKEY_REMOVED: "a user removed one of their passkeys",
+    E.PASSKEY_LOGIN_FAILED: "a passkey assertion was refused (the reason says why)",
+    E.PASSKEY_COUNTER_REGRESSED: "a passkey's signature counter did not grow: a cloned "
+    "authenticator or a replay; the assertion was refused",
     E.ADMIN_AUTH_FAILED: "an admin request came with a missing or wrong key",
     E.ADMIN_USER_DISABLED: "an operator disabled a user, ending every session",
     E.ADMIN_USER_ENABLED: "an operator enabled a user again",
@@ -136,6 +146,8 @@ _WARNINGS = frozenset(
         E.CODE_LOGIN_FAILED,
         E.SMS_BUDGET_EXHAUSTED,
         E.IDENTITY_IN_USE,
+        E.PASSKEY_LOGIN_FAILED,
+        E.PASSKEY_COUNTER_REGRESSED,
         E.ADMIN_AUTH_FAILED,
     }
 )

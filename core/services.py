@@ -18,6 +18,7 @@ from core.identities import Identities
 from core.key_manager import KeyManager
 from core.lifecycle import Lifecycle
 from core.metrics import Metrics
+from core.passkeys import Passkeys
 from core.passwords import Hasher
 from core.social import SocialSignIn
 from core.throttle import Throttle
@@ -46,6 +47,7 @@ class Services:
     audit: AuditLog
     admin: Admin
     identities: Identities
+    passkeys: Passkeys
     trusted_proxies: tuple[Any, ...] = ()
     providers: dict[str, Any] = field(default_factory=dict)
     in_flight: int = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from handlers import account, auth, code, identities, ops, validate, wellknown
+from handlers import account, auth, code, identities, ops, passkeys, validate, wellknown
 from handlers.admin import admin_routes
 from handlers.docs import docs_routes
 from handlers.social import provider_routes
@@ -46,6 +46,13 @@ def routes(services: Services, *, listener: str = "main") -> list[Any]:
         (r"/authorization/identities/link", identities.IdentityLinkHandler),
         (r"/authorization/identities/link/start", identities.IdentityLinkStartHandler),
         (r"/authorization/identities/unlink", identities.IdentityUnlinkHandler),
+        (r"/authorization/passkeys", passkeys.ListHandler),
+        (r"/authorization/passkeys/register/options", passkeys.RegisterOptionsHandler),
+        (r"/authorization/passkeys/register", passkeys.RegisterHandler),
+        (r"/authorization/passkeys/rename", passkeys.RenameHandler),
+        (r"/authorization/passkeys/delete", passkeys.DeleteHandler),
+        (r"/authorization/passkeys/login/options", passkeys.LoginOptionsHandler),
+        (r"/authorization/passkeys/login", passkeys.LoginHandler),
         *provider_routes(services.providers),  # /<prefix>/link, callback, get/token, …
         (r"/.well-known/jwks.json", wellknown.JwksHandler),
         (r"/.well-known/openid-configuration", wellknown.DiscoveryHandler),

@@ -12,6 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+# Passkey is re-exported: every record is reachable from here.
+from storage.passkey_store import Passkey as Passkey
+from storage.passkey_store import PasskeyStore
+
 
 class StorageUnavailable(Exception):
     """The database cannot be reached or answered with a transient fault; nothing was written."""
@@ -163,7 +167,7 @@ class EventQuery:
     newest_first: bool = False
 
 
-class Store(Protocol):
+class Store(PasskeyStore, Protocol):
     """What the services need from a database. Every method may raise StorageUnavailable."""
 
     kind: str  # "sqlite" or "mongodb", for the start line and /readyz

@@ -23,6 +23,7 @@ from storage.mongo_docs import (
     identity_key,
     token_document,
     token_from,
+    user_document,
     user_from,
 )
 from storage.mongo_docs import purge_at as _purge_at
@@ -31,30 +32,14 @@ from storage.mongo_identities import IdentitiesMixin
 from storage.mongo_indexes import PoolClearedWatch, create_indexes, ensure_unique_indexes
 from storage.mongo_keys import KeysMixin
 from storage.mongo_lifecycle import LifecycleMixin
+from storage.mongo_passkeys import PasskeysMixin
 from storage.mongo_schema import migrate, recorded_version
 from storage.mongo_states import OAuthStatesMixin
 
 
-def user_document(user: User) -> dict[str, Any]:
-    """The document `create_user` writes for `user` (also used to bulk-load users)."""
-    doc: dict[str, Any] = {
-        "_id": user.id,
-        "password_hash": user.password_hash,
-        "identities": [identity_document(i) for i in user.identities],
-        "profile": dict(user.profile),
-        "created_at": user.created_at,
-        "email_verified": user.email_verified,
-        "phone_verified": user.phone_verified,
-    }
-    # Absent rather than null, so the partial unique indexes leave them out.
-    if user.email is not None:
-        doc["email"] = user.email
-    if user.phone is not None:
-        doc["phone"] = user.phone
-    return doc
-
-
-class MongoStore(OAuthStatesMixin, LifecycleMixin, MongoAdmin, KeysMixin, IdentitiesMixin):
+class MongoStore(
+    OAuthStatesMixin, LifecycleMixin, MongoAdmin, KeysMixin, IdentitiesMixin, PasskeysMixin
+):
     """The Store protocol on MongoDB.
 
     Every expiry is stored twice: as the interface's float seconds, which every query

@@ -89,3 +89,22 @@ def token_from(doc: Mapping[str, Any] | None) -> RefreshToken | None:
         user_agent=doc.get("user_agent"),
         last_used_at=float(doc.get("last_used_at") or 0.0),
     )
+
+
+def user_document(user: User) -> dict[str, Any]:
+    """The document `create_user` writes for `user` (also used to bulk-load users)."""
+    doc: dict[str, Any] = {
+        "_id": user.id,
+        "password_hash": user.password_hash,
+        "identities": [identity_document(i) for i in user.identities],
+        "profile": dict(user.profile),
+        "created_at": user.created_at,
+        "email_verified": user.email_verified,
+        "phone_verified": user.phone_verified,
+    }
+    # Absent rather than null, so the partial unique indexes leave them out.
+    if user.email is not None:
+        doc["email"] = user.email
+    if user.phone is not None:
+        doc["phone"] = user.phone
+    return doc

@@ -30,6 +30,9 @@ async def create_indexes(database: Any) -> None:
         partialFilterExpression={"code_hash": {"$type": "string"}},
     )
     await database["one_time_codes"].create_index("user_id", name="user_id")
+    # A passkey's credential id is its _id (unique by nature); the API names it by `id`.
+    await database["passkeys"].create_index("user_id", name="user_id")
+    await database["passkeys"].create_index("id", name="id_unique", unique=True)
     # Every instance reads the revocations since its last poll, each second or so.
     await database["revoked_families"].create_index("revoked_at", name="revoked_at")
     for name in (

@@ -92,6 +92,7 @@ class LifecycleMixin:
             await self._mark_revoked(sorted(families), until, now)
             await self.refresh_tokens.delete_many({"user_id": user_id})
             await self.one_time_codes.delete_many({"user_id": user_id})
+            await self.database["passkeys"].delete_many({"user_id": user_id})
             await self.identities.delete_many({"user_id": user_id})
             await self.users.delete_one({"_id": user_id})
 

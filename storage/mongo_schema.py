@@ -28,8 +28,13 @@ async def to_2(database: Any) -> None:
     update that links it (storage/mongo.py), not an index."""
 
 
+async def to_3(database: Any) -> None:
+    """Passkeys: the `passkeys` collection, whose indexes create_indexes makes (the
+    collection itself appears with its first document)."""
+
+
 # Keys: the version each migration makes. The same keys as storage/sqlite_schema.py's.
-MIGRATIONS: dict[int, Callable[[Any], Awaitable[None]]] = {1: to_1, 2: to_2}
+MIGRATIONS: dict[int, Callable[[Any], Awaitable[None]]] = {1: to_1, 2: to_2, 3: to_3}
 
 
 async def migrate(database: Any, create_indexes: Callable[[], Awaitable[None]]) -> None:

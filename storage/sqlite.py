@@ -15,6 +15,7 @@ from storage.sqlite_admin import SQLiteAdmin, create_admin_schema, purge_events
 from storage.sqlite_identities import IdentitiesMixin
 from storage.sqlite_keys import KeysMixin
 from storage.sqlite_lifecycle import LifecycleMixin, create_lifecycle_schema
+from storage.sqlite_passkeys import PasskeysMixin
 from storage.sqlite_rows import (
     INSERT_USER,
     MARK_FAMILIES_OF_USER,
@@ -102,7 +103,9 @@ CREATE INDEX IF NOT EXISTS exchanged_tokens_expires_at ON exchanged_tokens (expi
 """
 
 
-class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin, KeysMixin, IdentitiesMixin):
+class SQLiteStore(
+    OAuthStatesMixin, LifecycleMixin, SQLiteAdmin, KeysMixin, IdentitiesMixin, PasskeysMixin
+):
     """The Store protocol on one SQLite file, safe to share with other processes (WAL)."""
 
     kind = "sqlite"

@@ -121,6 +121,7 @@ class LifecycleMixin:
             db.execute(MARK_FAMILIES_OF_USER, (until, now, user_id))
             db.execute("DELETE FROM refresh_tokens WHERE user_id = ?", (user_id,))
             db.execute("DELETE FROM one_time_codes WHERE user_id = ?", (user_id,))
+            db.execute("DELETE FROM passkeys WHERE user_id = ?", (user_id,))
             db.execute("DELETE FROM identities WHERE user_id = ?", (user_id,))
             db.execute("DELETE FROM users WHERE id = ?", (user_id,))
 

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Callable
 
 from storage.schema import latest, pending
+from storage.sqlite_passkeys import create_passkeys_table
 
 META = "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
 
@@ -48,8 +49,13 @@ def to_2(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE oauth_states ADD COLUMN link_user TEXT")
 
 
+def to_3(db: sqlite3.Connection) -> None:
+    """Passkeys (WebAuthn credentials): the `passkeys` table."""
+    create_passkeys_table(db)
+
+
 # Keys: the version each migration makes. The same keys as storage/mongo_schema.py's.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: to_1, 2: to_2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: to_1, 2: to_2, 3: to_3}
 
 
 def migrate(db: sqlite3.Connection, create_tables: Callable[[sqlite3.Connection], None]) -> None:

@@ -42,6 +42,8 @@ _DUPLICATE_FIELDS = {
     "oauth_states.state": "state",
     "signing_keys.generation": "generation",
     "signing_keys.kid": "kid",
+    "passkeys.credential_id": "credential_id",
+    "passkeys.id": "id",
 }
 
 

@@ -15,6 +15,7 @@ from storage import (
     EventQuery,
     Identity,
     OAuthState,
+    Passkey,
     RefreshToken,
     SigningKey,
     Store,
@@ -1254,3 +1255,76 @@ async def test_a_deleted_users_events_name_only_a_pseudonym(store: Store, now: f
     events = {e.id: e for e in await store.list_events(EventQuery(limit=10))}
     assert (events["e1"].user_id, events["e1"].identifier) == (None, "pseudonym-1")
     assert events["e2"].user_id == "u2"
+
+
+# ---- passkeys ------------------------------------------------------------------------------
+
+
+def make_passkey(user_id: str, created_at: float, **fields: object) -> Passkey:
+    values: dict[str, object] = {
+        "id": uuid.uuid4().hex,
+        "user_id": user_id,
+        "credential_id": uuid.uuid4().hex,
+        "public_key": "pQECAyYgASFYIA",
+        "sign_count": 0,
+        "name": "Phone",
+        "created_at": created_at,
+        "transports": ("internal", "hybrid"),
+        "backup_eligible": True,
+    }
+    values.update(fields)
+    return Passkey(**values)  # type: ignore[arg-type]
+
+
+async def test_passkeys_round_trip_per_user_oldest_first(store: Store, now: float) -> None:
+    second = make_passkey("u1", now + 1, name="Key", transports=("usb",), backup_eligible=False)
+    first = make_passkey("u1", now, sign_count=7)
+    other = make_passkey("u2", now)
+    for passkey in (second, first, other):
+        await store.add_passkey(passkey)
+    assert await store.list_passkeys("u1") == [first, second]
+    assert await store.list_passkeys("nobody") == []
+    assert await store.find_passkey(second.credential_id) == second
+    assert await store.find_passkey("unknown") is None
+    # One credential belongs to one account, whoever tries to add it again.
+    with pytest.raises(DuplicateError) as refused:
+        await store.add_passkey(make_passkey("u2", now, credential_id=first.credential_id))
+    assert refused.value.field == "credential_id"
+    assert await store.list_passkeys("u2") == [other]
+
+
+async def test_a_passkey_is_renamed_and_deleted_only_by_its_user(store: Store, now: float) -> None:
+    passkey = make_passkey("u1", now)
+    await store.add_passkey(passkey)
+    assert not await store.rename_passkey("u2", passkey.id, "Stolen")
+    assert not await store.delete_passkey("u2", passkey.id)
+    assert await store.rename_passkey("u1", passkey.id, "Laptop")
+    assert (await store.list_passkeys("u1"))[0].name == "Laptop"
+    assert await store.delete_passkey("u1", passkey.id)
+    assert not await store.delete_passkey("u1", passkey.id)
+    assert await store.find_passkey(passkey.credential_id) is None
+
+
+async def test_a_passkey_counter_moves_once_from_the_count_read(store: Store, now: float) -> None:
+    passkey = make_passkey("u1", now, sign_count=3)
+    await store.add_passkey(passkey)
+    # Two sign-ins that both read counter 3: only one of them is recorded.
+    results = await asyncio.gather(
+        *(store.use_passkey(passkey.credential_id, 3, 4 + n, now + 5) for n in range(6))
+    )
+    assert results.count(True) == 1
+    used = await store.find_passkey(passkey.credential_id)
+    assert used is not None and used.sign_count == 4 + results.index(True)
+    assert used.last_used_at == pytest.approx(now + 5)  # nx-27017 rounds a $set float
+    assert not await store.use_passkey("unknown", 0, 1, now)
+
+
+async def test_delete_user_removes_its_passkeys(store: Store, now: float) -> None:
+    user = make_user("ann@example.com")
+    await store.create_user(user)
+    mine, theirs = make_passkey(user.id, now), make_passkey("someone", now)
+    await store.add_passkey(mine)
+    await store.add_passkey(theirs)
+    await store.delete_user(user.id, until=now + 3600, now=now)
+    assert await store.find_passkey(mine.credential_id) is None
+    assert await store.list_passkeys("someone") == [theirs]
