@@ -9,6 +9,7 @@ from storage.base import (
     DuplicateError,
     EventQuery,
     Identity,
+    MfaChallenge,
     OAuthState,
     OneTimeCode,
     PartialWrite,
@@ -16,6 +17,7 @@ from storage.base import (
     SigningKey,
     StorageUnavailable,
     Store,
+    TotpFactor,
     User,
 )
 from storage.sqlite import SQLiteStore
@@ -29,6 +31,7 @@ __all__ = [
     "DuplicateError",
     "EventQuery",
     "Identity",
+    "MfaChallenge",
     "MongoStore",
     "OAuthState",
     "OneTimeCode",
@@ -38,6 +41,7 @@ __all__ = [
     "SigningKey",
     "StorageUnavailable",
     "Store",
+    "TotpFactor",
     "User",
     "open_store",
     "url_problem",

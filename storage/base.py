@@ -12,6 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+# The second factors' records, re-exported: every store module reads records from here.
+from storage.base_mfa import MfaChallenge as MfaChallenge
+from storage.base_mfa import SecondFactorStore
+from storage.base_mfa import TotpFactor as TotpFactor
+
 
 class StorageUnavailable(Exception):
     """The database cannot be reached or answered with a transient fault; nothing was written."""
@@ -155,7 +160,7 @@ class EventQuery:
     newest_first: bool = False
 
 
-class Store(Protocol):
+class Store(SecondFactorStore, Protocol):
     """What the services need from a database. Every method may raise StorageUnavailable."""
 
     kind: str  # "sqlite" or "mongodb", for the start line and /readyz
@@ -291,7 +296,8 @@ class Store(Protocol):
 
     async def purge_expired(self, now: float) -> None:
         """Delete expired states, counters, refresh tokens, family revocations, one-time
-        codes, exchanged provider tokens and audit events (MongoDB's TTL does it too)."""
+        codes, MFA challenges, exchanged provider tokens and audit events (MongoDB's TTL
+        does it too)."""
 
     # the audit log; shared by every instance on the same store
     async def add_events(self, events: Sequence[AuditEvent]) -> None:
@@ -334,7 +340,8 @@ class Store(Protocol):
         """Record that the token was used at `now` (the session's "last used")."""
 
     async def delete_user(self, user_id: str, *, until: float, now: float) -> None:
-        """Remove the user, its identities, refresh tokens and codes, so that its email,
+        """Remove the user, its identities, refresh tokens, codes and second factors (TOTP,
+        recovery codes), so that its email,
         phone and identities are free again. Its families are recorded revoked first (as
         revoke_user_tokens, kept until `until`), so a rotation in flight stores nothing
         usable. Deleting an unknown user is not an error; a retry finishes a partial one."""

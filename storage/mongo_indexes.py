@@ -30,6 +30,7 @@ async def create_indexes(database: Any) -> None:
         partialFilterExpression={"code_hash": {"$type": "string"}},
     )
     await database["one_time_codes"].create_index("user_id", name="user_id")
+    await database["mfa_challenges"].create_index("user_id", name="user_id")
     # Every instance reads the revocations since its last poll, each second or so.
     await database["revoked_families"].create_index("revoked_at", name="revoked_at")
     for name in (
@@ -39,6 +40,7 @@ async def create_indexes(database: Any) -> None:
         "revoked_families",
         "exchanged_tokens",
         "one_time_codes",
+        "mfa_challenges",
     ):
         await database[name].create_index("purge_at", name="purge_at_ttl", expireAfterSeconds=0)
 

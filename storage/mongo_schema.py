@@ -22,8 +22,13 @@ async def to_1(database: Any) -> None:
     documents are otherwise the same; setup() creates any index that is missing."""
 
 
+async def to_2(database: Any) -> None:
+    """Second factors: the `totp_factors`, `recovery_codes` and `mfa_challenges`
+    collections, created on first write; their indexes come with create_indexes."""
+
+
 # Keys: the version each migration makes. The same keys as storage/sqlite_schema.py's.
-MIGRATIONS: dict[int, Callable[[Any], Awaitable[None]]] = {1: to_1}
+MIGRATIONS: dict[int, Callable[[Any], Awaitable[None]]] = {1: to_1, 2: to_2}
 
 
 async def migrate(database: Any, create_indexes: Callable[[], Awaitable[None]]) -> None:

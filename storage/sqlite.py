@@ -14,6 +14,7 @@ from storage.base import (
 from storage.sqlite_admin import SQLiteAdmin, create_admin_schema, purge_events
 from storage.sqlite_keys import KeysMixin
 from storage.sqlite_lifecycle import LifecycleMixin, create_lifecycle_schema
+from storage.sqlite_mfa import MfaMixin
 from storage.sqlite_rows import (
     INSERT_USER,
     MARK_FAMILIES_OF_USER,
@@ -101,7 +102,7 @@ CREATE INDEX IF NOT EXISTS exchanged_tokens_expires_at ON exchanged_tokens (expi
 """
 
 
-class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin, KeysMixin):
+class SQLiteStore(OAuthStatesMixin, LifecycleMixin, MfaMixin, SQLiteAdmin, KeysMixin):
     """The Store protocol on one SQLite file, safe to share with other processes (WAL)."""
 
     kind = "sqlite"
@@ -340,6 +341,7 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin, KeysMixin):
             db.execute("DELETE FROM revoked_families WHERE until <= ?", (now,))
             db.execute("DELETE FROM exchanged_tokens WHERE expires_at <= ?", (now,))
             db.execute("DELETE FROM one_time_codes WHERE expires_at <= ?", (now,))
+            db.execute("DELETE FROM mfa_challenges WHERE expires_at <= ?", (now,))
             purge_events(db, now)
 
         await self._write(purge)

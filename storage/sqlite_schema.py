@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Callable
 
 from storage.schema import latest, pending
+from storage.sqlite_mfa import create_mfa_schema
 
 META = "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
 
@@ -28,8 +29,13 @@ def to_1(db: sqlite3.Connection) -> None:
     db.execute(META)
 
 
+def to_2(db: sqlite3.Connection) -> None:
+    """Second factors: TOTP factors, recovery codes, pending MFA challenges."""
+    create_mfa_schema(db)
+
+
 # Keys: the version each migration makes. The same keys as storage/mongo_schema.py's.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: to_1}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: to_1, 2: to_2}
 
 
 def migrate(db: sqlite3.Connection, create_tables: Callable[[sqlite3.Connection], None]) -> None:
