@@ -43,6 +43,8 @@ from core.keys import KeyRing
 from core.lifecycle import Lifecycle
 from core.maintenance import purge_expired_periodically, storage_unreachable_line
 from core.metrics import Metrics
+from core.mfa import PasskeyFactor
+from core.mfa_account import seal_roots, second_factors_from
 from core.net import parse_networks
 from core.password_cli import add_passwords_commands, run_passwords_command
 from core.passwords import Hasher
@@ -214,6 +216,10 @@ async def build_services(
     )
     code_sign_in = code_sign_in_from(config, store, accounts, lifecycle.codes, delivery, metrics)
     addresses = Addresses(store, accounts, lifecycle.codes, delivery, code_sign_in)
+    passkeys: PasskeyFactor | None = None  # passkeys plug in here (core.mfa.PasskeyFactor)
+    second_factors, mfa_account = second_factors_from(
+        config.accounts, store, accounts, seal_roots(kek, ring), shared.codes, passkeys, clock
+    )
     admin = Admin(
         store,
         accounts,
@@ -224,6 +230,7 @@ async def build_services(
         per_ip_per_minute=config.admin.per_ip_per_minute,
         ipv6_prefix=config.limits.ipv6_prefix,
         clock=clock,
+        second_factors=mfa_account,
     )
     return Services(
         config=config,
@@ -246,6 +253,9 @@ async def build_services(
         addresses=addresses,
         audit=audit,
         admin=admin,
+        second_factors=second_factors,
+        mfa_account=mfa_account,
+        passkeys=passkeys,
         trusted_proxies=trusted_proxies,
         providers=providers,
     )

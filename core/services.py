@@ -17,6 +17,8 @@ from core.config import Config
 from core.key_manager import KeyManager
 from core.lifecycle import Lifecycle
 from core.metrics import Metrics
+from core.mfa import PasskeyFactor, SecondFactors
+from core.mfa_account import SecondFactorAccount
 from core.passwords import Hasher
 from core.social import SocialSignIn
 from core.throttle import Throttle
@@ -44,6 +46,9 @@ class Services:
     addresses: Addresses
     audit: AuditLog
     admin: Admin
+    second_factors: SecondFactors | None = None  # the sign-in gate and mfa/verify
+    mfa_account: SecondFactorAccount | None = None  # /authorization/mfa/…
+    passkeys: PasskeyFactor | None = None  # passkeys as a second factor, when configured
     trusted_proxies: tuple[Any, ...] = ()
     providers: dict[str, Any] = field(default_factory=dict)
     in_flight: int = 0

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from handlers import account, auth, code, ops, validate, wellknown
 from handlers.admin import admin_routes
 from handlers.docs import docs_routes
+from handlers.mfa import mfa_routes
 from handlers.social import provider_routes
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ def routes(services: Services, *, listener: str = "main") -> list[Any]:
         (r"/authorization/sessions/revoke", account.SessionsRevokeHandler),
         (r"/authorization/account/delete/code", account.DeletionCodeHandler),
         (r"/authorization/account/delete", account.AccountDeleteHandler),
+        *mfa_routes(),  # /authorization/mfa, …/totp/…, …/recovery_codes/…, …/verify
         *provider_routes(services.providers),  # /<prefix>/link, callback, get/token, …
         (r"/.well-known/jwks.json", wellknown.JwksHandler),
         (r"/.well-known/openid-configuration", wellknown.DiscoveryHandler),
