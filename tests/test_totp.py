@@ -25,6 +25,7 @@ from core.totp import (
     recovery_code_hash,
     step_at,
 )
+from storage.timing import time_calls
 
 # RFC 6238 Appendix B, the SHA-1 rows: the seed is the ASCII of "12345678901234567890".
 RFC_SECRET = base64.b32encode(b"12345678901234567890").decode()
@@ -154,3 +155,51 @@ async def test_a_passkey_answers_the_second_step(services, user) -> None:
     fake.owners.clear()
     plain = await services.accounts.login_with_email(user["email"], "correct horse")
     assert "access" in plain
+
+
+async def test_store_round_trips_of_a_password_login_with_and_without_totp(services, user, clock):
+    """What the gate costs: one indexed read (the TOTP factor) on a login without a second
+    factor; with TOTP on, the first step stores the challenge instead of the session."""
+    calls: list[str] = []
+    # SQLite's hit_counter is its hit_counters of one key: one round trip, counted once.
+    time_calls(services.store, lambda name, _seconds: name == "hit_counters" or calls.append(name))
+    accounts, factors = services.accounts, services.second_factors
+    pair = await accounts.register(user["phone_number"], user["email"], "correct horse")
+
+    calls.clear()
+    await accounts.login_with_email(user["email"], "correct horse")
+    assert calls == [
+        "find_user_by_email",
+        "hit_counter",
+        "get_totp",  # the gate's one read
+        "add_password_session",
+        "reset_counter",
+    ]
+    user_id = jwt.decode(pair["access"], options={"verify_signature": False})["sub"]
+    account = services.mfa_account
+    secret = (await account.setup_totp(await services.store.get_user(user_id)))["secret"]
+    await account.confirm_totp(
+        await services.store.get_user(user_id), pyotp.TOTP(secret).at(clock())
+    )
+    clock.advance(30)
+
+    calls.clear()
+    asked = await accounts.login_with_email(user["email"], "correct horse")
+    assert calls == [
+        "find_user_by_email",
+        "hit_counter",
+        "get_totp",
+        "put_mfa_challenge",  # in place of the session
+    ]
+    calls.clear()
+    await factors.verify(asked["mfa_token"], code=pyotp.TOTP(secret).at(clock()))
+    assert calls == [
+        "try_mfa_challenge",
+        "hit_counter",
+        "get_totp",
+        "use_totp_step",
+        "consume_mfa_challenge",
+        "reset_counter",
+        "get_user",
+        "add_password_session",
+    ]
