@@ -167,10 +167,12 @@ class SecondFactors:
         Each try is counted on the challenge (at most MAX_TRIES, atomically) and, as a
         login attempt, on the user's lockout (LG3); a right factor is spent (TOTP step,
         recovery code) before the challenge, which exactly one right answer consumes."""
-        given = [name for name, value in (("code", code), ("recovery_code", recovery_code),
-                 ("passkey", passkey)) if value is not None]  # fmt: skip
+        offered = {"code": code, "recovery_code": recovery_code, "passkey": passkey}
+        given = [name for name, value in offered.items() if value is not None]
         if len(given) != 1:
             raise invalid_request("Give exactly one of code, recovery_code and passkey.")
+        if passkey is not None and self.passkeys is None:
+            raise invalid_request("This server has no passkeys.")
         token_hash = mfa_token_hash(mfa_token)
         challenge = await self.store.try_mfa_challenge(token_hash, self.clock(), MAX_TRIES)
         if challenge is None:
@@ -222,8 +224,7 @@ class SecondFactors:
             if await self.use_recovery_code(user_id, recovery_code):
                 return (OTP,)
             raise invalid_code()
-        if self.passkeys is None or passkey is None:
-            raise invalid_request("This server signs in with no passkeys.")
+        assert self.passkeys is not None and passkey is not None  # checked by verify()
         proof = await self.passkeys.verify_assertion(passkey, user_id)
         if proof.user_id != user_id:
             raise invalid_code()  # a passkey of someone else
