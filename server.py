@@ -42,6 +42,7 @@ from core.keys import KeyRing
 from core.lifecycle import Lifecycle
 from core.maintenance import storage_unreachable_line
 from core.metrics import Metrics
+from core.mfa_account import seal_roots, second_factors_from
 from core.net import parse_networks
 from core.passkeys import passkeys_from
 from core.password_cli import add_passwords_commands, run_passwords_command
@@ -227,6 +228,11 @@ async def build_services(
     )
     code_sign_in = code_sign_in_from(config, store, accounts, lifecycle.codes, delivery, metrics)
     addresses = Addresses(store, accounts, lifecycle.codes, delivery, code_sign_in)
+    passkeys = passkeys_from(config, store, accounts, delivery, clock)
+    second_factors, mfa_account = second_factors_from(
+        config.accounts, store, accounts, seal_roots(kek, ring), shared.codes, passkeys, clock
+    )
+    mfa_account.passkeys_reset_hook = passkeys.remove_all
     admin = Admin(
         store,
         accounts,
@@ -237,6 +243,7 @@ async def build_services(
         per_ip_per_minute=config.admin.per_ip_per_minute,
         ipv6_prefix=config.limits.ipv6_prefix,
         clock=clock,
+        second_factors=mfa_account,
     )
     social = SocialSignIn(
         store,
@@ -246,7 +253,6 @@ async def build_services(
         require_binding=config.social.require_binding,
     )
     # Wires itself into social (link flows) and accounts (provider registrations).
-    passkeys = passkeys_from(config, store, accounts, delivery, clock)
     identities = Identities(
         store,
         accounts,
@@ -274,6 +280,8 @@ async def build_services(
         audit=audit,
         admin=admin,
         identities=identities,
+        second_factors=second_factors,
+        mfa_account=mfa_account,
         passkeys=passkeys,
         trusted_proxies=trusted_proxies,
         providers=providers,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from core.claims import awaits_email
 from core.clock import Clock, system_clock
@@ -14,6 +14,7 @@ from core.event_types import EventType
 from core.events import identifier_hash, security_event
 from core.identifiers import normalize_email, normalize_phone
 from core.metrics import LoginCounter, LoginObserver
+from core.mfa import asks_second_factor
 from core.password_upgrade import upgrade_hash
 from core.passwords import Hasher, check_password_policy
 from core.revocations import RevokedSessions
@@ -28,6 +29,8 @@ from storage.base import (
     Store,
     User,
 )
+
+PASSWORD = "pwd"  # RFC 8176
 
 
 class ProviderProfile(Protocol):
@@ -112,7 +115,7 @@ class Accounts(TokenSessions):
             password_hash=await self.hasher.hash(encoded),
             created_at=self.clock(),
         )
-        record, pair = self._new_session(user)
+        record, pair = self._new_session(user, enrol_only=self.enrol_only_when_new)
         try:
             await self._create(user, record)
         except DuplicateError as exc:
@@ -122,13 +125,18 @@ class Accounts(TokenSessions):
             await self.after_registration(user)
         return pair
 
-    async def login_with_email(self, email: str, secret: str) -> dict[str, str]:
+    @property
+    def enrol_only_when_new(self) -> bool:
+        """Whether a new account's first session may only enrol a second factor."""
+        return self.second_factors is not None and self.second_factors.require_mfa
+
+    async def login_with_email(self, email: str, secret: str) -> dict[str, Any]:
         with self.counted_login("email"):
             normal = normalize_email(email)
             user = await self.store.find_user_by_email(normal)
             return await self._password_login(user, normal, secret, "email")
 
-    async def login_with_phone(self, phone_number: str, secret: str) -> dict[str, str]:
+    async def login_with_phone(self, phone_number: str, secret: str) -> dict[str, Any]:
         with self.counted_login("phone"):
             normal = normalize_phone(phone_number, self.settings.default_region)
             user = await self.store.find_user_by_phone(normal)
@@ -136,7 +144,7 @@ class Accounts(TokenSessions):
 
     async def _password_login(
         self, user: User | None, identifier: str, secret: str, method: str
-    ) -> dict[str, str]:
+    ) -> dict[str, Any]:
         encoded = secret.encode("utf-8", "surrogatepass")
         key = login_key(user.id if user else None, identifier)
         attempt = await self.throttle.reserve_login(key)
@@ -150,15 +158,17 @@ class Accounts(TokenSessions):
                 identifier=None if user else identifier_hash(identifier),
             )
             raise invalid_credentials()
-        await self.throttle.login_succeeded(key)
         # Told only after the right password, so it reveals nothing to a guesser.
         self.refuse_disabled(user, "login")
         if self.awaits_email(user):
             raise unverified_email()
         checked = await upgrade_hash(self.store, self.hasher, user.id, encoded, stored)
-        pair = await self.issue_password_pair(user, checked)
+        answer = await self.start_session(user, "login", [PASSWORD], password_hash=checked)
+        if asks_second_factor(answer):
+            return answer  # the failure count stays until the second factor passes
+        await self.throttle.login_succeeded(key)
         security_event(EventType.LOGIN_SUCCEEDED, user=user.id, method=method)
-        return pair
+        return answer
 
     def awaits_email(self, user: User) -> bool:
         """Whether `accounts.require_verified_email` holds the user to confirming the email."""
@@ -214,7 +224,7 @@ class Accounts(TokenSessions):
                 user.email is not None,
                 user.phone is not None,
             )
-            record, pair = self._new_session(user)
+            record, pair = self._new_session(user, enrol_only=self.enrol_only_when_new)
             try:
                 await self._create(user, record)
                 security_event(EventType.REGISTERED, user=user.id, provider=profile.provider)
@@ -249,15 +259,16 @@ class Accounts(TokenSessions):
                 " to check before registering again.",
             ) from exc
 
-    async def login_with_provider(self, profile: ProviderProfile) -> dict[str, str]:
+    async def login_with_provider(self, profile: ProviderProfile) -> dict[str, Any]:
         user = await self.store.find_user_by_identity(profile.provider, profile.subject)
         if user is None:
             raise ApiError(
                 404, "user_not_found", "No user is registered with this provider account."
             )
-        self.refuse_disabled(user, "login")
-        security_event(EventType.LOGIN_SUCCEEDED, user=user.id, provider=profile.provider)
-        return await self._issue_pair(user)
+        answer = await self.start_session(user, "login")
+        if not asks_second_factor(answer):
+            security_event(EventType.LOGIN_SUCCEEDED, user=user.id, provider=profile.provider)
+        return answer
 
 
 def identity_display(profile: ProviderProfile) -> str | None:

@@ -27,6 +27,7 @@ from core.event_types import EventType
 from core.events import identifier_hash, security_event
 from core.identifiers import normalize_email, normalize_phone
 from core.lifecycle import Lifecycle
+from core.mfa_account import SecondFactorAccount
 from core.net import address_key
 from core.throttle import rate_limited
 from storage.base import EventQuery, Store, User
@@ -199,8 +200,10 @@ class Admin:
         per_ip_per_minute: int = 60,
         ipv6_prefix: int = 64,
         clock: Clock = system_clock,
+        second_factors: SecondFactorAccount | None = None,
     ) -> None:
         self.lifecycle = lifecycle
+        self.second_factors = second_factors
         self.store = store
         self.accounts = accounts
         self.audit = audit
@@ -288,6 +291,16 @@ class Admin:
         await self.accounts.end_all_sessions(user_id)
         security_event(EventType.ADMIN_SESSIONS_REVOKED, user=user_id, admin=admin)
         return {"revoked": True}
+
+    async def reset_mfa(self, user_id: str, admin: str) -> dict[str, Any]:
+        """Remove the user's second factors (a lost authenticator); its sessions stay."""
+        if await self.store.get_user(check_user_id(user_id)) is None:
+            raise user_not_found()
+        if self.second_factors is None:
+            raise ApiError(404, "not_found", "This server has no second factors.")
+        removed = await self.second_factors.reset(user_id)
+        security_event(EventType.ADMIN_MFA_RESET, user=user_id, admin=admin)
+        return {"reset": True, "removed": removed}
 
     async def delete(self, user_id: str, admin: str) -> dict[str, Any]:
         """The same deletion as the user's own: personal data, identities and every token go;

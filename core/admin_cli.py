@@ -31,7 +31,9 @@ def add_admin_commands(commands: Any) -> None:
     new_key = admin_actions.add_parser("new-key", help="print a fresh key and its config line")
     new_key.add_argument("name", help="the key's name in the audit log: a-z, 0-9, _ and -")
 
-    users = commands.add_parser("users", help="find, disable, enable, sign out or delete a user")
+    users = commands.add_parser(
+        "users", help="find, disable, enable, sign out, delete a user or reset its second factors"
+    )
     user_actions = users.add_subparsers(dest="users_command", required=True)
     find = user_actions.add_parser("find", help="users by email, phone or provider:subject")
     find.add_argument("query")
@@ -40,6 +42,7 @@ def add_admin_commands(commands: Any) -> None:
         ("enable", "unblock the user"),
         ("revoke", "sign the user out everywhere"),
         ("delete", "delete the user, as the user's own account deletion does"),
+        ("reset-mfa", "remove the user's second factors (TOTP, recovery codes, passkeys)"),
     ):
         user_actions.add_parser(action, help=text).add_argument("id", help="the user id")
 
@@ -121,6 +124,7 @@ async def _users(admin: Any, args: argparse.Namespace) -> None:
         "enable": admin.enable,
         "revoke": admin.revoke_sessions,
         "delete": admin.delete,
+        "reset-mfa": admin.reset_mfa,
     }
     _print(await action[args.users_command](args.id, name))
 

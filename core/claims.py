@@ -11,6 +11,11 @@ from storage.base import User
 # the account's email: it confirms the address and nothing else (/validate/jwt/access
 # answers false for it, and every other account route refuses its user).
 VERIFY_EMAIL_SCOPE = "verify_email"
+# The `scope` of an access token issued while `accounts.require_mfa` waits for the account's
+# second factor: it enrols one (the /authorization/mfa routes) and nothing else.
+ENROL_MFA_SCOPE = "enrol_mfa"
+# Scopes of tokens that are no sign-in for other services (/validate/jwt/access: false).
+RESTRICTED_SCOPES = frozenset({VERIFY_EMAIL_SCOPE, ENROL_MFA_SCOPE})
 
 
 def user_name(user: User) -> str:
@@ -41,3 +46,9 @@ def access_claims(user: User, require_verified_email: bool) -> dict[str, Any]:
     if awaits_email(user, require_verified_email):
         claims["scope"] = VERIFY_EMAIL_SCOPE
     return claims
+
+
+def enrol_only_claims(claims: dict[str, Any]) -> dict[str, Any]:
+    """The claims that hold a session to enrolling a second factor; a session held to
+    confirming its email stays held to that first."""
+    return {} if claims.get("scope") == VERIFY_EMAIL_SCOPE else {"scope": ENROL_MFA_SCOPE}

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.accounts import Accounts, account_disabled, new_user_id
 from core.captcha import SmartCaptcha, captcha_required
@@ -26,6 +27,7 @@ from core.events import client_ip_var, identifier_hash, security_event
 from core.identifiers import one_identifier
 from core.lifecycle_settings import CaptchaConfig
 from core.metrics import Metrics
+from core.mfa import asks_second_factor
 from core.net import address_key
 from core.throttle import login_key, rate_limited
 from storage.base import DuplicateError, StorageUnavailable, Store, User, find_user_by_address
@@ -214,7 +216,7 @@ class CodeSignIn:
 
     # signing in
 
-    async def login(self, email: str | None, phone: str | None, code: str) -> dict[str, str]:
+    async def login(self, email: str | None, phone: str | None, code: str) -> dict[str, Any]:
         channel, address = self.identifier(email, phone)
         user = await self._find(channel, address)
         throttle = self.accounts.throttle
@@ -230,7 +232,6 @@ class CodeSignIn:
                 identifier=None if user else identifier_hash(address),
             )
             raise
-        await throttle.login_succeeded(key)
         if user is None:
             if not self.settings.sign_up:
                 raise invalid_code()
@@ -240,8 +241,12 @@ class CodeSignIn:
         field_name = "email" if channel == "email" else "phone"
         await self.store.set_verified(user.id, field_name, address)
         fresh = await self.store.get_user(user.id) or user
+        answer = await self.accounts.start_session(fresh, "code_login", [amr])
+        if asks_second_factor(answer):
+            return answer  # the failure count stays until the second factor passes
+        await throttle.login_succeeded(key)
         security_event(EventType.LOGIN_SUCCEEDED, user=user.id, method=f"code_{amr}")
-        return await self.accounts.issue_pair(fresh, "code_login", amr=[amr])
+        return answer
 
     async def _confirm(self, channel: str, address: str, code: str) -> str:
         """The amr of the channel whose code this is; 400 invalid_code otherwise. Only one

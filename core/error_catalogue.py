@@ -123,6 +123,21 @@ CATALOGUE: dict[str, ErrorCode] = _codes(
         (409,),
         "Removing it (a provider identity or a passkey) would leave the account no way to sign in.",
     ),
+    # Second factors (docs/second-factors.md)
+    (
+        "invalid_mfa_token",
+        (401,),
+        "The mfa_token is unknown, used, expired or out of tries: sign in again.",
+    ),
+    (
+        "mfa_required_enrolment",
+        (403,),
+        "`accounts.require_mfa` is on and the account has no second factor yet: this session "
+        "may only enrol one.",
+    ),
+    ("totp_enabled", (409,), "The account has an authenticator app already."),
+    ("totp_not_enabled", (409,), "The account has no authenticator app."),
+    ("totp_not_set_up", (409,), "No authenticator app set-up is waiting for its first code."),
     # Passkeys (docs/passkeys.md)
     ("invalid_credential", (400,), "Not a WebAuthn credential, or one that does not verify."),
     (

@@ -52,3 +52,11 @@ def unverified_email() -> ApiError:
     return ApiError(
         403, "unverified_email", "The email address is not verified yet: confirm the code sent."
     )
+
+
+def mfa_enrolment_required() -> ApiError:
+    return ApiError(
+        403,
+        "mfa_required_enrolment",
+        "This server requires a second factor: enrol one (/authorization/mfa) first.",
+    )

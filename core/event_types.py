@@ -63,12 +63,19 @@ class EventType(StrEnum):
     PASSKEY_REMOVED = "passkey_removed"
     PASSKEY_LOGIN_FAILED = "passkey_login_failed"
     PASSKEY_COUNTER_REGRESSED = "passkey_counter_regressed"
+    # second factors
+    MFA_REQUIRED = "mfa_required"
+    MFA_FAILED = "mfa_failed"
+    TOTP_ENABLED = "totp_enabled"
+    TOTP_DISABLED = "totp_disabled"
+    RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
     # operators
     ADMIN_AUTH_FAILED = "admin_auth_failed"
     ADMIN_USER_DISABLED = "admin_user_disabled"
     ADMIN_USER_ENABLED = "admin_user_enabled"
     ADMIN_SESSIONS_REVOKED = "admin_sessions_revoked"
     ADMIN_USER_DELETED = "admin_user_deleted"
+    ADMIN_MFA_RESET = "admin_mfa_reset"
 
 
 E = EventType
@@ -119,11 +126,17 @@ MEANINGS: dict[EventType, str] = {
     E.PASSKEY_LOGIN_FAILED: "a passkey assertion was refused (the reason says why)",
     E.PASSKEY_COUNTER_REGRESSED: "a passkey's signature counter did not grow: a cloned "
     "authenticator or a replay; the assertion was refused",
+    E.MFA_REQUIRED: "a first factor passed and a second is due (`method`: those the user has)",
+    E.MFA_FAILED: "a wrong second factor (`method`: code, recovery_code or passkey)",
+    E.TOTP_ENABLED: "a user confirmed a TOTP authenticator; new recovery codes were made",
+    E.TOTP_DISABLED: "a user turned TOTP off, with its recovery codes",
+    E.RECOVERY_CODES_REGENERATED: "a user replaced their recovery codes",
     E.ADMIN_AUTH_FAILED: "an admin request came with a missing or wrong key",
     E.ADMIN_USER_DISABLED: "an operator disabled a user, ending every session",
     E.ADMIN_USER_ENABLED: "an operator enabled a user again",
     E.ADMIN_SESSIONS_REVOKED: "an operator signed a user out everywhere",
     E.ADMIN_USER_DELETED: "an operator deleted a user (named by a pseudonym)",
+    E.ADMIN_MFA_RESET: "an operator removed a user's second factors (TOTP, recovery codes)",
 }
 
 _WARNINGS = frozenset(
@@ -148,6 +161,7 @@ _WARNINGS = frozenset(
         E.IDENTITY_IN_USE,
         E.PASSKEY_LOGIN_FAILED,
         E.PASSKEY_COUNTER_REGRESSED,
+        E.MFA_FAILED,
         E.ADMIN_AUTH_FAILED,
     }
 )
@@ -161,7 +175,13 @@ def level(event: EventType) -> int:
 # Operators' actions are each kept, however often: each needs an admin key and is a
 # decision someone may have to answer for. Every other type folds its repeats (core.audit).
 UNFOLDED_TYPES: frozenset[str] = frozenset(
-    {E.ADMIN_USER_DISABLED, E.ADMIN_USER_ENABLED, E.ADMIN_SESSIONS_REVOKED, E.ADMIN_USER_DELETED}
+    {
+        E.ADMIN_USER_DISABLED,
+        E.ADMIN_USER_ENABLED,
+        E.ADMIN_SESSIONS_REVOKED,
+        E.ADMIN_USER_DELETED,
+        E.ADMIN_MFA_RESET,
+    }
 )
 
 # The types the audit log keeps: all of them.

@@ -34,11 +34,17 @@ class KeyEncryptionKey:
         self._aead = AESGCM(_hkdf(secret, b"vhod signing keys v1"))
         # Other keys every instance with this KEK must agree on are derived from it too.
         self._refresh_root = _hkdf(secret, b"vhod refresh tokens v1")
+        self._totp_root = _hkdf(secret, b"vhod totp secrets v1")
 
     def refresh_token_root(self) -> bytes:
         """Key material for the refresh-token signing key (core.keys.refresh_key): the same
         on every instance with this KEK, and independent of the key that encrypts."""
         return self._refresh_root
+
+    def totp_root(self) -> bytes:
+        """Key material for sealing TOTP secrets (core.totp.SecretSeal), independent of
+        the key that encrypts private keys."""
+        return self._totp_root
 
     def encrypt(self, plain: bytes, kid: str) -> str:
         nonce = os.urandom(_NONCE_BYTES)

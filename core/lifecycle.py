@@ -8,12 +8,20 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from core.accounts import Accounts, account_disabled
+from core.claims import ENROL_MFA_SCOPE
 from core.clock import Clock, system_clock
 from core.codes import Codes, invalid_code, recipient
 from core.delivery import Delivery
-from core.errors import ApiError, invalid_credentials, invalid_request, unverified_email
+from core.errors import (
+    ApiError,
+    invalid_credentials,
+    invalid_request,
+    mfa_enrolment_required,
+    unverified_email,
+)
 from core.event_types import EventType
 from core.events import client_ip_var, identifier_hash, security_event
 from core.identifiers import one_identifier
@@ -82,12 +90,19 @@ class Lifecycle(UserSessions):
     # who is calling
 
     async def authenticate(
-        self, access_token: str, *, live_session: bool = False, verifying_email: bool = False
+        self,
+        access_token: str,
+        *,
+        live_session: bool = False,
+        verifying_email: bool = False,
+        enrolling_mfa: bool = False,
     ) -> Caller:
         """The caller of a Bearer access token, checked as /validate/jwt/access checks it;
         with `live_session`, its session must not have ended (logout, revocation). While
         `accounts.require_verified_email` waits for the user's email, only the routes that
-        confirm it (`verifying_email`) act for it: 403 unverified_email elsewhere."""
+        confirm it (`verifying_email`) act for it: 403 unverified_email elsewhere; and while
+        `accounts.require_mfa` waits for a second factor, only the routes that enrol one
+        (`enrolling_mfa`): 403 mfa_required_enrolment elsewhere."""
         try:
             claims = self.accounts.tokens.decode(access_token, ACCESS)
         except InvalidToken as exc:
@@ -102,6 +117,9 @@ class Lifecycle(UserSessions):
             raise account_disabled()
         if not verifying_email and self.accounts.awaits_email(user):
             raise unverified_email()
+        # A session `accounts.require_mfa` holds to enrolling a second factor does that only.
+        if not enrolling_mfa and claims.get("scope") == ENROL_MFA_SCOPE:
+            raise mfa_enrolment_required()
         session = claims.get("sid") if isinstance(claims.get("sid"), str) else None
         if live_session and session not in await self._live_families(user.id):
             raise invalid_access()
@@ -170,7 +188,7 @@ class Lifecycle(UserSessions):
 
     async def confirm_reset(
         self, email: str | None, phone: str | None, code: str, new_password: str
-    ) -> dict[str, str]:
+    ) -> dict[str, Any]:
         """A new pair for the right code; every earlier session of the user ends."""
         channel, address = self._identifier(email, phone)
         encoded = check_password_policy(new_password, self.accounts.settings.min_password_length)
@@ -191,7 +209,7 @@ class Lifecycle(UserSessions):
 
     async def change_password(
         self, caller: Caller, current: str, new_password: str
-    ) -> dict[str, str]:
+    ) -> dict[str, Any]:
         encoded = check_password_policy(new_password, self.accounts.settings.min_password_length)
         await self._check_password(caller.user, current)
         checked = caller.user.password_hash
@@ -214,7 +232,7 @@ class Lifecycle(UserSessions):
 
     async def _replace_password(
         self, user: User, encoded: bytes, event: EventType, *, replacing: str | None = None
-    ) -> dict[str, str]:
+    ) -> dict[str, Any]:
         """Set the new password, end every session, start one on the new password.
         `replacing`: the hash the caller's check used; the change happens only over it (a
         concurrent change or reset wins, and this one answers 401)."""
@@ -233,6 +251,9 @@ class Lifecycle(UserSessions):
             raise invalid_access()
         self.accounts.refuse_disabled(fresh, event)
         # Refused if another change or reset replaced this password meanwhile.
+        if event == EventType.PASSWORD_RESET:
+            # A reset proves an address, a first factor: a second one is still due.
+            return await self.accounts.start_session(fresh, "reset", password_hash=new_hash)
         return await self.accounts.issue_password_pair(fresh, new_hash)
 
     # verification

@@ -70,6 +70,8 @@ class AccountsConfig:
     code_sends_per_client_per_hour: int = 30  # codes requested from one client address
     code_sign_up: bool = False  # a right sign-in code for a new address makes an account
     email_code_sign_in: bool = False  # /authorization/code/send takes an email too
+    require_mfa: bool = False  # sessions of an account without a second factor only enrol one
+    totp_issuer: str = "vhod"  # the name authenticator apps show beside the account
 
 
 def check_lifecycle(email: EmailConfig, sms: SmsConfig, accounts: AccountsConfig) -> list[str]:
@@ -88,6 +90,8 @@ def check_lifecycle(email: EmailConfig, sms: SmsConfig, accounts: AccountsConfig
             problems.append(f"{path}: must be ru or en")
     if sms.sender == "http" and not (sms.url or "").startswith(("http://", "https://")):
         problems.append("sms.url: the http sender needs the gateway's http(s) URL")
+    if not 1 <= len(accounts.totp_issuer) <= 64 or ":" in accounts.totp_issuer:
+        problems.append("accounts.totp_issuer: 1-64 characters, without ':'")
     if not 4 <= accounts.code_length <= 10:
         problems.append("accounts.code_length: must be between 4 and 10")
     for path, value in (

@@ -24,7 +24,6 @@ import re
 import secrets
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from webauthn import (
@@ -58,6 +57,7 @@ from core.delivery import Delivery
 from core.errors import ApiError
 from core.event_types import EventType
 from core.events import security_event
+from core.mfa import PasskeyProof, asks_second_factor
 from core.passkey_rules import (
     MAX_PASSKEYS,
     has_password_or_identity,
@@ -82,14 +82,6 @@ MAX_CREDENTIAL_ID_BYTES = 1023  # WebAuthn's own bound
 _CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 _TRANSPORTS = frozenset(t.value for t in AuthenticatorTransport)
 REGISTER, SIGN_IN = "create", "get"
-
-
-@dataclass(frozen=True)
-class PasskeyProof:
-    """A verified passkey assertion: whose it is, and how it proved it (RFC 8176 values)."""
-
-    user_id: str
-    amr: tuple[str, ...]
 
 
 def _b64decode(text: str) -> bytes:
@@ -169,6 +161,13 @@ class Passkeys:
 
     async def count(self, user_id: str) -> int:
         return len(await self.store.list_passkeys(user_id))
+
+    async def remove_all(self, user_id: str) -> int:
+        """An operator's second-factor reset: every passkey of the user; how many went."""
+        removed = 0
+        for passkey in await self.store.list_passkeys(user_id):
+            removed += await self.store.delete_passkey(user_id, passkey.id)
+        return removed
 
     async def registration_options(self, user: User) -> dict[str, Any]:
         """Creation options for navigator.credentials.create(): a discoverable credential
@@ -343,15 +342,23 @@ class Passkeys:
         backed = verified.credential_device_type == CredentialDeviceType.MULTI_DEVICE
         return PasskeyProof(passkey.user_id, amr_of(backed, verified.user_verified))
 
-    async def login(self, credential: Mapping[str, Any]) -> dict[str, str]:
-        """A token pair for a username-less passkey sign-in; 403 account_disabled."""
+    async def login(self, credential: Mapping[str, Any]) -> dict[str, Any]:
+        """A token pair for a username-less passkey sign-in; 403 account_disabled. A passkey
+        that verified the user (`mfa`) is both factors; one that did not is a first factor,
+        and an account with a second factor is asked for it (core.mfa)."""
         proof = await self.verify_assertion(credential, None)
         user = await self.store.get_user(proof.user_id)
         if user is None:  # deleted while the ceremony ran
             raise unknown_passkey()
-        pair = await self.accounts.issue_pair(user, "passkey_login", amr=list(proof.amr))
+        if "mfa" in proof.amr:
+            self.accounts.refuse_disabled(user, "passkey_login")
+            answer: dict[str, Any] = await self.accounts.open_session(user, list(proof.amr))
+        else:
+            answer = await self.accounts.start_session(user, "passkey_login", list(proof.amr))
+            if asks_second_factor(answer):
+                return answer
         security_event(EventType.LOGIN_SUCCEEDED, user=user.id, method="passkey")
-        return pair
+        return answer
 
 
 def passkeys_from(

@@ -67,6 +67,7 @@ SECRET_NAME_PARTS = (
     "device_id",
     "verifier",
     "assertion",
+    "passkey",
     "session",
     "key",
     "otp",

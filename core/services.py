@@ -18,6 +18,8 @@ from core.identities import Identities
 from core.key_manager import KeyManager
 from core.lifecycle import Lifecycle
 from core.metrics import Metrics
+from core.mfa import SecondFactors
+from core.mfa_account import SecondFactorAccount
 from core.passkeys import Passkeys
 from core.passwords import Hasher
 from core.social import SocialSignIn
@@ -48,6 +50,8 @@ class Services:
     admin: Admin
     identities: Identities
     passkeys: Passkeys
+    second_factors: SecondFactors | None = None  # the sign-in gate and mfa/verify
+    mfa_account: SecondFactorAccount | None = None  # /authorization/mfa/…
     trusted_proxies: tuple[Any, ...] = ()
     providers: dict[str, Any] = field(default_factory=dict)
     in_flight: int = 0

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from core.claims import VERIFY_EMAIL_SCOPE, access_claims, user_name
+from core.claims import RESTRICTED_SCOPES, access_claims, enrol_only_claims, user_name
 from core.clock import Clock
-from core.errors import invalid_credentials, invalid_token, unverified_email
+from core.errors import (
+    invalid_credentials,
+    invalid_token,
+    mfa_enrolment_required,
+    unverified_email,
+)
 from core.event_types import EventType
 from core.events import security_event
 from core.revocations import RevokedSessions
@@ -17,6 +22,7 @@ from storage.base import RefreshToken, Store, User
 
 if TYPE_CHECKING:
     from core.accounts import AccountSettings
+    from core.mfa import SecondFactors
 
 REVOCATION_SLACK_SECONDS = 3600
 
@@ -27,6 +33,9 @@ class TokenSessions:
     clock: Clock
     revoked: RevokedSessions
     settings: AccountSettings
+    # Asks for a second factor where the user has one (core.mfa); set at start. None: no
+    # first factor is ever followed by a second.
+    second_factors: SecondFactors | None = None
 
     def refuse_disabled(self, user: User, call: str) -> None:
         raise NotImplementedError  # Accounts'
@@ -43,7 +52,9 @@ class TokenSessions:
             return False
         # A token that may only confirm an email address is no sign-in for other services;
         # a session ended on any instance is over (one set lookup, no store read).
-        return scope != VERIFY_EMAIL_SCOPE and not (session is not None and session in self.revoked)
+        return scope not in RESTRICTED_SCOPES and not (
+            session is not None and session in self.revoked
+        )
 
     async def refresh(self, token: str) -> dict[str, Any]:
         """A new access token for a live refresh token; with rotation, a new refresh token too."""
@@ -142,6 +153,9 @@ class TokenSessions:
         record, user = await self._live_refresh(token)
         if self.awaits_email(user):
             raise unverified_email()
+        gate = self.second_factors
+        if gate is not None and gate.require_mfa and not await gate.methods(user.id):
+            raise mfa_enrolment_required()
         return record, user
 
     def _revocation_horizon(self) -> float:
@@ -150,7 +164,7 @@ class TokenSessions:
         return self.clock() + self.tokens.refresh_ttl + REVOCATION_SLACK_SECONDS
 
     def _new_session(
-        self, user: User, amr: list[str] | None = None
+        self, user: User, amr: list[str] | None = None, *, enrol_only: bool = False
     ) -> tuple[RefreshToken, dict[str, str]]:
         """A new token pair for `user`, and the refresh token's record (not yet stored);
         `amr` (RFC 8176) says how the user proved who they are, in the access token."""
@@ -167,33 +181,65 @@ class TokenSessions:
         )
         # sid: the family
         extra = access_claims(user, self.settings.require_verified_email)
+        if enrol_only:
+            extra.update(enrol_only_claims(extra))
         if amr:
             extra["amr"] = amr
         access = self.tokens.issue(ACCESS, user.id, name, session=refresh.jti, extra=extra)
         pair = {"access": access.token, "refresh": refresh.token}
         return record, pair
 
-    async def issue_pair(
-        self, user: User, call: str, amr: list[str] | None = None
-    ) -> dict[str, str]:
-        """A new session for `user` (after a password reset or change, or a code sign-in),
-        read just before: none for a disabled user, even one disabled while the request ran.
-        `amr` (RFC 8176) says how the user proved who they are."""
+    async def start_session(
+        self,
+        user: User,
+        call: str,
+        amr: list[str] | None = None,
+        *,
+        password_hash: str | None = None,
+    ) -> dict[str, Any]:
+        """The end of a first factor (`amr`, RFC 8176): a new session for `user`, read just
+        before (none for a disabled user), or, where the user has a second factor, the
+        answer that asks for it (core.mfa). `password_hash`: the password the factor
+        checked; the session is stored only while it is still the user's (RT7)."""
         self.refuse_disabled(user, call)
-        return await self._issue_pair(user, amr)
+        enrol_only = False
+        gate = self.second_factors
+        if gate is not None:
+            asked = await gate.challenge(user, amr or [], password_hash)
+            if asked is not None:
+                return asked
+            enrol_only = gate.require_mfa  # no second factor yet: it may only enrol one
+        return await self.open_session(
+            user, amr, password_hash=password_hash, enrol_only=enrol_only
+        )
 
-    async def issue_password_pair(self, user: User, password_hash: str) -> dict[str, str]:
-        """A new session for `user` resting on the password whose hash is `password_hash`
-        (just checked, or just set). 401 invalid_credentials when that password was
-        replaced meanwhile: a login still hashing while a change or reset ended every
-        session must not store one after it."""
-        record, pair = self._new_session(user)
-        if not await self.store.add_password_session(record, password_hash):
+    async def open_session(
+        self,
+        user: User,
+        amr: list[str] | None = None,
+        *,
+        password_hash: str | None = None,
+        enrol_only: bool = False,
+    ) -> dict[str, str]:
+        """Store a new session and return its pair; with `password_hash`, only while that
+        is the user's password (else 401 invalid_credentials, as issue_password_pair)."""
+        record, pair = self._new_session(user, amr, enrol_only=enrol_only)
+        if password_hash is None:
+            await self.store.add_refresh_token(record)
+        elif not await self.store.add_password_session(record, password_hash):
             security_event(EventType.LOGIN_FAILED, user=user.id, reason="password_replaced")
             raise invalid_credentials()
         return pair
 
-    async def _issue_pair(self, user: User, amr: list[str] | None = None) -> dict[str, str]:
-        record, pair = self._new_session(user, amr)
-        await self.store.add_refresh_token(record)
-        return pair
+    async def issue_password_pair(self, user: User, password_hash: str) -> dict[str, str]:
+        """A new session for `user` resting on the password whose hash is `password_hash`
+        (just set by a change, in a session that passed its factors). 401
+        invalid_credentials when that password was replaced meanwhile: a change still
+        hashing while another change or reset ended every session must not store one
+        after it."""
+        return await self.open_session(user, password_hash=password_hash)
+
+    async def _issue_pair(
+        self, user: User, amr: list[str] | None = None, *, enrol_only: bool = False
+    ) -> dict[str, str]:
+        return await self.open_session(user, amr, enrol_only=enrol_only)

@@ -21,12 +21,16 @@ class AccountHandler(JsonHandler):
     # Whether the route confirms the email: the only thing an account that
     # accounts.require_verified_email holds may do.
     verifies_email = False
+    # Whether the route enrols a second factor: the only thing a session that
+    # accounts.require_mfa holds may do.
+    enrols_mfa = False
 
     async def current_user(self) -> Caller:
         return await self.services.lifecycle.authenticate(
             self.token_param("access"),
             live_session=self.needs_live_session,
             verifying_email=self.verifies_email,
+            enrolling_mfa=self.enrols_mfa,
         )
 
     @property

@@ -102,6 +102,13 @@ class RevokeSessionsHandler(AdminHandler):
         self.write_json(await self.services.admin.revoke_sessions(user_id, self.admin_name))
 
 
+class ResetMfaHandler(AdminHandler):
+    route_pattern = "/admin/users/{id}/mfa/reset"
+
+    async def post(self, user_id: str) -> None:
+        self.write_json(await self.services.admin.reset_mfa(user_id, self.admin_name))
+
+
 class EventsHandler(AdminHandler):
     route_pattern = "/admin/events"
 
@@ -150,6 +157,7 @@ def admin_routes() -> list[tuple[str, Any]]:
         (rf"/admin/users/{USER}/disable", DisableHandler),
         (rf"/admin/users/{USER}/enable", EnableHandler),
         (rf"/admin/users/{USER}/sessions/revoke", RevokeSessionsHandler),
+        (rf"/admin/users/{USER}/mfa/reset", ResetMfaHandler),
         (r"/admin/events", EventsHandler),
         (r"/admin/events/export", EventsExportHandler),
     ]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from handlers import account, auth, code, identities, ops, passkeys, validate, wellknown
 from handlers.admin import admin_routes
 from handlers.docs import docs_routes
+from handlers.mfa import mfa_routes
 from handlers.social import provider_routes
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ def routes(services: Services, *, listener: str = "main") -> list[Any]:
         (r"/authorization/passkeys/delete", passkeys.DeleteHandler),
         (r"/authorization/passkeys/login/options", passkeys.LoginOptionsHandler),
         (r"/authorization/passkeys/login", passkeys.LoginHandler),
+        *mfa_routes(),  # /authorization/mfa, …/totp/…, …/recovery_codes/…, …/verify
         *provider_routes(services.providers),  # /<prefix>/link, callback, get/token, …
         (r"/.well-known/jwks.json", wellknown.JwksHandler),
         (r"/.well-known/openid-configuration", wellknown.DiscoveryHandler),

@@ -127,7 +127,7 @@ def provider_path_items(provider: OAuthProvider) -> dict[str, dict[str, Any]]:
             None,
             parameters=[_ref(_PARAMETER, "ProviderAccessToken")],
             responses=_responses(
-                s200="TokenPair",
+                s200="SignedIn",
                 s400="InvalidRequest",
                 s401="InvalidProviderToken",
                 s403="AccountDisabled",

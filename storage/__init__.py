@@ -11,6 +11,7 @@ from storage.base import (
     DuplicateError,
     EventQuery,
     Identity,
+    MfaChallenge,
     OAuthState,
     OneTimeCode,
     PartialWrite,
@@ -19,6 +20,7 @@ from storage.base import (
     SigningKey,
     StorageUnavailable,
     Store,
+    TotpFactor,
     User,
 )
 from storage.mongo_url import MONGODB
@@ -34,6 +36,7 @@ __all__ = [
     "DuplicateError",
     "EventQuery",
     "Identity",
+    "MfaChallenge",
     "MongoStore",
     "OAuthState",
     "OneTimeCode",
@@ -44,6 +47,7 @@ __all__ = [
     "SigningKey",
     "StorageUnavailable",
     "Store",
+    "TotpFactor",
     "User",
     "backend_for",
     "database_file",

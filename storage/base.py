@@ -12,6 +12,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+# The audit log's records, re-exported: every record is reachable from here.
+from storage.base_audit import AuditEvent as AuditEvent
+from storage.base_audit import AuditStore
+from storage.base_audit import EventQuery as EventQuery
+
+# The second factors' records, re-exported: every store module reads records from here.
+from storage.base_mfa import MfaChallenge as MfaChallenge
+from storage.base_mfa import SecondFactorStore
+from storage.base_mfa import TotpFactor as TotpFactor
+
 # Passkey is re-exported: every record is reachable from here.
 from storage.passkey_store import Passkey as Passkey
 from storage.passkey_store import PasskeyStore
@@ -131,43 +141,7 @@ class SigningKey:
     created_at: float
 
 
-@dataclass(frozen=True)
-class AuditEvent:
-    """One security event as the audit log keeps it: never a secret, only pseudonyms.
-
-    `id` is random; with `time` it orders events stably. `details` holds a fixed set of
-    keys (core.audit); the event is kept until `expires_at` (the retention). Events with
-    one `fold` key are kept as one (the first), `repeats` counting them all: what one
-    client repeats does not grow the store (core.audit.fold_key)."""
-
-    id: str
-    time: float
-    type: str
-    user_id: str | None = None
-    identifier: str | None = None  # the keyed pseudonym of an email or phone
-    ip: str = "-"
-    request_id: str = "-"
-    details: dict[str, str | int] = field(default_factory=dict)
-    expires_at: float = 0.0
-    fold: str | None = None
-    repeats: int = 1
-
-
-@dataclass(frozen=True)
-class EventQuery:
-    """Which audit events to read: every given filter applies; `after` is the (time, id)
-    of the last event of the previous page, in the order asked for."""
-
-    limit: int
-    user_id: str | None = None
-    types: tuple[str, ...] = ()
-    since: float | None = None  # time >= since
-    until: float | None = None  # time < until
-    after: tuple[float, str] | None = None
-    newest_first: bool = False
-
-
-class Store(PasskeyStore, Protocol):
+class Store(AuditStore, PasskeyStore, SecondFactorStore, Protocol):
     """What the services need from a database. Every method may raise StorageUnavailable."""
 
     kind: str  # "sqlite" or "mongodb", for the start line and /readyz
@@ -316,22 +290,8 @@ class Store(PasskeyStore, Protocol):
 
     async def purge_expired(self, now: float) -> None:
         """Delete expired states, counters, refresh tokens, family revocations, one-time
-        codes, exchanged provider tokens and audit events (MongoDB's TTL does it too)."""
-
-    # the audit log; shared by every instance on the same store
-    async def add_events(self, events: Sequence[AuditEvent]) -> None:
-        """Append events in one round trip; an id that exists already is not an error.
-        An event whose `fold` a kept event has adds its `repeats` to that one instead."""
-
-    async def purge_events_before(self, time: float) -> None:
-        """Delete the audit events that happened before `time`: the retention as it is
-        configured now, so a shorter one applies to events kept already."""
-
-    async def forget_user_in_events(self, user_id: str, pseudonym: str) -> None:
-        """After a deletion: the user's events name `pseudonym` instead of the user id."""
-
-    async def list_events(self, query: EventQuery) -> list[AuditEvent]:
-        """The events `query` selects, in (time, id) order (newest first if it asks)."""
+        codes, MFA challenges, exchanged provider tokens and audit events (MongoDB's TTL
+        does it too)."""
 
     # bulk loading (seeding a benchmark, importing users)
     async def bulk_insert_users(self, users: Sequence[User]) -> None:
@@ -359,7 +319,8 @@ class Store(PasskeyStore, Protocol):
         """Record that the token was used at `now` (the session's "last used")."""
 
     async def delete_user(self, user_id: str, *, until: float, now: float) -> None:
-        """Remove the user, its identities, refresh tokens and codes, so that its email,
+        """Remove the user, its identities, refresh tokens, codes and second factors (TOTP,
+        recovery codes), so that its email,
         phone and identities are free again. Its families are recorded revoked first (as
         revoke_user_tokens, kept until `until`), so a rotation in flight stores nothing
         usable. Deleting an unknown user is not an error; a retry finishes a partial one."""

@@ -353,7 +353,7 @@ class MongoStore(
             await self.refresh_tokens.delete_many({"expires_at": {"$lte": now}})
             await self.revoked_families.delete_many({"until": {"$lte": now}})
             await self.database["exchanged_tokens"].delete_many({"expires_at": {"$lte": now}})
-            await self.one_time_codes.delete_many({"expires_at": {"$lte": now}})
+            await self.purge_codes(now)
             await self.database["audit_events"].delete_many({"expires_at": {"$lte": now}})
             await self.database["audit_folds"].delete_many({"expires_at": {"$lte": now}})
 

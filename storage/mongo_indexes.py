@@ -33,6 +33,7 @@ async def create_indexes(database: Any) -> None:
     # A passkey's credential id is its _id (unique by nature); the API names it by `id`.
     await database["passkeys"].create_index("user_id", name="user_id")
     await database["passkeys"].create_index("id", name="id_unique", unique=True)
+    await database["mfa_challenges"].create_index("user_id", name="user_id")
     # Every instance reads the revocations since its last poll, each second or so.
     await database["revoked_families"].create_index("revoked_at", name="revoked_at")
     for name in (
@@ -42,6 +43,7 @@ async def create_indexes(database: Any) -> None:
         "revoked_families",
         "exchanged_tokens",
         "one_time_codes",
+        "mfa_challenges",
     ):
         await database[name].create_index("purge_at", name="purge_at_ttl", expireAfterSeconds=0)
 

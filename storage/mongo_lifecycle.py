@@ -11,6 +11,7 @@ from pymongo.errors import DuplicateKeyError
 from storage.base import DuplicateError, OneTimeCode, RefreshToken
 from storage.mongo_docs import purge_at, token_from
 from storage.mongo_errors import unavailable
+from storage.mongo_mfa import MfaMixin, delete_second_factors
 
 
 def _code(doc: Mapping[str, Any] | None) -> OneTimeCode | None:
@@ -26,8 +27,9 @@ def _code(doc: Mapping[str, Any] | None) -> OneTimeCode | None:
     )
 
 
-class LifecycleMixin:
-    """Store methods of the account lifecycle; MongoStore provides the collections."""
+class LifecycleMixin(MfaMixin):
+    """Store methods of the account lifecycle and second factors; MongoStore provides the
+    collections."""
 
     database: Any
     users: Any
@@ -94,6 +96,7 @@ class LifecycleMixin:
             await self.one_time_codes.delete_many({"user_id": user_id})
             await self.database["passkeys"].delete_many({"user_id": user_id})
             await self.identities.delete_many({"user_id": user_id})
+            await delete_second_factors(self.database, user_id)
             await self.users.delete_one({"_id": user_id})
 
     async def put_code(self, code: OneTimeCode) -> None:
@@ -127,3 +130,8 @@ class LifecycleMixin:
     async def delete_code(self, key: str) -> None:
         with unavailable():
             await self.one_time_codes.delete_one({"_id": key})
+
+    async def purge_codes(self, now: float) -> None:
+        """purge_expired's part: expired one-time codes and MFA challenges."""
+        await self.one_time_codes.delete_many({"expires_at": {"$lte": now}})
+        await self.database["mfa_challenges"].delete_many({"expires_at": {"$lte": now}})

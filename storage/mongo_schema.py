@@ -33,8 +33,13 @@ async def to_3(database: Any) -> None:
     collection itself appears with its first document)."""
 
 
+async def to_4(database: Any) -> None:
+    """Second factors: the `totp_factors`, `recovery_codes` and `mfa_challenges`
+    collections, created on first write; their indexes come with create_indexes."""
+
+
 # Keys: the version each migration makes. The same keys as storage/sqlite_schema.py's.
-MIGRATIONS: dict[int, Callable[[Any], Awaitable[None]]] = {1: to_1, 2: to_2, 3: to_3}
+MIGRATIONS: dict[int, Callable[[Any], Awaitable[None]]] = {1: to_1, 2: to_2, 3: to_3, 4: to_4}
 
 
 async def migrate(database: Any, create_indexes: Callable[[], Awaitable[None]]) -> None:

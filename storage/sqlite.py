@@ -15,6 +15,7 @@ from storage.sqlite_admin import SQLiteAdmin, create_admin_schema, purge_events
 from storage.sqlite_identities import IdentitiesMixin
 from storage.sqlite_keys import KeysMixin
 from storage.sqlite_lifecycle import LifecycleMixin, create_lifecycle_schema
+from storage.sqlite_mfa import MfaMixin
 from storage.sqlite_passkeys import PasskeysMixin
 from storage.sqlite_rows import (
     INSERT_USER,
@@ -27,6 +28,7 @@ from storage.sqlite_rows import (
     token_from,
     user_from,
     user_row,
+    without_identities,
 )
 from storage.sqlite_schema import migrate, recorded_version
 from storage.sqlite_states import OAuthStatesMixin, add_binding_column
@@ -104,7 +106,13 @@ CREATE INDEX IF NOT EXISTS exchanged_tokens_expires_at ON exchanged_tokens (expi
 
 
 class SQLiteStore(
-    OAuthStatesMixin, LifecycleMixin, SQLiteAdmin, KeysMixin, IdentitiesMixin, PasskeysMixin
+    OAuthStatesMixin,
+    LifecycleMixin,
+    MfaMixin,
+    SQLiteAdmin,
+    KeysMixin,
+    IdentitiesMixin,
+    PasskeysMixin,
 ):
     """The Store protocol on one SQLite file, safe to share with other processes (WAL)."""
 
@@ -346,6 +354,7 @@ class SQLiteStore(
             db.execute("DELETE FROM revoked_families WHERE until <= ?", (now,))
             db.execute("DELETE FROM exchanged_tokens WHERE expires_at <= ?", (now,))
             db.execute("DELETE FROM one_time_codes WHERE expires_at <= ?", (now,))
+            db.execute("DELETE FROM mfa_challenges WHERE expires_at <= ?", (now,))
             purge_events(db, now)
 
         await self._write(purge)
@@ -353,7 +362,7 @@ class SQLiteStore(
     # --- bulk loading ---
 
     async def bulk_insert_users(self, users: Sequence[User]) -> None:
-        rows = [user_row(user) for user in _without_identities(users)]
+        rows = [user_row(user) for user in without_identities(users)]
 
         def insert(db: sqlite3.Connection) -> None:
             db.executemany(INSERT_USER, rows)
@@ -385,9 +394,3 @@ class SQLiteStore(
             return row is not None
 
         return await self._run(known)
-
-
-def _without_identities(users: Sequence[User]) -> Sequence[User]:
-    if any(user.identities for user in users):
-        raise ValueError("bulk_insert_users takes users without provider identities")
-    return users

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from storage.base import OneTimeCode, RefreshToken
+from storage.sqlite_mfa import delete_second_factors
 from storage.sqlite_rows import MARK_FAMILIES_OF_USER, token_from
 
 T = TypeVar("T")
@@ -123,6 +124,7 @@ class LifecycleMixin:
             db.execute("DELETE FROM one_time_codes WHERE user_id = ?", (user_id,))
             db.execute("DELETE FROM passkeys WHERE user_id = ?", (user_id,))
             db.execute("DELETE FROM identities WHERE user_id = ?", (user_id,))
+            delete_second_factors(db, user_id)
             db.execute("DELETE FROM users WHERE id = ?", (user_id,))
 
         # Deleted rows would linger in free pages and in the write-ahead log: zero them

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 
 from storage.base import Identity, RefreshToken, User
 
@@ -108,3 +109,10 @@ def insert_token(db: sqlite3.Connection, token: RefreshToken) -> None:
             token.last_used_at,
         ),
     )
+
+
+def without_identities(users: Sequence[User]) -> Sequence[User]:
+    """bulk_insert_users' input check: it writes users, not their provider identities."""
+    if any(user.identities for user in users):
+        raise ValueError("bulk_insert_users takes users without provider identities")
+    return users

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Callable
 
 from storage.schema import latest, pending
+from storage.sqlite_mfa import create_mfa_schema
 from storage.sqlite_passkeys import create_passkeys_table
 
 META = "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
@@ -54,8 +55,13 @@ def to_3(db: sqlite3.Connection) -> None:
     create_passkeys_table(db)
 
 
+def to_4(db: sqlite3.Connection) -> None:
+    """Second factors: TOTP factors, recovery codes, pending MFA challenges."""
+    create_mfa_schema(db)
+
+
 # Keys: the version each migration makes. The same keys as storage/mongo_schema.py's.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: to_1, 2: to_2, 3: to_3}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: to_1, 2: to_2, 3: to_3, 4: to_4}
 
 
 def migrate(db: sqlite3.Connection, create_tables: Callable[[sqlite3.Connection], None]) -> None:

@@ -15,12 +15,16 @@ from typing import Any
 
 from storage.base import Store
 
-# The operations: every coroutine method of the Store protocol but opening and closing.
+# The operations: every coroutine method of the Store protocol (its parts, such as
+# storage.base_mfa's, included) but opening and closing.
 OPERATIONS: tuple[str, ...] = tuple(
     sorted(
-        name
-        for name, member in vars(Store).items()
-        if inspect.iscoroutinefunction(member) and name not in ("setup", "close")
+        {
+            name
+            for part in Store.__mro__
+            for name, member in vars(part).items()
+            if inspect.iscoroutinefunction(member) and name not in ("setup", "close")
+        }
     )
 )
 

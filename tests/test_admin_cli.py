@@ -12,6 +12,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pyotp
 import yaml
 
 from tests.conftest import TEST_SECRET, USER
@@ -97,6 +98,36 @@ async def test_find_disable_revoke_and_tail_from_the_command_line(tmp_path, back
         assert status == 200 and len(page["events"]) == 1
         status, _ = await call(app, "POST", "/authorization/registration", USER, key=None)
         assert status == 200  # the email is free again
+
+
+async def test_reset_mfa_from_the_command_line(tmp_path, backend_url):
+    async with running_app(tmp_path / "app", backend_url, **ADMIN) as app:
+        status, pair = await call(app, "POST", "/authorization/registration", USER, key=None)
+        assert status == 200
+        status, setup = await call(app, "POST", "/authorization/mfa/totp/setup", key=pair["access"])
+        assert status == 200, setup
+        code = {"code": pyotp.TOTP(setup["secret"]).now()}
+        status, _ = await call(
+            app, "POST", "/authorization/mfa/totp/confirm", code, key=pair["access"]
+        )
+        assert status == 200
+        status, body = await call(app, "POST", "/authorization/login/email", USER, key=None)
+        assert body["mfa_required"] is True
+
+        user_id = json.loads(cli(tmp_path, backend_url, "users", "find", USER["email"]).stdout)[
+            "id"
+        ]
+        reset = cli(tmp_path, backend_url, "users", "reset-mfa", user_id)
+        assert reset.returncode == 0, reset.stderr
+        assert json.loads(reset.stdout) == {
+            "reset": True,
+            "removed": {"passkeys": 0, "recovery_codes": 10, "totp": True},
+        }
+        status, body = await call(app, "POST", "/authorization/login/email", USER, key=None)
+        assert status == 200 and "access" in body, body
+        await app.services.audit.flush()
+        status, page = await call(app, "GET", "/admin/events?type=admin_mfa_reset")
+        assert [e["details"]["admin"] for e in page["events"]] == [f"cli:{getpass.getuser()}"]
 
 
 def test_the_admin_routes_can_listen_apart_from_the_main_server(tmp_path):

@@ -217,14 +217,15 @@ def test_post_bodies_are_json_and_no_post_takes_query_parameters(spec):
     """A generated client sends JSON and never puts a password or a token in a URL; the
     form body and the query string still work, for older clients (test_api_requests.py)."""
     posts = [(path, operation) for path, method, operation in operations(spec) if method == "post"]
-    # The admin actions (disable, enable, sign out) take no body and no query parameter.
+    # The admin actions (disable, enable, sign out, MFA reset) take no body and no query
+    # parameter.
     admin = [(path, operation) for path, operation in posts if path.startswith("/admin/")]
-    assert len(admin) == 3
+    assert len(admin) == 4
     for path, operation in admin:
         assert "requestBody" not in operation and "parameters" not in operation, path
     posts = [(path, operation) for path, operation in posts if (path, operation) not in admin]
     routes = account_routes(spec)
-    assert len(posts) == 31
+    assert len(posts) == 36
     for path, operation in posts:
         assert "parameters" not in operation, path
         body = operation["requestBody"]
@@ -248,7 +249,7 @@ def test_post_bodies_are_json_and_no_post_takes_query_parameters(spec):
 
 
 def test_token_responses_declare_no_store_and_limits_declare_retry_after(spec):
-    for name in ("TokenPair", "Refreshed", "ProviderTokens"):
+    for name in ("TokenPair", "SignedIn", "RecoveryCodes", "Refreshed", "ProviderTokens"):
         headers = spec["components"]["responses"][name]["headers"]
         assert headers["Cache-Control"]["$ref"] == "#/components/headers/CacheControl"
         assert headers["Pragma"]["$ref"] == "#/components/headers/Pragma"

@@ -14,11 +14,13 @@ from storage import (
     DuplicateError,
     EventQuery,
     Identity,
+    MfaChallenge,
     OAuthState,
     Passkey,
     RefreshToken,
     SigningKey,
     Store,
+    TotpFactor,
     User,
 )
 from tests.storage_fixtures import refresh_token
@@ -1328,3 +1330,131 @@ async def test_delete_user_removes_its_passkeys(store: Store, now: float) -> Non
     await store.delete_user(user.id, until=now + 3600, now=now)
     assert await store.find_passkey(mine.credential_id) is None
     assert await store.list_passkeys("someone") == [theirs]
+
+
+# --- second factors (core.mfa) ---
+
+
+def make_challenge(
+    now: float, *, user_id: str = "u1", ttl: float = 300, bound: str | None = None
+) -> MfaChallenge:
+    return MfaChallenge(
+        token_hash=uuid.uuid4().hex,
+        user_id=user_id,
+        amr=["pwd"],
+        expires_at=now + ttl,
+        bound=bound,
+    )
+
+
+async def test_a_totp_factor_is_set_up_then_confirmed_once(store: Store) -> None:
+    assert await store.get_totp("u1") is None
+    assert await store.put_totp(TotpFactor("u1", "sealed-1", created_at=1000.0))
+    # Set up again before confirming: the new secret replaces the first.
+    assert await store.put_totp(TotpFactor("u1", "sealed-2", created_at=1000.0))
+    assert await store.get_totp("u1") == TotpFactor("u1", "sealed-2", False, 0, 1000.0)
+    assert not await store.confirm_totp("u1", "sealed-1", 100)  # not the secret checked
+    assert await store.confirm_totp("u1", "sealed-2", 100)
+    assert not await store.confirm_totp("u1", "sealed-2", 101)  # confirmed already
+    assert await store.get_totp("u1") == TotpFactor("u1", "sealed-2", True, 100, 1000.0)
+    # A confirmed factor is not replaced by a new set-up.
+    assert not await store.put_totp(TotpFactor("u1", "sealed-3", created_at=1000.0))
+    assert (await store.get_totp("u1")).secret == "sealed-2"  # type: ignore[union-attr]
+
+
+async def test_a_totp_step_is_used_once_and_never_an_earlier_one(store: Store, now: float) -> None:
+    await store.put_totp(TotpFactor("u1", "sealed", created_at=now))
+    assert not await store.use_totp_step("u1", 101)  # not confirmed: signs nobody in
+    await store.confirm_totp("u1", "sealed", 100)
+    assert not await store.use_totp_step("u1", 100)  # the confirming code's step
+    assert await store.use_totp_step("u1", 102)
+    assert not await store.use_totp_step("u1", 101)
+    assert not await store.use_totp_step("other", 500)
+
+
+async def test_concurrent_uses_of_one_totp_step_one_wins(store: Store, now: float) -> None:
+    await store.put_totp(TotpFactor("u1", "sealed", created_at=now))
+    await store.confirm_totp("u1", "sealed", 100)
+    results = await asyncio.gather(*(store.use_totp_step("u1", 101) for _ in range(10)))
+    assert sorted(results) == [False] * 9 + [True]
+
+
+async def test_delete_totp(store: Store, now: float) -> None:
+    await store.put_totp(TotpFactor("u1", "sealed", created_at=now))
+    assert await store.delete_totp("u1")
+    assert not await store.delete_totp("u1")
+    assert await store.get_totp("u1") is None
+
+
+async def test_recovery_codes_are_replaced_and_each_used_once(store: Store) -> None:
+    assert await store.count_recovery_codes("u1") == 0
+    await store.set_recovery_codes("u1", ["a", "b", "c"])
+    await store.set_recovery_codes("u2", ["a"])
+    assert await store.count_recovery_codes("u1") == 3
+    assert await store.use_recovery_code("u1", "b")
+    assert not await store.use_recovery_code("u1", "b")
+    assert not await store.use_recovery_code("u1", "zz")
+    assert await store.count_recovery_codes("u1") == 2
+    assert await store.count_recovery_codes("u2") == 1  # another user's are its own
+    await store.set_recovery_codes("u1", ["d"])
+    assert not await store.use_recovery_code("u1", "a")  # the old set is gone
+    assert await store.count_recovery_codes("u1") == 1
+    await store.set_recovery_codes("u1", [])
+    assert await store.count_recovery_codes("u1") == 0
+
+
+async def test_concurrent_uses_of_one_recovery_code_one_wins(store: Store) -> None:
+    await store.set_recovery_codes("u1", ["a", "b"])
+    results = await asyncio.gather(*(store.use_recovery_code("u1", "a") for _ in range(10)))
+    assert sorted(results) == [False] * 9 + [True]
+
+
+async def test_an_mfa_challenge_counts_tries_up_to_the_limit(store: Store, now: float) -> None:
+    challenge = make_challenge(now, bound="digest")
+    await store.put_mfa_challenge(challenge)
+    for tries in (1, 2, 3):
+        counted = await store.try_mfa_challenge(challenge.token_hash, now, 3)
+        assert counted == dataclasses.replace(challenge, tries=tries)
+    assert await store.try_mfa_challenge(challenge.token_hash, now, 3) is None
+    assert await store.try_mfa_challenge("unknown", now, 3) is None
+
+
+async def test_concurrent_tries_of_one_challenge_are_bounded(store: Store, now: float) -> None:
+    challenge = make_challenge(now)
+    await store.put_mfa_challenge(challenge)
+    tries = await asyncio.gather(
+        *(store.try_mfa_challenge(challenge.token_hash, now, 5) for _ in range(12))
+    )
+    assert sorted(t.tries for t in tries if t is not None) == [1, 2, 3, 4, 5]
+
+
+async def test_an_mfa_challenge_expires_and_is_consumed_once(store: Store, now: float) -> None:
+    challenge = make_challenge(now, ttl=60)
+    await store.put_mfa_challenge(challenge)
+    assert await store.try_mfa_challenge(challenge.token_hash, now + 60, 5) is None
+    results = await asyncio.gather(
+        *(store.consume_mfa_challenge(challenge.token_hash) for _ in range(5))
+    )
+    assert sorted(results) == [False] * 4 + [True]
+    assert await store.try_mfa_challenge(challenge.token_hash, now, 5) is None
+
+
+async def test_purge_and_delete_user_remove_second_factors(store: Store, now: float) -> None:
+    old, live = make_challenge(now, ttl=-1), make_challenge(now, ttl=60)
+    for challenge in (old, live):
+        await store.put_mfa_challenge(challenge)
+    await store.purge_expired(now)
+    # An hour earlier the purged one would still be live: only the purge removed it.
+    assert await store.try_mfa_challenge(old.token_hash, now - 3600, 5) is None
+    assert await store.try_mfa_challenge(live.token_hash, now, 5) is not None
+
+    user = make_user("mfa@example.com")
+    await store.create_user(user)
+    await store.put_totp(TotpFactor(user.id, "sealed", created_at=now))
+    await store.set_recovery_codes(user.id, ["a"])
+    mine = make_challenge(now, user_id=user.id)
+    await store.put_mfa_challenge(mine)
+    await store.delete_user(user.id, until=now + 3600, now=now)
+    assert await store.get_totp(user.id) is None
+    assert await store.count_recovery_codes(user.id) == 0
+    assert await store.try_mfa_challenge(mine.token_hash, now, 5) is None
