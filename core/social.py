@@ -64,6 +64,7 @@ class Provider(Protocol):
     public_url: str
     callback_params: tuple[str, ...]
     forwarded_params: tuple[str, ...]
+    profile_in_id_token: bool  # no user info: the exchange's id_token claims are kept
 
     settings: Any  # providers.base.ProviderSettings: frontend_redirect is read here
 
@@ -77,7 +78,7 @@ class Provider(Protocol):
     ) -> Any: ...
 
     async def fetch_profile(
-        self, access_token: str, *, exchanged: bool = False
+        self, access_token: str, *, exchanged: bool = False, claims: Any = None
     ) -> ProviderProfile: ...
 
     async def ready(self) -> None: ...
@@ -270,10 +271,16 @@ class SocialSignIn:
         """The token's owner. A token our own exchange obtained is ours by construction;
         any other needs the provider's proof (providers.binding)."""
         await self._ready(provider)
-        exchanged = isinstance(access_token, str) and await self.store.is_exchanged_token(
-            provider.name, token_fingerprint(access_token), self.clock()
+        fingerprint = token_fingerprint(access_token) if isinstance(access_token, str) else ""
+        exchanged = bool(fingerprint) and await self.store.is_exchanged_token(
+            provider.name, fingerprint, self.clock()
         )
-        pending = provider.fetch_profile(access_token, exchanged=exchanged)
+        claims = None
+        if exchanged and provider.profile_in_id_token:
+            claims = await self.store.exchanged_token_claims(
+                provider.name, fingerprint, self.clock()
+            )
+        pending = provider.fetch_profile(access_token, exchanged=exchanged, claims=claims)
         profile: ProviderProfile = await self._observed(provider, "userinfo", pending)
         return profile
 
@@ -315,6 +322,7 @@ class SocialSignIn:
             provider.name,
             token_fingerprint(tokens.access_token),
             now + min(max(lifetime, 1), EXCHANGED_TOKEN_MAX_SECONDS),
+            claims=tokens.profile_claims,
         )
         return {
             "access_token": tokens.access_token,

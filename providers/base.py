@@ -39,6 +39,8 @@ from providers.profile import (
 )
 from providers.settings import ProviderSettings, Setting, load_settings
 from providers.transport import (
+    NO_CHANNEL,
+    Channel,
     ClientAuthRefused,
     Endpoint,
     ProviderRequest,
@@ -109,6 +111,10 @@ class OAuthProvider(ABC):
     # Also passed on to the front end from the callback when present (never anything else).
     forwarded_params: tuple[str, ...] = ()
     token_check: str = "userinfo_client_id"  # one of TOKEN_CHECKS
+    # The user's claims come in the id_token, and the provider has no user-info endpoint
+    # (Telegram): the exchange keeps them (providers.profile.ProviderTokens.profile_claims).
+    profile_in_id_token: bool = False
+    channel: Channel = NO_CHANNEL  # mutual TLS, own CAs and headers of back-channel calls
     extra_settings: ClassVar[dict[str, Setting]] = {}  # its own keys beyond the common ones
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -248,19 +254,28 @@ class OAuthProvider(ABC):
         access_token = body.get("access_token")
         if not isinstance(access_token, str) or not access_token:
             raise self._unavailable("answered without an access_token")
-        await self.check_token_answer(body, code_verifier=code_verifier)
+        claims = await self.check_token_answer(body, code_verifier=code_verifier)
         return ProviderTokens(
             access_token=access_token,
             refresh_token=text_or_none(body.get("refresh_token")),
             expires_in=seconds_or_none(body.get("expires_in")),
             raw=body,
+            profile_claims=claims if self.profile_in_id_token else None,
         )
 
-    async def fetch_profile(self, access_token: str, *, exchanged: bool = False) -> Profile:
+    async def fetch_profile(
+        self,
+        access_token: str,
+        *,
+        exchanged: bool = False,
+        claims: Mapping[str, Any] | None = None,
+    ) -> Profile:
         """Ask the provider who owns `access_token` and map the answer with `to_profile`.
 
         `exchanged`: our own code exchange obtained this token (the flow remembers them), so
         it is ours by construction; any other token needs the proof `token_check` names.
+        `claims`: what that exchange kept of the id_token of a provider without user info
+        (`profile_in_id_token`); mapped instead of a user-info call.
         Raises ApiError 401 `invalid_provider_token` for a rejected, expired or foreign
         token, 502 `provider_unavailable` for anything else."""
         self._require_configured()
@@ -276,7 +291,12 @@ class OAuthProvider(ABC):
             raise unprovable_token(self.title, "offers no proof of a token's client")
         if not exchanged and self.token_check == "introspection":
             await introspect(self, access_token)
-        body = await self._call("userinfo", self.build_userinfo_request(access_token))
+        if self.profile_in_id_token:
+            if not exchanged or claims is None:
+                raise unprovable_token(self.title, "has no user-info endpoint")
+            body = dict(claims)
+        else:
+            body = await self._call("userinfo", self.build_userinfo_request(access_token))
         if not exchanged and self.token_check == "userinfo_client_id":
             require_our_client_id(
                 self.title, body.get("client_id"), self.settings.client_id, "user info"
@@ -348,9 +368,12 @@ class OAuthProvider(ABC):
         Connect discovery), else raise ApiError 503 `provider_unavailable`."""
         return None
 
-    async def check_token_answer(self, body: dict[str, Any], *, code_verifier: str | None) -> None:
+    async def check_token_answer(
+        self, body: dict[str, Any], *, code_verifier: str | None
+    ) -> dict[str, Any] | None:
         """Judge the token answer beyond the access token (an OpenID Connect id_token).
-        Called by `exchange`; raise ApiError to refuse. Default: nothing more to check."""
+        Called by `exchange`; raise ApiError to refuse. Returns the id_token's claims that
+        `to_profile` maps when `profile_in_id_token` is set. Default: nothing to check."""
         return None
 
     def introspection_url(self) -> str:
@@ -392,6 +415,7 @@ class OAuthProvider(ABC):
             http_client=self.http_client,
             connect_timeout=self.connect_timeout,
             request_timeout=self.request_timeout,
+            channel=self.channel,
         )
 
     def _unavailable(self, reason: str) -> ApiError:

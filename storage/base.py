@@ -8,9 +8,9 @@ backend never checks with a read before it writes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class StorageUnavailable(Exception):
@@ -362,14 +362,26 @@ class Store(Protocol):
 
     # provider tokens vhod obtained itself through its own code exchange
     async def remember_exchanged_token(
-        self, provider: str, token_hash: str, expires_at: float
+        self,
+        provider: str,
+        token_hash: str,
+        expires_at: float,
+        claims: Mapping[str, Any] | None = None,
     ) -> None:
         """Remember (a hash of) a provider access token this server's exchange obtained,
         until `expires_at`; every instance on the same store then knows it is ours. A
-        hash remembered already keeps its first expiry; purge_expired removes expired ones."""
+        hash remembered already keeps its first expiry; purge_expired removes expired ones.
+        `claims`: the user's id_token claims, for a provider without user info (Telegram),
+        a small JSON object kept as long as the hash."""
 
     async def is_exchanged_token(self, provider: str, token_hash: str, now: float) -> bool:
         """Whether `remember_exchanged_token` stored this hash for `provider`, still live."""
+
+    async def exchanged_token_claims(
+        self, provider: str, token_hash: str, now: float
+    ) -> dict[str, Any] | None:
+        """The claims remembered with this live hash; None when unknown, expired or kept
+        without claims."""
 
 
 async def find_user_by_address(store: Store, channel: str, address: str) -> User | None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from storage.base import (
@@ -95,6 +96,7 @@ CREATE TABLE IF NOT EXISTS exchanged_tokens (
     provider TEXT NOT NULL,
     token_hash TEXT NOT NULL,
     expires_at REAL NOT NULL,
+    claims TEXT,
     PRIMARY KEY (provider, token_hash)
 );
 CREATE INDEX IF NOT EXISTS exchanged_tokens_expires_at ON exchanged_tokens (expires_at);
@@ -148,6 +150,7 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin, KeysMixin):
                 if statement.strip():
                     db.execute(statement)
             add_binding_column(db)
+            add_claims_column(db)
             add_revoked_at_column(db)
             create_lifecycle_schema(db)
             create_admin_schema(db)
@@ -358,13 +361,19 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin, KeysMixin):
     # --- provider tokens from our own exchange ---
 
     async def remember_exchanged_token(
-        self, provider: str, token_hash: str, expires_at: float
+        self,
+        provider: str,
+        token_hash: str,
+        expires_at: float,
+        claims: Mapping[str, Any] | None = None,
     ) -> None:
+        text = None if claims is None else json.dumps(dict(claims), separators=(",", ":"))
+
         def remember(db: sqlite3.Connection) -> None:
             db.execute(
-                "INSERT INTO exchanged_tokens (provider, token_hash, expires_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (provider, token_hash) DO NOTHING",
-                (provider, token_hash, expires_at),
+                "INSERT INTO exchanged_tokens (provider, token_hash, expires_at, claims)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (provider, token_hash) DO NOTHING",
+                (provider, token_hash, expires_at, text),
             )
 
         await self._write(remember)
@@ -379,6 +388,28 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin, KeysMixin):
             return row is not None
 
         return await self._run(known)
+
+    async def exchanged_token_claims(
+        self, provider: str, token_hash: str, now: float
+    ) -> dict[str, Any] | None:
+        def claims(db: sqlite3.Connection) -> str | None:
+            row = db.execute(
+                "SELECT claims FROM exchanged_tokens WHERE provider = ? AND token_hash = ?"
+                " AND expires_at > ?",
+                (provider, token_hash, now),
+            ).fetchone()
+            return None if row is None else row["claims"]
+
+        text = await self._run(claims)
+        value = None if text is None else json.loads(text)
+        return value if isinstance(value, dict) else None
+
+
+def add_claims_column(db: sqlite3.Connection) -> None:
+    """A database made before providers without user info (Telegram) has no claims column."""
+    columns = {row["name"] for row in db.execute("PRAGMA table_info(exchanged_tokens)")}
+    if "claims" not in columns:
+        db.execute("ALTER TABLE exchanged_tokens ADD COLUMN claims TEXT")
 
 
 def _without_identities(users: Sequence[User]) -> Sequence[User]:
