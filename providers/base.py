@@ -114,6 +114,8 @@ class OAuthProvider(ABC):
     # The user's claims come in the id_token, and the provider has no user-info endpoint
     # (Telegram): the exchange keeps them (providers.profile.ProviderTokens.profile_claims).
     profile_in_id_token: bool = False
+    # client_secret_basic, and client_id in the form too (Telegram's token request has both).
+    client_id_in_form: bool = False
     channel: Channel = NO_CHANNEL  # mutual TLS, own CAs and headers of back-channel calls
     extra_settings: ClassVar[dict[str, Setting]] = {}  # its own keys beyond the common ones
 
@@ -406,6 +408,8 @@ class OAuthProvider(ABC):
         add_client_auth(
             self.client_auth, settings.client_id, settings.client_secret, params, headers
         )
+        if self.client_id_in_form:  # identifies, not authenticates (RFC 6749 §3.2.1)
+            params["client_id"] = settings.client_id
 
     async def _call(self, endpoint: Endpoint, call: ProviderRequest) -> dict[str, Any]:
         return await send(

@@ -62,6 +62,12 @@ GENERIC_SETTINGS: dict[str, Setting] = {
     "client_auth": Setting(
         str, "client_secret_basic", "client authentication at the token endpoint", (*AUTH_METHODS,)
     ),
+    "client_id_in_form": Setting(
+        bool,
+        False,
+        "also send client_id in the token request's form with client_secret_basic "
+        "(Telegram's token request lists both)",
+    ),
     "token_check": Setting(
         str,
         "",
@@ -147,6 +153,7 @@ class GenericProvider(OAuthProvider):
             "introspection" if options["introspection_url"] else "exchange_only"
         )
         self._introspection_url: str = options["introspection_url"]
+        self.client_id_in_form: bool = options["client_id_in_form"]
         self.profile_in_id_token = options["profile_from"] == "id_token"
         if self.profile_in_id_token:
             self.token_check = "exchange_only"  # no user info: nothing else can name a user

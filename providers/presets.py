@@ -73,6 +73,7 @@ TELEGRAM = Preset(
         "type": "oidc",
         "issuer": "https://oauth.telegram.org",
         "client_auth": "client_secret_basic",
+        "client_id_in_form": True,
         # No user-info endpoint: the claims are in the id_token.
         "profile_from": "id_token",
         # Its docs show the nonce in the id_token of the JS library's flow; for the
