@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -337,3 +338,62 @@ def test_a_section_can_start_from_a_preset(telegram: FakeTelegram) -> None:
         build({"x": {"preset": "nope"}})
     with pytest.raises(ValueError, match=r"providers\.telegram\.type: expected one of oidc"):
         build({"telegram": {"type": "oauth2"}})
+
+
+# ---- across instances, on both stores --------------------------------------------------------
+
+
+async def test_telegram_sign_in_started_on_one_instance_finishes_on_another(
+    backend_url: str, tmp_path: Path, telegram: FakeTelegram
+) -> None:
+    """The flow state and the id_token's claims live in the store: instance A runs link,
+    callback and get/token; instance B registers and signs in with the token."""
+    from tornado.httpclient import AsyncHTTPClient
+    from tornado.httputil import url_concat
+
+    from tests.storage_fixtures import running_app
+
+    overrides = {
+        "providers": {"telegram": telegram.section(frontend_redirect=FRONT_END)},
+        "limits.per_ip_per_minute": 1000,
+    }
+    client = AsyncHTTPClient()
+
+    async def get(app: Any, path: str, query: dict[str, str] | None = None) -> Any:
+        url = url_concat(app.url(path), query or {})
+        return await client.fetch(url, follow_redirects=False, raise_error=False)
+
+    async with (
+        running_app(tmp_path / "a", backend_url, **overrides) as a,
+        running_app(tmp_path / "b", backend_url, **overrides) as b,
+    ):
+        link = json.loads((await get(a, "/telegram/link")).body)
+        back = await consent(link)
+        callback = await get(a, "/telegram/callback", back)
+        assert callback.code == 302
+        front = {k: v[0] for k, v in parse_qs(urlsplit(callback.headers["Location"]).query).items()}
+        tokens = await get(a, "/telegram/get/token", front)
+        assert tokens.code == 200, tokens.body
+        access = json.loads(tokens.body)["access_token"]
+        registered = await get(b, "/telegram/registration", {"access_token": access})
+        assert registered.code == 200, registered.body
+        logged_in = await get(b, "/telegram/login", {"access_token": access})
+        assert logged_in.code == 200, logged_in.body
+        user = await b.services.store.find_user_by_identity(
+            "telegram", telegram.users["default"]["sub"]
+        )
+        assert user is not None and user.phone == "+971501234567" and user.phone_verified
+
+
+async def test_telegram_refuses_an_id_token_without_the_nonce_when_it_is_required(
+    api: Any, services: Any, telegram: FakeTelegram
+) -> None:
+    """The generic default (`id_token_nonce: required`) holds for a preset that sets it."""
+    section = telegram.section(frontend_redirect=FRONT_END, id_token_nonce="required")
+    provider = build({"telegram": section})["telegram"]
+    running = services.providers["telegram"]
+    running.settings, running._discovered_at = provider.settings, None  # read it again
+    telegram.echo_nonce = False
+    tokens = await get_token(api, "telegram")
+    assert (tokens.status, tokens.body["error"]) == (502, "provider_unavailable")
+    assert "nonce" in tokens.body["error_description"]
