@@ -451,3 +451,29 @@ class FakeSber(FakeProvider):
         if "mobile" in granted:
             answer["phone_number"] = user["phone_number"]
         return Reply(200, answer)
+
+
+class Fakes2026:
+    """The three fakes started together (Sber's certificates in `folder`), for tests that
+    configure every provider (the fuzzer)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.telegram = FakeTelegram()
+        self.tid = FakeTID()
+        self.sber = FakeSber(folder)
+
+    def start(self) -> Fakes2026:
+        for fake in (self.telegram, self.tid, self.sber):
+            fake.start()
+        return self
+
+    async def aclose(self) -> None:
+        for fake in (self.telegram, self.tid, self.sber):
+            await fake.aclose()
+
+    def sections(self) -> dict[str, Any]:
+        return {
+            "telegram": self.telegram.section(),
+            "tid": self.tid.section(),
+            "sber": self.sber.section(),
+        }
