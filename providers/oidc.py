@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import re
 import ssl
@@ -38,6 +39,7 @@ from providers.transport import FRESH_ID, Channel
 
 TYPES = ("oidc", "oauth2")
 DISCOVERY_PATH = "/.well-known/openid-configuration"
+MAX_KEPT_CLAIMS = 8192  # bytes of JSON kept with an exchanged token (profile_from: id_token)
 DISCOVERY_TTL_SECONDS = 86_400.0  # re-read daily; a failed re-read keeps the last document
 AUTH_METHODS: dict[str, ClientAuth] = {
     "client_secret_basic": "basic",
@@ -289,7 +291,10 @@ class GenericProvider(OAuthProvider):
         claims = await self.id_tokens.check(body.get("id_token"), code_verifier=code_verifier)
         # Only what to_profile reads is kept (and stored): no nonce, no other claims.
         wanted = {self.settings.options[f"{field}_claim"].split(".")[0] for field in CLAIMS}
-        return {key: value for key, value in claims.items() if key in wanted}
+        kept = {key: value for key, value in claims.items() if key in wanted}
+        if len(json.dumps(kept)) > MAX_KEPT_CLAIMS:  # stored with the token: bounded
+            raise self._unavailable("answered an id_token whose claims are too large")
+        return kept
 
     def introspection_url(self) -> str:
         return self._introspection_url

@@ -397,3 +397,12 @@ async def test_telegram_refuses_an_id_token_without_the_nonce_when_it_is_require
     tokens = await get_token(api, "telegram")
     assert (tokens.status, tokens.body["error"]) == (502, "provider_unavailable")
     assert "nonce" in tokens.body["error_description"]
+
+
+async def test_telegram_claims_too_large_to_keep_are_refused(
+    api: Any, services: Any, telegram: FakeTelegram
+) -> None:
+    telegram.users["default"]["name"] = "Ivan " * 2000  # 10 kB, kept with the token
+    tokens = await get_token(api, "telegram")
+    assert (tokens.status, tokens.body["error"]) == (502, "provider_unavailable")
+    assert "too large" in tokens.body["error_description"]
