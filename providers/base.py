@@ -25,9 +25,7 @@ from providers.binding import (
     TOKEN_CHECKS,
     ClientAuth,
     add_client_auth,
-    introspect,
-    require_our_client_id,
-    unprovable_token,
+    owners_claims,
 )
 from providers.profile import (
     Profile,
@@ -44,7 +42,6 @@ from providers.transport import (
     ClientAuthRefused,
     Endpoint,
     ProviderRequest,
-    is_bearer_token,
     is_wire_value,
     seconds_or_none,
     send,
@@ -111,11 +108,8 @@ class OAuthProvider(ABC):
     # Also passed on to the front end from the callback when present (never anything else).
     forwarded_params: tuple[str, ...] = ()
     token_check: str = "userinfo_client_id"  # one of TOKEN_CHECKS
-    # The user's claims come in the id_token, and the provider has no user-info endpoint
-    # (Telegram): the exchange keeps them (providers.profile.ProviderTokens.profile_claims).
-    profile_in_id_token: bool = False
-    # client_secret_basic, and client_id in the form too (Telegram's token request has both).
-    client_id_in_form: bool = False
+    profile_in_id_token: bool = False  # no user info: the exchange keeps the id_token's claims
+    client_id_in_form: bool = False  # also with client_secret_basic (Telegram)
     channel: Channel = NO_CHANNEL  # mutual TLS, own CAs and headers of back-channel calls
     extra_settings: ClassVar[dict[str, Setting]] = {}  # its own keys beyond the common ones
 
@@ -275,34 +269,12 @@ class OAuthProvider(ABC):
         """Ask the provider who owns `access_token` and map the answer with `to_profile`.
 
         `exchanged`: our own code exchange obtained this token (the flow remembers them), so
-        it is ours by construction; any other token needs the proof `token_check` names.
-        `claims`: what that exchange kept of the id_token of a provider without user info
-        (`profile_in_id_token`); mapped instead of a user-info call.
-        Raises ApiError 401 `invalid_provider_token` for a rejected, expired or foreign
-        token, 502 `provider_unavailable` for anything else."""
+        it is ours by construction (with `claims`, what it kept of the id_token); any other
+        token needs the proof `token_check` names (providers.binding.owners_claims). Raises
+        ApiError 401 `invalid_provider_token` for a rejected, expired or foreign token, 502
+        `provider_unavailable` for anything else."""
         self._require_configured()
-        if not isinstance(access_token, str) or not access_token:
-            raise ApiError(400, "invalid_request", "The access_token parameter is required.")
-        # RFC 6750 §2.1: anything else is no token of any provider, and would not even fit
-        # into an Authorization header; refused before any hook builds a request.
-        if not is_bearer_token(access_token):
-            raise ApiError(
-                401, "invalid_provider_token", f"This is not a {self.title} access token."
-            )
-        if not exchanged and self.token_check == "exchange_only":
-            raise unprovable_token(self.title, "offers no proof of a token's client")
-        if not exchanged and self.token_check == "introspection":
-            await introspect(self, access_token)
-        if self.profile_in_id_token:
-            if not exchanged or claims is None:
-                raise unprovable_token(self.title, "has no user-info endpoint")
-            body = dict(claims)
-        else:
-            body = await self._call("userinfo", self.build_userinfo_request(access_token))
-        if not exchanged and self.token_check == "userinfo_client_id":
-            require_our_client_id(
-                self.title, body.get("client_id"), self.settings.client_id, "user info"
-            )
+        body = await owners_claims(self, access_token, exchanged=exchanged, claims=claims)
         try:
             profile = self.to_profile(body)
         except (KeyError, TypeError, ValueError) as exc:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from storage.base import (
@@ -13,7 +12,7 @@ from storage.base import (
     User,
 )
 from storage.sqlite_admin import SQLiteAdmin, create_admin_schema, purge_events
-from storage.sqlite_keys import KeysMixin
+from storage.sqlite_keys import KeysMixin, add_claims_column
 from storage.sqlite_lifecycle import LifecycleMixin, create_lifecycle_schema
 from storage.sqlite_rows import (
     INSERT_USER,
@@ -357,59 +356,6 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin, KeysMixin):
 
         if rows:
             await self._write(insert)  # one transaction: a collision stores none of them
-
-    # --- provider tokens from our own exchange ---
-
-    async def remember_exchanged_token(
-        self,
-        provider: str,
-        token_hash: str,
-        expires_at: float,
-        claims: Mapping[str, Any] | None = None,
-    ) -> None:
-        text = None if claims is None else json.dumps(dict(claims), separators=(",", ":"))
-
-        def remember(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT INTO exchanged_tokens (provider, token_hash, expires_at, claims)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (provider, token_hash) DO NOTHING",
-                (provider, token_hash, expires_at, text),
-            )
-
-        await self._write(remember)
-
-    async def is_exchanged_token(self, provider: str, token_hash: str, now: float) -> bool:
-        def known(db: sqlite3.Connection) -> bool:
-            row = db.execute(
-                "SELECT 1 FROM exchanged_tokens WHERE provider = ? AND token_hash = ?"
-                " AND expires_at > ?",
-                (provider, token_hash, now),
-            ).fetchone()
-            return row is not None
-
-        return await self._run(known)
-
-    async def exchanged_token_claims(
-        self, provider: str, token_hash: str, now: float
-    ) -> dict[str, Any] | None:
-        def claims(db: sqlite3.Connection) -> str | None:
-            row = db.execute(
-                "SELECT claims FROM exchanged_tokens WHERE provider = ? AND token_hash = ?"
-                " AND expires_at > ?",
-                (provider, token_hash, now),
-            ).fetchone()
-            return None if row is None else row["claims"]
-
-        text = await self._run(claims)
-        value = None if text is None else json.loads(text)
-        return value if isinstance(value, dict) else None
-
-
-def add_claims_column(db: sqlite3.Connection) -> None:
-    """A database made before providers without user info (Telegram) has no claims column."""
-    columns = {row["name"] for row in db.execute("PRAGMA table_info(exchanged_tokens)")}
-    if "claims" not in columns:
-        db.execute("ALTER TABLE exchanged_tokens ADD COLUMN claims TEXT")
 
 
 def _without_identities(users: Sequence[User]) -> Sequence[User]:
