@@ -237,7 +237,7 @@ class GenericProvider(OAuthProvider):
             try:
                 check_endpoint("introspection_endpoint", introspection)
                 self._introspection_url = introspection
-                if not self.settings.options["token_check"]:
+                if not self.settings.options["token_check"] and not self.profile_in_id_token:
                     self.token_check = "introspection"
             except ValueError:
                 pass  # unusable: tokens from elsewhere stay refused
@@ -289,6 +289,8 @@ class GenericProvider(OAuthProvider):
         if self.id_tokens is None or not code_verifier:
             raise self._unavailable("cannot check an id_token before discovery")
         claims = await self.id_tokens.check(body.get("id_token"), code_verifier=code_verifier)
+        if not self.profile_in_id_token:
+            return None
         # Only what to_profile reads is kept (and stored): no nonce, no other claims.
         wanted = {self.settings.options[f"{field}_claim"].split(".")[0] for field in CLAIMS}
         kept = {key: value for key, value in claims.items() if key in wanted}

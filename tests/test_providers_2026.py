@@ -326,6 +326,23 @@ def test_tls_files_and_headers_are_checked_at_the_start(
         build({"sber": section})
 
 
+def test_an_encrypted_client_key_is_refused_at_the_start(sber: FakeSber, tmp_path: Path) -> None:
+    """OpenSSL would ask for its password on the terminal at the first sign-in."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(sber.client_cert.key.read_bytes(), None)
+    encrypted = tmp_path / "encrypted.key.pem"
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"password"),
+        )
+    )
+    with pytest.raises(ValueError, match="unencrypted private key"):
+        build({"sber": sber.section(tls_client_key=str(encrypted))})
+
+
 def test_a_section_can_start_from_a_preset(telegram: FakeTelegram) -> None:
     providers = build(
         {"tgtest": {"preset": "telegram", **telegram.section(), "title": "Telegram test"}}
