@@ -12,7 +12,7 @@ from storage.base import (
     User,
 )
 from storage.sqlite_admin import SQLiteAdmin, create_admin_schema, purge_events
-from storage.sqlite_keys import KeysMixin, add_claims_column
+from storage.sqlite_keys import KeysMixin
 from storage.sqlite_lifecycle import LifecycleMixin, create_lifecycle_schema
 from storage.sqlite_rows import (
     INSERT_USER,
@@ -149,7 +149,7 @@ class SQLiteStore(OAuthStatesMixin, LifecycleMixin, SQLiteAdmin, KeysMixin):
                 if statement.strip():
                     db.execute(statement)
             add_binding_column(db)
-            add_claims_column(db)
+            KeysMixin.add_claims_column(db)
             add_revoked_at_column(db)
             create_lifecycle_schema(db)
             create_admin_schema(db)

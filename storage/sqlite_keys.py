@@ -101,9 +101,9 @@ class KeysMixin:
         value = None if text is None else json.loads(text)
         return value if isinstance(value, dict) else None
 
-
-def add_claims_column(db: sqlite3.Connection) -> None:
-    """A database made before providers without user info (Telegram) has no claims column."""
-    columns = {row["name"] for row in db.execute("PRAGMA table_info(exchanged_tokens)")}
-    if "claims" not in columns:
-        db.execute("ALTER TABLE exchanged_tokens ADD COLUMN claims TEXT")
+    @staticmethod
+    def add_claims_column(db: sqlite3.Connection) -> None:
+        """A database made before providers without user info (Telegram) has no claims column."""
+        columns = {row["name"] for row in db.execute("PRAGMA table_info(exchanged_tokens)")}
+        if "claims" not in columns:
+            db.execute("ALTER TABLE exchanged_tokens ADD COLUMN claims TEXT")
