@@ -64,7 +64,6 @@ class Provider(Protocol):
     public_url: str
     callback_params: tuple[str, ...]
     forwarded_params: tuple[str, ...]
-    profile_in_id_token: bool  # no user info: the exchange's id_token claims are kept
 
     settings: Any  # providers.base.ProviderSettings: frontend_redirect is read here
 
@@ -271,16 +270,11 @@ class SocialSignIn:
         """The token's owner. A token our own exchange obtained is ours by construction;
         any other needs the provider's proof (providers.binding)."""
         await self._ready(provider)
-        fingerprint = token_fingerprint(access_token) if isinstance(access_token, str) else ""
-        exchanged = bool(fingerprint) and await self.store.is_exchanged_token(
-            provider.name, fingerprint, self.clock()
-        )
-        claims = None
-        if exchanged and provider.profile_in_id_token:
-            claims = await self.store.exchanged_token_claims(
-                provider.name, fingerprint, self.clock()
-            )
-        pending = provider.fetch_profile(access_token, exchanged=exchanged, claims=claims)
+        kept = None  # our exchange's token: the claims kept with it ({} for most providers)
+        if isinstance(access_token, str):
+            fingerprint, now = token_fingerprint(access_token), self.clock()
+            kept = await self.store.exchanged_token_claims(provider.name, fingerprint, now)
+        pending = provider.fetch_profile(access_token, exchanged=kept is not None, claims=kept)
         profile: ProviderProfile = await self._observed(provider, "userinfo", pending)
         return profile
 

@@ -120,7 +120,7 @@ async def owners_claims(
     if not exchanged and check == "introspection":
         await introspect(provider, access_token)
     if provider.profile_in_id_token:
-        if not exchanged or claims is None:
+        if not exchanged or not claims:
             raise unprovable_token(title, "has no user-info endpoint")
         return dict(claims)
     body = await provider._call("userinfo", provider.build_userinfo_request(access_token))

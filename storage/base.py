@@ -8,9 +8,11 @@ backend never checks with a read before it writes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
+
+from storage.exchanged import ExchangedTokens
 
 
 class StorageUnavailable(Exception):
@@ -155,7 +157,7 @@ class EventQuery:
     newest_first: bool = False
 
 
-class Store(Protocol):
+class Store(ExchangedTokens, Protocol):
     """What the services need from a database. Every method may raise StorageUnavailable."""
 
     kind: str  # "sqlite" or "mongodb", for the start line and /readyz
@@ -359,29 +361,6 @@ class Store(Protocol):
 
     async def list_signing_keys(self) -> list[SigningKey]:
         """Every stored signing key, oldest generation first."""
-
-    # provider tokens vhod obtained itself through its own code exchange
-    async def remember_exchanged_token(
-        self,
-        provider: str,
-        token_hash: str,
-        expires_at: float,
-        claims: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Remember (a hash of) a provider access token this server's exchange obtained,
-        until `expires_at`; every instance on the same store then knows it is ours. A
-        hash remembered already keeps its first expiry; purge_expired removes expired ones.
-        `claims`: the user's id_token claims, for a provider without user info (Telegram),
-        a small JSON object kept as long as the hash."""
-
-    async def is_exchanged_token(self, provider: str, token_hash: str, now: float) -> bool:
-        """Whether `remember_exchanged_token` stored this hash for `provider`, still live."""
-
-    async def exchanged_token_claims(
-        self, provider: str, token_hash: str, now: float
-    ) -> dict[str, Any] | None:
-        """The claims remembered with this live hash; None when unknown, expired or kept
-        without claims."""
 
 
 async def find_user_by_address(store: Store, channel: str, address: str) -> User | None:

@@ -86,8 +86,10 @@ class KeysMixin:
         self, provider: str, token_hash: str, now: float
     ) -> dict[str, Any] | None:
         found = await self._exchanged_token(provider, token_hash, now)
-        claims = None if found is None else found.get("claims")
-        return claims if isinstance(claims, dict) else None
+        if found is None:
+            return None
+        claims = found.get("claims")
+        return claims if isinstance(claims, dict) else {}
 
     async def _exchanged_token(
         self, provider: str, token_hash: str, now: float

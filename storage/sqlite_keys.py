@@ -89,17 +89,19 @@ class KeysMixin:
     async def exchanged_token_claims(
         self, provider: str, token_hash: str, now: float
     ) -> dict[str, Any] | None:
-        def claims(db: sqlite3.Connection) -> str | None:
+        def claims(db: sqlite3.Connection) -> tuple[str | None] | None:
             row = db.execute(
                 "SELECT claims FROM exchanged_tokens WHERE provider = ? AND token_hash = ?"
                 " AND expires_at > ?",
                 (provider, token_hash, now),
             ).fetchone()
-            return None if row is None else row["claims"]
+            return None if row is None else (row["claims"],)
 
-        text = await self._run(claims)
-        value = None if text is None else json.loads(text)
-        return value if isinstance(value, dict) else None
+        found = await self._run(claims)
+        if found is None:
+            return None
+        value = json.loads(found[0]) if found[0] else {}
+        return value if isinstance(value, dict) else {}
 
     @staticmethod
     def add_claims_column(db: sqlite3.Connection) -> None:
