@@ -67,7 +67,7 @@ class Provider(Protocol):
     ) -> Any: ...
 
     async def fetch_profile(
-        self, access_token: str, *, exchanged: bool = False
+        self, access_token: str, *, exchanged: bool = False, claims: Any = None
     ) -> ProviderProfile: ...
 
     async def ready(self) -> None: ...
@@ -276,7 +276,9 @@ class SocialSignIn:
         if await self.linker.caller_id(access) != record.link_user:
             raise invalid_state("The link was started by another account.")
         tokens = await self._exchange(provider, record, code, params)
-        pending = provider.fetch_profile(tokens.access_token, exchanged=True)
+        pending = provider.fetch_profile(
+            tokens.access_token, exchanged=True, claims=tokens.profile_claims
+        )
         profile: ProviderProfile = await self._observed(provider, "userinfo", pending)
         return await self.linker.attach(record.link_user, profile)
 
@@ -297,10 +299,11 @@ class SocialSignIn:
         """The token's owner. A token our own exchange obtained is ours by construction;
         any other needs the provider's proof (providers.binding)."""
         await self._ready(provider)
-        exchanged = isinstance(access_token, str) and await self.store.is_exchanged_token(
-            provider.name, token_fingerprint(access_token), self.clock()
-        )
-        pending = provider.fetch_profile(access_token, exchanged=exchanged)
+        kept = None  # our exchange's token: the claims kept with it ({} for most providers)
+        if isinstance(access_token, str):
+            fingerprint, now = token_fingerprint(access_token), self.clock()
+            kept = await self.store.exchanged_token_claims(provider.name, fingerprint, now)
+        pending = provider.fetch_profile(access_token, exchanged=kept is not None, claims=kept)
         profile: ProviderProfile = await self._observed(provider, "userinfo", pending)
         return profile
 
@@ -334,6 +337,7 @@ class SocialSignIn:
             provider.name,
             token_fingerprint(tokens.access_token),
             now + min(max(lifetime, 1), EXCHANGED_TOKEN_MAX_SECONDS),
+            claims=tokens.profile_claims,
         )
         return {
             "access_token": tokens.access_token,

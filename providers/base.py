@@ -25,9 +25,7 @@ from providers.binding import (
     TOKEN_CHECKS,
     ClientAuth,
     add_client_auth,
-    introspect,
-    require_our_client_id,
-    unprovable_token,
+    owners_claims,
 )
 from providers.profile import (
     Profile,
@@ -39,10 +37,11 @@ from providers.profile import (
 )
 from providers.settings import ProviderSettings, Setting, load_settings
 from providers.transport import (
+    NO_CHANNEL,
+    Channel,
     ClientAuthRefused,
     Endpoint,
     ProviderRequest,
-    is_bearer_token,
     is_wire_value,
     seconds_or_none,
     send,
@@ -109,6 +108,9 @@ class OAuthProvider(ABC):
     # Also passed on to the front end from the callback when present (never anything else).
     forwarded_params: tuple[str, ...] = ()
     token_check: str = "userinfo_client_id"  # one of TOKEN_CHECKS
+    profile_in_id_token: bool = False  # no user info: the exchange keeps the id_token's claims
+    client_id_in_form: bool = False  # also with client_secret_basic (Telegram)
+    channel: Channel = NO_CHANNEL  # mutual TLS, own CAs and headers of back-channel calls
     extra_settings: ClassVar[dict[str, Setting]] = {}  # its own keys beyond the common ones
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -248,39 +250,31 @@ class OAuthProvider(ABC):
         access_token = body.get("access_token")
         if not isinstance(access_token, str) or not access_token:
             raise self._unavailable("answered without an access_token")
-        await self.check_token_answer(body, code_verifier=code_verifier)
+        claims = await self.check_token_answer(body, code_verifier=code_verifier)
         return ProviderTokens(
             access_token=access_token,
             refresh_token=text_or_none(body.get("refresh_token")),
             expires_in=seconds_or_none(body.get("expires_in")),
             raw=body,
+            profile_claims=claims if self.profile_in_id_token else None,
         )
 
-    async def fetch_profile(self, access_token: str, *, exchanged: bool = False) -> Profile:
+    async def fetch_profile(
+        self,
+        access_token: str,
+        *,
+        exchanged: bool = False,
+        claims: Mapping[str, Any] | None = None,
+    ) -> Profile:
         """Ask the provider who owns `access_token` and map the answer with `to_profile`.
 
         `exchanged`: our own code exchange obtained this token (the flow remembers them), so
-        it is ours by construction; any other token needs the proof `token_check` names.
-        Raises ApiError 401 `invalid_provider_token` for a rejected, expired or foreign
-        token, 502 `provider_unavailable` for anything else."""
+        it is ours by construction (with `claims`, what it kept of the id_token); any other
+        token needs the proof `token_check` names (providers.binding.owners_claims). Raises
+        ApiError 401 `invalid_provider_token` for a rejected, expired or foreign token, 502
+        `provider_unavailable` for anything else."""
         self._require_configured()
-        if not isinstance(access_token, str) or not access_token:
-            raise ApiError(400, "invalid_request", "The access_token parameter is required.")
-        # RFC 6750 §2.1: anything else is no token of any provider, and would not even fit
-        # into an Authorization header; refused before any hook builds a request.
-        if not is_bearer_token(access_token):
-            raise ApiError(
-                401, "invalid_provider_token", f"This is not a {self.title} access token."
-            )
-        if not exchanged and self.token_check == "exchange_only":
-            raise unprovable_token(self.title, "offers no proof of a token's client")
-        if not exchanged and self.token_check == "introspection":
-            await introspect(self, access_token)
-        body = await self._call("userinfo", self.build_userinfo_request(access_token))
-        if not exchanged and self.token_check == "userinfo_client_id":
-            require_our_client_id(
-                self.title, body.get("client_id"), self.settings.client_id, "user info"
-            )
+        body = await owners_claims(self, access_token, exchanged=exchanged, claims=claims)
         try:
             profile = self.to_profile(body)
         except (KeyError, TypeError, ValueError) as exc:
@@ -348,9 +342,12 @@ class OAuthProvider(ABC):
         Connect discovery), else raise ApiError 503 `provider_unavailable`."""
         return None
 
-    async def check_token_answer(self, body: dict[str, Any], *, code_verifier: str | None) -> None:
+    async def check_token_answer(
+        self, body: dict[str, Any], *, code_verifier: str | None
+    ) -> dict[str, Any] | None:
         """Judge the token answer beyond the access token (an OpenID Connect id_token).
-        Called by `exchange`; raise ApiError to refuse. Default: nothing more to check."""
+        Called by `exchange`; raise ApiError to refuse. Returns the id_token's claims that
+        `to_profile` maps when `profile_in_id_token` is set. Default: nothing to check."""
         return None
 
     def introspection_url(self) -> str:
@@ -383,6 +380,8 @@ class OAuthProvider(ABC):
         add_client_auth(
             self.client_auth, settings.client_id, settings.client_secret, params, headers
         )
+        if self.client_id_in_form:  # identifies, not authenticates (RFC 6749 §3.2.1)
+            params["client_id"] = settings.client_id
 
     async def _call(self, endpoint: Endpoint, call: ProviderRequest) -> dict[str, Any]:
         return await send(
@@ -392,6 +391,7 @@ class OAuthProvider(ABC):
             http_client=self.http_client,
             connect_timeout=self.connect_timeout,
             request_timeout=self.request_timeout,
+            channel=self.channel,
         )
 
     def _unavailable(self, reason: str) -> ApiError:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import hmac
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote_plus
 
 from core.errors import ApiError
-from providers.transport import ClientAuthRefused, ProviderRequest, unavailable
+from providers.transport import ClientAuthRefused, ProviderRequest, is_bearer_token, unavailable
 
 if TYPE_CHECKING:
     from providers.base import OAuthProvider
@@ -95,3 +96,36 @@ async def introspect(provider: OAuthProvider, access_token: str) -> None:
         )
     client_id = provider.settings.client_id
     require_our_client_id(provider.title, answer.get("client_id"), client_id, "introspection")
+
+
+async def owners_claims(
+    provider: OAuthProvider,
+    access_token: str,
+    *,
+    exchanged: bool,
+    claims: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The user info of `access_token` once `token_check`'s proof holds (none needed for a
+    token of our own exchange); for a provider without user info, the claims our exchange
+    kept, and nothing for any other token."""
+    title, check = provider.title, provider.token_check
+    if not isinstance(access_token, str) or not access_token:
+        raise ApiError(400, "invalid_request", "The access_token parameter is required.")
+    # RFC 6750 §2.1: anything else is no token of any provider, and would not even fit
+    # into an Authorization header; refused before any hook builds a request.
+    if not is_bearer_token(access_token):
+        raise ApiError(401, "invalid_provider_token", f"This is not a {title} access token.")
+    if not exchanged and check == "exchange_only":
+        raise unprovable_token(title, "offers no proof of a token's client")
+    if not exchanged and check == "introspection":
+        await introspect(provider, access_token)
+    if provider.profile_in_id_token:
+        if not exchanged or not claims:
+            raise unprovable_token(title, "has no user-info endpoint")
+        return dict(claims)
+    body = await provider._call("userinfo", provider.build_userinfo_request(access_token))
+    if not exchanged and check == "userinfo_client_id":
+        require_our_client_id(
+            title, body.get("client_id"), provider.settings.client_id, "user info"
+        )
+    return body

@@ -48,6 +48,7 @@ async def fetch_document(provider: GenericProvider, url: str, what: str) -> dict
         request_timeout=provider.request_timeout,
         validate_cert=True,
         follow_redirects=False,  # OA5: the configured host only
+        **provider.channel.tls(),  # type: ignore[arg-type]
     )
     reason = None
     try:
@@ -74,9 +75,20 @@ class IdTokenChecker:
     """The keys of one provider and the id_token checks made with them."""
 
     def __init__(
-        self, provider: GenericProvider, jwks_uri: str, issuer: str, *, algorithms: list[Any]
+        self,
+        provider: GenericProvider,
+        jwks_uri: str,
+        issuer: str,
+        *,
+        algorithms: list[Any],
+        nonce_required: bool = True,
     ) -> None:
         self.provider = provider
+        # False: a missing nonce is accepted (one present must still match). For a provider
+        # that may leave it out of a redirect flow's id_token (Telegram): the code is bound
+        # to our PKCE verifier and the id_token comes over our own TLS call, so a missing
+        # nonce cannot let in an id_token of another sign-in.
+        self.nonce_required = nonce_required
         self.jwks_uri = jwks_uri
         self.issuer = issuer
         self.algorithms = sorted(ASYMMETRIC & {a for a in algorithms if isinstance(a, str)})
@@ -145,6 +157,8 @@ class IdTokenChecker:
             raise _bad(title, "answered an id_token authorized for another party (azp)")
         nonce = claims.get("nonce")
         expected = nonce_for(challenge_of(code_verifier))
+        if nonce is None and not self.nonce_required:
+            return claims
         if not isinstance(nonce, str) or not hmac.compare_digest(nonce, expected):
             raise _bad(title, "answered an id_token for another sign-in (nonce)")
         return claims

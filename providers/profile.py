@@ -74,3 +74,6 @@ class ProviderTokens:
     refresh_token: str | None = field(default=None, repr=False)
     expires_in: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    # The id_token claims a provider without user info maps (`profile_in_id_token`); the
+    # flow stores them with the token's hash until the token expires.
+    profile_claims: dict[str, Any] | None = field(default=None, repr=False)

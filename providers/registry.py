@@ -13,6 +13,7 @@ from tornado.httpclient import AsyncHTTPClient
 from providers.base import CLIENT_AUTH_METHODS, TOKEN_CHECKS, OAuthProvider
 from providers.mailru import MailRuProvider
 from providers.oidc import GENERIC_SETTINGS, TYPES, provider_class
+from providers.presets import PRESET_PROVIDERS, PRESETS, preset_class
 from providers.settings import COMMON_SETTINGS
 from providers.vk import OKProvider, VKProvider
 from providers.yandex import YandexProvider
@@ -23,6 +24,7 @@ BUILTIN_PROVIDERS: dict[str, type[OAuthProvider]] = {
     "mailru": MailRuProvider,
     "yandex": YandexProvider,
     "ok": OKProvider,
+    **PRESET_PROVIDERS,  # telegram, tid, sber: the generic provider with their defaults
 }
 # First path segments the server itself answers; a provider prefix there would shadow them.
 RESERVED_PREFIXES = frozenset({"authorization", "validate", "healthz", "readyz", "metrics"})
@@ -127,7 +129,8 @@ def build_providers(
         if name not in classes:
             raise ValueError(
                 f"providers.{name}: unknown provider (installed: {', '.join(classes)}; "
-                f"or give the section a type: {' or '.join(TYPES)})"
+                f"or give the section a type: {' or '.join(TYPES)}, or a preset: "
+                f"{', '.join(PRESETS)})"
             )
     return {
         name: cls(
@@ -151,15 +154,22 @@ def with_generic(
     for cls in classes.values():
         _register(found, sources, cls, f"{cls.__module__}.{cls.__qualname__}")
     for name, section in sections.items():
-        kind = (section or {}).get("type")
-        if name in classes or kind is None:
+        kind, preset = (section or {}).get("type"), (section or {}).get("preset")
+        if name in classes or (kind is None and preset is None):
             continue
-        if kind not in TYPES:
+        if preset is not None and preset not in PRESETS:
+            raise ValueError(f"providers.{name}.preset: expected one of {', '.join(PRESETS)}")
+        if preset is None and kind not in TYPES:
             raise ValueError(f"providers.{name}.type: expected one of {', '.join(TYPES)}")
         if not _NAME.fullmatch(name):
             raise ValueError(f"providers.{name}: a name must be lower-case letters, digits, _")
         try:
-            _register(found, sources, provider_class(name, section or {}), f"providers.{name}")
+            cls = (
+                preset_class(PRESETS[preset], name, section)
+                if preset is not None
+                else provider_class(name, section or {})
+            )
+            _register(found, sources, cls, f"providers.{name}")
         except ProviderRegistryError as exc:
             raise ValueError(str(exc)) from exc
     return found

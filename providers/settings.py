@@ -23,8 +23,8 @@ _OPTIONAL = ("redirect_uri", "frontend_redirect")
 
 @dataclass(frozen=True)
 class Setting:
-    """One key a provider declares: its type (str, bool or int), default and help text;
-    `choices` fixes the values a str may take."""
+    """One key a provider declares: its type (str, bool, int, or dict of str to str), default
+    and help text; `choices` fixes the values a str may take."""
 
     type: type
     default: Any
@@ -41,6 +41,11 @@ class Setting:
             if self.choices and value not in self.choices:
                 raise ValueError(f"{path}: expected one of {', '.join(self.choices)}")
             return value
+        if self.type is dict and isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str) or not isinstance(item, str):
+                    raise ValueError(f"{path}: expected a mapping of strings to strings")
+            return {key.strip(): item.strip() for key, item in value.items()}
         raise ValueError(f"{path}: expected {self.type.__name__}, got {type(value).__name__}")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -29,6 +31,9 @@ _PROVIDER_SIDE_ERRORS = frozenset({"server_error", "temporarily_unavailable", "s
 # may be empty, so the status alone is a refusal there.
 _REFUSAL_STATUSES: dict[str, tuple[int, ...]] = {"token": (400, 401), "userinfo": (400, 401, 403)}
 _MAX_ERROR_TEXT = 200
+# In an `extra_headers` value: replaced by a fresh random UUID as 32 hex digits on every
+# request (Sber ID's `rquid`, which must differ per call).
+FRESH_ID = "{uuid_hex}"
 
 
 class ClientAuthRefused(ApiError):
@@ -49,6 +54,36 @@ class ProviderRequest:
     query: dict[str, str] = field(default_factory=dict)
     form: dict[str, str] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Channel:
+    """What a provider adds to each of its back-channel calls: a client certificate (mutual
+    TLS), the CAs that vouch for its server, fixed headers. Empty: plain TLS, no headers."""
+
+    client_cert: str = ""
+    client_key: str = ""
+    ca_file: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def tls(self) -> dict[str, str]:
+        """HTTPRequest's keyword arguments: client_cert, client_key, ca_certs when set."""
+        pairs = (
+            ("client_cert", self.client_cert),
+            ("client_key", self.client_key),
+            ("ca_certs", self.ca_file),
+        )
+        return {key: value for key, value in pairs if value}
+
+    def fresh_headers(self) -> dict[str, str]:
+        """The headers of one request: one new id replaces every FRESH_ID in it."""
+        if not self.headers:
+            return {}
+        fresh = uuid.uuid4().hex
+        return {name: value.replace(FRESH_ID, fresh) for name, value in self.headers.items()}
+
+
+NO_CHANNEL = Channel()
 
 
 def is_bearer_token(value: object) -> bool:
@@ -77,10 +112,16 @@ async def send(
     http_client: AsyncHTTPClient,
     connect_timeout: float,
     request_timeout: float,
+    channel: Channel = NO_CHANNEL,
 ) -> dict[str, Any]:
     """Send one request and return its JSON object, or raise the contract's ApiError."""
     url = url_concat(call.url, call.query) if call.query else call.url
-    headers = {"Accept": "application/json", "User-Agent": "vhod", **call.headers}
+    headers = {
+        "Accept": "application/json",
+        "User-Agent": "vhod",
+        **channel.fresh_headers(),
+        **call.headers,
+    }
     # A header value outside printable ASCII cannot be sent (and a CR/LF would split it):
     # refused here whatever a provider hook built, before anything leaves.
     if not all(_HEADER_VALUE.fullmatch(value) for value in headers.values()):
@@ -98,6 +139,7 @@ async def send(
         request_timeout=request_timeout,
         validate_cert=True,
         follow_redirects=False,  # OA5: talk to the configured host only
+        **channel.tls(),  # type: ignore[arg-type]
     )
     try:
         response: HTTPResponse = await http_client.fetch(request, raise_error=False)

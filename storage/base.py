@@ -21,6 +21,7 @@ from storage.base_audit import EventQuery as EventQuery
 from storage.base_mfa import MfaChallenge as MfaChallenge
 from storage.base_mfa import SecondFactorStore
 from storage.base_mfa import TotpFactor as TotpFactor
+from storage.exchanged import ExchangedTokens
 
 # Passkey is re-exported: every record is reachable from here.
 from storage.passkey_store import Passkey as Passkey
@@ -141,7 +142,7 @@ class SigningKey:
     created_at: float
 
 
-class Store(AuditStore, PasskeyStore, SecondFactorStore, Protocol):
+class Store(AuditStore, ExchangedTokens, PasskeyStore, SecondFactorStore, Protocol):
     """What the services need from a database. Every method may raise StorageUnavailable."""
 
     kind: str  # "sqlite" or "mongodb", for the start line and /readyz
@@ -345,17 +346,6 @@ class Store(AuditStore, PasskeyStore, SecondFactorStore, Protocol):
 
     async def list_signing_keys(self) -> list[SigningKey]:
         """Every stored signing key, oldest generation first."""
-
-    # provider tokens vhod obtained itself through its own code exchange
-    async def remember_exchanged_token(
-        self, provider: str, token_hash: str, expires_at: float
-    ) -> None:
-        """Remember (a hash of) a provider access token this server's exchange obtained,
-        until `expires_at`; every instance on the same store then knows it is ours. A
-        hash remembered already keeps its first expiry; purge_expired removes expired ones."""
-
-    async def is_exchanged_token(self, provider: str, token_hash: str, now: float) -> bool:
-        """Whether `remember_exchanged_token` stored this hash for `provider`, still live."""
 
 
 async def find_user_by_address(store: Store, channel: str, address: str) -> User | None:

@@ -3,6 +3,7 @@ own code exchange obtained."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any
 
@@ -57,24 +58,44 @@ class KeysMixin:
     # --- provider tokens from our own exchange ---
 
     async def remember_exchanged_token(
-        self, provider: str, token_hash: str, expires_at: float
+        self,
+        provider: str,
+        token_hash: str,
+        expires_at: float,
+        claims: Mapping[str, Any] | None = None,
     ) -> None:
         # Its own collection, TTL-purged like the others (storage.mongo_indexes).
         collection = self.database["exchanged_tokens"]
         with unavailable():
-            doc = {
+            doc: dict[str, Any] = {
                 "_id": identity_key(provider, token_hash),
                 "expires_at": expires_at,
                 "purge_at": purge_at(expires_at),
             }
+            if claims is not None:
+                doc["claims"] = dict(claims)
             # A token is remembered once, by the exchange that obtained it; a retry keeps
             # the first expiry (no $set: see hit_counter about floats on some servers).
             with suppress(DuplicateKeyError):
                 await collection.insert_one(doc)
 
     async def is_exchanged_token(self, provider: str, token_hash: str, now: float) -> bool:
+        return await self._exchanged_token(provider, token_hash, now) is not None
+
+    async def exchanged_token_claims(
+        self, provider: str, token_hash: str, now: float
+    ) -> dict[str, Any] | None:
+        found = await self._exchanged_token(provider, token_hash, now)
+        if found is None:
+            return None
+        claims = found.get("claims")
+        return claims if isinstance(claims, dict) else {}
+
+    async def _exchanged_token(
+        self, provider: str, token_hash: str, now: float
+    ) -> dict[str, Any] | None:
         query = {"_id": identity_key(provider, token_hash), "expires_at": {"$gt": now}}
         with unavailable():
             # No projection: nx-27017 0.8.1 finds nothing for find_one(query, {"_id": 1}).
-            found = await self.database["exchanged_tokens"].find_one(query)
-        return found is not None
+            found: dict[str, Any] | None = await self.database["exchanged_tokens"].find_one(query)
+        return found

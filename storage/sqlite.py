@@ -99,6 +99,7 @@ CREATE TABLE IF NOT EXISTS exchanged_tokens (
     provider TEXT NOT NULL,
     token_hash TEXT NOT NULL,
     expires_at REAL NOT NULL,
+    claims TEXT,
     PRIMARY KEY (provider, token_hash)
 );
 CREATE INDEX IF NOT EXISTS exchanged_tokens_expires_at ON exchanged_tokens (expires_at);
@@ -160,6 +161,7 @@ class SQLiteStore(
                 if statement.strip():
                     db.execute(statement)
             add_binding_column(db)
+            KeysMixin.add_claims_column(db)
             add_revoked_at_column(db)
             create_lifecycle_schema(db)
             create_admin_schema(db)
@@ -369,28 +371,3 @@ class SQLiteStore(
 
         if rows:
             await self._write(insert)  # one transaction: a collision stores none of them
-
-    # --- provider tokens from our own exchange ---
-
-    async def remember_exchanged_token(
-        self, provider: str, token_hash: str, expires_at: float
-    ) -> None:
-        def remember(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT INTO exchanged_tokens (provider, token_hash, expires_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (provider, token_hash) DO NOTHING",
-                (provider, token_hash, expires_at),
-            )
-
-        await self._write(remember)
-
-    async def is_exchanged_token(self, provider: str, token_hash: str, now: float) -> bool:
-        def known(db: sqlite3.Connection) -> bool:
-            row = db.execute(
-                "SELECT 1 FROM exchanged_tokens WHERE provider = ? AND token_hash = ?"
-                " AND expires_at > ?",
-                (provider, token_hash, now),
-            ).fetchone()
-            return row is not None
-
-        return await self._run(known)

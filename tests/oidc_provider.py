@@ -47,8 +47,14 @@ class OpenIdProvider:
     """One oidc-provider process with static clients."""
 
     def __init__(
-        self, folder: Path, clients: list[dict[str, Any]], *, port: int | None = None
+        self,
+        folder: Path,
+        clients: list[dict[str, Any]],
+        *,
+        port: int | None = None,
+        profile: str = "",
     ) -> None:
+        """`profile` "telegram": configured as Telegram Login is (tests/oidc/provider.mjs)."""
         self.port = port or free_port()
         self.issuer = f"http://127.0.0.1:{self.port}"
         self.log = folder / f"oidc-provider-{self.port}.log"
@@ -56,7 +62,8 @@ class OpenIdProvider:
         clients_file.write_text(json.dumps(clients))
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
-                ["node", str(FOLDER / "provider.mjs"), str(self.port), str(clients_file)],
+                ["node", str(FOLDER / "provider.mjs"), str(self.port), str(clients_file)]
+                + ([profile] if profile else []),
                 cwd=FOLDER,
                 stdout=subprocess.PIPE,
                 stderr=log,

@@ -23,7 +23,7 @@ def test_defaults_match_the_contract():
 
 def test_shipped_config_yaml_is_valid_and_documents_providers():
     config = load_config("config.yaml", environ={}, required=True)
-    assert set(config.providers) == {"vk", "mailru", "ok", "yandex"}
+    assert set(config.providers) == {"vk", "mailru", "ok", "yandex", "telegram", "tid", "sber"}
     assert config.providers["vk"]["host"] == "id.vk.ru"
     assert config.providers["mailru"]["mode"] == "vkid"
 

@@ -30,6 +30,7 @@ from core.admin import new_admin_key
 from handlers.docs import load_spec, spec_json
 from tests.fakes.channels import SmsInbox, SmtpInbox
 from tests.fakes.providers import FakeProviders
+from tests.fakes.providers_2026 import Fakes2026
 from tests.processes import Server
 
 pytestmark = pytest.mark.slow
@@ -94,17 +95,23 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def fake_providers_in_thread() -> Iterator[FakeProviders]:
-    """The three fakes on an event loop of their own: the fuzzer's calls block this thread."""
+def fake_providers_in_thread(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[FakeProviders]:
+    """The fakes (VK ID, Mail.ru, Yandex; Telegram, T-ID, Sber ID in `.more`) on an event loop
+    of their own: the fuzzer's calls block this thread."""
     loop = asyncio.new_event_loop()
     started: list[FakeProviders] = []
     ready = threading.Event()
+    folder = tmp_path_factory.mktemp("fakes-2026")
 
     def serve() -> None:
         asyncio.set_event_loop(loop)
 
         async def start() -> None:
-            started.append(FakeProviders().start())
+            fakes = FakeProviders().start()
+            fakes.more = Fakes2026(folder).start()  # type: ignore[attr-defined]
+            started.append(fakes)
             ready.set()
 
         loop.run_until_complete(start())
@@ -117,6 +124,7 @@ def fake_providers_in_thread() -> Iterator[FakeProviders]:
         yield started[0]
     finally:
         asyncio.run_coroutine_threadsafe(started[0].aclose(), loop).result(10)
+        asyncio.run_coroutine_threadsafe(started[0].more.aclose(), loop).result(10)  # type: ignore[attr-defined]
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
@@ -153,7 +161,10 @@ def live_server(
         "limits": {"per_ip_per_minute": 1000000, "login_failures": 1000000},
         "accounts": {"code_sends_per_hour": 1000000, "code_sends_per_client_per_hour": 1000000},
         "admin": {"keys": {"fuzz": ADMIN_KEY_HASH}, "per_ip_per_minute": 1000000},
-        "providers": fake_providers_in_thread.sections(),
+        "providers": {
+            **fake_providers_in_thread.sections(),
+            **fake_providers_in_thread.more.sections(),  # type: ignore[attr-defined]
+        },
         **channels,
     }
     # Code sign-in by email and phone, with the budgets against pumping lifted like the limits.

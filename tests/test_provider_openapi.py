@@ -17,19 +17,19 @@ from tests.test_openapi import documented_operations, served_operations
 def config_overrides() -> dict[str, Any]:
     return {
         "providers": {
-            "sber_id": {
+            "acme_id": {
                 "type": "oidc",
                 "issuer": closed_port_url(),  # never read: the document needs no discovery
-                "client_id": "sber-client",
+                "client_id": "acme-client",
                 "client_secret": "s",
-                "prefix": "sber",
-                "title": "Sber ID",
+                "prefix": "acme",
+                "title": "Acme ID",
             },
-            "tid": {
+            "bank": {
                 "type": "oauth2",
                 "client_id": "t",
                 "client_secret": "s",
-                "title": "T-ID",
+                "title": "Bank ID",
                 "authorize_url": "https://id.tbank.example/auth/authorize",
                 "token_url": "https://id.tbank.example/auth/token",
                 "userinfo_url": "https://id.tbank.example/userinfo/userinfo",
@@ -41,11 +41,13 @@ def config_overrides() -> dict[str, Any]:
 async def test_configured_providers_are_in_the_served_document(api: Any, app: Any) -> None:
     document = (await api.get("/openapi.json")).body
     validate(document, cls=OpenAPIV31SpecValidator)
-    for prefix in ("sber", "tid", "ok", "vk"):
+    for prefix in ("acme", "bank", "ok", "vk", "telegram", "tid", "sber"):
         for route in ("link", "callback", "get/token", "registration", "login"):
             assert f"/{prefix}/{route}" in document["paths"], (prefix, route)
-    assert {"Sber ID", "T-ID", "OK.ru"} <= {tag["name"] for tag in document["tags"]}
-    assert document["paths"]["/sber/link"]["get"]["operationId"] == "sberIdLink"
+    tags = {tag["name"] for tag in document["tags"]}
+    assert {"Acme ID", "Bank ID", "OK.ru", "Telegram", "T-ID", "Sber ID"} <= tags
+    assert document["paths"]["/acme/link"]["get"]["operationId"] == "acmeIdLink"
+    assert document["paths"]["/telegram/link"]["get"]["operationId"] == "telegramLink"
     # Exactly what this app serves, no more and no less.
     assert served_operations(app) == documented_operations(document)
 
@@ -79,7 +81,7 @@ def test_no_provider_path_is_written_by_hand() -> None:
 async def test_an_unreadable_discovery_answers_as_documented(api: Any) -> None:
     """The 503 of a provider whose discovery cannot be read is the documented one."""
     document = (await api.get("/openapi.json")).body
-    answer = await api.get("/sber/link")
+    answer = await api.get("/acme/link")
     assert answer.status == 503
     schema = document["components"]["schemas"]["ProviderUnusable"]
     assert answer.body["error"] in schema["properties"]["error"]["enum"]

@@ -83,6 +83,9 @@ def test_builtins_are_found(installed: list[metadata.EntryPoint]) -> None:
         "mailru": "mail.ru",
         "yandex": "yandex",
         "ok": "ok",
+        "telegram": "telegram",
+        "tid": "tid",
+        "sber": "sber",
     }
 
 
@@ -94,7 +97,7 @@ def test_an_entry_point_adds_a_provider(installed: list[metadata.EntryPoint]) ->
     installed.append(entry("kuku", "KukuProvider"))
     found = discover_providers()
     assert found["kuku"] is KukuProvider
-    assert set(found) == {"vk", "mailru", "yandex", "ok", "kuku"}
+    assert set(found) == {"vk", "mailru", "yandex", "ok", "telegram", "tid", "sber", "kuku"}
 
 
 def test_duplicate_name_names_both_sources(installed: list[metadata.EntryPoint]) -> None:
@@ -166,7 +169,7 @@ def build(sections: dict[str, Any] | None) -> dict[str, OAuthProvider]:
 
 def test_build_configures_each_provider_from_its_section() -> None:
     providers = build({"vk": {"client_id": "51234567"}, "yandex": None})
-    assert set(providers) == {"vk", "mailru", "yandex", "ok"}
+    assert set(providers) == {"vk", "mailru", "yandex", "ok", "telegram", "tid", "sber"}
     assert providers["vk"].configured and providers["vk"].settings.client_id == "51234567"
     assert not providers["mailru"].configured and not providers["yandex"].configured
     assert providers["vk"].request_timeout == 2 and providers["vk"].connect_timeout == 1
@@ -186,7 +189,7 @@ def test_bad_key_in_a_section_is_named() -> None:
 def test_by_prefix() -> None:
     providers = build(None)
     routes = by_prefix(providers)
-    assert set(routes) == {"vk", "mail.ru", "yandex", "ok"}
+    assert set(routes) == {"vk", "mail.ru", "yandex", "ok", "telegram", "tid", "sber"}
     assert routes["mail.ru"] is providers["mailru"]
 
 

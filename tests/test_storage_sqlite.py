@@ -326,3 +326,23 @@ async def test_an_audit_log_made_before_folding_gets_its_columns(tmp_path: Path)
         assert kept == {"old": 1, "new": 2}
     finally:
         await store.close()
+
+
+async def test_exchanged_tokens_made_before_id_token_claims_get_their_column(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "vhod.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE exchanged_tokens (provider TEXT NOT NULL, token_hash TEXT NOT NULL,"
+            " expires_at REAL NOT NULL, PRIMARY KEY (provider, token_hash))"
+        )
+        db.execute("INSERT INTO exchanged_tokens VALUES ('vk', ?, ?)", ("a" * 64, NOW + 60))
+    store = await opened(path)
+    try:
+        assert await store.is_exchanged_token("vk", "a" * 64, NOW)
+        assert await store.exchanged_token_claims("vk", "a" * 64, NOW) == {}
+        await store.remember_exchanged_token("telegram", "b" * 64, NOW + 60, claims={"sub": "1"})
+        assert await store.exchanged_token_claims("telegram", "b" * 64, NOW) == {"sub": "1"}
+    finally:
+        await store.close()

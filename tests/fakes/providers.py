@@ -731,8 +731,8 @@ class FakeHandler(RequestHandler):
                 reply = fake.authorize(req.query)
             elif endpoint == "token":
                 reply = fake.token(req)
-            else:
-                reply = fake.userinfo(req)
+            else:  # userinfo, or another endpoint a fake declares (discovery, jwks, ...)
+                reply = getattr(fake, endpoint)(req)
         except ProtocolError as error:
             reply = fake.error_reply(error)
         self._render(reply)

@@ -1,5 +1,7 @@
 // panva's oidc-provider (a certified OpenID Provider) on 127.0.0.1 for the test suite.
-// Usage: node provider.mjs <port> <clients.json>. Prints "ready" once it listens.
+// Usage: node provider.mjs <port> <clients.json> [telegram]. Prints "ready" once it listens.
+// "telegram": configured as Telegram Login is (core.telegram.org/bots/telegram-login): the
+// scopes openid, profile and phone, the user's claims in the RS256 id_token, PKCE required.
 // devInteractions gives plain-HTML login and consent forms, which the tests post to.
 import { readFileSync } from "node:fs";
 import Provider from "oidc-provider";
@@ -7,30 +9,54 @@ import Provider from "oidc-provider";
 const port = Number(process.argv[2]);
 const clients = JSON.parse(readFileSync(process.argv[3], "utf8"));
 const issuer = `http://127.0.0.1:${port}`;
+const telegram = process.argv[4] === "telegram";
 
-const provider = new Provider(issuer, {
-  clients,
-  features: {
-    devInteractions: { enabled: true },
-    introspection: { enabled: true },
-  },
-  pkce: { required: () => true },
+const standard = {
   claims: {
     openid: ["sub"],
     email: ["email", "email_verified"],
     profile: ["given_name", "family_name"],
   },
+  account: (sub) => ({
+    sub,
+    email: `${sub}@example.org`,
+    email_verified: true,
+    given_name: "Ivan",
+    family_name: "Petrov",
+  }),
+};
+const asTelegram = {
+  claims: {
+    openid: ["sub"],
+    profile: ["name", "preferred_username", "picture"],
+    phone: ["phone_number"],
+  },
+  // Telegram's phone_number has no "+"; its docs' example number is not a valid one.
+  account: (sub) => ({
+    sub,
+    name: "Ivan Petrov",
+    preferred_username: sub,
+    picture: `https://t.me/i/userpic/320/${sub}.jpg`,
+    phone_number: "971501234567",
+  }),
+};
+const profile = telegram ? asTelegram : standard;
+
+const provider = new Provider(issuer, {
+  clients,
+  features: {
+    devInteractions: { enabled: true },
+    introspection: { enabled: !telegram },
+  },
+  pkce: { required: () => true },
+  claims: profile.claims,
+  // Telegram has no user info: its id_token carries the claims of the scopes granted.
+  conformIdTokenClaims: !telegram,
   async findAccount(ctx, sub) {
     return {
       accountId: sub,
       async claims() {
-        return {
-          sub,
-          email: `${sub}@example.org`,
-          email_verified: true,
-          given_name: "Ivan",
-          family_name: "Petrov",
-        };
+        return profile.account(sub);
       },
     };
   },
