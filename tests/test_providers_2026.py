@@ -430,7 +430,7 @@ async def test_telegram_links_to_a_signed_in_account_by_the_browser_flow(
 ) -> None:
     """Telegram has no user-info endpoint: the link flow reads the id_token's claims, as the
     sign-in does."""
-    person = {"phone_number": "+79161230000", "email": "tg@example.com", "hash_password": "pw pw"}
+    person = {"phone_number": "+79161230000", "email": "t@example.com", "hash_password": "pw pw pw"}
     pair = (await api.post("/authorization/registration", json_body=person)).body
     bearer = {"Authorization": f"Bearer {pair['access']}"}
     started = await api.post(
