@@ -10,10 +10,11 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient
 
+from core.settings import type_name
 from providers.base import CLIENT_AUTH_METHODS, TOKEN_CHECKS, OAuthProvider
 from providers.mailru import MailRuProvider
 from providers.oidc import GENERIC_SETTINGS, TYPES, provider_class
-from providers.settings import COMMON_SETTINGS
+from providers.settings import common_settings
 from providers.vk import OKProvider, VKProvider
 from providers.yandex import YandexProvider
 
@@ -174,12 +175,12 @@ def settings_help(classes: Mapping[str, type[OAuthProvider]]) -> list[str]:
     """Every key each installed provider takes, with type, default and help: what
     `--check-config` lists (as YAML comments after the effective configuration)."""
     lines = ["# Provider keys (providers.<name>.<key>); every provider takes:"]
-    lines += [f"#   {key}: {text}" for key, text in COMMON_SETTINGS.items()]
+    lines += [f"#   {spec.key}: {spec.help}" for spec in common_settings()]
     own = {name: cls.extra_settings for name, cls in classes.items() if cls.extra_settings}
     own["<any name> with type: oidc|oauth2"] = GENERIC_SETTINGS
     for name, settings in own.items():
         lines.append(f"# providers.{name} also takes:")
         for key, setting in settings.items():
-            kind = "|".join(c or '""' for c in setting.choices) or setting.type.__name__
+            kind = "|".join(c or '""' for c in setting.choices) or type_name(setting.type)
             lines.append(f"#   {key} ({kind}, default {setting.default!r}): {setting.help}")
     return lines
