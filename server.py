@@ -58,7 +58,7 @@ from core.tokens import TokenService
 from core.version import version
 from handlers.app import CannotListen, http_server, listen_sockets, make_app, start_line
 from providers import ProviderRegistryError, build_providers, discover_providers
-from providers.registry import settings_help
+from providers.registry import secret_keys, settings_help
 from storage import StorageUnavailable, Store, open_store, url_problem
 from storage.schema import SchemaTooNew
 from storage.timing import time_calls
@@ -351,8 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(config_error_lines(exc), file=sys.stderr)
             return 2
-        print(yaml.safe_dump(masked(config), sort_keys=False), end="")
-        print("\n".join(settings_help(discover_providers())))
+        classes = discover_providers()
+        print(yaml.safe_dump(masked(config, secret_keys(classes)), sort_keys=False), end="")
+        print("\n".join(settings_help(classes)))
         print(f"# configuration OK ({path})", file=sys.stderr)
         return 0
     writer = logs.configure(config.logging.level, config.logging.format)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,8 @@ from core.settings import settings_of as settings_of
 
 __all__ = ["ENV_PREFIX", "SECTIONS", "Config", "ConfigError", "load_config", "masked"]
 
-# Keys of entries inside a setting (sms.channels, providers.<name>) that hold secrets.
+# Keys of entries inside a setting (sms.channels' channel specs; providers.<name> besides
+# the providers' own secret settings) that hold secrets.
 NESTED_SECRET_KEYS = frozenset(
     {"client_secret", "token", "api_id", "password", "apikey", "secret", "server_key"}
 )
@@ -180,9 +181,11 @@ def _providers(raw: Any, problems: list[str]) -> dict[str, dict[str, Any]]:
     return sections
 
 
-def masked(config: Config) -> dict[str, Any]:
-    """The effective configuration with secrets and URL credentials masked, for printing."""
+def masked(config: Config, provider_secrets: Iterable[str] = ()) -> dict[str, Any]:
+    """The effective configuration with secrets and URL credentials masked, for printing:
+    the table's secret settings, and the keys `provider_secrets` in provider sections."""
     secret = {spec.name for spec in core_settings() if spec.secret}
+    nested = NESTED_SECRET_KEYS | set(provider_secrets)
 
     def walk(node: Any, path: str, key: str) -> Any:
         if isinstance(node, dict):
@@ -192,7 +195,7 @@ def masked(config: Config) -> dict[str, Any]:
             }
         if isinstance(node, list):
             return [walk(item, path, "") for item in node]
-        if node and (path.lstrip(".") in secret or key in NESTED_SECRET_KEYS):
+        if node and (path.lstrip(".") in secret or key in nested):
             return "***"
         if (key == "url" or key.endswith("_url")) and isinstance(node, str):
             return redact_url(node)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from importlib import metadata
 from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient
 
-from core.settings import type_name
+from core.settings import Setting, type_name
 from providers.base import CLIENT_AUTH_METHODS, TOKEN_CHECKS, OAuthProvider
 from providers.mailru import MailRuProvider
 from providers.oidc import GENERIC_SETTINGS, TYPES, provider_class
@@ -184,3 +185,57 @@ def settings_help(classes: Mapping[str, type[OAuthProvider]]) -> list[str]:
             kind = "|".join(c or '""' for c in setting.choices) or type_name(setting.type)
             lines.append(f"#   {key} ({kind}, default {setting.default!r}): {setting.help}")
     return lines
+
+
+def secret_keys(classes: Mapping[str, type[OAuthProvider]]) -> set[str]:
+    """The keys of provider sections that hold secrets, for --check-config's masking."""
+    keys = {spec.key for spec in common_settings() if spec.secret}
+    for own in [GENERIC_SETTINGS, *(cls.extra_settings for cls in classes.values())]:
+        keys.update(key for key, spec in own.items() if spec.secret)
+    return keys
+
+
+def documented_sections(
+    classes: Mapping[str, type[OAuthProvider]],
+) -> list[tuple[str, str, list[Setting]]]:
+    """Each provider's section as the settings table has it: (name, what it is, settings
+    with this provider's defaults), for config.yaml and docs/configuration.md. A default
+    that follows another setting (VK ID's URLs follow `host`) is left out: written in the
+    file, it would no longer follow."""
+    sections = []
+    for name, cls in classes.items():
+        own = {
+            key: replace(spec, name=f"providers.{name}.{key}")
+            for key, spec in cls.extra_settings.items()
+        }
+        derived = _derived_keys(cls, own)
+        defaults = {
+            "scope": cls.default_scope,
+            "authorize_url": cls.default_authorize_url,
+            "token_url": cls.default_token_url,
+            "userinfo_url": cls.default_userinfo_url,
+        }
+        common = [
+            replace(
+                spec,
+                name=f"providers.{name}.{spec.key}",
+                default=defaults.get(spec.key, spec.default),
+            )
+            for spec in common_settings()
+            if spec.key not in derived
+        ]
+        about = f"{cls.title}, URL prefix /{cls.prefix}/"
+        if derived:
+            about += f"; {', '.join(derived)} follow {', '.join(own)}"
+        sections.append((name, about, [*own.values(), *common]))
+    return sections
+
+
+def _derived_keys(cls: type[OAuthProvider], own: Mapping[str, Setting]) -> list[str]:
+    """The common keys whose defaults follow the provider's own settings, for any choice."""
+    options = {key: spec.default for key, spec in own.items()}
+    derived = dict.fromkeys(cls.defaults_for(options))
+    for key, spec in own.items():
+        for choice in spec.choices:
+            derived.update(dict.fromkeys(cls.defaults_for({**options, key: choice})))
+    return list(derived)
