@@ -167,12 +167,13 @@ def build_section(
 
 
 def named(problem: str, sources: Mapping[str, str]) -> str:
-    """`problem` ("path: what is wrong") with the environment variable the value came from."""
-    path, sep, rest = problem.partition(":")
+    """`problem` ("path: what is wrong") with the environment variable the value came from,
+    at the end: the line still starts with the path."""
+    path, sep, _rest = problem.partition(":")
     var = sources.get(path) or next(
         (var for key, var in sources.items() if key.startswith(path + ".")), None
     )
-    return f"{path} ({var}){sep}{rest}" if var and sep else problem
+    return f"{problem} (from {var})" if var and sep else problem
 
 
 # ---- types ----------------------------------------------------------------------------

@@ -210,7 +210,7 @@ prints the effective configuration, secrets masked. Every problem is one line na
 setting, and the variable when it came from the environment:
 
 ```
-vhod: configuration error: server.port (VHOD_SERVER__PORT): expected int, got str
+vhod: configuration error: server.port: expected int, got str (from VHOD_SERVER__PORT)
 ```
 
 The shipped `config.yaml` and this page are generated from one table, and a test

@@ -66,7 +66,8 @@ def test_every_setting_is_read_from_its_variable(spec: Setting):
     try:
         config = load_config(None, environ={spec.env: text})
     except ConfigError as refused:  # the probe broke a check: the message names the variable
-        assert str(refused).startswith(f"{spec.name} ({spec.env}): "), refused
+        message = str(refused)
+        assert message.startswith(f"{spec.name}: ") and message.endswith(f"(from {spec.env})")
     else:
         assert getattr(getattr(config, section), attr) == value
 
@@ -78,9 +79,9 @@ def test_every_problem_is_one_line_naming_the_setting_and_its_variable(tmp_path)
     with pytest.raises(ConfigError) as refused:
         load_config(path, environ=environ)
     assert str(refused.value).splitlines() == [
-        "server.port (VHOD_SERVER__PORT): expected int, got str",
-        "jwt.secret (VHOD_JWT__SECRET): must be at least 32 bytes"
-        " (or null, to have one generated into server.data_dir)",
+        "server.port: expected int, got str (from VHOD_SERVER__PORT)",
+        "jwt.secret: must be at least 32 bytes"
+        " (or null, to have one generated into server.data_dir) (from VHOD_JWT__SECRET)",
         "limits.nope: unknown key",
         "limits.hash_queue: must be at least 0",
     ]
@@ -107,9 +108,9 @@ def test_rules_across_settings_run_once_each_setting_is_good():
             environ={"VHOD_JWT__ROTATION_INTERVAL": "60", "VHOD_ADMIN__HOST": "127.0.0.2"},
         )
     assert str(refused.value).splitlines() == [
-        "jwt.rotation_interval (VHOD_JWT__ROTATION_INTERVAL): must be longer than"
-        " jwt.rotation_lead",
-        "admin.host (VHOD_ADMIN__HOST): needs admin.port (null serves on the main server)",
+        "jwt.rotation_interval: must be longer than jwt.rotation_lead"
+        " (from VHOD_JWT__ROTATION_INTERVAL)",
+        "admin.host: needs admin.port (null serves on the main server) (from VHOD_ADMIN__HOST)",
     ]
 
 
@@ -124,8 +125,8 @@ def test_a_provider_key_from_the_environment_names_its_variable(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
-        "vhod: configuration error: providers.vk.client_idd (VHOD_PROVIDERS__VK__CLIENT_IDD):"
-        " unknown key"
+        "vhod: configuration error: providers.vk.client_idd: unknown key"
+        " (from VHOD_PROVIDERS__VK__CLIENT_IDD)"
     ]
 
 
