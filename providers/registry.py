@@ -220,6 +220,7 @@ def documented_sections(
                 spec,
                 name=f"providers.{name}.{spec.key}",
                 default=defaults.get(spec.key, spec.default),
+                help=cls.setting_notes.get(spec.key, spec.help).replace("<prefix>", cls.prefix),
             )
             for spec in common_settings()
             if spec.key not in derived

@@ -85,13 +85,18 @@ def load_settings(
     for key, (_attr, spec) in common.items():
         if key in section:
             values[key] = _parsed(spec, section, key)
+    _check_urls(prefix, values)
+    return ProviderSettings(**values, options=options)
+
+
+def _check_urls(prefix: str, values: Mapping[str, Any]) -> None:
+    """The URLs a provider section ends up with (configured or default) are usable."""
     for key in ("authorize_url", "token_url", "userinfo_url"):
         check_endpoint(f"{prefix}{key}", values[key])
     if values.get("redirect_uri"):
         check_absolute_url(f"{prefix}redirect_uri", values["redirect_uri"])
     if values.get("frontend_redirect"):
         check_frontend_redirect(f"{prefix}frontend_redirect", values["frontend_redirect"])
-    return ProviderSettings(**values, options=options)
 
 
 def _stripped(value: Any) -> Any:
