@@ -258,9 +258,9 @@ and commit the rewritten `config.yaml` and `docs/configuration.md`.
 pydantic-settings would declare the same table, but measured on `server.py
 --check-config` it imports 684 modules where this table imports 597 (596 before it),
 about 90-130 ms more of imports plus 12-20 ms to build the table's models at every start
-(median wall time of 10 runs: 1210 ms against 793 ms, on a busy 2-core machine), and adds
-11 MB of dependencies (pydantic-core compiled) to the container and the single-file
-executable. Its errors are several lines per problem, and its environment
+(median wall time of 10 runs: 634-784 ms against 451-512 ms, and 620-629 ms before the
+table, on a shared 2-core machine), and adds 11 MB of dependencies (pydantic-core
+compiled) to the container and the single-file executable. Its errors are several lines per problem, and its environment
 parsing (JSON for lists and mappings) differs from the comma lists and YAML values vhod
 already reads. The table here is about 250 lines of code (core/settings.py), keeps the
 frozen dataclasses every part of vhod already uses, under strict mypy, and gives one line
