@@ -223,11 +223,11 @@ core/lifecycle_settings.py or core/admin_config.py); the code reads it as before
 (`config.accounts.require_mfa`):
 
 ```python
-from core.settings import POSITIVE, Check, at_least, between, setting
+from core.settings import POSITIVE, setting
 
 @dataclass(frozen=True)
 class AccountsConfig:
-    require_mfa: bool = setting(False, "true: every password sign-in also asks for a second factor")
+    require_mfa: bool = setting(False, "true: a password sign-in also asks for a second factor")
     mfa_window: int = setting(30, "seconds a one-time password stays good", check=POSITIVE)
 ```
 
@@ -260,11 +260,11 @@ pydantic-settings would declare the same table, but measured on `server.py
 about 90-130 ms more of imports plus 12-20 ms to build the table's models at every start
 (median wall time of 10 runs: 634-784 ms against 451-512 ms, and 620-629 ms before the
 table, on a shared 2-core machine), and adds 11 MB of dependencies (pydantic-core
-compiled) to the container and the single-file executable. Its errors are several lines per problem, and its environment
-parsing (JSON for lists and mappings) differs from the comma lists and YAML values vhod
-already reads. The table here is about 250 lines of code (core/settings.py), keeps the
-frozen dataclasses every part of vhod already uses, under strict mypy, and gives one line
-per problem naming the setting and its variable.
+compiled) to the container and the single-file executable. Its errors take several lines
+per problem, and its environment parsing (JSON for lists and mappings) differs from the
+comma lists and YAML values vhod already reads. The table here is about 250 lines of
+code (core/settings.py), keeps the frozen dataclasses every part of vhod already uses,
+under strict mypy, and gives one line per problem naming the setting and its variable.
 """
 
 PROVIDERS_TEXT = """\
