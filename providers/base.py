@@ -110,9 +110,7 @@ class OAuthProvider(ABC):
     forwarded_params: tuple[str, ...] = ()
     token_check: str = "userinfo_client_id"  # one of TOKEN_CHECKS
     extra_settings: ClassVar[dict[str, Setting]] = {}  # its own keys beyond the common ones
-    # What a common key means for this provider, where the table's help says too little
-    # (config.yaml and docs/configuration.md show it): {"client_secret": "not sent: PKCE"}.
-    setting_notes: ClassVar[dict[str, str]] = {}
+    setting_notes: ClassVar[dict[str, str]] = {}  # common keys' help for it, in the docs
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
