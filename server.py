@@ -63,7 +63,7 @@ from handlers.app import make_app as make_app  # the tests build apps from here
 from handlers.app import start_line as start_line
 from handlers.serving import serve, serve_processes
 from providers import ProviderRegistryError, build_providers, discover_providers
-from providers.registry import settings_help
+from providers.registry import secret_keys, settings_help
 from storage import StorageUnavailable, Store, is_shared, open_store, url_problem
 from storage.schema import SchemaTooNew
 from storage.timing import time_calls
@@ -108,7 +108,7 @@ def configured_parts(
         if problem := url_problem(config.storage.url):
             raise ConfigError(f"storage.url: {redact_text(problem, config.storage.url)}")
     except (ValueError, ProviderRegistryError) as exc:
-        raise ConfigError(str(exc)) from exc
+        raise ConfigError(config.problem(str(exc))) from exc
     refuse_lost_key_files_at_start(config)  # before key_ring or anything generates one
     ring, kek = key_ring(config, create=create)
     return ConfiguredParts(providers, trusted_proxies, metrics, delivery, ring, kek)
@@ -316,6 +316,11 @@ def check_config(config: Config) -> None:
     configured_parts(config, create=False)
 
 
+def config_error_lines(exc: ConfigError) -> str:
+    """One line per problem, each saying what it is."""
+    return "\n".join(f"vhod: configuration error: {line}" for line in str(exc).splitlines())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     path = args.config or os.environ.get("VHOD_CONFIG") or "config.yaml"
@@ -323,16 +328,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(path, overrides=overrides, required=path != "config.yaml")
     except ConfigError as exc:
-        print(f"vhod: configuration error: {exc}", file=sys.stderr)
+        print(config_error_lines(exc), file=sys.stderr)
         return 2
     if args.check_config:
         try:
             check_config(config)
         except ConfigError as exc:
-            print(f"vhod: configuration error: {exc}", file=sys.stderr)
+            print(config_error_lines(exc), file=sys.stderr)
             return 2
-        print(yaml.safe_dump(masked(config), sort_keys=False), end="")
-        print("\n".join(settings_help(discover_providers())))
+        classes = discover_providers()
+        print(yaml.safe_dump(masked(config, secret_keys(classes)), sort_keys=False), end="")
+        print("\n".join(settings_help(classes)))
         print(f"# configuration OK ({path})", file=sys.stderr)
         return 0
     writer = logs.configure(config.logging.level, config.logging.format)
@@ -351,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve(config, build_services))
     except ConfigError as exc:
         writer.close()  # the log lines before it come first
-        print(f"vhod: configuration error: {exc}", file=sys.stderr)
+        print(config_error_lines(exc), file=sys.stderr)
         return 2
     except StorageUnavailable as exc:
         writer.close()

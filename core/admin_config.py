@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from core.settings import POSITIVE, between, setting
 
 ADMIN_KEY_NAME = re.compile(r"^[a-z0-9_-]{1,32}$")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -12,36 +14,37 @@ _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 @dataclass(frozen=True)
 class AdminConfig:
-    # key name -> SHA-256 (hex) of the key: the configuration grants nothing by itself.
-    # No key: the admin routes are not served (404).
-    keys: dict[str, str] = field(default_factory=dict)
-    host: str | None = None  # with port: a listener of their own; null: server.host
-    port: int | None = None  # null: on the main server
-    per_ip_per_minute: int = 60
+    """The admin API (/admin/…). The configuration holds hashes: it grants nothing by itself."""
+
+    keys: dict[str, str] = setting(
+        {},
+        "key name: SHA-256 (hex) of the key; `python server.py admin new-key NAME` makes one."
+        " No key: /admin/ answers 404",
+    )
+    host: str | None = setting(None, "with port: the admin routes' own address; null: server.host")
+    port: int | None = setting(
+        None, "null: the admin routes are served by the main server", check=between(1, 65535)
+    )
+    per_ip_per_minute: int = setting(
+        60, "admin requests per client address per minute", check=POSITIVE
+    )
 
 
 @dataclass(frozen=True)
 class AuditConfig:
-    enabled: bool = True  # keep the security events in the store (they are logged anyway)
-    retention_days: float = 90.0  # events older than this are deleted
+    """The audit log of security events."""
+
+    enabled: bool = setting(
+        True, "keep the security events in the store for GET /admin/events (they are logged anyway)"
+    )
+    retention_days: float = setting(
+        90.0, "events older than this many days are deleted", check=POSITIVE
+    )
 
 
-def string_mapping(value: Any) -> dict[str, str] | None:
-    """`value` as a mapping of strings (null: an empty one), or None when it is not one."""
-    if value is None:
-        return {}
-    if isinstance(value, dict) and all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        return {k: str(v) for k, v in value.items()}  # str(): an environment value
-    return None
-
-
-def admin_config_problem(admin: AdminConfig, audit: AuditConfig, server: Any) -> str | None:
-    """What is wrong with these settings, naming the key; None when they can be used.
-    `server` is the ServerConfig the admin listener must not collide with."""
-    server_host, server_port = server.host, server.port
-    for name, digest in admin.keys.items():
+def admin_key_entries(config: Any) -> str | None:
+    """Each admin.keys entry is a name of 1-32 of a-z, 0-9, _ and -, and a SHA-256 in hex."""
+    for name, digest in config.admin.keys.items():
         if not ADMIN_KEY_NAME.match(name):
             return f"admin.keys.{name}: a key name is 1-32 of a-z, 0-9, _ and -"
         if not _SHA256_HEX.match(digest):
@@ -49,15 +52,18 @@ def admin_config_problem(admin: AdminConfig, audit: AuditConfig, server: Any) ->
                 f"admin.keys.{name}: must be the SHA-256 (64 lower-case hex digits) of the key;"
                 " `python server.py admin new-key NAME` makes one"
             )
+    return None
+
+
+def admin_listener(config: Any) -> str | None:
+    """admin.host needs admin.port, and admin.port differs from server.port on the same host."""
+    admin, server = config.admin, config.server
     if admin.port is not None:
-        if not 1 <= admin.port <= 65535:
-            return "admin.port: must be between 1 and 65535"
-        if admin.port == server_port and (admin.host or server_host) == server_host:
+        if admin.port == server.port and (admin.host or server.host) == server.host:
             return "admin.port: must differ from server.port on the same host"
     elif admin.host is not None:
         return "admin.host: needs admin.port (null serves on the main server)"
-    if admin.per_ip_per_minute <= 0:
-        return "admin.per_ip_per_minute: must be greater than 0"
-    if audit.retention_days <= 0:
-        return "audit.retention_days: must be greater than 0"
     return None
+
+
+RULES = (admin_key_entries, admin_listener)

@@ -1,144 +1,199 @@
-"""Settings of the account lifecycle: the email and SMS channels and the code rules.
-
-Kept beside core.config, which builds and checks them like every other section.
-"""
+"""Settings of the account lifecycle: the email and SMS channels, the CAPTCHA and the code
+rules. Sections of the settings table (core.settings), read by core.config like every other."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+from core.settings import POSITIVE, Check, between, setting, starts_with
 
 SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
 LANGUAGES = ("ru", "en")
 
 
+def _smtp_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in SMTP_SCHEMES and bool(parts.hostname)
+
+
 @dataclass(frozen=True)
 class EmailConfig:
-    # smtp://user:password@host:587 (STARTTLS when the server offers it),
-    # smtp+starttls:// (STARTTLS required), smtps://host:465 (TLS from the start).
-    # None: no email channel; the routes that need one answer 503.
-    smtp_url: str | None = None
-    from_: str = ""  # the From address, `email.from` in the file
-    timeout: float = 10.0  # seconds for the whole SMTP conversation
-    language: str = "ru"  # of the messages: ru or en (a request's Accept-Language wins)
-    templates_dir: str | None = None  # files here replace the built-in templates by name
+    """One-time codes by email; without smtp_url the email code routes answer 503
+    delivery_not_configured."""
+
+    smtp_url: str | None = setting(
+        None,
+        "smtp://user:password@host:587 (STARTTLS when offered), smtp+starttls://… (STARTTLS"
+        " required), smtps://host:465; null: no email channel",
+        check=Check(_smtp_url, "must look like smtp://user:password@host:587"),
+    )
+    from_: str = setting("", 'the From address, e.g. "vhod <no-reply@example.com>"')
+    timeout: float = setting(
+        10.0, "seconds for the whole SMTP conversation, then 502", check=POSITIVE
+    )
+    language: str = setting(
+        "ru", "ru or en, when a request's Accept-Language names neither", choices=LANGUAGES
+    )
+    templates_dir: str | None = setting(
+        None,
+        "a folder whose reset.ru.txt, verify.en.txt, sms.ru.txt … replace the built-in"
+        " templates (core/templates) by name",
+    )
 
 
 @dataclass(frozen=True)
 class SmsConfig:
-    # None: no SMS channel; "http": POST JSON to `url`; or a plugin of vhod.senders.
-    sender: str | None = None
-    url: str | None = None
-    secret: str | None = None  # sent in `secret_header` so the gateway knows it is vhod
-    secret_header: str = "X-Vhod-Secret"
-    timeout: float = 10.0
-    language: str = "ru"
-    # Phone channels in order (telegram_gateway, smsru, smsc; `sender` places sms.sender):
-    # a message goes through the first that takes it. Secrets are masked when printed.
-    channels: list[dict[str, Any]] = field(default_factory=list)
-    fallback_deadline: float = 20.0  # seconds for the whole chain, fallbacks included
-    foreign_messengers: bool = True  # false: no Telegram Gateway (operators bound by 41-FZ)
-    # Code sign-in by phone, against SMS pumping (core.code_budgets):
-    allowed_regions: list[str] = field(default_factory=list)  # ISO codes; []: default region
-    per_number_per_hour: int = 3
-    per_number_per_day: int = 10
-    per_client_per_hour: int = 10  # per client address (IPv6: per limits.ipv6_prefix)
-    per_prefix_per_hour: int = 100  # per number prefix (country code + prefix_digits)
-    prefix_digits: int = 3
-    daily_limit: int | None = None  # text messages a day for the whole server; None: no cap
+    """One-time codes by SMS and other phone channels."""
+
+    sender: str | None = setting(
+        None,
+        'null: none; http: POST JSON {"to", "text"} to url; or the name of a plugin of the'
+        " vhod.senders group",
+    )
+    url: str | None = setting(None, "the gateway's URL for the http sender")
+    secret: str | None = setting(
+        None, "sent in secret_header so the gateway knows the caller", secret=True
+    )
+    secret_header: str = setting("X-Vhod-Secret", "the header that carries secret")
+    timeout: float = setting(10.0, "seconds for the gateway to answer, then 502", check=POSITIVE)
+    language: str = setting("ru", "ru or en", choices=LANGUAGES)
+    channels: list[dict[str, Any]] = setting(
+        [],
+        "phone channels in order, each tried until one takes the code: {type:"
+        " telegram_gateway, token}, {type: smsru, api_id}, {type: smsc, login, password |"
+        " apikey}, {type: sender} (sms.sender's place; else it goes last)",
+    )
+    fallback_deadline: float = setting(
+        20.0, "seconds for the whole chain of channels, then 502", check=POSITIVE
+    )
+    foreign_messengers: bool = setting(
+        True, "false: no Telegram Gateway (operators bound by 41-FZ)"
+    )
+    allowed_regions: list[str] = setting(
+        [], "ISO codes of the regions phone codes go to; []: the default region"
+    )
+    per_number_per_hour: int = setting(
+        3,
+        "sign-in codes to one number per hour (budgets against SMS pumping, shared by every"
+        " instance through the store)",
+        check=POSITIVE,
+    )
+    per_number_per_day: int = setting(10, "sign-in codes to one number per day", check=POSITIVE)
+    per_client_per_hour: int = setting(
+        10,
+        "sign-in codes asked for from one client address per hour (IPv6: per limits.ipv6_prefix)",
+        check=POSITIVE,
+    )
+    per_prefix_per_hour: int = setting(
+        100,
+        "sign-in codes to one number prefix (country code + prefix_digits) per hour",
+        check=POSITIVE,
+    )
+    prefix_digits: int = setting(
+        3, "digits of a number prefix after the country code", check=POSITIVE
+    )
+    daily_limit: int | None = setting(
+        None,
+        "text messages a day for the whole server, then 503; null: no cap",
+        check=Check(lambda v: v > 0, "must be greater than 0, or null for no cap"),
+    )
 
 
 @dataclass(frozen=True)
 class CaptchaConfig:
-    provider: str | None = None  # smartcaptcha (Yandex SmartCaptcha), or None: no CAPTCHA
-    server_key: str | None = None
-    url: str = "https://smartcaptcha.yandexcloud.net"
-    required: str = "auto"  # always | auto: once a client or prefix used `share` of its budget
-    share: float = 0.5
-    fail_open: bool = False  # the CAPTCHA service not answering: false refuses the code
-    timeout: float = 5.0
+    """Yandex SmartCaptcha on /authorization/code/send."""
+
+    provider: str | None = setting(None, "smartcaptcha, or null: none", choices=("smartcaptcha",))
+    server_key: str | None = setting(None, "the captcha's server key", secret=True)
+    url: str = setting(
+        "https://smartcaptcha.yandexcloud.net",
+        "SmartCaptcha's address",
+        check=starts_with("https://", "http://", says="must be an http(s) URL"),
+    )
+    required: str = setting(
+        "auto",
+        "always, or auto: once a client or a number prefix has used `share` of its hourly budget",
+        choices=("always", "auto"),
+    )
+    share: float = setting(
+        0.5,
+        "with required: auto, the share of a budget after which a CAPTCHA is asked for",
+        check=Check(lambda v: 0 < v <= 1, "must be above 0 and at most 1"),
+    )
+    fail_open: bool = setting(
+        False, "SmartCaptcha not answering: false refuses the code, true sends it"
+    )
+    timeout: float = setting(5.0, "seconds for SmartCaptcha to answer", check=POSITIVE)
 
 
 @dataclass(frozen=True)
 class AccountsConfig:
-    require_verified_email: bool = False  # sessions only confirm the email until it is
-    code_length: int = 6
-    code_ttl: int = 900  # seconds a code stays valid
-    code_max_attempts: int = 5  # wrong tries before a code is void
-    code_sends_per_hour: int = 5  # codes sent for one account or address
-    code_sends_per_client_per_hour: int = 30  # codes requested from one client address
-    code_sign_up: bool = False  # a right sign-in code for a new address makes an account
-    email_code_sign_in: bool = False  # /authorization/code/send takes an email too
-    require_mfa: bool = False  # sessions of an account without a second factor only enrol one
-    totp_issuer: str = "vhod"  # the name authenticator apps show beside the account
+    """Account rules and one-time codes."""
+
+    require_verified_email: bool = setting(
+        False,
+        "true: registration sends a code, and until it is confirmed the account's sessions"
+        " only confirm it (login and refresh: 403 unverified_email)",
+    )
+    code_length: int = setting(6, "digits of a one-time code", check=between(4, 10))
+    code_ttl: int = setting(900, "seconds a code works (15 minutes)", check=POSITIVE)
+    code_max_attempts: int = setting(5, "wrong tries before a code is void", check=POSITIVE)
+    code_sends_per_hour: int = setting(
+        5, "codes to one address (known or not) per hour", check=POSITIVE
+    )
+    code_sends_per_client_per_hour: int = setting(
+        30, "codes asked for from one client address per hour", check=POSITIVE
+    )
+    code_sign_up: bool = setting(
+        False,
+        "true: a right sign-in code for an address without an account makes one"
+        " (/authorization/code/login)",
+    )
+    email_code_sign_in: bool = setting(False, "true: /authorization/code/send takes an email too")
+    require_mfa: bool = setting(
+        False,
+        "true: an account without a second factor gets sessions that can only enrol one"
+        " (403 mfa_required_enrolment elsewhere; docs/second-factors.md)",
+    )
+    totp_issuer: str = setting(
+        "vhod",
+        "the name authenticator apps show beside the account",
+        check=Check(
+            lambda name: 1 <= len(name) <= 64 and ":" not in name, "1-64 characters, without ':'"
+        ),
+    )
 
 
-def check_lifecycle(email: EmailConfig, sms: SmsConfig, accounts: AccountsConfig) -> list[str]:
-    """What is wrong with these sections, one message per key (empty when nothing is)."""
-    problems = []
-    if email.smtp_url is not None:
-        parts = urlsplit(email.smtp_url)
-        if parts.scheme not in SMTP_SCHEMES or not parts.hostname:
-            problems.append("email.smtp_url: must look like smtp://user:password@host:587")
-        if "@" not in email.from_:
-            problems.append("email.from: an address is required with email.smtp_url")
-    if accounts.require_verified_email and email.smtp_url is None:
-        problems.append("accounts.require_verified_email: needs email.smtp_url to send codes")
-    for path, language in (("email.language", email.language), ("sms.language", sms.language)):
-        if language not in LANGUAGES:
-            problems.append(f"{path}: must be ru or en")
-    if sms.sender == "http" and not (sms.url or "").startswith(("http://", "https://")):
-        problems.append("sms.url: the http sender needs the gateway's http(s) URL")
-    if not 1 <= len(accounts.totp_issuer) <= 64 or ":" in accounts.totp_issuer:
-        problems.append("accounts.totp_issuer: 1-64 characters, without ':'")
-    if not 4 <= accounts.code_length <= 10:
-        problems.append("accounts.code_length: must be between 4 and 10")
-    for path, value in (
-        ("email.timeout", email.timeout),
-        ("sms.timeout", sms.timeout),
-        ("accounts.code_ttl", accounts.code_ttl),
-        ("accounts.code_max_attempts", accounts.code_max_attempts),
-        ("accounts.code_sends_per_hour", accounts.code_sends_per_hour),
-        ("accounts.code_sends_per_client_per_hour", accounts.code_sends_per_client_per_hour),
+def email_from(config: Any) -> str | None:
+    """email.from holds an address when email.smtp_url is set."""
+    if config.email.smtp_url is not None and "@" not in config.email.from_:
+        return "email.from: an address is required with email.smtp_url"
+    return None
+
+
+def verified_email_needs_smtp(config: Any) -> str | None:
+    """accounts.require_verified_email needs email.smtp_url."""
+    if config.accounts.require_verified_email and config.email.smtp_url is None:
+        return "accounts.require_verified_email: needs email.smtp_url to send codes"
+    return None
+
+
+def http_sender_url(config: Any) -> str | None:
+    """sms.sender: http needs an http(s) sms.url."""
+    if config.sms.sender == "http" and not (config.sms.url or "").startswith(
+        ("http://", "https://")
     ):
-        if value <= 0:
-            problems.append(f"{path}: must be greater than 0")
-    problems.extend(_sms_problems(sms))
-    return problems
+        return "sms.url: the http sender needs the gateway's http(s) URL"
+    return None
 
 
-def _sms_problems(sms: SmsConfig) -> list[str]:
-    problems = []
-    for path, value in (
-        ("sms.fallback_deadline", sms.fallback_deadline),
-        ("sms.per_number_per_hour", sms.per_number_per_hour),
-        ("sms.per_number_per_day", sms.per_number_per_day),
-        ("sms.per_client_per_hour", sms.per_client_per_hour),
-        ("sms.per_prefix_per_hour", sms.per_prefix_per_hour),
-        ("sms.prefix_digits", sms.prefix_digits),
-    ):
-        if value <= 0:
-            problems.append(f"{path}: must be greater than 0")
-    if sms.daily_limit is not None and sms.daily_limit <= 0:
-        problems.append("sms.daily_limit: must be greater than 0, or null for no cap")
-    if not all(isinstance(spec, dict) for spec in sms.channels):
-        problems.append("sms.channels: each entry must be a mapping with a type")
-    return problems
+def captcha_key(config: Any) -> str | None:
+    """captcha.provider needs captcha.server_key."""
+    if config.captcha.provider and not config.captcha.server_key:
+        return "captcha.server_key: required with captcha.provider"
+    return None
 
 
-def check_captcha(captcha: CaptchaConfig) -> list[str]:
-    problems = []
-    if captcha.provider not in (None, "smartcaptcha"):
-        problems.append("captcha.provider: must be smartcaptcha or null")
-    if captcha.provider and not captcha.server_key:
-        problems.append("captcha.server_key: required with captcha.provider")
-    if captcha.required not in ("always", "auto"):
-        problems.append("captcha.required: must be always or auto")
-    if not 0 < captcha.share <= 1:
-        problems.append("captcha.share: must be above 0 and at most 1")
-    if captcha.timeout <= 0:
-        problems.append("captcha.timeout: must be greater than 0")
-    if not captcha.url.startswith(("https://", "http://")):
-        problems.append("captcha.url: must be an http(s) URL")
-    return problems
+RULES = (email_from, verified_email_needs_smtp, http_sender_url, captcha_key)

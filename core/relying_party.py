@@ -42,6 +42,11 @@ def relying_party(config: WebauthnConfig, public_url: str) -> RelyingParty:
         except ValueError as exc:
             raise ValueError(str(exc).replace("server.cors_origins", "webauthn.origins")) from exc
         host = urlsplit(origin).hostname or ""
+        if not _covers(rp_id, host) and not config.origins:
+            raise ValueError(
+                f"webauthn.rp_id: {rp_id} does not cover server.public_url's host {host!r};"
+                " list the front-end origins in webauthn.origins"
+            )
         if not _covers(rp_id, host):
             raise ValueError(
                 f"webauthn.origins: {entry!r} is not on {rp_id} or a domain under it, so a"

@@ -112,6 +112,7 @@ class OAuthProvider(ABC):
     client_id_in_form: bool = False  # also with client_secret_basic (Telegram)
     channel: Channel = NO_CHANNEL  # mutual TLS, own CAs and headers of back-channel calls
     extra_settings: ClassVar[dict[str, Setting]] = {}  # its own keys beyond the common ones
+    setting_notes: ClassVar[dict[str, str]] = {}  # common keys' help for it, in the docs
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

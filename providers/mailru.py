@@ -44,6 +44,10 @@ class MailRuProvider(VKIDProvider):
     title = "Mail.ru"
     vk_id_provider = "mail_ru"
     extra_settings: ClassVar[dict[str, Setting]] = {"mode": MODE_SETTING, "host": HOST_SETTING}
+    setting_notes: ClassVar[dict[str, str]] = {
+        "client_id": "vkid: the VK ID app's id; legacy: from oauth.mail.ru",
+        "client_secret": "legacy only, sent with HTTP Basic authentication",
+    }
 
     def __init__(self, settings: ProviderSettings, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)

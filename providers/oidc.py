@@ -123,7 +123,7 @@ GENERIC_SETTINGS: dict[str, Setting] = {
         "(Sber ID: the Russian Ministry of Digital Development's root)",
     ),
     "extra_headers": Setting(
-        dict,
+        dict[str, str],
         {},
         "headers added to token, user-info and introspection calls; {uuid_hex} in a value "
         "becomes a fresh random id (32 hex digits) per request",

@@ -5,16 +5,18 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from importlib import metadata
 from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient
 
+from core.settings import Setting, type_name
 from providers.base import CLIENT_AUTH_METHODS, TOKEN_CHECKS, OAuthProvider
 from providers.mailru import MailRuProvider
 from providers.oidc import GENERIC_SETTINGS, TYPES, provider_class
 from providers.presets import PRESET_PROVIDERS, PRESETS, preset_class
-from providers.settings import COMMON_SETTINGS
+from providers.settings import common_settings
 from providers.vk import OKProvider, VKProvider
 from providers.yandex import YandexProvider
 
@@ -184,12 +186,70 @@ def settings_help(classes: Mapping[str, type[OAuthProvider]]) -> list[str]:
     """Every key each installed provider takes, with type, default and help: what
     `--check-config` lists (as YAML comments after the effective configuration)."""
     lines = ["# Provider keys (providers.<name>.<key>); every provider takes:"]
-    lines += [f"#   {key}: {text}" for key, text in COMMON_SETTINGS.items()]
+    lines += [f"#   {spec.key}: {spec.help}" for spec in common_settings()]
     own = {name: cls.extra_settings for name, cls in classes.items() if cls.extra_settings}
     own["<any name> with type: oidc|oauth2"] = GENERIC_SETTINGS
     for name, settings in own.items():
         lines.append(f"# providers.{name} also takes:")
         for key, setting in settings.items():
-            kind = "|".join(c or '""' for c in setting.choices) or setting.type.__name__
+            kind = "|".join(c or '""' for c in setting.choices) or type_name(setting.type)
             lines.append(f"#   {key} ({kind}, default {setting.default!r}): {setting.help}")
     return lines
+
+
+def secret_keys(classes: Mapping[str, type[OAuthProvider]]) -> set[str]:
+    """The keys of provider sections that hold secrets, for --check-config's masking."""
+    keys = {spec.key for spec in common_settings() if spec.secret}
+    for own in [GENERIC_SETTINGS, *(cls.extra_settings for cls in classes.values())]:
+        keys.update(key for key, spec in own.items() if spec.secret)
+    return keys
+
+
+def documented_sections(
+    classes: Mapping[str, type[OAuthProvider]],
+) -> list[tuple[str, str, list[Setting]]]:
+    """Each provider's section as the settings table has it: (name, what it is, settings
+    with this provider's defaults), for config.yaml and docs/configuration.md. A default
+    that follows another setting (VK ID's URLs follow `host`) is left out: written in the
+    file, it would no longer follow."""
+    sections = []
+    for name, cls in classes.items():
+        own = {
+            key: replace(spec, name=f"providers.{name}.{key}")
+            for key, spec in cls.extra_settings.items()
+        }
+        derived = _derived_keys(cls, own)
+        defaults = {
+            "scope": cls.default_scope,
+            "authorize_url": cls.default_authorize_url,
+            "token_url": cls.default_token_url,
+            "userinfo_url": cls.default_userinfo_url,
+        }
+        common = [
+            replace(
+                spec,
+                name=f"providers.{name}.{spec.key}",
+                default=defaults.get(spec.key, spec.default),
+                help=cls.setting_notes.get(spec.key, spec.help).replace("<prefix>", cls.prefix),
+            )
+            for spec in common_settings()
+            if spec.key not in derived
+        ]
+        about = f"{cls.title}, URL prefix /{cls.prefix}/"
+        if derived:
+            about += f"; {', '.join(derived)} follow {', '.join(own)}"
+        sections.append((name, about, [*own.values(), *common]))
+    return sections
+
+
+def _derived_keys(cls: type[OAuthProvider], own: Mapping[str, Setting]) -> list[str]:
+    """The common keys whose defaults follow the provider's own settings, for any choice."""
+    options = {key: spec.default for key, spec in own.items()}
+    derived = dict.fromkeys(cls.defaults_for(options))
+    for key, spec in own.items():
+        for choice in spec.choices:
+            try:
+                derived.update(dict.fromkeys(cls.defaults_for({**options, key: choice})))
+            except ValueError:
+                continue  # a choice the provider refuses with its other defaults
+    return list(derived)

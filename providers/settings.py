@@ -1,8 +1,8 @@
 """One `providers.<name>` config section, checked strictly when the server starts.
 
-Every provider takes the keys of ProviderSettings (COMMON_SETTINGS says what each means);
-a provider declares its own further keys as `Setting`s (`OAuthProvider.extra_settings`),
-which land in `ProviderSettings.options`."""
+Every provider takes the keys of ProviderSettings, declared in the settings table like the
+core sections (core.settings); a provider declares its own further keys as `Setting`s of
+the same kind (`OAuthProvider.extra_settings`), which land in `ProviderSettings.options`."""
 
 from __future__ import annotations
 
@@ -14,67 +14,44 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from core.settings import Setting, kinds_of, setting, settings_of, table
+
+__all__ = ["ProviderSettings", "Setting", "common_settings", "load_settings"]
+
 # RFC 3986 characters a URL may hold as written (unreserved, reserved, "%"); anything else
 # (a backslash, a space or tab, a control or non-ASCII character) is read differently by
 # different browsers, e.g. `/\evil.example` goes to another host.
 _URL_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
-_OPTIONAL = ("redirect_uri", "frontend_redirect")
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One key a provider declares: its type (str, bool, int, or dict of str to str), default
-    and help text; `choices` fixes the values a str may take."""
-
-    type: type
-    default: Any
-    help: str
-    choices: tuple[str, ...] = ()
-
-    def check(self, path: str, value: Any) -> Any:
-        if self.type is bool and isinstance(value, bool):
-            return value
-        if self.type is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if self.type is str and isinstance(value, str):
-            value = value.strip()
-            if self.choices and value not in self.choices:
-                raise ValueError(f"{path}: expected one of {', '.join(self.choices)}")
-            return value
-        if self.type is dict and isinstance(value, dict):
-            for key, item in value.items():
-                if not isinstance(key, str) or not isinstance(item, str):
-                    raise ValueError(f"{path}: expected a mapping of strings to strings")
-            return {key.strip(): item.strip() for key, item in value.items()}
-        raise ValueError(f"{path}: expected {self.type.__name__}, got {type(value).__name__}")
-
-
-# What every provider's section takes (the ProviderSettings fields), for --check-config.
-COMMON_SETTINGS: dict[str, str] = {
-    "client_id": "the application's id at the provider; empty: the routes answer 503",
-    "client_secret": "the application's secret (not for public clients)",
-    "redirect_uri": "the callback registered at the provider; null: {public_url}/<prefix>/callback",
-    "frontend_redirect": "set: the callback sends the browser here with code and state",
-    "scope": "space-separated scopes asked for",
-    "authorize_url": "the provider's authorization endpoint",
-    "token_url": "the provider's token endpoint",
-    "userinfo_url": "the provider's user-info endpoint",
-}
 
 
 @dataclass(frozen=True)
 class ProviderSettings:
-    """One `providers.<name>` config section; every provider accepts exactly these keys."""
+    """One `providers.<name>` config section; every provider accepts these keys, and the
+    provider's own (`OAuthProvider.extra_settings`) land in `options`. The defaults here
+    are for any provider; a provider's class gives its own scope and URLs."""
 
-    client_id: str = ""
-    client_secret: str = field(default="", repr=False)
-    redirect_uri: str | None = None  # None: {public_url}/{prefix}/callback
-    frontend_redirect: str | None = None
-    scope: str = ""
-    authorize_url: str = ""
-    token_url: str = ""
-    userinfo_url: str = ""
+    client_id: str = setting(
+        "", "the application's id at the provider; empty: the routes answer 503"
+    )
+    client_secret: str = setting(
+        "", "the application's secret (not for public clients)", secret=True
+    )
+    redirect_uri: str | None = setting(
+        None, "the callback registered at the provider; null: {public_url}/<prefix>/callback"
+    )
+    frontend_redirect: str | None = setting(
+        None, "set: the callback sends the browser here with code and state"
+    )
+    scope: str = setting("", "space-separated scopes asked for")
+    authorize_url: str = setting("", "the provider's authorization endpoint")
+    token_url: str = setting("", "the provider's token endpoint")
+    userinfo_url: str = setting("", "the provider's user-info endpoint")
     options: Mapping[str, Any] = field(default_factory=dict)  # the provider's own keys
+
+
+def common_settings() -> list[Setting]:
+    """What every provider's section takes (the ProviderSettings fields), with their help."""
+    return settings_of(ProviderSettings, "providers.<name>.")
 
 
 def load_settings(
@@ -91,37 +68,51 @@ def load_settings(
     options (a configured host). Raises ValueError naming the key
     (`providers.vk.client_idd: unknown key`) for an unknown key, a wrong type or an
     unusable URL."""
-    extra = extra or {}
-    section = dict(section or {})
-    options = {key: setting.default for key, setting in extra.items()}
-    for key in list(section):
-        if key in extra:
-            options[key] = extra[key].check(f"providers.{name}.{key}", section.pop(key))
+    prefix = f"providers.{name}."
+    own = {
+        key: (key, dataclasses.replace(spec, name=prefix + key))
+        for key, spec in (extra or {}).items()
+    }
+    common = table(ProviderSettings, prefix)
+    section = {key: _stripped(value) for key, value in (section or {}).items()}
+    for key in section:
+        if key not in own and key not in common:
+            raise ValueError(f"{prefix}{key}: unknown key")
+    options = {key: _parsed(spec, section, key) for key, (_attr, spec) in own.items()}
     values: dict[str, Any] = dict(defaults)
     if endpoints is not None:
         values.update(endpoints(options))
-    fields = {f.name for f in dataclasses.fields(ProviderSettings)} - {"options"}
-    for key, value in section.items():
-        path = f"providers.{name}.{key}"
-        if key not in fields:
-            raise ValueError(f"{path}: unknown key")
-        optional = key in _OPTIONAL
-        if value is None and optional:
-            values[key] = None
-            continue
-        if not isinstance(value, str):
-            kind = "str or null" if optional else "str"
-            numeric = isinstance(value, int | float) and not isinstance(value, bool)
-            hint = " (quote numeric ids in YAML)" if numeric else ""
-            raise ValueError(f"{path}: expected {kind}, got {type(value).__name__}{hint}")
-        values[key] = (value.strip() or None) if optional else value.strip()
-    for key in ("authorize_url", "token_url", "userinfo_url"):
-        check_endpoint(f"providers.{name}.{key}", values[key])
-    if values.get("redirect_uri"):
-        check_absolute_url(f"providers.{name}.redirect_uri", values["redirect_uri"])
-    if values.get("frontend_redirect"):
-        check_frontend_redirect(f"providers.{name}.frontend_redirect", values["frontend_redirect"])
+    for key, (_attr, spec) in common.items():
+        if key in section:
+            values[key] = _parsed(spec, section, key)
+    _check_urls(prefix, values)
     return ProviderSettings(**values, options=options)
+
+
+def _check_urls(prefix: str, values: Mapping[str, Any]) -> None:
+    """The URLs a provider section ends up with (configured or default) are usable."""
+    for key in ("authorize_url", "token_url", "userinfo_url"):
+        check_endpoint(f"{prefix}{key}", values[key])
+    if values.get("redirect_uri"):
+        check_absolute_url(f"{prefix}redirect_uri", values["redirect_uri"])
+    if values.get("frontend_redirect"):
+        check_frontend_redirect(f"{prefix}frontend_redirect", values["frontend_redirect"])
+
+
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _parsed(spec: Setting, section: Mapping[str, Any], key: str) -> Any:
+    if key not in section:
+        return spec.default
+    value = section[key]
+    if value == "" and kinds_of(spec.type)[-1] is type(None):
+        return None  # a blank optional key is unset
+    try:
+        return spec.parse(value)
+    except ValueError as exc:
+        raise ValueError(f"{spec.name}: {exc}") from exc
 
 
 def check_absolute_url(path: str, url: str) -> None:

@@ -96,6 +96,11 @@ class VKProvider(VKIDProvider):
     name = "vk"
     prefix = "vk"
     title = "VK ID"
+    setting_notes: ClassVar[dict[str, str]] = {
+        "client_id": "the app's id from id.vk.ru; empty: the routes answer 503",
+        "client_secret": "not sent: VK ID authenticates the client with PKCE",
+        "scope": "space-separated VK ID scopes",
+    }
 
 
 class OKProvider(VKIDProvider):
@@ -105,3 +110,7 @@ class OKProvider(VKIDProvider):
     prefix = "ok"
     title = "OK.ru"
     vk_id_provider = "ok_ru"
+    setting_notes: ClassVar[dict[str, str]] = {
+        "client_id": "the VK ID app's id (OK enabled in its sign-in methods)",
+        "client_secret": "not sent: VK ID authenticates the client with PKCE",
+    }

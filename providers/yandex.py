@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from providers.base import (
@@ -30,6 +30,11 @@ class YandexProvider(OAuthProvider):
     default_scope = ""  # empty: the rights set in the app's settings at Yandex
     pkce = True
     client_auth = "basic"
+    setting_notes: ClassVar[dict[str, str]] = {
+        "client_id": "from oauth.yandex.ru; empty: the routes answer 503",
+        "client_secret": "sent with HTTP Basic authentication",
+        "scope": "empty: the rights set in the app's settings at Yandex",
+    }
 
     def build_userinfo_request(self, access_token: str) -> ProviderRequest:
         # "OAuth", not "Bearer"; the ?oauth_token= form is documented as insecure.

@@ -154,6 +154,7 @@ def discover_in_fresh_interpreter(*path: Path) -> dict[str, str]:
 def test_discover_providers_lists_the_plugin(plugin_metadata: Path) -> None:
     found = discover_in_fresh_interpreter(plugin_metadata)
     builtins = {"vk": "vk", "mailru": "mail.ru", "yandex": "yandex", "ok": "ok"}
+    builtins.update({"telegram": "telegram", "tid": "tid", "sber": "sber"})
     assert found == {**builtins, "kukushka": "kukushka"}
 
 

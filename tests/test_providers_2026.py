@@ -308,7 +308,7 @@ def test_sber_without_a_client_certificate_is_refused_at_the_start(sber: FakeSbe
         ({"extra_headers": {"Authorization": "x"}}, "extra_headers.Authorization: not a header"),
         ({"extra_headers": {"rquid": "{other}"}}, "no placeholder but"),
         ({"extra_headers": {"bad header": "x"}}, "not a header vhod can send"),
-        ({"extra_headers": "rquid"}, "extra_headers: expected dict"),
+        ({"extra_headers": "rquid"}, "extra_headers: expected a mapping of strings"),
     ],
 )
 def test_tls_files_and_headers_are_checked_at_the_start(

@@ -13,9 +13,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import core.config  # noqa: E402
+import core.config_sections  # noqa: E402
 
-core.config.MIN_ROTATION_LEAD = 2
+core.config_sections.MIN_ROTATION_LEAD = 2  # what jwt.rotation_lead's check compares with
 
 import server  # noqa: E402
 
