@@ -13,51 +13,51 @@ from typing import Any
 
 import yaml
 
-from core import logs
-from core.accounts import Accounts, AccountSettings
-from core.addresses import Addresses
-from core.admin import Admin, AdminKeys, Cursors
-from core.admin_cli import COMMANDS as ADMIN_COMMANDS
-from core.admin_cli import add_admin_commands, run_admin_command
-from core.audit import AuditLog
-from core.clock import Clock, system_clock
-from core.code_signin import code_sign_in_from
-from core.codes import Codes
+from core.cli.admin_cli import COMMANDS as ADMIN_COMMANDS
+from core.cli.admin_cli import add_admin_commands, run_admin_command
+from core.cli.password_cli import add_passwords_commands, run_passwords_command
+from core.cli.store_cli import COMMANDS as STORE_COMMANDS
+from core.cli.store_cli import add_store_commands, run_store_command
 from core.config import Config, ConfigError, load_config, masked
-from core.data_files import refuse_lost_key_files_at_start
-from core.delivery import Delivery
-from core.events import set_pseudonym_key
-from core.identities import Identities
-from core.kek import SETTING as KEK_SETTING
-from core.kek import KeyEncryptionKey, UndecryptableKey
-from core.key_manager import KeyManager
-from core.key_setup import (
+from core.domain.accounts import Accounts, AccountSettings
+from core.domain.addresses import Addresses
+from core.domain.admin import Admin, AdminKeys, Cursors
+from core.domain.audit import AuditLog
+from core.domain.code_signin import code_sign_in_from
+from core.domain.codes import Codes
+from core.domain.events import set_pseudonym_key
+from core.domain.identities import Identities
+from core.domain.lifecycle import Lifecycle
+from core.domain.mfa_account import seal_roots, second_factors_from
+from core.domain.passkeys import passkeys_from
+from core.domain.passwords import Hasher
+from core.domain.services import Services
+from core.domain.social import SocialSignIn
+from core.domain.throttle import Throttle
+from core.infra import logs
+from core.infra.clock import Clock, system_clock
+from core.infra.data_files import refuse_lost_key_files_at_start
+from core.infra.delivery import Delivery
+from core.infra.maintenance import storage_unreachable_line
+from core.infra.metrics import Metrics
+from core.infra.net import parse_networks
+from core.infra.phone_channels import phone_chain
+from core.infra.redact import redact_text
+from core.infra.version import version
+from core.infra.workers import Worker, hash_workers, worker_count
+from core.signing.kek import SETTING as KEK_SETTING
+from core.signing.kek import KeyEncryptionKey, UndecryptableKey
+from core.signing.key_manager import KeyManager
+from core.signing.key_setup import (
     add_keys_commands,
     key_ring,
     refresh_keys,
     rotation_policy,
     run_keys_command,
 )
-from core.keys import KeyRing
-from core.lifecycle import Lifecycle
-from core.maintenance import storage_unreachable_line
-from core.metrics import Metrics
-from core.mfa_account import seal_roots, second_factors_from
-from core.net import parse_networks
-from core.passkeys import passkeys_from
-from core.password_cli import add_passwords_commands, run_passwords_command
-from core.passwords import Hasher
-from core.phone_channels import phone_chain
-from core.redact import redact_text
-from core.services import Services
-from core.shared_keys import secrets_folder, shared_keys
-from core.social import SocialSignIn
-from core.store_cli import COMMANDS as STORE_COMMANDS
-from core.store_cli import add_store_commands, run_store_command
-from core.throttle import Throttle
-from core.tokens import TokenService
-from core.version import version
-from core.workers import Worker, hash_workers, worker_count
+from core.signing.keys import KeyRing
+from core.signing.shared_keys import secrets_folder, shared_keys
+from core.signing.tokens import TokenService
 from handlers.app import CannotListen
 from handlers.app import make_app as make_app  # the tests build apps from here
 from handlers.app import start_line as start_line
@@ -90,7 +90,7 @@ def configured_parts(
 ) -> ConfiguredParts:
     """What the start builds from the configuration alone, each of which can refuse it
     (ConfigError). --check-config calls this too, with `create` false: the same checks,
-    and no generated key file written. `metrics_dir`: a worker's (core.workers.Worker)."""
+    and no generated key file written. `metrics_dir`: a worker's (core.infra.workers.Worker)."""
     try:
         providers = build_providers(
             discover_providers() if provider_classes is None else provider_classes,

@@ -46,7 +46,7 @@ from bench.model import MONGO, SQLITE, STORE_TITLES
 from bench.report import machine
 from bench.seed import collect_access_tokens
 from bench.soak_trace import growth_lines, start_traced, take_snapshot
-from core.tokens import VERIFIED_CACHE_SIZE
+from core.signing.tokens import VERIFIED_CACHE_SIZE
 
 FLAT_PERCENT = 2.0  # the last third's growth that still counts as flat
 SAMPLE_SECONDS = 2.0
@@ -224,7 +224,7 @@ def soak_store(store: str, options: argparse.Namespace, folder: Path, vk: dict[s
 
 
 def warm_up(port: int, refresh: str, folder: Path) -> None:
-    """Fill the cache of verified tokens (core.tokens, bounded) before the clock starts, so
+    """Fill the cache of verified tokens (core.signing.tokens, bounded) before the clock starts, so
     that its filling is not counted as growth: one check of each of twice as many distinct
     tokens as it holds, as RSS settles only once every entry has been replaced once."""
     count = 2 * VERIFIED_CACHE_SIZE + 1024

@@ -73,9 +73,9 @@ def main() -> None:
     if size := os.environ.get("SOAK_VERIFIED_CACHE"):
         # A small cache of verified tokens fills in seconds, so that a short traced run
         # shows what grows once it is full (its filling would hide everything else).
-        import core.tokens
+        import core.signing.tokens
 
-        core.tokens.VERIFIED_CACHE_SIZE = int(size)
+        core.signing.tokens.VERIFIED_CACHE_SIZE = int(size)
     if FRAMES:  # 0: no tracing (full speed), only the counts
         tracemalloc.start(FRAMES)
     signal.signal(signal.SIGUSR1, snapshot)

@@ -6,10 +6,10 @@ import logging
 
 import tornado.web
 
-from core import logs
-from core.events import client_ip_var
-from core.metrics import method_label
-from core.redact import RedactedUri
+from core.domain.events import client_ip_var
+from core.infra import logs
+from core.infra.metrics import method_label
+from core.infra.redact import RedactedUri
 
 access_log = logging.getLogger("vhod.access")
 

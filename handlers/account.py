@@ -1,12 +1,12 @@
 """Account routes under /authorization/: password reset and change, verification, sessions,
-deletion. Each parses, calls core.lifecycle, renders."""
+deletion. Each parses, calls core.domain.lifecycle, renders."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from core.errors import invalid_request
-from core.lifecycle import Caller
+from core.domain.errors import invalid_request
+from core.domain.lifecycle import Caller
 from handlers.base import JsonHandler
 
 MAX_SESSION_ID = 128

@@ -1,8 +1,8 @@
-"""The admin routes under /admin/: an operator's key in, core.admin's answers out.
+"""The admin routes under /admin/: an operator's key in, core.domain.admin's answers out.
 
 Never CORS-enabled, and absent (404) while no admin key is configured. Each request is
 counted per client address before its key is checked, and a wrong key costs the same
-work as a right one (core.admin.AdminKeys).
+work as a right one (core.domain.admin.AdminKeys).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import json
 import re
 from typing import Any
 
-from core.admin import EventFilter, parse_limit
-from core.errors import ApiError
-from core.events import client_ip_var
+from core.domain.admin import EventFilter, parse_limit
+from core.domain.errors import ApiError
+from core.domain.events import client_ip_var
 from handlers import params
 from handlers.base import JsonHandler, wait_for
 

@@ -10,8 +10,8 @@ import tornado.netutil
 import tornado.web
 
 from core.config import Config
-from core.redact import redact_url
-from core.services import Services
+from core.domain.services import Services
+from core.infra.redact import redact_url
 from handlers.access_log import log_request
 from handlers.base import JsonApplication, NotFoundHandler
 from handlers.routes import routes

@@ -18,16 +18,16 @@ import tornado.httputil
 import tornado.web
 from tornado.escape import json_encode
 
-from core.errors import ApiError
-from core.events import audit_sink_var, client_ip_var
-from core.logs import request_id_var
-from core.net import client_ip
-from core.sessions import user_agent_var
+from core.domain.errors import ApiError
+from core.domain.events import audit_sink_var, client_ip_var
+from core.domain.sessions import user_agent_var
+from core.infra.logs import request_id_var
+from core.infra.net import client_ip
 from handlers import cors, errors, params
 from handlers.body_limit import BodyLimit
 
 if TYPE_CHECKING:
-    from core.services import Services
+    from core.domain.services import Services
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # The request headers a JsonHandler reads.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from core.errors import ApiError
+from core.domain.errors import ApiError
 
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Request-Id"
 EXPOSED_HEADERS = "Retry-After, X-Request-Id"

@@ -15,9 +15,9 @@ import yaml
 from swagger_ui_bundle import swagger_ui_path
 from tornado.escape import json_encode
 
-from core.bundle import bundle_root
-from core.errors import ApiError
-from core.version import version
+from core.domain.errors import ApiError
+from core.infra.bundle import bundle_root
+from core.infra.version import version
 from handlers.base import JsonHandler
 from providers.openapi import with_providers
 from providers.registry import BUILTIN_PROVIDERS, build_providers

@@ -8,8 +8,8 @@ from http.client import responses
 
 import tornado.web
 
-from core.errors import ApiError, storage_unavailable
-from core.redact import RedactedUri
+from core.domain.errors import ApiError, storage_unavailable
+from core.infra.redact import RedactedUri
 from storage.base import StorageUnavailable
 
 app_log = logging.getLogger("vhod")

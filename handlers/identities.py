@@ -1,5 +1,5 @@
 """The identities of an account under /authorization/identities: list, link, unlink. Each
-parses, calls core.identities, renders."""
+parses, calls core.domain.identities, renders."""
 
 from __future__ import annotations
 

@@ -1,15 +1,15 @@
 """Second-factor routes under /authorization/mfa: the signed-in user's factors (enrolment,
-removal, recovery codes) and the second step of a sign-in. Each parses, calls core.mfa or
-core.mfa_account, renders."""
+removal, recovery codes) and the second step of a sign-in. Each parses, calls core.domain.mfa or
+core.domain.mfa_account, renders."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from core.errors import ApiError, invalid_request
-from core.mfa import SecondFactors
-from core.mfa_account import SecondFactorAccount
+from core.domain.errors import ApiError, invalid_request
+from core.domain.mfa import SecondFactors
+from core.domain.mfa_account import SecondFactorAccount
 from handlers.account import AccountHandler
 from handlers.base import JsonHandler
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from core.errors import storage_unavailable
-from core.metrics import CONTENT_TYPE
+from core.domain.errors import storage_unavailable
+from core.infra.metrics import CONTENT_TYPE
 from handlers.base import JsonHandler
 from storage.base import StorageUnavailable
 

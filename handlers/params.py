@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 from urllib.parse import parse_qsl
 
-from core.errors import invalid_request
+from core.domain.errors import invalid_request
 
 # Parameters are flat strings; anything deeper than this is not a request of ours.
 MAX_JSON_DEPTH = 32

@@ -1,12 +1,12 @@
 """Passkeys under /authorization/passkeys/: registering one to the signed-in account, listing,
-renaming and removing them, and signing in with one. Each parses, calls core.passkeys,
+renaming and removing them, and signing in with one. Each parses, calls core.domain.passkeys,
 renders."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from core.passkeys import check_credential_param
+from core.domain.passkeys import check_credential_param
 from handlers.account import AccountHandler
 
 

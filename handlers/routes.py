@@ -11,7 +11,7 @@ from handlers.mfa import mfa_routes
 from handlers.social import provider_routes
 
 if TYPE_CHECKING:
-    from core.services import Services
+    from core.domain.services import Services
 
 
 def routes(services: Services, *, listener: str = "main") -> list[Any]:

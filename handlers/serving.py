@@ -15,13 +15,13 @@ import tempfile
 from collections.abc import Awaitable
 from typing import Protocol
 
-from core import logs
 from core.config import Config
-from core.maintenance import purge_expired_periodically, storage_unreachable_line
-from core.metrics import Metrics, forget_worker, use_shared_dir
-from core.services import SHUTDOWN_GRACE_SECONDS, Services
-from core.supervisor import KILL_MARGIN_SECONDS, Supervisor
-from core.workers import RestartBudget, Worker
+from core.domain.services import SHUTDOWN_GRACE_SECONDS, Services
+from core.infra import logs
+from core.infra.maintenance import purge_expired_periodically, storage_unreachable_line
+from core.infra.metrics import Metrics, forget_worker, use_shared_dir
+from core.infra.supervisor import KILL_MARGIN_SECONDS, Supervisor
+from core.infra.workers import RestartBudget, Worker
 from handlers.app import http_server, listen_sockets, make_app, start_line
 from storage import StorageUnavailable
 

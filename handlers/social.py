@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from core.social import BINDING_COOKIE, Redirect
+from core.domain.social import BINDING_COOKIE, Redirect
 from handlers import params
 from handlers.base import JsonHandler
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.errors import ApiError
+from core.domain.errors import ApiError
 from handlers.base import JsonHandler
 
 

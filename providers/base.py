@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 from tornado.httpclient import AsyncHTTPClient
 from tornado.httputil import url_concat
 
-from core.errors import ApiError
-from core.pkce import code_challenge, new_code_verifier, new_state
+from core.domain.errors import ApiError
+from core.domain.pkce import code_challenge, new_code_verifier, new_state
 from providers.binding import (
     CLIENT_AUTH_METHODS,
     CLIENT_AUTH_NAMES,
@@ -48,7 +48,7 @@ from providers.transport import (
     unavailable,
 )
 
-# new_state, new_code_verifier, code_challenge (core.pkce) are re-exported for plugins.
+# new_state, new_code_verifier, code_challenge (core.domain.pkce) are re-exported for plugins.
 __all__ = [
     "CLIENT_AUTH_METHODS",
     "TOKEN_CHECKS",

@@ -1,6 +1,6 @@
 """Who a provider token belongs to, and how our client proves who it is at the provider.
 
-A token vhod obtained through its own code exchange is ours by construction (core.social
+A token vhod obtained through its own code exchange is ours by construction (core.domain.social
 remembers a hash of it in the store). Any other token needs the provider's own proof; a
 provider declares which in `OAuthProvider.token_check`, one of TOKEN_CHECKS, and the base
 class runs it: there is no hook that could return "yes" without a check.
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote_plus
 
-from core.errors import ApiError
+from core.domain.errors import ApiError
 from providers.transport import ClientAuthRefused, ProviderRequest, is_bearer_token, unavailable
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from core.errors import ApiError
+from core.domain.errors import ApiError
 from providers.base import OAuthProvider, Profile, ProviderSettings, Setting, subject_of
 from providers.binding import ClientAuth
 from providers.oidc_tokens import IdTokenChecker, fetch_document, nonce_for

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from tornado.httpclient import HTTPClientError, HTTPRequest
 
-from core.errors import ApiError
+from core.domain.errors import ApiError
 
 if TYPE_CHECKING:
     from providers.oidc import GenericProvider

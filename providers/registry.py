@@ -11,7 +11,7 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient
 
-from core.settings import Setting, type_name
+from core.config.settings import Setting, type_name
 from providers.base import CLIENT_AUTH_METHODS, TOKEN_CHECKS, OAuthProvider
 from providers.mailru import MailRuProvider
 from providers.oidc import GENERIC_SETTINGS, TYPES, provider_class

@@ -1,7 +1,7 @@
 """One `providers.<name>` config section, checked strictly when the server starts.
 
 Every provider takes the keys of ProviderSettings, declared in the settings table like the
-core sections (core.settings); a provider declares its own further keys as `Setting`s of
+core sections (core.config.settings); a provider declares its own further keys as `Setting`s of
 the same kind (`OAuthProvider.extra_settings`), which land in `ProviderSettings.options`."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.settings import Setting, kinds_of, setting, settings_of, table
+from core.config.settings import Setting, kinds_of, setting, settings_of, table
 
 __all__ = ["ProviderSettings", "Setting", "common_settings", "load_settings"]
 

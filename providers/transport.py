@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.httputil import url_concat
 
-from core.errors import ApiError
+from core.domain.errors import ApiError
 
 Endpoint = Literal["token", "userinfo"]
 

@@ -23,12 +23,12 @@ from storage.base import (
     TotpFactor,
     User,
 )
-from storage.mongo_url import MONGODB
-from storage.sqlite import SQLiteStore
-from storage.sqlite_url import SQLITE
+from storage.mongo.url import MONGODB
+from storage.sqlite.store import SQLiteStore
+from storage.sqlite.url import SQLITE
 
 if TYPE_CHECKING:
-    from storage.mongo import MongoStore
+    from storage.mongo.store import MongoStore
 
 __all__ = [
     "AuditEvent",
@@ -60,7 +60,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     # PyMongo is a fifth of the start-up's imports: a SQLite deployment never loads it.
     if name == "MongoStore":
-        from storage.mongo import MongoStore
+        from storage.mongo.store import MongoStore
 
         return MongoStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,8 +3,8 @@ URL schemes: the schemes it serves, whether instances may share it, how to check
 without opening anything, where its data lives on this machine, and the store class.
 
 A backend outside vhod registers a `Backend` under the entry-point group `vhod.storage`
-(docs/storage-backends.md); the built-in ones are in storage/sqlite_url.py and
-storage/mongo_url.py, which import nothing heavy: PyMongo loads only when a MongoDB store
+(docs/storage-backends.md); the built-in ones are in storage/sqlite/url.py and
+storage/mongo/url.py, which import nothing heavy: PyMongo loads only when a MongoDB store
 opens.
 """
 

@@ -131,7 +131,7 @@ class OAuthState:
 class SigningKey:
     """One token-signing key pair. It signs from `activates_at` until the key of the next
     `generation` activates; `generation` is unique, so two instances that rotate at once
-    cannot both add a successor. `private_key` is encrypted (core.kek), never plain."""
+    cannot both add a successor. `private_key` is encrypted (core.signing.kek), never plain."""
 
     kid: str
     generation: int
@@ -252,7 +252,7 @@ class Store(AuditStore, ExchangedTokens, PasskeyStore, SecondFactorStore, Protoc
     async def revoked_families_since(self, since: float) -> list[tuple[str, float]]:
         """(family, revoked at) of every family revoked at or after `since` (as `now` told
         revoke_family, revoke_user_tokens and delete_user), still recorded: what each
-        instance polls to refuse the access tokens of ended sessions (core.revocations).
+        instance polls to refuse the access tokens of ended sessions (core.domain.revocations).
         An indexed read; a family revoked twice is reported with its latest time."""
 
     # OAuth states

@@ -12,9 +12,9 @@ class AuditEvent:
     """One security event as the audit log keeps it: never a secret, only pseudonyms.
 
     `id` is random; with `time` it orders events stably. `details` holds a fixed set of
-    keys (core.audit); the event is kept until `expires_at` (the retention). Events with
+    keys (core.domain.audit); the event is kept until `expires_at` (the retention). Events with
     one `fold` key are kept as one (the first), `repeats` counting them all: what one
-    client repeats does not grow the store (core.audit.fold_key)."""
+    client repeats does not grow the store (core.domain.audit.fold_key)."""
 
     id: str
     time: float

@@ -1,5 +1,5 @@
 """The second-factor part of the storage interface (storage.base.Store extends it): TOTP
-factors, recovery codes and the pending second steps of sign-ins (core.mfa)."""
+factors, recovery codes and the pending second steps of sign-ins (core.domain.mfa)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Protocol
 
 @dataclass
 class TotpFactor:
-    """A user's TOTP authenticator (RFC 6238). `secret` is encrypted (core.mfa), never
+    """A user's TOTP authenticator (RFC 6238). `secret` is encrypted (core.domain.mfa), never
     plain; it signs nobody in until `confirmed`. `last_step` is the time step of the last
     code accepted: a code of that step or an earlier one is refused (no replay)."""
 
@@ -39,7 +39,7 @@ class MfaChallenge:
 
 
 class SecondFactorStore(Protocol):
-    """What core.mfa needs from a database; every method may raise StorageUnavailable."""
+    """What core.domain.mfa needs from a database; every method may raise StorageUnavailable."""
 
     async def put_totp(self, factor: TotpFactor) -> bool:
         """Store `factor`, unconfirmed, as the user's TOTP secret being set up, replacing

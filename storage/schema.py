@@ -3,7 +3,7 @@
 Each store keeps the version it was last migrated to (SQLite: the `meta` table, MongoDB: the
 `meta` collection); a store from before versions were recorded (vhod 0.1.0) counts as 0.
 Each change of schema adds a migration, numbered by the version it makes, to BOTH stores'
-MIGRATIONS (storage/sqlite_schema.py, storage/mongo_schema.py); the highest number is the
+MIGRATIONS (storage/sqlite/schema.py, storage/mongo/schema.py); the highest number is the
 version this code writes. setup() runs the missing ones, in order, at every start.
 """
 

@@ -1,4 +1,4 @@
-"""Every store call timed, for the storage latency metric (core.metrics.StorageMetrics).
+"""Every store call timed, for the storage latency metric (core.infra.metrics.StorageMetrics).
 
 The store's own methods are replaced on the instance by timed ones rather than the store
 being wrapped in a proxy: the object stays what it is (its type, its attributes), and a call

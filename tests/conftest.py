@@ -20,9 +20,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-import core.passwords
-from core.clock import FakeClock
+import core.domain.passwords
 from core.config import Config, load_config
+from core.infra.clock import FakeClock
 from providers import discover_providers
 from server import build_services, make_app
 
@@ -89,13 +89,13 @@ def verified_hashes(monkeypatch):
     """Every stored hash a password was checked against (dummy ones too), on whichever
     thread, of either algorithm."""
     checked: list[str] = []
-    original = core.passwords.check_password
+    original = core.domain.passwords.check_password
 
     def counting(secret: bytes, hashed: str) -> bool:
         checked.append(hashed)
         return original(secret, hashed)
 
-    monkeypatch.setattr(core.passwords, "check_password", counting)
+    monkeypatch.setattr(core.domain.passwords, "check_password", counting)
     return checked
 
 

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from core.admin import new_admin_key
-from core.audit import FOLD_SECONDS
+from core.domain.admin import new_admin_key
+from core.domain.audit import FOLD_SECONDS
 from storage import StorageUnavailable
 
 KEY, KEY_HASH = new_admin_key()
@@ -269,7 +269,7 @@ async def test_a_lockout_is_found_by_the_user_it_locked(api, user):
 async def test_find_by_provider_identity_and_its_sign_ins_are_audited(api, services):
     from types import SimpleNamespace
 
-    from core.events import audit_sink_var
+    from core.domain.events import audit_sink_var
 
     profile = SimpleNamespace(
         provider="vk",
@@ -305,7 +305,7 @@ async def test_find_by_provider_identity_and_its_sign_ins_are_audited(api, servi
 async def test_export_pages_through_the_whole_log(
     api, user, http_server_client, monkeypatch, clock
 ):
-    from core import admin
+    from core.domain import admin
 
     monkeypatch.setattr(admin, "EXPORT_PAGE", 2)
     await register(api, user)

@@ -1,4 +1,5 @@
-"""core.admin and core.audit by their mechanisms: key checks, cursors, the bounded queue."""
+"""core.domain.admin and core.domain.audit by their mechanisms: key checks, cursors, the
+bounded queue."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import logging
 
 import pytest
 
-from core import admin as admin_module
-from core.admin import AdminKeys, Cursors, new_admin_key, parse_time
-from core.audit import AuditLog, to_audit_event
-from core.errors import ApiError
-from core.event_types import EventType
-from core.events import audit_sink_var, security_event
+from core.domain import admin as admin_module
+from core.domain.admin import AdminKeys, Cursors, new_admin_key, parse_time
+from core.domain.audit import AuditLog, to_audit_event
+from core.domain.errors import ApiError
+from core.domain.event_types import EventType
+from core.domain.events import audit_sink_var, security_event
 from storage import AuditEvent, EventQuery
 
 

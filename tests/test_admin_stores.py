@@ -9,7 +9,7 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient
 
-from core.admin import new_admin_key
+from core.domain.admin import new_admin_key
 from tests.conftest import USER
 from tests.storage_fixtures import Running, running_app
 

@@ -7,7 +7,7 @@ import jwt
 import pytest
 from pymongo.errors import AutoReconnect
 
-from core.passwords import hash_parameters
+from core.domain.passwords import hash_parameters
 from storage import SQLiteStore, StorageUnavailable
 from tests.conftest import TEST_SECRET
 from tests.storage_fixtures import running_app, with_database

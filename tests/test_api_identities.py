@@ -14,7 +14,7 @@ import jwt
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from core.event_types import EventType
+from core.domain.event_types import EventType
 from storage.base import EventQuery
 from tests.fakes.providers import consent
 from tests.storage_fixtures import Running, running_app

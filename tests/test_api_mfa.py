@@ -11,7 +11,7 @@ import jwt
 import pyotp
 import pytest
 
-from core.admin import new_admin_key
+from core.domain.admin import new_admin_key
 from tests.storage_fixtures import running_app
 
 KEY, KEY_HASH = new_admin_key()

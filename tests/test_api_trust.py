@@ -15,8 +15,8 @@ import jwt
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from core.admin import new_admin_key
-from core.errors import ApiError
+from core.domain.admin import new_admin_key
+from core.domain.errors import ApiError
 from tests.fakes.channels import SmsInbox, SmtpInbox
 from tests.storage_fixtures import Running, running_app
 

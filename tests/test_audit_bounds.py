@@ -12,12 +12,12 @@ from urllib.parse import urlencode
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from core.admin import new_admin_key
-from core.audit import FOLD_SECONDS, AuditLog
-from core.clock import FakeClock
-from core.event_types import EventType
-from core.events import audit_sink_var, client_ip_var, security_event
-from core.maintenance import purge_expired_periodically
+from core.domain.admin import new_admin_key
+from core.domain.audit import FOLD_SECONDS, AuditLog
+from core.domain.event_types import EventType
+from core.domain.events import audit_sink_var, client_ip_var, security_event
+from core.infra.clock import FakeClock
+from core.infra.maintenance import purge_expired_periodically
 from storage.base import EventQuery
 from tests.conftest import USER
 from tests.storage_fixtures import Running, running_app

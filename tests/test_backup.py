@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from core.backup import BackupError, backup, restore
+from core.cli.backup import BackupError, backup, restore
 from tests.conftest import make_config
 from tests.processes import ROOT, Server, clean_env, request
 

@@ -1,4 +1,4 @@
-"""core.bundle: vhod's data files are found in the source tree, and inside the single
+"""core.infra.bundle: vhod's data files are found in the source tree, and inside the single
 executable's unpacked bundle when frozen (PyInstaller sets sys.frozen and sys._MEIPASS)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core import bundle
+from core.infra import bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 

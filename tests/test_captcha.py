@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.captcha import SmartCaptcha
+from core.infra.captcha import SmartCaptcha
 from tests.fakes.smartcaptcha import CAPTCHA_SERVER_KEY
 
 

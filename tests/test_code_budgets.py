@@ -1,8 +1,8 @@
-"""The SMS-pumping budgets as plain decisions (core.code_budgets)."""
+"""The SMS-pumping budgets as plain decisions (core.domain.code_budgets)."""
 
 from __future__ import annotations
 
-from core.code_budgets import Budgets, counters, judge, number_prefix, region_allowed
+from core.domain.code_budgets import Budgets, counters, judge, number_prefix, region_allowed
 
 BUDGETS = Budgets(
     per_address_per_hour=3,

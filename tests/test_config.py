@@ -3,14 +3,14 @@
 import pytest
 
 from core.config import ConfigError, load_config, masked
-from core.redact import redact_text, redact_url
+from core.infra.redact import redact_text, redact_url
 
 
 def test_defaults_match_the_contract():
     config = load_config(None, environ={})
     assert config.server.port == 8888
     assert config.storage.url == "sqlite:///data/vhod.db"
-    # Unset: chosen at start, HS256 where a secret exists, else ES256 (core.tokens).
+    # Unset: chosen at start, HS256 where a secret exists, else ES256 (core.signing.tokens).
     assert config.jwt.algorithm is None and config.jwt.secret is None
     assert config.passwords.bcrypt_rounds == 12 and config.passwords.min_length == 8
     # Argon2id at OWASP's minimum: 19 MiB, 2 iterations, 1 lane.

@@ -1,4 +1,4 @@
-"""core.data_files: which lost key file refuses a start, decided from the database's
+"""core.infra.data_files: which lost key file refuses a start, decided from the database's
 contents and the configuration, before anything is generated."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from core.config import ConfigError, load_config
-from core.data_files import refuse_lost_key_files
+from core.infra.data_files import refuse_lost_key_files
 
 SECRET = "a-configured-secret-that-is-long-enough-for-hs256"
 

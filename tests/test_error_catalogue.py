@@ -1,4 +1,4 @@
-"""One catalogue of error codes (core/error_catalogue.py): the service answers no code it
+"""One catalogue of error codes (core/domain/error_catalogue.py): the service answers no code it
 lacks, the OpenAPI document lists none it lacks, and docs/errors.md is made from it."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from core.error_catalogue import CATALOGUE, markdown
-from core.social_callback import CALLBACK_ERRORS, UNKNOWN_CALLBACK_ERROR
+from core.domain.error_catalogue import CATALOGUE, markdown
+from core.domain.social_callback import CALLBACK_ERRORS, UNKNOWN_CALLBACK_ERROR
 from handlers.docs import load_spec
 from handlers.errors import SERVER_ERROR, STATUS_CODES
 
@@ -19,7 +19,7 @@ SOURCES = ("server.py", "core", "handlers", "providers", "storage")
 # Where an ApiError's code is not a literal, the code comes from one of these tables, each
 # checked below.
 COMPUTED_CODE_SITES = {
-    "core/social.py": "CALLBACK_ERRORS / UNKNOWN_CALLBACK_ERROR (core/social_callback.py)",
+    "core/domain/social.py": "CALLBACK_ERRORS / UNKNOWN_CALLBACK_ERROR (social_callback.py)",
     "handlers/errors.py": "STATUS_CODES",
     "handlers/docs.py": "write_error: server_error, not_found, method_not_allowed",
 }
@@ -56,7 +56,7 @@ def test_every_code_the_source_raises_is_in_the_catalogue_with_its_status():
     literal, _ = api_errors_raised()
     assert len(literal) > 25  # the scan saw the source
     for code, statuses in literal.items():
-        assert code in CATALOGUE, f"{code} is raised but not in core/error_catalogue.py"
+        assert code in CATALOGUE, f"{code} is raised but not in core/domain/error_catalogue.py"
         known = set(CATALOGUE[code].statuses)
         assert statuses - {None} <= known, (code, statuses)
 
@@ -99,11 +99,13 @@ def test_every_error_the_document_declares_is_in_the_catalogue_with_its_status()
     seen = 0
     for where, status, code in documented_errors(load_spec()):
         seen += 1
-        assert code in CATALOGUE, f"{where} declares {code}, which core/error_catalogue.py lacks"
+        assert code in CATALOGUE, (
+            f"{where} declares {code}, which core/domain/error_catalogue.py lacks"
+        )
         assert status in CATALOGUE[code].statuses, (where, status, code)
     assert seen > 100
 
 
 def test_docs_errors_md_is_made_from_the_catalogue():
-    """`python -m core.error_catalogue > docs/errors.md` after a change to the catalogue."""
+    """`python -m core.domain.error_catalogue > docs/errors.md` after a change to the catalogue."""
     assert (ROOT / "docs" / "errors.md").read_text(encoding="utf-8") == markdown()

@@ -1,4 +1,4 @@
-"""One catalogue of security event types (core.event_types) serves the emitters, the audit
+"""One catalogue of security event types (core.domain.event_types) serves the emitters, the audit
 store, the admin API and the docs (issue 21, item 6): every type emitted is kept, and the
 normal course of an account logs no WARNING."""
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from core.admin import new_admin_key
-from core.audit import EVENT_TYPES, AuditLog
-from core.event_types import MEANINGS, EventType, level
-from core.events import audit_sink_var, security_event
+from core.domain.admin import new_admin_key
+from core.domain.audit import EVENT_TYPES, AuditLog
+from core.domain.event_types import MEANINGS, EventType, level
+from core.domain.events import audit_sink_var, security_event
 from storage.base import EventQuery
 from tests.conftest import USER
 
@@ -27,7 +27,7 @@ def emitter_calls() -> list[tuple[str, ast.expr]]:
     """The first argument of every call of security_event in the service's code."""
     calls = []
     sources = [
-        *ROOT.glob("core/*.py"),
+        *ROOT.glob("core/**/*.py"),
         *ROOT.glob("handlers/*.py"),
         *ROOT.glob("providers/**/*.py"),
     ]

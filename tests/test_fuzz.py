@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from core.admin import new_admin_key
+from core.domain.admin import new_admin_key
 from handlers.docs import load_spec, spec_json
 from tests.fakes.channels import SmsInbox, SmtpInbox
 from tests.fakes.providers import FakeProviders

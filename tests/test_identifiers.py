@@ -2,8 +2,8 @@
 
 import pytest
 
-from core.errors import ApiError
-from core.identifiers import normalize_email, normalize_phone
+from core.domain.errors import ApiError
+from core.domain.identifiers import normalize_email, normalize_phone
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""core.identities without HTTP: how an identity is shown, what account_exists names, the
+"""core.domain.identities without HTTP: how an identity is shown, what account_exists names, the
 registration rule, the passkey hook, the notice texts."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import dataclasses
 
 import pytest
 
-from core.accounts import identity_display
-from core.delivery import Templates
-from core.errors import ApiError
-from core.identities import sign_in_methods
+from core.domain.accounts import identity_display
+from core.domain.errors import ApiError
+from core.domain.identities import sign_in_methods
+from core.infra.delivery import Templates
 from providers.profile import Profile
 from storage.base import Identity, User
 

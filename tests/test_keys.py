@@ -12,11 +12,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from core.clock import FakeClock
 from core.config import ConfigError, masked
-from core.kek import KEK_FILE, KeyEncryptionKey, UndecryptableKey, load_kek
-from core.key_manager import KeyManager, jwks_max_age, refresh_interval
-from core.keys import (
+from core.infra.clock import FakeClock
+from core.signing.kek import KEK_FILE, KeyEncryptionKey, UndecryptableKey, load_kek
+from core.signing.key_manager import KeyManager, jwks_max_age, refresh_interval
+from core.signing.keys import (
     CURRENT,
     EXPIRED,
     NEXT,

@@ -8,12 +8,12 @@ from importlib import metadata
 import pytest
 import yaml
 
-import core.delivery
-from core.clock import FakeClock
-from core.codes import Codes, code_hash
+import core.infra.delivery
 from core.config import ConfigError, load_config
-from core.delivery import Delivery, HttpSmsSender, choose_language, load_sms_sender
-from core.lifecycle_settings import AccountsConfig, EmailConfig, SmsConfig
+from core.config.lifecycle_settings import AccountsConfig, EmailConfig, SmsConfig
+from core.domain.codes import Codes, code_hash
+from core.infra.clock import FakeClock
+from core.infra.delivery import Delivery, HttpSmsSender, choose_language, load_sms_sender
 from server import main
 
 SENT: list[tuple[str, str]] = []
@@ -80,13 +80,15 @@ def test_an_unknown_sender_stops_check_config(tmp_path, capsys):
 
 def test_a_sender_plugin_comes_from_its_entry_point(monkeypatch):
     plugin = metadata.EntryPoint(
-        name="recording", value=f"{__name__}:RecordingSender", group=core.delivery.SENDER_GROUP
+        name="recording",
+        value=f"{__name__}:RecordingSender",
+        group=core.infra.delivery.SENDER_GROUP,
     )
 
     def entry_points(*, group: str):
-        return [plugin] if group == core.delivery.SENDER_GROUP else []
+        return [plugin] if group == core.infra.delivery.SENDER_GROUP else []
 
-    monkeypatch.setattr(core.delivery.metadata, "entry_points", entry_points)
+    monkeypatch.setattr(core.infra.delivery.metadata, "entry_points", entry_points)
     sender = load_sms_sender(SmsConfig(sender="recording"))
     assert isinstance(sender, RecordingSender)
     assert isinstance(load_sms_sender(SmsConfig(sender="http", url="http://x/")), HttpSmsSender)

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from core import log_writer, logs
-from core.log_writer import BatchingHandler, LineFormatter
-from core.redact import RedactedUri, is_secret_name, redact_uri
+from core.infra import log_writer, logs
+from core.infra.log_writer import BatchingHandler, LineFormatter
+from core.infra.redact import RedactedUri, is_secret_name, redact_uri
 from tests.processes import Server, request
 
 MARKER = "S3CR3T-MARKER-9c2d"
@@ -214,7 +214,7 @@ def test_calls_are_deferred_only_when_the_writer_is_all_they_reach(monkeypatch):
 def test_an_access_line_without_a_query_holds_only_plain_values(monkeypatch):
     import types
 
-    from core.metrics import Metrics
+    from core.infra.metrics import Metrics
     from handlers import access_log
 
     root = logging.getLogger()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from core.admin import new_admin_key
+from core.domain.admin import new_admin_key
 from tests.fakes.channels import SmtpInbox
 from tests.processes import Pair, Server, setting_env, two_instances
 from tests.storage_fixtures import with_database

@@ -1,4 +1,4 @@
-"""core.net: trusted proxies, X-Forwarded-For, and the per-address limit's keys (LG4)."""
+"""core.infra.net: trusted proxies, X-Forwarded-For, and the per-address limit's keys (LG4)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from core.net import address_key, client_ip, normal_origin, parse_address, parse_networks
+from core.infra.net import address_key, client_ip, normal_origin, parse_address, parse_networks
 
 PROXIES = parse_networks(["10.0.0.0/8", "2001:db8:ffff::/48", "192.0.2.1"])
 REGISTER = "/authorization/registration"

@@ -301,7 +301,7 @@ async def test_every_documented_413_of_a_get_is_answered(spec, http_server_clien
 
 
 def test_the_audit_event_schema_lists_what_the_audit_log_keeps(spec):
-    from core.audit import DETAIL_KEYS, EVENT_TYPES
+    from core.domain.audit import DETAIL_KEYS, EVENT_TYPES
 
     event = spec["components"]["schemas"]["AuditEvent"]["properties"]
     assert set(event["type"]["enum"]) == EVENT_TYPES

@@ -13,10 +13,11 @@ from urllib.parse import quote
 import pytest
 import yaml
 
-from core import events, shared_keys
 from core.config import Config, ConfigError, load_config, masked
-from core.log_writer import LineFormatter
-from core.logs import RequestIdFilter
+from core.domain import events
+from core.infra.log_writer import LineFormatter
+from core.infra.logs import RequestIdFilter
+from core.signing import shared_keys
 from tests.processes import clean_env, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,9 +145,9 @@ async def test_an_hmac_secret_has_no_signing_key_metrics(api):
 async def test_deliveries_are_counted_as_sent_refused_or_failed(sms_inbox):
     """A gateway that answers with an error refused the message; one that cannot be
     reached failed it; both answer 502 delivery_failed and are counted apart."""
-    from core.delivery import Delivery
-    from core.errors import ApiError
-    from core.lifecycle_settings import EmailConfig, SmsConfig
+    from core.config.lifecycle_settings import EmailConfig, SmsConfig
+    from core.domain.errors import ApiError
+    from core.infra.delivery import Delivery
     from tests.processes import free_port
 
     seen: list[tuple[str, str]] = []
@@ -487,7 +488,7 @@ def test_processes_starting_together_agree_on_the_generated_key(tmp_path):
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from core.events import load_or_create_key_file\n"
+        "from core.domain.events import load_or_create_key_file\n"
         "go = Path(sys.argv[2])\n"
         "while not go.exists(): time.sleep(0.001)\n"
         "print(load_or_create_key_file(Path(sys.argv[1])).decode())\n"
@@ -517,9 +518,9 @@ def test_a_short_pseudonym_key_is_refused():
 
 def test_a_login_reports_its_outcome_where_it_is_decided():
     """Login metrics come from the service that knows the outcome, not from HTTP statuses."""
-    from core.accounts import Accounts
-    from core.errors import ApiError, invalid_credentials
-    from core.revocations import RevokedSessions
+    from core.domain.accounts import Accounts
+    from core.domain.errors import ApiError, invalid_credentials
+    from core.domain.revocations import RevokedSessions
     from storage.base import StorageUnavailable
 
     seen: list[tuple[str, str]] = []
@@ -549,7 +550,7 @@ def test_a_login_reports_its_outcome_where_it_is_decided():
 
 
 def test_request_latency_buckets_count_each_answer_in_the_first_bound_it_fits():
-    from core.metrics import Metrics
+    from core.infra.metrics import Metrics
 
     metrics = Metrics()
     for seconds in (0.0004, 0.001, 0.004, 20.0):

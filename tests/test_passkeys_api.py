@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from tornado.httpclient import AsyncHTTPClient
 
-from core.admin import new_admin_key
+from core.domain.admin import new_admin_key
 from tests.fakes.webauthn import SoftAuthenticator, b64url
 from tests.processes import ROOT, Pair, Server, setting_env
 from tests.storage_fixtures import instances_on_one_store

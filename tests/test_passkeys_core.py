@@ -1,4 +1,4 @@
-"""core.passkeys on each store, driven by the software authenticator: what a ceremony proves
+"""core.domain.passkeys on each store, driven by the software authenticator: what a ceremony proves
 (amr), which answers it refuses, and when a passkey may be removed."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from core.config_sections import WebauthnConfig
-from core.errors import ApiError
-from core.passkey_rules import has_password_or_identity, other_ways_in
-from core.passkeys import CHALLENGE_SECONDS, Passkeys, amr_of
-from core.relying_party import relying_party
+from core.config.config_sections import WebauthnConfig
+from core.domain.errors import ApiError
+from core.domain.passkey_rules import has_password_or_identity, other_ways_in
+from core.domain.passkeys import CHALLENGE_SECONDS, Passkeys, amr_of
+from core.domain.relying_party import relying_party
 from storage import Identity, Store, User
 from tests.fakes.webauthn import SoftAuthenticator, b64url, unb64url
 
@@ -254,7 +254,7 @@ async def test_the_last_way_in_is_kept(store, clock):
 
 
 async def test_an_account_holds_a_bounded_number_of_passkeys(store, clock, monkeypatch):
-    monkeypatch.setattr("core.passkeys.MAX_PASSKEYS", 2)
+    monkeypatch.setattr("core.domain.passkeys.MAX_PASSKEYS", 2)
     passkeys = passkeys_on(store, clock)
     user = await new_user(store)
     for _ in range(2):

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from core.admin import new_admin_key
+from core.domain.admin import new_admin_key
 from tests.fakes.webauthn import SoftAuthenticator
 from tests.test_api_mfa import bearer, claims, code, enrolled, verify
 

@@ -8,8 +8,8 @@ import bcrypt
 import pytest
 from argon2 import PasswordHasher
 
-from core.errors import ApiError
-from core.passwords import (
+from core.domain.errors import ApiError
+from core.domain.passwords import (
     BCRYPT_MAX_INPUT,
     MAX_SECRET_BYTES,
     Argon2Params,

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from core.errors import ApiError
-from core.identifiers import normalize_email, normalize_phone
-from core.pkce import code_challenge, new_code_verifier
-from core.tokens import ACCESS, REFRESH, InvalidToken, TokenService
+from core.domain.errors import ApiError
+from core.domain.identifiers import normalize_email, normalize_phone
+from core.domain.pkce import code_challenge, new_code_verifier
+from core.signing.tokens import ACCESS, REFRESH, InvalidToken, TokenService
 from tests.conftest import TEST_SECRET
 
 # No example database: nothing is written into the work tree, and every run starts clean.

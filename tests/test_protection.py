@@ -11,7 +11,7 @@ import time
 import bcrypt
 import pytest
 
-from core.passwords import hash_cost, hash_parameters
+from core.domain.passwords import hash_cost, hash_parameters
 from tests.storage_fixtures import running_app
 
 REGISTER = "/authorization/registration"
@@ -356,7 +356,7 @@ async def test_ap4_security_events_are_structured_and_secret_free(
 
 
 async def test_expired_rows_are_purged_periodically(services, clock):
-    from core.maintenance import purge_expired_periodically
+    from core.infra.maintenance import purge_expired_periodically
     from storage.base import OAuthState
 
     await services.store.put_state(OAuthState("old", "vk", expires_at=clock() + 1))

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from core.errors import ApiError
+from core.domain.errors import ApiError
 from providers.base import (
     OAuthProvider,
     Profile,

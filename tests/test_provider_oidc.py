@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from core.errors import ApiError
+from core.domain.errors import ApiError
 from providers.oidc_tokens import nonce_for
 from tests.oidc_provider import OpenIdProvider, install
 from tests.processes import free_port
@@ -176,7 +176,7 @@ async def test_a_token_from_our_own_exchange_is_ours_on_every_instance(
 ) -> None:
     access = await provider_token(api, op, "op-public")
     # Remembered in the store (hashed), so another instance on the same store knows it.
-    from core.social import token_fingerprint
+    from core.domain.social import token_fingerprint
 
     assert await services.store.is_exchanged_token(
         "op_public", token_fingerprint(access), services.social.clock()

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from core.errors import ApiError
+from core.domain.errors import ApiError
 from providers.base import (
     OAuthProvider,
     Profile,

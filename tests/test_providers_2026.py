@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from tornado.ioloop import IOLoop
 
-from core.social import token_fingerprint
+from core.domain.social import token_fingerprint
 from providers.registry import BUILTIN_PROVIDERS, build_providers
 from providers.transport import Channel
 from tests.fakes.providers import consent

@@ -103,7 +103,7 @@ async def test_a_resets_delivery_waits_after_the_answer(
 ) -> None:
     # The code is stored at once, but goes out only after a random hold (here a minute),
     # or when the server drains its sends at shutdown.
-    monkeypatch.setattr("core.reset_work.RESET_SEND_DELAY", (60.0, 60.0))
+    monkeypatch.setattr("core.domain.reset_work.RESET_SEND_DELAY", (60.0, 60.0))
     api = Api(http_server_client)
     assert (await api.post("/authorization/registration", json_body=USER)).status == 200
     calls = record_store_calls(services.store, monkeypatch)

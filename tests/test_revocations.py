@@ -1,4 +1,4 @@
-"""core.revocations: the sessions ended lately, kept in memory and read from the store by a
+"""core.domain.revocations: the sessions ended lately, kept in memory and read from the store by a
 poll, so that /validate/jwt/access refuses their access tokens with a set lookup (issue 21,
 item 12). The cross-instance behaviour: tests/test_multi_instance_revocation.py."""
 
@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import sqlite3
 
-from core.clock import FakeClock
-from core.revocations import FORGET_EVERY_SECONDS, OVERLAP_SECONDS, RevokedSessions
-from core.tokens import LEEWAY_SECONDS
+from core.domain.revocations import FORGET_EVERY_SECONDS, OVERLAP_SECONDS, RevokedSessions
+from core.infra.clock import FakeClock
+from core.signing.tokens import LEEWAY_SECONDS
 from storage import RefreshToken
-from storage.sqlite import SQLiteStore
+from storage.sqlite.store import SQLiteStore
 
 ACCESS = "/validate/jwt/access"
 

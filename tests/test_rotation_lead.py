@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from core.config import ConfigError, load_config
-from core.key_manager import jwks_max_age, refresh_interval
-from core.keys import MIN_ROTATION_LEAD, VERIFIER_REFETCH_SECONDS, RotationPolicy
+from core.signing.key_manager import jwks_max_age, refresh_interval
+from core.signing.keys import MIN_ROTATION_LEAD, VERIFIER_REFETCH_SECONDS, RotationPolicy
 from server import main
 
 

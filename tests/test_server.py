@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from core.config import load_config
-from core.maintenance import purge_expired_periodically
+from core.infra.maintenance import purge_expired_periodically
 from server import start_line
 from storage import StorageUnavailable
 from tests.fakes.channels import SmtpInbox

@@ -1,4 +1,4 @@
-"""The settings table (core.settings): the generated files follow it, every setting is read
+"""The settings table (core.config.settings): the generated files follow it, every setting is read
 from its variable, and every problem of a configuration is one line naming it."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from core.config import SECTIONS, Config, ConfigError, core_settings, load_config
-from core.settings import KINDS, POSITIVE, Setting, kinds_of, table
-from core.settings_docs import generated
+from core.config.settings import KINDS, POSITIVE, Setting, kinds_of, table
+from core.config.settings_docs import generated
 from providers import settings as provider_settings
 from providers.settings import load_settings
 from tests.processes import ROOT, clean_env
@@ -22,7 +22,7 @@ def test_config_yaml_and_the_configuration_page_are_generated_from_the_table():
     for path, text in generated().items():
         assert path.read_text(encoding="utf-8") == text, (
             f"{path.relative_to(ROOT)} drifted from the settings table: "
-            "run `python -m core.settings_docs`"
+            "run `python -m core.config.settings_docs`"
         )
 
 

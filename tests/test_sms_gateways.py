@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.delivery import DeliveryError
-from core.phone_channels import ChannelChain, build_channels
-from core.sms_gateways import Refused, Smsc, SmsRu, TelegramGateway, Unreachable
+from core.infra.delivery import DeliveryError
+from core.infra.phone_channels import ChannelChain, build_channels
+from core.infra.sms_gateways import Refused, Smsc, SmsRu, TelegramGateway, Unreachable
 from tests.fakes.sms_gateways import SMSC_LOGIN, TELEGRAM_TOKEN
 
 PHONE = "+79161234567"

@@ -565,7 +565,7 @@ async def test_revoked_users_families_refuse_members_stored_later(store: Store, 
 async def test_revoked_families_since_reports_each_way_of_revoking(
     store: Store, now: float
 ) -> None:
-    """What the instances poll (core.revocations): every family revoked at or after a time,
+    """What the instances poll (core.domain.revocations): every family revoked at or after a time,
     however it was revoked, with the time of its latest revocation."""
     one = make_token(now, user_id="ann")
     ann = [make_token(now, user_id="ann"), make_token(now, user_id="ann")]
@@ -1346,7 +1346,7 @@ async def test_delete_user_removes_its_passkeys(store: Store, now: float) -> Non
     assert await store.list_passkeys("someone") == [theirs]
 
 
-# --- second factors (core.mfa) ---
+# --- second factors (core.domain.mfa) ---
 
 
 def make_challenge(

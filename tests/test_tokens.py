@@ -8,8 +8,8 @@ import stat
 import jwt
 import pytest
 
-from core.clock import FakeClock
-from core.tokens import (
+from core.infra.clock import FakeClock
+from core.signing.tokens import (
     ACCESS,
     REFRESH,
     InvalidToken,
@@ -162,7 +162,7 @@ def test_verified_cache_still_checks_expiry_and_kind(tokens, clock):
 
 
 def test_verified_cache_is_bounded_and_holds_only_valid_tokens(tokens, monkeypatch):
-    import core.tokens as module
+    import core.signing.tokens as module
 
     monkeypatch.setattr(module, "VERIFIED_CACHE_SIZE", 8)
     for _ in range(20):
@@ -211,7 +211,7 @@ def test_d9_processes_starting_at_once_share_one_whole_secret(tmp_path):
 
 @pytest.mark.parametrize("content", [b"", b"\n", b"too-short"])
 def test_d9_an_empty_or_short_secret_file_is_a_clean_error_naming_it(tmp_path, content):
-    from core.secret_file import SecretFileError
+    from core.signing.secret_file import SecretFileError
 
     (tmp_path / "jwt_secret").write_bytes(content)
     with pytest.raises(SecretFileError, match="jwt_secret"):
@@ -342,7 +342,7 @@ def test_a_full_verified_cache_keeps_few_objects_per_token(tokens, monkeypatch):
     import gc
     import sys
 
-    import core.tokens as module
+    import core.signing.tokens as module
 
     size = 2000
     monkeypatch.setattr(module, "VERIFIED_CACHE_SIZE", size)
@@ -367,7 +367,7 @@ def test_a_full_verified_cache_keeps_few_objects_per_token(tokens, monkeypatch):
 
 
 def test_a_refresh_reads_sub_and_jti_from_the_cache_and_access_entries_keep_none(tokens):
-    import core.tokens as module
+    import core.signing.tokens as module
 
     issued = tokens.issue(REFRESH, "user-1", "ann@example.com")
     assert tokens.subject_and_id(issued.token, REFRESH) == ("user-1", issued.jti)  # verified

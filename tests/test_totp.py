@@ -1,5 +1,5 @@
-"""core.totp and core.mfa without HTTP: the codes against RFC 6238's own test vectors (an
-implementation other than the one that verifies) and against pyotp's, the sealing of
+"""core.domain.totp and core.domain.mfa without HTTP: the codes against RFC 6238's own test
+vectors (an implementation other than the one that verifies) and against pyotp's, the sealing of
 secrets, recovery codes, and the passkey seam driven by a fake PasskeyFactor."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import jwt
 import pyotp
 import pytest
 
-from core.errors import ApiError
-from core.mfa import PasskeyFactor, PasskeyProof, combined_amr
-from core.totp import (
+from core.domain.errors import ApiError
+from core.domain.mfa import PasskeyFactor, PasskeyProof, combined_amr
+from core.domain.totp import (
     SecretSeal,
     code_at,
     matching_step,

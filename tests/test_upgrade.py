@@ -21,8 +21,9 @@ import pytest
 from bson import json_util
 from pymongo import MongoClient
 
-from storage import mongo_schema, sqlite_schema
+from storage.mongo import schema as mongo_schema
 from storage.schema import SchemaTooNew, latest
+from storage.sqlite import schema as sqlite_schema
 from tests.processes import ROOT, Server, clean_env, request, setting_env
 from tests.storage_fixtures import with_database
 

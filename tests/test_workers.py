@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from core.config import ConfigError, load_config
-from core.log_writer import LineFormatter, whole_line_chunks
-from core.metrics import RequestMetrics, StorageMetrics
-from core.supervisor import describe
-from core.workers import (
+from core.infra.log_writer import LineFormatter, whole_line_chunks
+from core.infra.metrics import RequestMetrics, StorageMetrics
+from core.infra.supervisor import describe
+from core.infra.workers import (
     RestartBudget,
     hash_workers,
     parse_processes,
@@ -120,7 +120,7 @@ def test_chunks_hold_whole_lines_within_the_atomic_size():
 
 WRITER = """
 import logging, sys
-from core.log_writer import BatchStream, LineFormatter
+from core.infra.log_writer import BatchStream, LineFormatter
 n = int(sys.argv[1])
 stream = BatchStream(shared=True)
 stream.setFormatter(LineFormatter("text", worker=n))

@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httputil import url_concat
 
-from core.pkce import code_challenge, new_code_verifier, new_state
+from core.domain.pkce import code_challenge, new_code_verifier, new_state
 from providers.base import OAuthProvider, Profile
 from providers.testing.server import AUTH_METHODS, MODES, FakeOAuthServer, Refusal
 

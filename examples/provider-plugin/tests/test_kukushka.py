@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from vhod_kukushka import KukushkaProvider
 
-from core.errors import ApiError
+from core.domain.errors import ApiError
 from providers.base import Profile
 from providers.testing import FakeOAuthServer, sign_in
 

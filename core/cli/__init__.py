@@ -1,0 +1,1 @@
+"""vhod's cli modules."""

@@ -1,0 +1,1 @@
+"""vhod's domain modules."""

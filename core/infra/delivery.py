@@ -1,0 +1,342 @@
+"""Delivering one-time codes: email over SMTP (aiosmtplib) and SMS through a sender plugin.
+
+The built-in SMS sender `http` POSTs JSON to a configured URL with a shared-secret header,
+so any gateway can be connected without code; others come from the entry-point group
+`vhod.senders` (a callable taking the SmsConfig and returning an SmsSender). No code,
+address or message text is ever logged; a failure says only which channel failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid
+from importlib import metadata
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from core.config.lifecycle_settings import LANGUAGES, EmailConfig, SmsConfig
+from core.domain.errors import ApiError
+from core.infra.bundle import bundled
+
+log = logging.getLogger("vhod.delivery")
+
+SENDER_GROUP = "vhod.senders"
+BUILTIN_TEMPLATES = bundled("core", "templates")
+PURPOSES = ("reset", "verify", "delete", "signin")
+CHANNELS = ("email", "phone")
+_DEFAULT_PORTS = {"smtp": 587, "smtp+starttls": 587, "smtps": 465}
+
+
+class DeliveryError(Exception):
+    """The channel did not take the message: `refused` when it answered no (an SMTP error
+    reply, a gateway's HTTP error status), else it was down or timed out."""
+
+    def __init__(self, reason: str, *, refused: bool = False) -> None:
+        super().__init__(reason)
+        self.refused = refused
+
+
+# Told the channel and the outcome (sent, refused, failed) of every code handed to one:
+# the metrics hook.
+DeliveryObserver = Callable[[str, str], None]
+
+
+def delivery_not_configured(channel: str) -> ApiError:
+    what = "email" if channel == "email" else "SMS"
+    return ApiError(
+        503, "delivery_not_configured", f"This server has no {what} channel configured."
+    )
+
+
+def delivery_failed(channel: str) -> ApiError:
+    what = "mail server" if channel == "email" else "SMS gateway"
+    return ApiError(
+        502, "delivery_failed", f"The {what} did not take the message; no code was sent."
+    )
+
+
+def choose_language(accept_language: str | None, default: str) -> str:
+    """The first of ru/en the client's Accept-Language names, else `default`."""
+    for part in (accept_language or "").split(",")[:16]:
+        tag = part.split(";")[0].strip().lower()[:2]
+        if tag in LANGUAGES:
+            return tag
+    return default
+
+
+@dataclass(frozen=True)
+class Templates:
+    """Message texts by file name; a file in the operator's folder replaces the built-in."""
+
+    folder: Path | None = None
+
+    def text(self, name: str) -> string.Template:
+        for folder in (self.folder, BUILTIN_TEMPLATES):
+            if folder is not None and (folder / name).is_file():
+                return string.Template((folder / name).read_text(encoding="utf-8"))
+        raise FileNotFoundError(name)
+
+    def email(self, purpose: str, language: str, **values: str) -> tuple[str, str]:
+        """(subject, body) of the email for `purpose`: the file's first line is Subject:."""
+        filled = self.text(f"{purpose}.{language}.txt").safe_substitute(values)
+        head, _, body = filled.partition("\n")
+        return head.removeprefix("Subject:").strip(), body.lstrip("\n")
+
+    def sms(self, language: str, **values: str) -> str:
+        return self.text(f"sms.{language}.txt").safe_substitute(values).strip()
+
+
+class EmailSender:
+    """Sends through the SMTP server of `email.smtp_url`, one connection per message."""
+
+    def __init__(self, config: EmailConfig) -> None:
+        assert config.smtp_url is not None
+        parts = urlsplit(config.smtp_url)
+        self.hostname = parts.hostname or "localhost"
+        self.port = parts.port or _DEFAULT_PORTS[parts.scheme]
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.use_tls = parts.scheme == "smtps"
+        # None: STARTTLS when the server offers it; True: refuse a server that does not.
+        self.start_tls: bool | None = True if parts.scheme == "smtp+starttls" else None
+        if self.use_tls:
+            self.start_tls = False
+        self.sender = config.from_
+        self.timeout = config.timeout
+
+    async def send(self, to: str, subject: str, body: str) -> None:
+        message = EmailMessage()
+        message["From"] = self.sender
+        message["To"] = to
+        message["Subject"] = subject
+        message["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or None)
+        message.set_content(body)
+        try:
+            await asyncio.wait_for(
+                aiosmtplib.send(
+                    message,
+                    hostname=self.hostname,
+                    port=self.port,
+                    username=self.username,
+                    password=self.password,
+                    use_tls=self.use_tls,
+                    start_tls=self.start_tls,
+                    timeout=self.timeout,
+                ),
+                self.timeout,
+            )
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            # The class only: an SMTP reply may quote the recipient.
+            refused = isinstance(
+                exc, aiosmtplib.SMTPResponseException | aiosmtplib.SMTPRecipientsRefused
+            )
+            raise DeliveryError(type(exc).__name__, refused=refused) from exc
+
+
+class SmsSender(Protocol):
+    async def send(self, phone: str, text: str) -> None:
+        """Hand the text to the gateway; DeliveryError when it did not take it."""
+
+
+class HttpSmsSender:
+    """POSTs {"to": "+7…", "text": "…"} as JSON to `sms.url`; any 2xx is success."""
+
+    def __init__(self, config: SmsConfig) -> None:
+        assert config.url is not None
+        self.url = config.url
+        self.headers = {"Content-Type": "application/json"}
+        if config.secret:
+            self.headers[config.secret_header] = config.secret
+        self.timeout = config.timeout
+
+    async def send(self, phone: str, text: str) -> None:
+        request = HTTPRequest(
+            self.url,
+            method="POST",
+            headers=self.headers,
+            body=json.dumps({"to": phone, "text": text}, ensure_ascii=False),
+            connect_timeout=self.timeout,
+            request_timeout=self.timeout,
+            follow_redirects=False,
+        )
+        try:
+            await AsyncHTTPClient().fetch(request)
+        except (HTTPClientError, OSError, TimeoutError) as exc:
+            # 599 is Tornado's own code for no answer (refused connection, timeout).
+            refused = isinstance(exc, HTTPClientError) and exc.code != 599
+            raise DeliveryError(type(exc).__name__, refused=refused) from exc
+
+
+def load_sms_sender(config: SmsConfig) -> SmsSender | None:
+    """The sender `sms.sender` names; ValueError for an unknown or broken plugin."""
+    if config.sender is None:
+        return None
+    if config.sender == "http":
+        return HttpSmsSender(config)
+    for entry in metadata.entry_points(group=SENDER_GROUP):
+        if entry.name == config.sender:
+            try:
+                factory: Callable[[SmsConfig], SmsSender] = entry.load()
+                return factory(config)
+            except Exception as exc:  # a plugin may fail in any way; say which one
+                raise ValueError(f"sms.sender: plugin {entry.value} failed: {exc!r}") from exc
+    raise ValueError(f"sms.sender: no sender {config.sender!r} (http, or a {SENDER_GROUP} plugin)")
+
+
+# Told (channel name, outcome, reason) of every attempt of a phone channel.
+ChannelReport = Callable[[str, str, str | None], None]
+
+
+def _no_report(name: str, outcome: str, reason: str | None) -> None:
+    return None
+
+
+class PhoneChannel(Protocol):
+    """What carries codes to phones: core.infra.phone_channels.ChannelChain, or one sender."""
+
+    report: ChannelReport
+
+    @property
+    def names(self) -> list[str]:
+        """The channels' names: the values of the metrics' channel label."""
+
+    async def send_code(self, phone: str, code: str, text: str, ttl: int) -> str:
+        """Deliver; the name of the channel that took it; DeliveryError when none did."""
+
+
+class SenderOnly:
+    """An `sms.sender` (the http sender or a plugin) as the one phone channel."""
+
+    def __init__(self, sender: SmsSender, name: str = "http") -> None:
+        self.sender = sender
+        self.name = name
+        self.report: ChannelReport = _no_report
+
+    @property
+    def names(self) -> list[str]:
+        return [self.name]
+
+    async def send_code(self, phone: str, code: str, text: str, ttl: int) -> str:
+        try:
+            await self.sender.send(phone, text)
+        except DeliveryError as exc:
+            self.report(self.name, "refused" if exc.refused else "failed", str(exc))
+            raise
+        self.report(self.name, "sent", None)
+        return self.name
+
+
+class Delivery:
+    """Sends a code by email or to a phone, in the user's language, or says why it cannot."""
+
+    def __init__(
+        self,
+        email: EmailConfig,
+        sms: SmsConfig,
+        *,
+        sms_sender: SmsSender | None = None,
+        phone: PhoneChannel | None = None,
+        on_delivery: DeliveryObserver | None = None,
+    ) -> None:
+        self.on_delivery = on_delivery
+        self.email = EmailSender(email) if email.smtp_url else None
+        if phone is None:
+            sender = sms_sender if sms_sender is not None else load_sms_sender(sms)
+            phone = SenderOnly(sender, sms.sender or "sender") if sender is not None else None
+        if phone is not None and on_delivery is not None:
+            # Each phone channel's attempt is counted under its own name (a chain tries
+            # several for one code).
+            phone.report = lambda name, outcome, reason: on_delivery(name, outcome)
+        self.sms = phone
+        self.email_language = email.language
+        self.sms_language = sms.language
+        self.templates = Templates(Path(email.templates_dir) if email.templates_dir else None)
+
+    def is_messenger(self, taken_by: str) -> bool:
+        """Whether the phone channel named `taken_by` is a messenger (a code there is an
+        "otp", not an "sms", in RFC 8176's words)."""
+        return taken_by in getattr(self.sms, "messengers", frozenset())
+
+    def first_is_messenger(self) -> bool:
+        """Whether the first phone channel is a messenger: where a code most often goes."""
+        return bool(self.sms and self.sms.names and self.is_messenger(self.sms.names[0]))
+
+    def configured(self, channel: str) -> bool:
+        return (self.email if channel == "email" else self.sms) is not None
+
+    @property
+    def channels(self) -> list[str]:
+        """The channels with a sender, email and each phone channel by its name: the only
+        values of the metrics' channel label."""
+        return (["email"] if self.email else []) + (self.sms.names if self.sms else [])
+
+    def require(self, channel: str) -> None:
+        """503 delivery_not_configured when `channel` has no sender."""
+        if not self.configured(channel):
+            raise delivery_not_configured(channel)
+
+    async def send_code(
+        self,
+        channel: str,
+        address: str,
+        purpose: str,
+        code: str,
+        minutes: int,
+        accept_language: str | None = None,
+    ) -> str:
+        """Deliver `code`; the name of the channel that took it ("email", or a phone
+        channel's); 502 delivery_failed when none did."""
+        self.require(channel)
+        values = {"code": code, "minutes": str(minutes)}
+        try:
+            if channel == "email":
+                assert self.email is not None
+                language = choose_language(accept_language, self.email_language)
+                subject, body = self.templates.email(purpose, language, **values)
+                try:
+                    await self.email.send(address, subject, body)
+                except DeliveryError as exc:
+                    self._report("email", "refused" if exc.refused else "failed")
+                    raise
+                self._report("email", "sent")
+                return "email"
+            assert self.sms is not None  # its channels report their own attempts
+            language = choose_language(accept_language, self.sms_language)
+            text = self.templates.sms(language, **values)
+            return await self.sms.send_code(address, code, text, minutes * 60)
+        except DeliveryError as exc:
+            log.warning("delivery by %s failed: %s", channel, exc)
+            raise delivery_failed(channel) from exc
+
+    async def send_notice(
+        self, address: str, purpose: str, accept_language: str | None = None, **values: str
+    ) -> bool:
+        """Email a notice (no code) for `purpose` (linked, unlinked): True when the mail
+        server took it; False when no mail server is configured or it did not take it
+        (logged, without the address): a notice never fails what it tells of."""
+        if self.email is None:
+            return False
+        language = choose_language(accept_language, self.email_language)
+        subject, body = self.templates.email(purpose, language, **values)
+        try:
+            await self.email.send(address, subject, body)
+        except DeliveryError as exc:
+            self._report("email", "refused" if exc.refused else "failed")
+            log.warning("a %s notice was not sent: %s", purpose, exc)
+            return False
+        self._report("email", "sent")
+        return True
+
+    def _report(self, channel: str, outcome: str) -> None:
+        if self.on_delivery is not None:
+            self.on_delivery(channel, outcome)

@@ -1,0 +1,1 @@
+"""The MongoDB backend: its declaration (url.py) and its Store (store.py)."""

@@ -1,0 +1,1 @@
+"""The SQLite backend: its declaration (url.py) and its Store (store.py)."""
