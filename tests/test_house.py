@@ -116,3 +116,32 @@ def test_a_sqlite_deployment_never_imports_the_mongodb_driver():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# Which top-level packages each may import: arrows point down only (server.py at the top).
+ALLOWED_IMPORTS = {
+    "handlers": {"core", "providers", "storage", "handlers"},
+    "providers": {"core", "providers", "storage"},
+    "core": {"core", "storage", "providers"},  # core.config.settings_docs documents providers
+    "storage": {"storage"},
+}
+OWN_PACKAGES = {"server", "handlers", "providers", "core", "storage"}
+
+
+def imported_packages(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found & OWN_PACKAGES
+
+
+def test_imports_point_down_and_never_up_to_server_py():
+    wrong = []
+    for package, allowed in ALLOWED_IMPORTS.items():
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if extra := imported_packages(path) - allowed:
+                wrong.append(f"{path.relative_to(ROOT)} imports {sorted(extra)}")
+    assert not wrong, wrong
