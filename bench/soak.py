@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import importlib.util
-import itertools
 import json
+import signal
 import statistics
 import sys
 import tempfile
-import threading
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,11 +37,12 @@ from bench.cluster import (
     start_vhod,
     vhod_overrides,
 )
-from bench.drivers import PYTHON, Load, describe_tool, drive, pick_tool
+from bench.drivers import PYTHON, Load, describe_tool, pick_tool
 from bench.loadgen import LoadSpec
 from bench.model import MONGO, SQLITE, STORE_TITLES
 from bench.report import machine
 from bench.seed import collect_access_tokens
+from bench.soak_load import PASSWORD, Checks, Cycles
 from bench.soak_trace import growth_lines, start_traced, take_snapshot
 from core.signing.tokens import VERIFIED_CACHE_SIZE
 
@@ -53,7 +51,11 @@ SAMPLE_SECONDS = 2.0
 CYCLE_CONNECTIONS = 2  # sign-in cycles run on this many connections at once
 CHECK_CONNECTIONS = 8  # the background load of access-token checks
 BCRYPT_ROUNDS = 4  # the soak is about memory: cheap hashing lets many cycles through
-PASSWORD = "soak password"
+# The set of ended sessions (core.domain.revocations) keeps each for access_ttl + 20 s: at the
+# default 900 s it fills for longer than a 15-minute run, two entries a cycle, and its
+# filling would read as growth. The soak's access tokens live this long instead, so that
+# it is full before the last third; the check load takes a fresh token as its old one ages.
+ACCESS_TTL = 120
 
 
 @dataclass
@@ -75,80 +77,6 @@ class StoreSoak:
     tracemalloc_top: list[str] = field(default_factory=list)
 
 
-class Cycles:
-    """Sign-in cycles on `connections` threads until stopped; counts cycles and wrong answers."""
-
-    def __init__(self, port: int, connections: int) -> None:
-        self.port = port
-        self.run_id = uuid.uuid4().hex[:8]
-        self.numbers = itertools.count()
-        self.lock = threading.Lock()
-        self.done = 0
-        self.errors: list[str] = []
-        self.stopping = threading.Event()
-        self.threads = [
-            threading.Thread(target=self._loop, daemon=True) for _ in range(connections)
-        ]
-
-    def start(self) -> None:
-        for thread in self.threads:
-            thread.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(timeout=60)
-
-    def _loop(self) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        while not self.stopping.is_set():
-            with self.lock:
-                n = next(self.numbers)
-            try:
-                problem = self._cycle(connection, n)
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-                connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-            with self.lock:
-                if problem is None:
-                    self.done += 1
-                elif len(self.errors) < 1000:
-                    self.errors.append(problem)
-        connection.close()
-
-    def _cycle(self, connection: http.client.HTTPConnection, n: int) -> str | None:
-        def call(method: str, path: str, body: Any = None, bearer: str | None = None) -> Any:
-            headers = {"Content-Type": "application/json"}
-            if bearer is not None:
-                headers["Authorization"] = f"Bearer {bearer}"
-            data = json.dumps(body) if body is not None else None
-            connection.request(method, path, body=data, headers=headers)
-            response = connection.getresponse()
-            raw = response.read()
-            if response.status != 200:
-                raise ValueError(f"{method} {path}: {response.status} {raw[:200]!r}")
-            return json.loads(raw)
-
-        email = f"soak-{self.run_id}-{n}@bench.example"
-        phone = f"+7 917 {n % 10_000_000:07d}"
-        registered = call(
-            "POST",
-            "/authorization/registration",
-            {"email": email, "phone_number": phone, "hash_password": PASSWORD},
-        )
-        pair = call(
-            "POST", "/authorization/login/email", {"email": email, "hash_password": PASSWORD}
-        )
-        renewed = call("GET", "/validate/jwt/refresh", bearer=pair["refresh"])
-        if call("GET", "/validate/jwt/access", bearer=renewed["access"]) is not True:
-            return "a fresh access token did not validate"
-        if call("POST", "/authorization/logout", bearer=pair["refresh"]) is not True:
-            return "logout did not answer true"
-        call("POST", "/authorization/logout", bearer=registered["refresh"])
-        return None
-
-
 def soak_store(store: str, options: argparse.Namespace, folder: Path, vk: dict[str, Any]) -> Any:
     seconds = options.minutes * 60
     result = StoreSoak(store, options.minutes)
@@ -158,6 +86,7 @@ def soak_store(store: str, options: argparse.Namespace, folder: Path, vk: dict[s
         if store == MONGO:
             url = stack.enter_context(nx_server(folder / store)) + "vhod_soak"
         overrides = vhod_overrides(folder / store / "data", url, BCRYPT_ROUNDS, vk, None)
+        overrides["VHOD_JWT__ACCESS_TTL"] = str(options.access_ttl)
         snapshots = options.out.with_name(f"{options.out.name}-{store}-snapshots")
         if options.tracemalloc:
             vhod = start_traced(folder / store, overrides, snapshots)
@@ -169,18 +98,15 @@ def soak_store(store: str, options: argparse.Namespace, folder: Path, vk: dict[s
             raise RuntimeError(f"registration answered {status}: {pair}")
         if options.warm_up:
             warm_up(vhod.port, pair["refresh"], folder / store)
-        checks = LoadSpec(
-            port=vhod.port,
-            path="/validate/jwt/access",
-            headers={"Authorization": f"Bearer {pair['access']}"},
-            connections=max(1, options.check_connections),
-            duration=seconds,
-        )
-        background = Load(checks, options.loadgen) if options.check_connections else None
+        background = None
+        if options.check_connections:
+            background = Checks(vhod.port, pair["refresh"], options, seconds)
+            background.start()
         cycles = Cycles(vhod.port, CYCLE_CONNECTIONS)
         began = time.monotonic()
         cycles.start()
         snapshot_files: list[Path] = []
+        finished = False
         try:
             next_sample = began
             while (now := time.monotonic()) - began < seconds:
@@ -196,13 +122,14 @@ def soak_store(store: str, options: argparse.Namespace, folder: Path, vk: dict[s
             result.cycles_at.append((round(time.monotonic() - began, 1), cycles.done))
             if options.tracemalloc and snapshot_files:
                 snapshot_files.append(take_snapshot(vhod, snapshots, 2))
+            finished = True
         finally:
             cycles.stop()
             if background is not None:
-                load = background.result()
-                result.check_requests = load.requests
-                result.check_errors = load.errors
-                result.check_rps = load.rps
+                background.stop(kill=not finished)
+                result.check_requests = background.requests
+                result.check_errors = background.errors
+                result.check_rps = round(background.requests / max(1.0, background.seconds), 1)
         result.cycles = cycles.done
         result.cycle_errors = len(cycles.errors)
         if cycles.errors:
@@ -241,7 +168,12 @@ def warm_up(port: int, refresh: str, folder: Path) -> None:
     )
     # The asyncio generator whatever the run's tool: wrk cannot stop at max_requests, and
     # would run the warm-up for its whole 600 s.
-    checked = drive(spec, PYTHON)
+    load = Load(spec, PYTHON)
+    try:
+        checked = load.result()
+    finally:
+        if load.process.poll() is None:  # interrupted (SIGTERM): no load outlives the soak
+            load.process.kill()
     print(
         f"  warm-up: {checked.requests:,} distinct tokens checked"
         f" ({time.monotonic() - began:.0f} s)",
@@ -279,6 +211,7 @@ def write_report(
 ) -> None:
     command = (
         f"python bench/soak.py --minutes {options.minutes:g} --stores {','.join(options.stores)}"
+        f" --loadgen {options.loadgen} --access-ttl {options.access_ttl}"
     )
     data = {"command": command, "machine": info, "flat_percent": FLAT_PERCENT}
     data["stores"] = [asdict(r) for r in results]
@@ -291,8 +224,11 @@ def write_report(
         "",
         f"Sign-in cycles (register, login, refresh, validate, logout) on {CYCLE_CONNECTIONS}"
         f" connections beside access-token checks on {options.check_connections}, bcrypt cost"
-        f" {BCRYPT_ROUNDS}. RSS growth over the last third of the run (median of its first"
-        f" and last tenth); flat: within {FLAT_PERCENT:g} %.",
+        f" {BCRYPT_ROUNDS}, `jwt.access_ttl` {options.access_ttl} s (the ended sessions an"
+        " instance keeps in memory, two a cycle, are kept that long plus 20 s: at the default"
+        " 900 s they would fill for the whole run; the check load takes a fresh token every"
+        f" {max(10.0, options.access_ttl / 2):g} s). RSS growth over the last third of the run"
+        f" (median of its first and last tenth); flat: within {FLAT_PERCENT:g} %.",
         "",
         "| store | minutes | cycles | wrong | checks | checks/s | RSS at 2/3 | RSS at end"
         " | growth | bytes/cycle | verdict |",
@@ -319,6 +255,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=CHECK_CONNECTIONS,
         help=f"connections of the access-token check load (default {CHECK_CONNECTIONS}; 0: none)",
     )
+    parser.add_argument(
+        "--access-ttl",
+        type=int,
+        default=ACCESS_TTL,
+        help=f"jwt.access_ttl of the soaked server, seconds (default {ACCESS_TTL})",
+    )
     parser.add_argument("--tracemalloc", action="store_true", help="trace the server's memory")
     parser.add_argument(
         "--no-warm-up",
@@ -342,8 +284,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def stop_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM unwinds as Ctrl-C does: every `finally` stops the processes it started
+    (vhod, nx-27017, the fake VK, the loads), none is left running."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     info = machine(describe_tool(options.loadgen))
     results = []
     with tempfile.TemporaryDirectory(prefix="vhod-soak-") as name:

@@ -96,3 +96,23 @@ def test_targets_pass_miss_or_skip_with_the_scenarios_reason():
     assert {(v.verdict, v.detail) for v in es256} == {("SKIP", model.ES256_UNSUPPORTED)}
     memory = verdicts["RSS across the memory run"]
     assert (memory.verdict, memory.ratio) == ("SKIP", None)
+
+
+def test_the_in_process_profile_reports_each_token_path(tmp_path):
+    command = [sys.executable, str(ROOT / "bench" / "profile_miss.py"), "--label", "smoke"]
+    command += ["--tokens", "50", "--refreshes", "5", "--repeat", "1"]
+    command += ["--out", str(tmp_path / "profile")]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    runs = json.loads((tmp_path / "profile.json").read_text())
+    paths = runs["smoke"]["paths"]
+    assert set(paths) == {"miss", "hit", "refresh"}
+    for result in paths.values():
+        assert result["us_per_request"] > 0 and result["top"]
+    # The miss path checks a signature on every call; the hit path on none.
+    functions = {path: {row["function"] for row in paths[path]["top"]} for path in paths}
+    assert any("verify" in f for f in functions["miss"])
+    assert not any("verify" in f for f in functions["hit"])
+    text = (tmp_path / "profile.md").read_text()
+    assert "## miss, smoke" in text and "## refresh, smoke" in text

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from jwt.algorithms import Algorithm
 
 from core.infra.clock import Clock, system_clock
 from core.signing.keys import ALLOWED_ALGORITHMS, HMAC_ALGORITHMS, Key, KeyRing, refresh_key
@@ -32,36 +33,61 @@ MIN_SECRET_BYTES = 32
 LEEWAY_SECONDS = 10  # clock skew between services; JW3 allows at most 30
 SECRET_FILE = "jwt_secret"
 VERIFIED_CACHE_SIZE = 16_384
+REQUIRED_CLAIMS = ("exp", "iat", "iss", "sub", "jti", "mode")
 
 
 class InvalidToken(Exception):
     """The token is malformed, forged, expired, of the wrong kind or for another issuer."""
 
 
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
-MAX_HEADER_CHARS = 1024  # ours are under 100; the header is read before any check
+# A compact JWS: three unpadded base64url segments (RFC 7515 §7.1). Ours are under 1 KiB.
+_COMPACT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
+MAX_TOKEN_CHARS = 8192
+PREPARED_KEYS = 64  # kids of prepared keys kept: a few live keys, and those since rotated
 
 
-def unverified_header(token: str) -> dict[str, Any]:
-    """The JOSE header of a compact JWS, to choose the key by; nothing in it is trusted yet.
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_BASE64URL_VALUE = {
+    c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+}
+# The bits of a segment's last character that carry no data, by the segment's length mod 4.
+_UNUSED_BITS = {0: 0, 2: 0x0F, 3: 0x03}
 
-    jwt.decode then checks the whole token with that key, header included. PyJWT's own
-    get_unverified_header decodes and checks all three segments, each character in a Python
-    loop (2.15.1): about 18 µs a token, paid again inside decode. This reads the header
-    segment only, under the same rule: unpadded base64url, a JSON object.
-    """
-    head, dot, _ = token.partition(".")
-    if not dot or len(head) > MAX_HEADER_CHARS or not _BASE64URL.fullmatch(head):
-        raise InvalidToken("malformed header")
+
+def _segment(text: str) -> bytes:
+    """One segment's bytes (`text` matched _COMPACT's alphabet), refused unless canonical:
+    one spelling per value, as PyJWT refuses since GHSA-hxm8-2xgr-2p9m, so that no second
+    token string carries the same signature."""
+    rest = len(text) % 4
+    if rest == 1 or _BASE64URL_VALUE[text[-1]] & _UNUSED_BITS[rest]:
+        raise InvalidToken("malformed segment")
+    return binascii.a2b_base64(text.encode("ascii").translate(_TO_STANDARD) + b"=" * (-rest % 4))
+
+
+def _base64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def parse(token: str) -> tuple[dict[str, Any], Any, bytes, bytes]:
+    """(header, claims, signing input, signature) of a compact JWS, each segment decoded
+    once; nothing in it is trusted yet. One regular expression checks the alphabet of all
+    three segments: PyJWT's decode checks it a character at a time in a Python loop (2.15),
+    about 30 µs a token, after get_unverified_header had already decoded every segment."""
+    match = _COMPACT.fullmatch(token) if len(token) <= MAX_TOKEN_CHARS else None
+    if match is None:
+        raise InvalidToken("malformed token")
+    head, body, signature = match.groups()
     try:
-        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidToken("malformed header") from exc
+        # UTF-8, as RFC 7519 has it (a str to json.loads skips its guess of the encoding).
+        header = json.loads(_segment(head).decode("utf-8"))
+        claims = json.loads(_segment(body).decode("utf-8"))
+    except (binascii.Error, ValueError, RecursionError) as exc:
+        raise InvalidToken("malformed token") from exc
     if not isinstance(header, dict):
         raise InvalidToken("malformed header")
     if not isinstance(header.get("kid", ""), str):  # as PyJWT's header check
         raise InvalidToken("the kid is not a string")
-    return header
+    return header, claims, token[: match.end(2)].encode("ascii"), _segment(signature)
 
 
 def verified_payload(token: str) -> dict[str, Any]:
@@ -171,6 +197,16 @@ class TokenService:
         # A refresh token's entry also keeps its sub and jti, what a refresh reads (there are
         # few refresh tokens to check, and each refresh would parse its payload again).
         self._verified: dict[str, Entry] = {}
+        # The cached tokens in the order they came, a ring once full: the slot of the
+        # oldest is overwritten, its entry dropped. Dropping the first key of the dict
+        # instead (next(iter(...))) walks past every slot deleted before it, some 8 µs a
+        # miss once the cache has turned over.
+        self._order: list[str] = []
+        self._oldest = 0
+        # Per kid: the key, PyJWT's algorithm object for it and the key as prepared for
+        # it, made once per key object (core.key_manager makes new ones as it reloads).
+        self._prepared: dict[str, tuple[Key, Algorithm, Any]] = {}
+        self._signing: dict[str, tuple[Key, Algorithm, Any]] = {}  # the same, to sign with
 
     def issue(
         self,
@@ -205,8 +241,7 @@ class TokenService:
                 claims.setdefault(name, value)  # never in place of a registered claim
         # not `now`, which is rounded down
         key = self.keys.signer(self.clock()) if mode == ACCESS else self.refresh_signer
-        headers = {"kid": key.kid, "typ": self.access_type if mode == ACCESS else REFRESH_TYPE}
-        token = jwt.encode(claims, key.signing, algorithm=key.algorithm, headers=headers)
+        token = self._sign(key, self.access_type if mode == ACCESS else REFRESH_TYPE, claims)
         if self.on_issue is not None:
             self.on_issue(mode)
         return IssuedToken(token=token, jti=jti, expires_at=float(now + ttl))
@@ -246,22 +281,66 @@ class TokenService:
                 claims["sub"] if refresh else None,
                 claims["jti"] if refresh else None,
             )
-            if len(self._verified) >= VERIFIED_CACHE_SIZE:
-                # Oldest first (dicts keep insertion order): cheap, and bounded.
-                del self._verified[next(iter(self._verified))]
-            self._verified[token] = entry
+            self._remember(token, entry)
         if entry[0] + LEEWAY_SECONDS < self.clock():
             raise InvalidToken("expired")
         if entry[1] != mode:
             raise InvalidToken("wrong token kind")
         return claims, entry
 
+    def _remember(self, token: str, entry: Entry) -> None:
+        """Cache a verified token, in place of the oldest once VERIFIED_CACHE_SIZE are."""
+        order = self._order
+        if len(order) < VERIFIED_CACHE_SIZE:
+            order.append(token)
+        else:
+            oldest = self._oldest
+            self._verified.pop(order[oldest], None)
+            order[oldest] = token
+            self._oldest = (oldest + 1) % len(order)
+        self._verified[token] = entry
+
+    def _sign(self, key: Key, typ: str, claims: dict[str, Any]) -> str:
+        """A compact JWS of `claims`, as jwt.encode makes it (header keys sorted, compact
+        JSON), signed with PyJWT's algorithm for `key`: jwt.encode checks and converts its
+        arguments on every call, some 20 µs beside the signature."""
+        found = self._signing.get(key.kid)
+        if found is None or found[0] is not key:
+            algorithm = jwt.get_algorithm_by_name(key.algorithm)
+            if len(self._signing) >= PREPARED_KEYS:
+                self._signing.clear()
+            found = self._signing[key.kid] = (key, algorithm, algorithm.prepare_key(key.signing))
+        _, algorithm, prepared = found
+        header = {"alg": key.algorithm, "kid": key.kid, "typ": typ}
+        signing_input = b".".join(
+            (
+                _base64url(json.dumps(header, separators=(",", ":")).encode("utf-8")),
+                _base64url(json.dumps(claims, separators=(",", ":")).encode("utf-8")),
+            )
+        )
+        signature = _base64url(algorithm.sign(signing_input, prepared))
+        return (signing_input + b"." + signature).decode("ascii")
+
+    def _prepare(self, key: Key) -> tuple[Algorithm, Any]:
+        """PyJWT's algorithm object for `key` and the key prepared for it, once per key."""
+        found = self._prepared.get(key.kid)
+        if found is None or found[0] is not key:
+            algorithm = jwt.get_algorithm_by_name(key.algorithm)
+            if len(self._prepared) >= PREPARED_KEYS:
+                self._prepared.clear()
+            found = self._prepared[key.kid] = (key, algorithm, algorithm.prepare_key(key.verifying))
+        return found[1], found[2]
+
     def _verify(self, token: str) -> dict[str, Any]:
         """Key, signature, algorithm, issuer, audience and claim types: what never changes
-        for one token."""
-        header = unverified_header(token)
+        for one token. Each segment is decoded once (parse); the signature is checked with
+        PyJWT's algorithm for the key, and the claims as jwt.decode checked them (required
+        claims, iss, nbf), with our clock and leeway."""
+        header, claims, signing_input, signature = parse(token)
         if KEY_POINTER_HEADERS.intersection(header):
             raise InvalidToken("the token names its own key")
+        if header.get("b64", True) is False:  # RFC 7797's unencoded payload: never ours
+            raise InvalidToken("unencoded payload")
         kid = header.get("kid")
         # Refresh tokens signed before refresh keys existed carry a published key's kid and
         # still verify with it until they expire (the key stays published that long).
@@ -272,28 +351,30 @@ class TokenService:
         # The key decides the algorithm: an HMAC alg against a public key is refused here.
         if header.get("alg") != key.algorithm:
             raise InvalidToken("the algorithm is not the key's")
+        algorithm, prepared = self._prepare(key)
         try:
-            claims = jwt.decode(
-                token,
-                key.verifying,
-                algorithms=[key.algorithm],
-                issuer=self.issuer,
-                # exp is checked in decode() against our clock, on every call; aud below.
-                options={
-                    "require": ["exp", "iat", "iss", "sub", "jti", "mode"],
-                    "verify_exp": False,
-                    "verify_iat": False,
-                    "verify_aud": False,
-                },
-            )
-        except (jwt.PyJWTError, ValueError, TypeError) as exc:
-            raise InvalidToken(str(exc)) from exc
+            valid = algorithm.verify(signing_input, prepared, signature)
+        except (ValueError, TypeError) as exc:
+            raise InvalidToken("bad signature") from exc
+        if not valid:
+            raise InvalidToken("bad signature")
+        if not isinstance(claims, dict):
+            raise InvalidToken("the payload is not a JSON object")
+        for name in REQUIRED_CLAIMS:
+            if claims.get(name) is None:
+                raise InvalidToken(f"the token has no {name}")
+        if claims["iss"] != self.issuer:
+            raise InvalidToken("issued by another issuer")
         # JSON allows NaN and Infinity through Python's parser; only integers are times here.
         for name in ("exp", "iat"):
             if type(claims[name]) is not int:
                 raise InvalidToken(f"{name} is not an integer")
-        if claims["iat"] > self.clock() + LEEWAY_SECONDS:
+        now = self.clock()
+        if claims["iat"] > now + LEEWAY_SECONDS:
             raise InvalidToken("issued in the future")
+        nbf = claims.get("nbf")
+        if nbf is not None and (type(nbf) is not int or nbf > now + LEEWAY_SECONDS):
+            raise InvalidToken("not valid yet")
         if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
             raise InvalidToken("sub and jti must be strings")
         if refreshing is not None and claims["mode"] != REFRESH:
