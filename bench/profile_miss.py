@@ -33,8 +33,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.report import machine
-from core.signing import tokens as token_module
 from core.config import load_config
+from core.signing import tokens as token_module
 from core.signing.tokens import ACCESS
 from server import build_services
 

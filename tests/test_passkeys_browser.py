@@ -172,9 +172,10 @@ async def test_a_browser_registers_a_passkey_and_signs_in_with_it(devtools_url, 
     token = jwt.decode(outcome["signed_in"]["access"], options={"verify_signature": False})
     assert token["sub"] == first["sub"]
     assert token["amr"] == ["hwk", "mfa"]
-    log = vhod.log()
     for route in ("register/options", "register", "login/options", "login"):
-        assert f"200 POST /authorization/passkeys/{route} (" in log, route
+        line = f"200 POST /authorization/passkeys/{route} ("
+        # The access log is written after the answer: wait for the last line to land.
+        vhod.wait_until(lambda line=line: line in vhod.log(), 10, f"the log of {route}")
 
 
 async def run_story(browser: DevTools, page: str) -> tuple[dict[str, Any], dict[str, Any]]:
