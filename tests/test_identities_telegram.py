@@ -77,7 +77,9 @@ async def test_a_password_account_links_yandex_and_telegram_and_unlinks_one(
         status, by_telegram = await provider_login(app, "telegram", await telegram_token(app))
         assert status == 200 and sub(by_telegram["access"]) == ann
 
-        unlinked = await call(app, "POST", UNLINK, body={"provider": "yandex"}, access=pair["access"])
+        unlinked = await call(
+            app, "POST", UNLINK, body={"provider": "yandex"}, access=pair["access"]
+        )
         assert unlinked[1] is True
         assert (await provider_login(app, "yandex", yandex_token))[0] == 404
         status, again = await provider_login(app, "telegram", await telegram_token(app))
