@@ -194,8 +194,10 @@ class Accounts(TokenSessions):
             existing = await self.before_provider_registration(profile)
             if existing is not None:
                 return await self._signed_in_by_link(existing, profile)
-        email = _try(normalize_email, profile.email)
-        phone = _try(lambda p: normalize_phone(p, self.settings.default_region), profile.phone)
+        email = normal_or_none(normalize_email, profile.email)
+        phone = normal_or_none(
+            lambda p: normalize_phone(p, self.settings.default_region), profile.phone
+        )
         now = self.clock()
         user = User(
             id=new_user_id(),
@@ -290,7 +292,7 @@ def new_user_id() -> str:
     return uuid.uuid4().hex
 
 
-def _try(normalize: Callable[[str], str], value: str | None) -> str | None:
+def normal_or_none(normalize: Callable[[str], str], value: str | None) -> str | None:
     """The normal form of a provider-supplied identifier, or None when it has none."""
     if not value:
         return None

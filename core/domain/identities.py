@@ -15,7 +15,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from core.domain.accounts import Accounts, ProviderProfile, identity_display, user_exists
+from core.domain.accounts import (
+    Accounts,
+    ProviderProfile,
+    identity_display,
+    normal_or_none,
+    user_exists,
+)
 from core.domain.errors import ApiError, invalid_request
 from core.domain.event_types import EventType
 from core.domain.events import security_event
@@ -207,12 +213,12 @@ class Identities:
         if await self.store.find_user_by_identity(profile.provider, profile.subject):
             raise user_exists("This provider account is already registered.")
         by_email = by_phone = None
-        email = _normal(normalize_email, profile.email) if profile.email_verified else None
+        email = normal_or_none(normalize_email, profile.email) if profile.email_verified else None
         if email:
             by_email = await self.store.find_user_by_email(email)
         if profile.phone_verified:
             region = self.accounts.settings.default_region
-            phone = _normal(lambda p: normalize_phone(p, region), profile.phone)
+            phone = normal_or_none(lambda p: normalize_phone(p, region), profile.phone)
             if phone:
                 by_phone = await self.store.find_user_by_phone(phone)
         holder = by_email or by_phone
@@ -287,12 +293,3 @@ class Identities:
         configured = self.providers.get(provider)
         title = getattr(configured, "title", None) or provider
         await self.delivery.send_notice(user.email, purpose, accept_language, provider=str(title))
-
-
-def _normal(normalize: Callable[[str], str], value: str | None) -> str | None:
-    if not value:
-        return None
-    try:
-        return normalize(value)
-    except ApiError:
-        return None
