@@ -176,7 +176,13 @@ class Server(Child):
         script: Path = ROOT / "server.py",
         **env: str,
     ) -> None:
-        self.port = port or free_port()
+        self.chosen_port = port is None
+        self.launch = (tmp_path, args, script, env)
+        self._start(port or free_port())
+
+    def _start(self, port: int) -> None:
+        tmp_path, args, script, env = self.launch
+        self.port = port
         self.stderr = tmp_path / f"server-{self.port}.log"
         super().__init__(
             [sys.executable, str(script), "--port", str(self.port), *args],
@@ -186,8 +192,18 @@ class Server(Child):
         )
 
     def wait_started(self, timeout: float = 20) -> str:
-        self.wait_until(lambda: "vhod listening on" in self.log(), timeout, "server")
-        return self.log()
+        # A port free_port() found free can be taken before the server binds it (another
+        # test's process, an outgoing connection): then the server starts again on another.
+        for retry in (True, True, False):
+            try:
+                self.wait_until(lambda: "vhod listening on" in self.log(), timeout, "server")
+                return self.log()
+            except AssertionError:
+                taken = "address already in use" in self.log() and not self.alive()
+                if not (retry and taken and self.chosen_port):
+                    raise
+                self._start(free_port())
+        raise AssertionError("unreachable")
 
     def wait_ready(self, timeout: float = 20) -> None:
         """Until /readyz answers 200: listening, and its storage reachable."""

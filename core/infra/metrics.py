@@ -27,11 +27,12 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.multiprocess import mark_process_dead
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from core.domain.errors import ApiError
+from core.infra.multiprocess_files import SettledFilesCollector
 from storage.base import StorageUnavailable
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -248,7 +249,7 @@ class Metrics:
             self.registry.register(self.storage)
         else:
             own = None  # they write to the shared files, read back by MultiProcessCollector
-            MultiProcessCollector(self.registry, path=shared_dir)  # type: ignore[no-untyped-call]
+            SettledFilesCollector(self.registry, shared_dir)
             self.registry.register(WorkerSnapshots(self, shared_dir))
         self.logins = Counter(
             "vhod_logins",
