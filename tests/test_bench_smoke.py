@@ -116,3 +116,21 @@ def test_the_in_process_profile_reports_each_token_path(tmp_path):
     assert not any("verify" in f for f in functions["hit"])
     text = (tmp_path / "profile.md").read_text()
     assert "## miss, smoke" in text and "## refresh, smoke" in text
+
+
+def test_the_password_login_bench_compares_argon2id_with_bcrypt_12(tmp_path):
+    out = tmp_path / "password_login.md"
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "password_login.py"),
+        *("--duration", "1", "--rounds", "1", "--users", "5", "--loadgen", "python"),
+        *("--out", str(out)),
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = out.read_text()
+    for row in ("| login/email, argon2id |", "| login/email, bcrypt12 |"):
+        line = next(line for line in report.splitlines() if line.startswith(row))
+        assert float(line.split("|")[2]) > 0, line  # answered logins
+        assert line.split("|")[-2].strip() == "0", line  # and no errors
+    assert "÷ login at bcrypt cost 12" in report and "÷ hashing limit" in report
