@@ -365,7 +365,10 @@ def test_a_full_verified_cache_keeps_few_objects_per_token(tokens, monkeypatch):
     tokens._verified.clear()
     gc.collect()
     held = (full - sys.getallocatedblocks()) / size
-    assert held <= 4, f"{held:.1f} blocks per cached token"
+    # Four per entry (the token, its tuple, the exp int, the session id); a claims dict was
+    # about fifty. The margin is for what else the process allocates meanwhile (CI once
+    # measured a hair over 4.0).
+    assert held < 4.5, f"{held:.3f} blocks per cached token"
 
 
 def test_a_refresh_reads_sub_and_jti_from_the_cache_and_access_entries_keep_none(tokens):
