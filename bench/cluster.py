@@ -108,26 +108,28 @@ def start_baseline(folder: Path, processes: int = 1) -> tuple[Child, int]:
     return child, port
 
 
-def start_fake_vk(folder: Path) -> tuple[Child, dict[str, Any]]:
-    """The test suite's fake VK ID; returns it with its config section and a VK token."""
-    command = [sys.executable, str(BENCH / "fake_provider.py")]
-    child = Child(command, folder / "fake-vk.log", stdout=subprocess.PIPE)
+def start_announcing(folder: Path, script: str, what: str) -> tuple[Child, dict[str, Any]]:
+    """A fake of the test suite started from bench/`script`, which prints one JSON line
+    (its port, config section, tokens) once it listens; returns it and that line."""
+    command = [sys.executable, str(BENCH / script)]
+    child = Child(command, folder / f"{Path(script).stem}.log", stdout=subprocess.PIPE)
     assert child.process.stdout is not None
     line = child.process.stdout.readline()
     if not line:
-        raise RuntimeError(f"the fake VK did not start: {child.log()}")
-    return child, json.loads(line)
+        raise RuntimeError(f"the {what} did not start: {child.log()}")
+    announced: dict[str, Any] = json.loads(line)
+    return child, announced
+
+
+def start_fake_vk(folder: Path) -> tuple[Child, dict[str, Any]]:
+    """The test suite's fake VK ID; returns it with its config section and a VK token."""
+    return start_announcing(folder, "fake_provider.py", "fake VK")
 
 
 def start_fake_gateway(folder: Path) -> tuple[Child, dict[str, str]]:
     """The test suite's fake SMS.ru; returns it with its sms.channels entry."""
-    command = [sys.executable, str(BENCH / "fake_gateway.py")]
-    child = Child(command, folder / "fake-gateway.log", stdout=subprocess.PIPE)
-    assert child.process.stdout is not None
-    line = child.process.stdout.readline()
-    if not line:
-        raise RuntimeError(f"the fake SMS gateway did not start: {child.log()}")
-    channel: dict[str, str] = json.loads(line)["channel"]
+    child, announced = start_announcing(folder, "fake_gateway.py", "fake SMS gateway")
+    channel: dict[str, str] = announced["channel"]
     return child, channel
 
 

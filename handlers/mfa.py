@@ -7,17 +7,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from core.domain.errors import ApiError, invalid_request
-from core.domain.mfa import SecondFactors
+from core.domain.errors import invalid_request
 from core.domain.mfa_account import SecondFactorAccount
 from handlers.account import AccountHandler
 from handlers.base import JsonHandler
 
 MAX_PASSKEY_KEYS = 16  # a WebAuthn assertion has a handful of members
-
-
-def _not_configured() -> ApiError:
-    return ApiError(404, "not_found", "There is no such resource.")
 
 
 class MfaAccountHandler(AccountHandler):
@@ -27,8 +22,6 @@ class MfaAccountHandler(AccountHandler):
 
     @property
     def mfa(self) -> SecondFactorAccount:
-        if self.services.mfa_account is None:
-            raise _not_configured()
         return self.services.mfa_account
 
 
@@ -91,10 +84,7 @@ class MfaVerifyHandler(JsonHandler):
     address_limited = True
 
     async def post(self) -> None:
-        factors: SecondFactors | None = self.services.second_factors
-        if factors is None:
-            raise _not_configured()
-        pair = await factors.verify(
+        pair = await self.services.second_factors.verify(
             self.param("mfa_token"),
             code=self.param("code", required=False),
             recovery_code=self.param("recovery_code", required=False),

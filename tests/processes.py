@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from pymongo import MongoClient
+from tornado.httpclient import AsyncHTTPClient
 
 from core.config import ENV_PREFIX
 
@@ -211,6 +212,33 @@ class Server(Child):
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+
+async def call_json(
+    instance: Server,
+    path: str,
+    body: Any = None,
+    access: str | None = None,
+    *,
+    method: str = "POST",
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    """One JSON request to a vhod process (the caller's access token as a bearer header);
+    its status and decoded body."""
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    if access is not None:
+        sent["Authorization"] = f"Bearer {access}"
+    response = await AsyncHTTPClient().fetch(
+        instance.url(path),
+        method=method,
+        body=None if method == "GET" else (raw if raw is not None else json.dumps(body or {})),
+        headers=sent,
+        raise_error=False,
+    )
+    # Every answer of vhod's API is JSON, errors included.
+    assert response.headers["Content-Type"].startswith("application/json"), path
+    return response.code, json.loads(response.body or b"null")
 
 
 def status_of(url: str) -> int:

@@ -3,16 +3,14 @@ confirmed on the other, and sessions and deletions made on one hold on the other
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from tornado.httpclient import AsyncHTTPClient
 
 from tests.fakes.channels import SmsInbox, SmtpInbox
-from tests.processes import Pair, Server, setting_env
+from tests.processes import Pair, setting_env
+from tests.processes import call_json as call
 from tests.storage_fixtures import instances_on_one_store
 
 SECRET = "one-secret-for-every-instance-of-this-test"
@@ -32,22 +30,6 @@ def instances(
     env = {"VHOD_PASSWORDS__BCRYPT_ROUNDS": "4", "VHOD_LIMITS__HASH_WORKERS": "1"}
     env.update(setting_env({**smtp_inbox.config(), **sms_inbox.config()}))
     yield from instances_on_one_store(request, tmp_path, env, SECRET)
-
-
-async def call(
-    instance: Server, path: str, body: dict[str, Any] | None = None, access: str | None = None
-) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"}
-    if access is not None:
-        headers["Authorization"] = f"Bearer {access}"
-    response = await AsyncHTTPClient().fetch(
-        instance.url(path),
-        method="POST",
-        body=json.dumps(body or {}),
-        headers=headers,
-        raise_error=False,
-    )
-    return response.code, json.loads(response.body or b"null")
 
 
 async def test_codes_sessions_and_deletion_across_instances(instances, smtp_inbox, sms_inbox):

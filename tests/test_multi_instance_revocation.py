@@ -6,16 +6,14 @@ keep checking `true`."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from tornado.httpclient import AsyncHTTPClient
 
 from tests.processes import Pair, Server
+from tests.processes import call_json as call
 from tests.storage_fixtures import instances_on_one_store
 
 SHARED = "one-secret-for-every-instance-of-this-test"
@@ -31,22 +29,6 @@ def instances(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pair]:
         "VHOD_LIMITS__PER_IP_PER_MINUTE": "1000",
     }
     yield from instances_on_one_store(request, tmp_path, env, SHARED)
-
-
-async def call(
-    instance: Server, path: str, body: dict[str, Any] | None = None, access: str | None = None
-) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"}
-    if access is not None:
-        headers["Authorization"] = f"Bearer {access}"
-    response = await AsyncHTTPClient().fetch(
-        instance.url(path),
-        method="POST",
-        body=json.dumps(body or {}),
-        headers=headers,
-        raise_error=False,
-    )
-    return response.code, json.loads(response.body or b"null")
 
 
 async def valid(instance: Server, access: str) -> bool:

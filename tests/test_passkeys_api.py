@@ -14,11 +14,11 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from tornado.httpclient import AsyncHTTPClient
 
 from core.domain.admin import new_admin_key
 from tests.fakes.webauthn import SoftAuthenticator, b64url
 from tests.processes import ROOT, Pair, Server, setting_env
+from tests.processes import call_json as call
 from tests.storage_fixtures import instances_on_one_store
 
 SECRET = "one-secret-for-every-instance-of-the-passkey-tests"
@@ -45,30 +45,6 @@ def instances(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pair]:
         )
     )
     yield from instances_on_one_store(request, tmp_path, env, SECRET)
-
-
-async def call(
-    instance: Server,
-    path: str,
-    body: Any = None,
-    access: str | None = None,
-    *,
-    method: str = "POST",
-    raw: bytes | None = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[int, Any]:
-    sent = {"Content-Type": "application/json", **(headers or {})}
-    if access is not None:
-        sent["Authorization"] = f"Bearer {access}"
-    response = await AsyncHTTPClient().fetch(
-        instance.url(path),
-        method=method,
-        body=None if method == "GET" else (raw if raw is not None else json.dumps(body or {})),
-        headers=sent,
-        raise_error=False,
-    )
-    assert response.headers["Content-Type"].startswith("application/json"), path
-    return response.code, json.loads(response.body or b"null")
 
 
 def claims(access: str) -> dict[str, Any]:

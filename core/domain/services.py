@@ -50,8 +50,8 @@ class Services:
     admin: Admin
     identities: Identities
     passkeys: Passkeys
-    second_factors: SecondFactors | None = None  # the sign-in gate and mfa/verify
-    mfa_account: SecondFactorAccount | None = None  # /authorization/mfa/…
+    second_factors: SecondFactors  # the sign-in gate and mfa/verify
+    mfa_account: SecondFactorAccount  # /authorization/mfa/…
     trusted_proxies: tuple[Any, ...] = ()
     providers: dict[str, Any] = field(default_factory=dict)
     in_flight: int = 0
