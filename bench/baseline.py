@@ -49,17 +49,22 @@ async def serve(host: str, port: int, sockets: list[socket.socket] | None = None
 
 
 def serve_forked(host: str, port: int, processes: int) -> None:
-    """The same app in `processes` forked processes on one bound port, as vhod's
-    `server.processes` runs (Tornado's fork_processes would leave its children running
-    when the parent is stopped): SIGTERM to the parent reaches each of them."""
-    sockets = tornado.netutil.bind_sockets(port, address=host)
+    """The same app in `processes` forked processes on one port, as vhod's
+    `server.processes` runs: each child on a SO_REUSEPORT socket of its own, bound by the
+    parent (Tornado's fork_processes would leave its children running when the parent is
+    stopped): SIGTERM to the parent reaches each of them."""
+    groups = [
+        tornado.netutil.bind_sockets(port, address=host, reuse_port=True) for _ in range(processes)
+    ]
     children = []
-    for _ in range(processes):
+    for mine in groups:
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                asyncio.run(serve(host, port, sockets))
+                for sock in (sock for group in groups if group is not mine for sock in group):
+                    sock.close()
+                asyncio.run(serve(host, port, mine))
                 code = 0
             finally:
                 os._exit(code)

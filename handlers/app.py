@@ -57,9 +57,9 @@ class CannotListen(Exception):
     """An address the configuration names cannot be listened on (in use, not allowed)."""
 
 
-def listen_sockets(host: str, port: int) -> list[socket.socket]:
+def listen_sockets(host: str, port: int, *, reuse_port: bool = False) -> list[socket.socket]:
     try:
-        return tornado.netutil.bind_sockets(port, address=host)
+        return tornado.netutil.bind_sockets(port, address=host, reuse_port=reuse_port)
     except OSError as exc:  # EADDRINUSE, EACCES, an unknown host name
         reason = (exc.strerror or str(exc)).lower()
         raise CannotListen(f"vhod: cannot listen on {host}:{port}: {reason}") from exc

@@ -21,7 +21,7 @@ from core.infra import logs
 from core.infra.maintenance import purge_expired_periodically, storage_unreachable_line
 from core.infra.metrics import Metrics, forget_worker, use_shared_dir
 from core.infra.supervisor import KILL_MARGIN_SECONDS, Supervisor
-from core.infra.workers import RestartBudget, Worker
+from core.infra.workers import RestartBudget, Worker, spreads_connections
 from handlers.app import http_server, listen_sockets, make_app, start_line
 from storage import StorageUnavailable
 
@@ -49,6 +49,36 @@ def bind_listeners(config: Config) -> list[list[socket.socket]]:
 def close_listeners(listeners: list[list[socket.socket]]) -> None:
     for sock in (sock for group in listeners for sock in group):
         sock.close()
+
+
+def bind_worker_listeners(config: Config, count: int) -> list[list[list[socket.socket]]]:
+    """Each worker's listeners, bound here once before any fork: on Linux every worker gets
+    sockets of its own on the main port (one SO_REUSEPORT group, so that the kernel spreads
+    connections evenly; core.infra.workers.spreads_connections), elsewhere all share one.
+    The admin port's sockets are shared: its traffic is light.
+
+    The main port is first bound without SO_REUSEPORT and let go: that bind fails when
+    anything listens there already, so a second vhod cannot join the group by mistake."""
+    shared = bind_listeners(config)
+    if count == 1 or not spreads_connections():
+        return [shared] * count
+    close_listeners(shared[:1])
+    own: list[list[socket.socket]] = []
+    try:
+        for _ in range(count):
+            own.append(listen_sockets(config.server.host, config.server.port, reuse_port=True))
+    except BaseException:
+        close_listeners([*own, *shared[1:]])
+        raise
+    return [[mine, *shared[1:]] for mine in own]
+
+
+def distinct_sockets(listeners: list[list[list[socket.socket]]]) -> list[list[socket.socket]]:
+    """Every socket of `listeners` once, as groups for close_listeners."""
+    seen: dict[int, socket.socket] = {}
+    for sock in (sock for worker in listeners for group in worker for sock in group):
+        seen.setdefault(id(sock), sock)
+    return [list(seen.values())]
 
 
 async def serve(
@@ -140,9 +170,11 @@ async def prepare(config: Config, build: Build) -> None:
 
 
 def serve_processes(config: Config, count: int, build: Build) -> int:
-    """`server.processes` above 1: bind once, prepare once, then fork and supervise
-    `count` workers, each a whole vhod with its own event loop and services."""
-    listeners = bind_listeners(config)
+    """`server.processes` above 1: bind once (bind_worker_listeners), prepare once, then
+    fork and supervise `count` workers, each a whole vhod with its own event loop and
+    services."""
+    per_worker = bind_worker_listeners(config, count)
+    every_socket = distinct_sockets(per_worker)
     metrics_dir = None
     try:
         asyncio.run(prepare(config, build))  # its errors end the start, as in one process
@@ -154,6 +186,11 @@ def serve_processes(config: Config, count: int, build: Build) -> int:
 
         def run_worker(worker_id: int) -> int:
             writer = logs.configure(level, fmt, worker=worker_id)
+            listeners = per_worker[worker_id - 1]
+            mine = {id(sock) for group in listeners for sock in group}
+            # The other workers' sockets stay open in the supervisor, not here: a worker that
+            # stops must not keep a socket that no one accepts on listening.
+            close_listeners([[sock for sock in every_socket[0] if id(sock) not in mine]])
             try:
                 worker = Worker(worker_id, count, shared)
                 asyncio.run(serve(config, build, listeners=listeners, worker=worker))
@@ -175,12 +212,12 @@ def serve_processes(config: Config, count: int, build: Build) -> int:
             stop_within=3 * SHUTDOWN_GRACE_SECONDS + KILL_MARGIN_SECONDS,
             budget=RestartBudget(count),
             on_exit=lambda pid: forget_worker(shared, pid),
-            on_stop=lambda: close_listeners(listeners),
+            on_stop=lambda: close_listeners(every_socket),
         )
         code = supervisor.run()
         log.info("stopped")
         return code
     finally:
-        close_listeners(listeners)
+        close_listeners(every_socket)
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)

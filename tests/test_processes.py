@@ -11,6 +11,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -24,7 +26,7 @@ from urllib.parse import urlsplit
 import pytest
 from pymongo import MongoClient
 
-from tests.processes import Server
+from tests.processes import ROOT, Server, clean_env
 from tests.storage_fixtures import with_database
 
 SECRET = "one-secret-for-both-workers-of-this-test"
@@ -295,3 +297,50 @@ def zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on 127.0.0.1:`port` (/proc/net/tcp, state 0A)."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    wanted = f"0100007F:{port:04X}"
+    return sum(1 for row in rows if row.split()[1] == wanted and row.split()[3] == "0A")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT spreads on Linux")
+def test_each_worker_listens_on_its_own_socket_and_the_port_stays_exclusive(tmp_path):
+    server = start(tmp_path)
+    try:
+        # One socket a worker, so the kernel spreads connections; on one shared socket the
+        # first worker to wake takes a whole burst of keep-alive connections.
+        assert listening_sockets(server.port) == 2
+        connections = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(24)]
+        rids = [uuid.uuid4().hex for _ in connections]
+        for conn, rid in zip(connections, rids, strict=True):
+            request = f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: {rid}\r\n\r\n"
+            conn.sendall(request.encode())
+        for conn in connections:
+            assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+            conn.close()
+        answered = list(workers_of(server, rids).values())
+        assert min(answered.count("1"), answered.count("2")) >= 3, answered
+        # Another vhod on the port is refused, as with one process, whatever its processes.
+        for processes in ("1", "2"):
+            other = tmp_path / f"other-{processes}"
+            env = {**BASE_ENV, "VHOD_SERVER__PROCESSES": processes, "VHOD_JWT__SECRET": SECRET}
+            env["VHOD_SERVER__DATA_DIR"] = str(other / "data")
+            env["VHOD_STORAGE__URL"] = f"sqlite:///{other / 'vhod.db'}"
+            result = subprocess.run(
+                [sys.executable, str(ROOT / "server.py"), "--port", str(server.port)],
+                cwd=tmp_path,
+                env=clean_env(**env),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert result.returncode == 1, result.stderr
+            assert result.stderr.strip().splitlines()[-1] == (
+                f"vhod: cannot listen on 127.0.0.1:{server.port}: address already in use"
+            )
+        assert listening_sockets(server.port) == 2
+    finally:
+        server.stop()

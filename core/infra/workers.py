@@ -5,6 +5,8 @@ hashing threads). The forking itself is core.infra.supervisor's; server.py wires
 from __future__ import annotations
 
 import os
+import socket
+import sys
 from collections import deque
 from dataclasses import dataclass
 
@@ -65,6 +67,16 @@ def processes_problem(
             " database lives inside one process; use a SQLite file or MongoDB, or set 1"
         )
     return None
+
+
+def spreads_connections(platform: str = sys.platform) -> bool:
+    """Whether each worker can listen on a socket of its own on the one port: Linux hands
+    each new connection of a SO_REUSEPORT group to one of its sockets by a hash of the
+    connection's addresses, so workers get even shares of the keep-alive connections.
+    On one shared socket, the worker that wakes first accepts every connection waiting, and
+    a burst of keep-alive connections (a proxy's pool, a load test) can all land on one
+    worker. Elsewhere (BSD, macOS) the option shares a port without spreading connections."""
+    return platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
 def hash_workers(configured: int | None, count: int, cpu_count: int | None = None) -> int | None:
