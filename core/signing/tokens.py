@@ -207,6 +207,7 @@ class TokenService:
         # it, made once per key object (core.key_manager makes new ones as it reloads).
         self._prepared: dict[str, tuple[Key, Algorithm, Any]] = {}
         self._signing: dict[str, tuple[Key, Algorithm, Any]] = {}  # the same, to sign with
+        self._headers: dict[tuple[str, str, str], bytes] = {}  # (kid, alg, typ): its segment
 
     def issue(
         self,
@@ -311,13 +312,15 @@ class TokenService:
                 self._signing.clear()
             found = self._signing[key.kid] = (key, algorithm, algorithm.prepare_key(key.signing))
         _, algorithm, prepared = found
-        header = {"alg": key.algorithm, "kid": key.kid, "typ": typ}
-        signing_input = b".".join(
-            (
-                _base64url(json.dumps(header, separators=(",", ":")).encode("utf-8")),
-                _base64url(json.dumps(claims, separators=(",", ":")).encode("utf-8")),
-            )
-        )
+        head = self._headers.get((key.kid, key.algorithm, typ))
+        if head is None:  # the same few bytes for every token of one key and kind
+            if len(self._headers) >= 2 * PREPARED_KEYS:
+                self._headers.clear()
+            header = {"alg": key.algorithm, "kid": key.kid, "typ": typ}
+            head = _base64url(json.dumps(header, separators=(",", ":")).encode("utf-8"))
+            self._headers[(key.kid, key.algorithm, typ)] = head
+        body = _base64url(json.dumps(claims, separators=(",", ":")).encode("utf-8"))
+        signing_input = head + b"." + body
         signature = _base64url(algorithm.sign(signing_input, prepared))
         return (signing_input + b"." + signature).decode("ascii")
 
