@@ -13,7 +13,14 @@ from typing import Any
 from mkdocs.structure.files import File, Files
 
 BENCH = Path(__file__).resolve().parent / "bench"
-PUBLISHED = ("latest.md", "latest.png", "soak.md", "password_login.md", "cache_miss_profile.md")
+PUBLISHED = (
+    "latest.md",
+    "latest.png",
+    "soak.md",
+    "password_login.md",
+    "cache_miss_profile.md",
+    "http_profile.md",
+)
 
 
 def on_files(files: Files, config: Any) -> Files:
