@@ -26,6 +26,7 @@ import os
 import pstats
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -96,6 +97,38 @@ def start_servers(folder: Path) -> tuple[Child, int, Server]:
     return baseline, port, vhod
 
 
+def start_revision(folder: Path, revision: str) -> Server:
+    """vhod as it was at git `revision` (its server.py and config.yaml), unprofiled."""
+    tree = folder / f"at-{revision}"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", revision],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    settings: dict[str, Any] = {
+        "VHOD_SERVER__DATA_DIR": str(tree / "data"),
+        "VHOD_STORAGE__URL": f"sqlite:///{tree / 'vhod.db'}",
+        "VHOD_LIMITS__PER_IP_PER_MINUTE": PER_IP_PER_MINUTE,
+    }
+    server = Server(
+        tree, "--config", str(tree / "config.yaml"), script=tree / "server.py", **settings
+    )
+    server.wait_ready(timeout=60)
+    return server
+
+
+def register(port: int) -> dict[str, str]:
+    body = {"phone_number": "+7 925 000-00-01", "email": "p@bench.example"}
+    status, pair = http(
+        port, "POST", "/authorization/registration", {**body, "hash_password": "bench pw 12345"}
+    )
+    if status != 200:
+        raise RuntimeError(f"registration answered {status}: {pair}")
+    return dict(pair)
+
+
 def per_request(path: Path, requests: int) -> dict[str, Any]:
     """Own µs a request by group and by function, from one profiled load."""
     raw: dict[Any, Any] = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
@@ -126,20 +159,15 @@ def measure(options: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="vhod-http-profile-") as name:
         folder = Path(name)
         baseline, baseline_port, vhod = start_servers(folder)
+        older = [start_revision(folder, revision) for revision in options.also]
         try:
-            body = {"phone_number": "+7 925 000-00-01", "email": "p@bench.example"}
-            status, pair = http(
-                vhod.port,
-                "POST",
-                "/authorization/registration",
-                {**body, "hash_password": "bench pw 12345"},
-            )
-            if status != 200:
-                raise RuntimeError(f"registration answered {status}: {pair}")
+            pairs = {vhod.port: register(vhod.port)}
+            pairs.update({server.port: register(server.port) for server in older})
+            pairs[baseline_port] = pairs[vhod.port]  # the same request bytes
 
             def spec(load: str, port: int) -> LoadSpec:
                 # The refresh token's bytes to the bare app as well: the same request size.
-                token = pair["refresh" if load == "refresh" else "access"]
+                token = pairs[port]["refresh" if load == "refresh" else "access"]
                 return LoadSpec(
                     port=port,
                     path=PATHS[load],
@@ -151,6 +179,10 @@ def measure(options: argparse.Namespace) -> dict[str, Any]:
             rates: dict[str, list[float]] = defaultdict(list)
             targets = [("bare Tornado", baseline.pid, baseline_port, "access")]
             targets += [(f"vhod {load}", vhod.pid, vhod.port, load) for load in LOADS]
+            for revision, server in zip(options.also, older, strict=True):
+                targets += [
+                    (f"vhod at {revision} {load}", server.pid, server.port, load) for load in LOADS
+                ]
             for _ in range(options.rounds):
                 for label, pid, port, load in targets:
                     before = cpu_seconds(pid)
@@ -167,6 +199,8 @@ def measure(options: argparse.Namespace) -> dict[str, Any]:
                     vhod, folder / "vhod.prof", spec(load, vhod.port), tool
                 )
         finally:
+            for server in older:
+                server.stop()
             vhod.stop()
             baseline.stop()
     return {
@@ -231,6 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved unprofiled rounds")
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds a load")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="REV",
+        help="also measure vhod as it was at this git revision (CPU a request only)",
+    )
     parser.add_argument("--out", type=Path, default=OUT, help="writes OUT.md and OUT.json")
     options = parser.parse_args(argv)
     run = measure(options)

@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def main() -> None:
     script = os.environ["PROFILE_SCRIPT"]
@@ -34,7 +32,7 @@ def main() -> None:
 
     signal.signal(signal.SIGUSR1, start)
     signal.signal(signal.SIGUSR2, stop)
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(Path(script).resolve().parent))  # as `python SCRIPT` would
     sys.argv = [script, *sys.argv[1:]]
     runpy.run_path(script, run_name="__main__")
 
