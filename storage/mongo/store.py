@@ -230,16 +230,29 @@ class MongoStore(
     async def _refresh_token(self, jti: str) -> RefreshToken | None:
         with unavailable():
             token = token_from(await self.refresh_tokens.find_one({"_id": jti}))
-            if token is not None and not token.revoked:
-                marked = await self.revoked_families.find_one({"_id": token.family}, {"_id": 1})
-                token.revoked = marked is not None
+            if token is not None:
+                token.revoked = await self._family_mark(token)
         return token
 
     async def get_refresh_token_and_user(self, jti: str) -> tuple[RefreshToken, User | None] | None:
-        token = await self._refresh_token(jti)
-        if token is None:
-            return None
-        return token, await self.get_user(token.user_id)
+        with unavailable():
+            token = token_from(await self.refresh_tokens.find_one({"_id": jti}))
+            if token is None:
+                return None
+            # The user and the family's revocation mark do not depend on each other: both
+            # reads go out together, so a refresh waits for two round trips, not three.
+            user, marked = await asyncio.gather(
+                self.users.find_one({"_id": token.user_id}),
+                self._family_mark(token),
+            )
+        token.revoked = token.revoked or marked
+        return token, user_from(user)
+
+    async def _family_mark(self, token: RefreshToken) -> bool:
+        """Whether the token's family is revoked (no read when the token itself is)."""
+        if token.revoked:
+            return True
+        return await self.revoked_families.find_one({"_id": token.family}, {"_id": 1}) is not None
 
     async def rotate_refresh_token(self, jti: str, successor: RefreshToken, now: float) -> bool:
         with unavailable():
