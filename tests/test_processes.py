@@ -205,6 +205,10 @@ def test_a_killed_worker_is_restarted_and_the_bound_stops_the_server(tmp_path, s
         first = worker_pids(server)
         assert len(first) == 2
         os.kill(first[0], signal.SIGKILL)
+        # New connections meanwhile are all answered: those the kernel hands to the dead
+        # worker's socket (the supervisor keeps it open) wait there for the replacement,
+        # which must take that very socket over, or they would wait for ever.
+        assert [call(server, "/healthz")[0] for _ in range(8)] == [200] * 8
         server.wait_until(lambda: "restarting it" in server.log(), 30, "the supervisor")
         server.wait_until(lambda: len(worker_pids(server)) == 2, 30, "the supervisor")
         server.wait_until(
