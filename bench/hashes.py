@@ -54,6 +54,16 @@ class PasswordHash:
         )
 
     @property
+    def spec(self) -> str:
+        """This hash as --password-hash takes it."""
+        if self.default:
+            return "default"
+        if self.algorithm == "bcrypt":
+            return f"bcrypt:{self.bcrypt_rounds}"
+        a = self.argon2
+        return f"argon2id:{a.memory_kib},{a.iterations},{a.parallelism}"
+
+    @property
     def label(self) -> str:
         if self.algorithm == "bcrypt":
             what = f"bcrypt cost {self.bcrypt_rounds}"
