@@ -45,7 +45,7 @@ def machine(load_generator: str) -> dict[str, Any]:
     }
 
 
-def _overrides(report: Report) -> str:
+def listed_overrides(report: Report) -> str:
     """Each override with the servers it was set on, unless it was set on all of them."""
     servers: dict[str, dict[str, str]] = report.settings.get("vhod overrides", {})
     where: dict[tuple[str, str], list[str]] = {}
@@ -66,7 +66,7 @@ def markdown(report: Report, command: str) -> str:
         f"Command: `{command}` ({report.elapsed_s:.0f} s).",
         "",
         "vhod ran on the shipped `config.yaml` (access log at `info`, metrics on) with"
-        f" {_overrides(report) or 'no overrides'}, plus the run's own data directory, storage"
+        f" {listed_overrides(report) or 'no overrides'}, plus the run's own data directory, storage"
         " URL, the fake VK's endpoints and the fake SMS.ru's channel. The baseline is a bare"
         " Tornado app answering `true`.",
         NX_27017,
