@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.hashes import PasswordHash
 from tests.processes import ROOT, Child, Server, accepts_connections, free_port
 
 BENCH = ROOT / "bench"
@@ -46,7 +47,7 @@ BENCH_KEK = "bench-only-key-encryption-key-0123456789abcdef"
 def vhod_overrides(
     data_dir: Path,
     storage_url: str,
-    bcrypt_rounds: int,
+    passwords: PasswordHash,
     vk: dict[str, str],
     algorithm: str | None,
     sms_channel: dict[str, str] | None = None,
@@ -55,11 +56,10 @@ def vhod_overrides(
     env = {
         "VHOD_SERVER__DATA_DIR": str(data_dir),
         "VHOD_STORAGE__URL": storage_url,
-        # The benchmark seeds bcrypt hashes and takes its hashing limit from bcrypt's cost:
-        # on the Argon2id default every first login would also rehash (a hash and a write).
-        "VHOD_PASSWORDS__ALGORITHM": "bcrypt",
-        "VHOD_PASSWORDS__BCRYPT_ROUNDS": str(bcrypt_rounds),
         "VHOD_LIMITS__PER_IP_PER_MINUTE": PER_IP_PER_MINUTE,
+        # Nothing for config.yaml's own hash; the users seeded for it are hashed at the same
+        # algorithm and costs, so no login rehashes.
+        **passwords.overrides(),
     }
     if sms_channel is not None:
         # Code sign-in through the fake SMS.ru; every load comes from one address, so the

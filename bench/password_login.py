@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -20,37 +19,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cluster import start_vhod
 from bench.drivers import combine, drive
+from bench.hashes import PasswordHash
 from bench.loadgen import LoadResult, LoadSpec
 from bench.report import machine
-from bench.seed import PASSWORD, measure_hash_seconds, password_hash, seed_users
-from core.domain.passwords import ARGON2_FLOOR
+from bench.seed import seed_users
 
 BENCH = Path(__file__).resolve().parent
 LIFTED = "1000000000"  # every load comes from one address
 
 
-def argon2_seconds(samples: int = 5) -> float:
-    """One Argon2id check at the shipped parameters: the median of a few."""
-    hasher = ARGON2_FLOOR.hasher()
-    hashed = hasher.hash(PASSWORD)
-    times = []
-    for _ in range(samples):
-        began = time.perf_counter()
-        hasher.verify(hashed, PASSWORD)
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
-
-
-def server(folder: Path, name: str, users: int, hashed: str, extra: dict[str, str]) -> object:
+def server(folder: Path, name: str, users: int, passwords: PasswordHash) -> object:
     url = f"sqlite:///{folder / name / 'vhod.db'}"
     env = {
         "VHOD_SERVER__DATA_DIR": str(folder / name / "data"),
         "VHOD_STORAGE__URL": url,
         "VHOD_LIMITS__PER_IP_PER_MINUTE": LIFTED,
-        **extra,
+        **passwords.overrides(),
     }
     vhod = start_vhod(folder, name, env)
-    seed_users(url, 0, users, hashed)
+    seed_users(url, 0, users, passwords.hash_password())
     return vhod
 
 
@@ -63,17 +50,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=BENCH / "password_login.md")
     options = parser.parse_args()
     cores = os.cpu_count() or 1
-    argon2_hash, bcrypt_hash = argon2_seconds(), measure_hash_seconds(12)
+    default, bcrypt12 = PasswordHash.shipped(), PasswordHash.bcrypt(12)
+    argon2_hash, bcrypt_hash = default.verify_seconds(), bcrypt12.verify_seconds()
     with tempfile.TemporaryDirectory(prefix="vhod-login-") as tmp:
         folder = Path(tmp)
-        argon2 = server(folder, "argon2id", options.users, ARGON2_FLOOR.hasher().hash(PASSWORD), {})
-        bcrypt = server(
-            folder,
-            "bcrypt12",
-            options.users,
-            password_hash(12),
-            {"VHOD_PASSWORDS__ALGORITHM": "bcrypt", "VHOD_PASSWORDS__BCRYPT_ROUNDS": "12"},
-        )
+        argon2 = server(folder, "argon2id", options.users, default)
+        bcrypt = server(folder, "bcrypt12", options.users, bcrypt12)
         runs: dict[str, list[LoadResult]] = {"argon2id": [], "bcrypt12": []}
         try:
             for _ in range(options.rounds):
@@ -108,9 +90,8 @@ def main() -> int:
         f"Command: `python bench/password_login.py` ({options.rounds} interleaved rounds of"
         f" {options.duration:.0f} s, {2 * cores + 4} connections, {options.users} users).",
         "",
-        f"One Argon2id check ({ARGON2_FLOOR.memory_kib} KiB, {ARGON2_FLOOR.iterations}"
-        f" iterations, {ARGON2_FLOOR.parallelism} lane): {argon2_hash * 1000:.1f} ms; one bcrypt"
-        f" check at cost 12: {bcrypt_hash * 1000:.1f} ms; {cores} cores, so the Argon2id"
+        f"One check at {default.label}: {argon2_hash * 1000:.1f} ms; one at"
+        f" {bcrypt12.label}: {bcrypt_hash * 1000:.1f} ms; {cores} cores, so the Argon2id"
         f" hashing limit is {limit:.1f} logins/s.",
         "",
         "| load | req/s | p50 ms | p99 ms | requests | errors |",

@@ -25,7 +25,7 @@ def several_processes(bench: Bench) -> None:
     print(f"validate/access with server.processes: {PROCESSES} (SQLite):", flush=True)
     with contextlib.ExitStack() as stack:
         extra = {"VHOD_SERVER__PROCESSES": str(PROCESSES)}
-        vhod, _ = bench.vhod("vhod-processes", bench.o.bcrypt_rounds, extra=extra)
+        vhod, _ = bench.vhod("vhod-processes", bench.o.password_hash, extra=extra)
         stack.callback(vhod.stop)
         two, two_port = start_baseline(bench.folder, processes=PROCESSES)
         stack.callback(two.stop)

@@ -45,12 +45,17 @@ def machine(load_generator: str) -> dict[str, Any]:
     }
 
 
-def _overrides(report: Report) -> str:
-    merged: dict[str, set[str]] = {}
-    for overrides in report.settings.get("vhod overrides", {}).values():
+def listed_overrides(report: Report) -> str:
+    """Each override with the servers it was set on, unless it was set on all of them."""
+    servers: dict[str, dict[str, str]] = report.settings.get("vhod overrides", {})
+    where: dict[tuple[str, str], list[str]] = {}
+    for name, overrides in servers.items():
         for key, value in overrides.items():
-            merged.setdefault(key, set()).add(value)
-    return ", ".join(f"`{k}={' or '.join(sorted(v))}`" for k, v in sorted(merged.items()))
+            where.setdefault((key, value), []).append(name)
+    return ", ".join(
+        f"`{key}={value}`" + ("" if len(names) == len(servers) else f" (on {', '.join(names)})")
+        for (key, value), names in sorted(where.items())
+    )
 
 
 def markdown(report: Report, command: str) -> str:
@@ -61,8 +66,9 @@ def markdown(report: Report, command: str) -> str:
         f"Command: `{command}` ({report.elapsed_s:.0f} s).",
         "",
         "vhod ran on the shipped `config.yaml` (access log at `info`, metrics on) with"
-        f" {_overrides(report) or 'no overrides'}, plus the run's own data directory, storage"
-        " URL and the fake VK's endpoints. The baseline is a bare Tornado app answering `true`.",
+        f" {listed_overrides(report) or 'no overrides'}, plus the run's own data directory, storage"
+        " URL, the fake VK's endpoints and the fake SMS.ru's channel. The baseline is a bare"
+        " Tornado app answering `true`.",
         NX_27017,
         "",
         "| measure | server | req/s | p50 ms | p99 ms | requests | errors |",

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.drivers import describe_tool
 from bench.model import Report
-from bench.options import parse_args
+from bench.options import QUICK_HASH, parse_args
 from bench.report import machine, write_outputs
 from bench.scenarios import Bench
 from bench.targets import judge
@@ -33,7 +33,10 @@ from bench.targets import judge
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv, description=(__doc__ or "").splitlines()[0])
     command = "python bench/run.py" + (" --quick" if options.quick else "")
+    if options.password_hash.spec != (QUICK_HASH if options.quick else "default"):
+        command += f" --password-hash {options.password_hash.spec}"
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
+    settings["password_hash"] = options.password_hash.label  # not the other algorithm's costs
     report = Report(machine=machine(describe_tool(options.loadgen)), settings=settings)
     print(f"vhod benchmark{' (quick)' if options.quick else ''}: {report.machine}", flush=True)
     with tempfile.TemporaryDirectory(prefix="vhod-bench-") as folder:

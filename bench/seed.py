@@ -16,22 +16,15 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import bcrypt
-
 from bench.loadgen import read_response
 from storage import User, open_store
 
-PASSWORD = "bench password"
 DOMAIN = "bench.example"
 BATCH = 10_000  # users per bulk_insert_users call
 
 
 def user_email(prefix: str, n: int) -> str:
     return f"{prefix}{n}@{DOMAIN}"
-
-
-def password_hash(rounds: int) -> str:
-    return bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds)).decode()
 
 
 def bulk_users(prefix: str, start: int, stop: int, hashed: str) -> Iterator[User]:
@@ -122,14 +115,3 @@ def collect_access_tokens(
     asyncio.run(collect())
     path.write_text("".join(token + "\n" for token in itertools.islice(tokens, count)))
     return path
-
-
-def measure_hash_seconds(rounds: int, samples: int = 5) -> float:
-    """One bcrypt check at the configured cost, on an idle machine: the median of a few."""
-    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds))
-    times = []
-    for _ in range(samples):
-        began = time.perf_counter()
-        bcrypt.checkpw(PASSWORD.encode(), hashed)
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)

@@ -38,6 +38,7 @@ from bench.cluster import (
     vhod_overrides,
 )
 from bench.drivers import PYTHON, Load, describe_tool, pick_tool
+from bench.hashes import PasswordHash
 from bench.loadgen import LoadSpec
 from bench.model import MONGO, SQLITE, STORE_TITLES
 from bench.report import machine
@@ -85,7 +86,8 @@ def soak_store(store: str, options: argparse.Namespace, folder: Path, vk: dict[s
         url = f"sqlite:///{folder / store / 'vhod.db'}"
         if store == MONGO:
             url = stack.enter_context(nx_server(folder / store)) + "vhod_soak"
-        overrides = vhod_overrides(folder / store / "data", url, BCRYPT_ROUNDS, vk, None)
+        passwords = PasswordHash.bcrypt(BCRYPT_ROUNDS)
+        overrides = vhod_overrides(folder / store / "data", url, passwords, vk, None)
         overrides["VHOD_JWT__ACCESS_TTL"] = str(options.access_ttl)
         snapshots = options.out.with_name(f"{options.out.name}-{store}-snapshots")
         if options.tracemalloc:

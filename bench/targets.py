@@ -120,7 +120,7 @@ TARGETS: tuple[Target, ...] = (
         _rps(ISSUE_ES256), _rps(ISSUE_HS256), "≥", 0.9, "HS256", "es256",
     ),
     Target(
-        "login throughput at the configured bcrypt cost",
+        "login throughput at the configured password hash",
         _rps(LOGIN),
         Quantity("value", "hash_limit_per_s", unit="logins/s"),
         "≥", 0.85, "hashing limit (cores ÷ one hash)", "throughput",

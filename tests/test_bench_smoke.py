@@ -11,8 +11,14 @@ from pathlib import Path
 import pytest
 
 from bench import model
+from bench.cluster import vhod_overrides
+from bench.hashes import PASSWORD, PasswordHash
 from bench.model import SCENARIO_STORES, SCENARIOS, SQLITE, TORNADO, Report, Row, ScenarioRun
+from bench.options import parse_args
+from bench.report import listed_overrides
 from bench.targets import TARGETS, judge
+from core.config import load_config
+from core.domain.passwords import Hasher, check_password
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -63,6 +69,10 @@ def test_quick_benchmark_reports_every_scenario_and_target(tmp_path):
     table = result.with_suffix(".md").read_text()
     assert all(f"| {target.name} | {target.rule} |" in table for target in TARGETS)
     assert "access log at `info`, metrics on" in table
+    # --quick keeps to a cheap hash, and the report says which and that it is not the default.
+    assert "Password hash: bcrypt cost 4. One verification" in table
+    assert "not config.yaml's default hash" in table
+    assert "`VHOD_PASSWORDS__ALGORITHM=bcrypt`," in table  # on every server, so no "(on …)"
     has_matplotlib = importlib.util.find_spec("matplotlib") is not None
     assert result.with_suffix(".png").exists() == has_matplotlib
 
@@ -134,3 +144,50 @@ def test_the_password_login_bench_compares_argon2id_with_bcrypt_12(tmp_path):
         assert float(line.split("|")[2]) > 0, line  # answered logins
         assert line.split("|")[-2].strip() == "0", line  # and no errors
     assert "÷ login at bcrypt cost 12" in report and "÷ hashing limit" in report
+
+
+def test_the_measured_servers_run_on_config_yamls_hash_and_quick_on_bcrypt_4():
+    full, quick = parse_args(["--no-chart"]), parse_args(["--quick", "--no-chart"])
+    assert full.password_hash.default and full.password_hash.algorithm == "argon2id"
+    assert (
+        full.password_hash.argon2 == load_config(ROOT / "config.yaml", environ={}).passwords.argon2
+    )
+    assert quick.password_hash == PasswordHash.bcrypt(4)
+    assert parse_args(["--password-hash", "bcrypt:12"]).password_hash.spec == "bcrypt:12"
+    with pytest.raises(SystemExit):
+        parse_args(["--bcrypt-rounds", "12"])  # replaced by --password-hash
+
+    vk = {key: "http://fake" for key in ("client_id", "authorize_url", "token_url", "userinfo_url")}
+    default = vhod_overrides(ROOT, "sqlite:///x.db", full.password_hash, vk, None)
+    assert not [key for key in default if key.startswith("VHOD_PASSWORDS")]
+    cheap = vhod_overrides(ROOT, "sqlite:///x.db", quick.password_hash, vk, None)
+    assert cheap["VHOD_PASSWORDS__ALGORITHM"] == "bcrypt"
+    assert cheap["VHOD_PASSWORDS__BCRYPT_ROUNDS"] == "4"
+
+
+def test_the_seeded_hash_is_vhods_own_at_the_configured_costs_so_no_login_rehashes():
+    passwords = load_config(ROOT / "config.yaml", environ={}).passwords
+    server = Hasher(passwords.algorithm, rounds=passwords.bcrypt_rounds, argon2=passwords.argon2)
+    try:
+        for chosen in (PasswordHash.shipped(), PasswordHash.parse("argon2id:19456,2,1")):
+            hashed = chosen.hash_password()
+            assert check_password(PASSWORD.encode(), hashed)
+            assert not server.needs_rehash(hashed)
+            assert chosen.verify_seconds(hashed, samples=1) > 0
+    finally:
+        server.close()
+    assert PasswordHash.shipped().label.startswith("Argon2id (19,456 KiB, 2 iterations, 1 lane)")
+
+
+def test_the_reports_overrides_name_the_servers_they_were_set_on():
+    report = Report(machine={}, settings={})
+    report.settings["vhod overrides"] = {
+        "vhod-sqlite": {"VHOD_LIMITS__PER_IP_PER_MINUTE": "9"},
+        "vhod-es256": {
+            "VHOD_LIMITS__PER_IP_PER_MINUTE": "9",
+            "VHOD_PASSWORDS__ALGORITHM": "bcrypt",
+        },
+    }
+    line = listed_overrides(report)
+    assert "`VHOD_LIMITS__PER_IP_PER_MINUTE=9`," in line
+    assert line.endswith("`VHOD_PASSWORDS__ALGORITHM=bcrypt` (on vhod-es256)")
