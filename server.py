@@ -41,7 +41,6 @@ from core.infra.delivery import Delivery
 from core.infra.maintenance import storage_unreachable_line
 from core.infra.metrics import Metrics
 from core.infra.net import parse_networks
-from core.infra.phone_channels import phone_chain
 from core.infra.redact import redact_text
 from core.infra.version import version
 from core.infra.workers import Worker, hash_workers, worker_count
@@ -101,9 +100,7 @@ def configured_parts(
         )
         trusted_proxies = parse_networks(config.server.trusted_proxies)
         metrics = Metrics(metrics_dir)
-        delivery = Delivery(
-            config.email, config.sms, phone=phone_chain(config.sms), on_delivery=metrics.delivered
-        )
+        delivery = Delivery(config.email, config.sms, on_delivery=metrics.delivered)
         metrics.watch_deliveries(delivery.channels)
         if problem := url_problem(config.storage.url):
             raise ConfigError(f"storage.url: {redact_text(problem, config.storage.url)}")

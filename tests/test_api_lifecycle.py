@@ -174,7 +174,7 @@ async def test_reset_answers_before_its_code_goes_out(
 async def test_resets_beyond_the_pending_limit_send_nothing_and_still_answer_true(
     http_server_client, services, smtp_inbox, monkeypatch, caplog
 ):
-    monkeypatch.setattr("core.domain.lifecycle.MAX_PENDING_SENDS", 1)
+    monkeypatch.setattr("core.domain.after_answer.MAX_PENDING_SENDS", 1)
     gated = GatedSends(services.lifecycle.delivery.send_code)
     monkeypatch.setattr(services.lifecycle.delivery, "send_code", gated)
     raw = Api(http_server_client)

@@ -210,11 +210,11 @@ def test_the_core_modules_that_import_tornado_are_the_ones_development_md_names(
                     importing.setdefault(path.name, set()).add(name)
     assert importing == {
         "captcha.py": {"tornado.httpclient"},
-        "delivery.py": {"tornado.httpclient"},
+        "senders.py": {"tornado.httpclient"},
         "sms_gateways.py": {"tornado.httpclient"},
     }
     layout = (ROOT / "docs" / "development.md").read_text(encoding="utf-8")
-    assert "delivery.py (the http SMS sender), sms_gateways.py, captcha.py" in layout
+    assert "senders.py (the http SMS sender), sms_gateways.py, captcha.py" in layout
 
 
 def test_the_worker_count_the_docs_give_is_the_one_pytest_runs() -> None:

@@ -8,12 +8,13 @@ from importlib import metadata
 import pytest
 import yaml
 
-import core.infra.delivery
+import core.infra.senders
 from core.config import ConfigError, load_config
 from core.config.lifecycle_settings import AccountsConfig, EmailConfig, SmsConfig
 from core.domain.codes import Codes, code_hash
 from core.infra.clock import FakeClock
-from core.infra.delivery import Delivery, HttpSmsSender, choose_language, load_sms_sender
+from core.infra.delivery import Delivery, choose_language
+from core.infra.senders import HttpSmsSender, load_sms_sender
 from server import main
 
 SENT: list[tuple[str, str]] = []
@@ -82,13 +83,13 @@ def test_a_sender_plugin_comes_from_its_entry_point(monkeypatch):
     plugin = metadata.EntryPoint(
         name="recording",
         value=f"{__name__}:RecordingSender",
-        group=core.infra.delivery.SENDER_GROUP,
+        group=core.infra.senders.SENDER_GROUP,
     )
 
     def entry_points(*, group: str):
-        return [plugin] if group == core.infra.delivery.SENDER_GROUP else []
+        return [plugin] if group == core.infra.senders.SENDER_GROUP else []
 
-    monkeypatch.setattr(core.infra.delivery.metadata, "entry_points", entry_points)
+    monkeypatch.setattr(core.infra.senders.metadata, "entry_points", entry_points)
     sender = load_sms_sender(SmsConfig(sender="recording"))
     assert isinstance(sender, RecordingSender)
     assert isinstance(load_sms_sender(SmsConfig(sender="http", url="http://x/")), HttpSmsSender)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.infra.delivery import DeliveryError
 from core.infra.phone_channels import ChannelChain, build_channels
+from core.infra.senders import DeliveryError
 from core.infra.sms_gateways import Refused, Smsc, SmsRu, TelegramGateway, Unreachable
 from tests.fakes.sms_gateways import SMSC_LOGIN, TELEGRAM_TOKEN
 

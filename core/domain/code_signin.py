@@ -10,7 +10,6 @@ answer, so neither the answer nor its timing tells which it was.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from core.config import Config
 from core.config.lifecycle_settings import CaptchaConfig
 from core.domain.accounts import Accounts, account_disabled, new_user_id
+from core.domain.after_answer import AfterAnswer, reported
 from core.domain.code_budgets import DAY, GLOBAL_KEY, Budgets, counters, judge, region_allowed
 from core.domain.codes import Codes, invalid_code, recipient
 from core.domain.errors import ApiError
@@ -30,11 +30,8 @@ from core.infra.captcha import SmartCaptcha, captcha_required
 from core.infra.delivery import Delivery
 from core.infra.metrics import Metrics
 from core.infra.net import address_key
-from storage.base import DuplicateError, StorageUnavailable, Store, User, find_user_by_address
+from storage.base import DuplicateError, Store, User, find_user_by_address
 
-log = logging.getLogger("vhod")
-
-MAX_PENDING_SENDS = 100  # codes waiting to go out after their answer; beyond, none is sent
 # RFC 8176: "sms" for a text message; a code in a messenger or a mail is "otp".
 AMRS = ("sms", "otp")
 
@@ -83,7 +80,7 @@ class CodeSignIn:
         self.captcha = captcha
         self.on_exhausted = on_exhausted  # the server's day of text messages is spent
         self.clock = accounts.clock
-        self._sending: set[asyncio.Task[None]] = set()
+        self._after = AfterAnswer()  # the codes going out after their answers
 
     # the address
 
@@ -151,12 +148,8 @@ class CodeSignIn:
             user = await self._find(channel, address)
             await self._deliver(channel, address, user, accept_language)
             return True
-        if len(self._sending) >= MAX_PENDING_SENDS:
+        if not self._after.start(lambda: self._send_if_known(channel, address, accept_language)):
             security_event(EventType.CODE_NOT_SENT, reason="busy")
-            return True
-        task = asyncio.create_task(self._send_if_known(channel, address, accept_language))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
         return True
 
     async def _check_captcha(self, token: str | None, client_ip: str | None) -> None:
@@ -164,19 +157,14 @@ class CodeSignIn:
             raise captcha_required()
 
     async def _send_if_known(self, channel: str, address: str, accept_language: str | None) -> None:
-        try:
+        async def send() -> None:
             user = await self._find(channel, address)
             if user is None or user.disabled:
                 security_event(EventType.CODE_UNKNOWN, identifier=identifier_hash(address))
                 return
             await self._deliver(channel, address, user, accept_language)
-        except ApiError as exc:
-            security_event(EventType.CODE_NOT_SENT, reason=exc.code)
-        except StorageUnavailable:
-            security_event(EventType.CODE_NOT_SENT, reason="storage_unavailable")
-        except Exception as exc:  # no request is left to answer 500: log it, without its text
-            security_event(EventType.CODE_NOT_SENT, reason="server_error")
-            log.error("a sign-in code was not sent: %s", type(exc).__name__)
+
+        await reported(send(), EventType.CODE_NOT_SENT, "a sign-in code")
 
     async def _deliver(
         self, channel: str, address: str, user: User | None, accept_language: str | None
@@ -300,11 +288,9 @@ class CodeSignIn:
         return user
 
     async def drain(self, grace: float) -> None:
-        """Wait up to `grace` seconds for the codes still going out, then cancel the rest."""
-        if self._sending:
-            _, late = await asyncio.wait(set(self._sending), timeout=grace)
-            for task in late:
-                task.cancel()
+        """Wait up to `grace` seconds for the codes still going out, then cancel the rest
+        (each withdraws its code before the store closes)."""
+        await self._after.drain(grace)
 
 
 def code_sign_in_settings(config: Config) -> CodeSignInSettings:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.domain.accounts import Accounts, account_disabled
+from core.domain.after_answer import AfterAnswer, reported
 from core.domain.claims import ENROL_MFA_SCOPE
 from core.domain.codes import Codes, invalid_code, recipient
 from core.domain.errors import (
@@ -32,15 +33,10 @@ from core.infra.clock import Clock, system_clock
 from core.infra.delivery import Delivery
 from core.infra.net import address_key
 from core.signing.tokens import ACCESS, InvalidToken
-from storage.base import StorageUnavailable, Store, User, find_user_by_address
+from storage.base import Store, User, find_user_by_address
 
 FIELDS = {"email": "email", "phone": "phone"}  # channel -> the user field it reaches
 VERIFIED = {"email": EventType.EMAIL_VERIFIED, "phone": EventType.PHONE_VERIFIED}
-# A reset's code goes out after the answer, so that neither the answer nor its timing tells
-# whether the account exists. At most this many wait to go out; beyond, a request sends none.
-MAX_PENDING_SENDS = 100
-# How long a send cancelled at shutdown has to withdraw its code from the store.
-CANCELLED_SEND_GRACE_SECONDS = 5
 log = logging.getLogger("vhod")
 
 
@@ -82,7 +78,7 @@ class Lifecycle(UserSessions):
         self.codes = codes
         self.delivery = delivery
         self.clock = clock
-        self._sending: set[asyncio.Task[None]] = set()
+        self._after = AfterAnswer()  # the reset codes going out after their answers
         self._hold = HoldBack()  # a reset's delivery waits a random while (item 9)
         if require_verified_email:
             accounts.after_registration = self._send_first_verification
@@ -136,17 +132,12 @@ class Lifecycle(UserSessions):
         self.delivery.require(channel)
         await self.codes.check_send_limits(address, self._client())
         user = await self._find(channel, address)
-        if len(self._sending) >= MAX_PENDING_SENDS:  # one event either way, nothing sent
-            if user is None:
-                security_event(
-                    EventType.PASSWORD_RESET_UNKNOWN, identifier=identifier_hash(address)
-                )
-            else:
-                security_event(EventType.PASSWORD_RESET_NOT_SENT, user=user.id, reason="busy")
+        if self._after.start(lambda: self._send_reset(channel, address, user, accept_language)):
+            return True
+        if user is None:  # too many pending: one event either way, nothing sent
+            security_event(EventType.PASSWORD_RESET_UNKNOWN, identifier=identifier_hash(address))
         else:
-            task = asyncio.create_task(self._send_reset(channel, address, user, accept_language))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+            security_event(EventType.PASSWORD_RESET_NOT_SENT, user=user.id, reason="busy")
         return True
 
     async def _send_reset(
@@ -157,34 +148,17 @@ class Lifecycle(UserSessions):
             await self._hold.wait()
             security_event(EventType.PASSWORD_RESET_UNKNOWN, identifier=identifier_hash(address))
             return
-        try:
-            await self._send(channel, address, user, "reset", accept_language, held=True)
-        except ApiError as exc:
-            security_event(EventType.PASSWORD_RESET_NOT_SENT, user=user.id, reason=exc.code)
-        except StorageUnavailable:
-            security_event(
-                EventType.PASSWORD_RESET_NOT_SENT, user=user.id, reason="storage_unavailable"
-            )
-        except Exception as exc:  # no request is left to answer 500: log it, without its text
-            security_event(EventType.PASSWORD_RESET_NOT_SENT, user=user.id, reason="server_error")
-            log.error("a reset code was not sent: %s", type(exc).__name__)
-        else:
+        send = self._send(channel, address, user, "reset", accept_language, held=True)
+        if await reported(send, EventType.PASSWORD_RESET_NOT_SENT, "a reset code", user=user.id):
             security_event(EventType.PASSWORD_RESET_REQUESTED, user=user.id, channel=channel)
 
     async def drain(self, grace: float) -> None:
         """Wait up to `grace` seconds for the codes still going out, then cancel the rest:
         at shutdown, before the store closes."""
-        if not self._sending:
-            return
         with self._hold.released():  # the held sends go now
-            _, late = await asyncio.wait(set(self._sending), timeout=grace)
-        if not late:
-            return
-        log.warning("shutdown: %d reset codes were not sent in time", len(late))
-        for task in late:
-            task.cancel()
-        # Each cancelled send withdraws its code: let it, while the store is still open.
-        await asyncio.wait(late, timeout=CANCELLED_SEND_GRACE_SECONDS)
+            late = await self._after.drain(grace)
+        if late:
+            log.warning("shutdown: %d reset codes were not sent in time", late)
 
     async def confirm_reset(
         self, email: str | None, phone: str | None, code: str, new_password: str

@@ -1,49 +1,38 @@
-"""Delivering one-time codes: email over SMTP (aiosmtplib) and SMS through a sender plugin.
-
-The built-in SMS sender `http` POSTs JSON to a configured URL with a shared-secret header,
-so any gateway can be connected without code; others come from the entry-point group
-`vhod.senders` (a callable taking the SmsConfig and returning an SmsSender). No code,
-address or message text is ever logged; a failure says only which channel failed.
+"""Delivering one-time codes: email over SMTP (aiosmtplib), and to phones through the chain
+of phone channels (core.infra.phone_channels: the gateways of `sms.channels` and the
+`sms.sender`, core.infra.senders). No code, address or message text is ever logged; a
+failure says only which channel failed, and why in a word.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
-from importlib import metadata
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from core.config.lifecycle_settings import LANGUAGES, EmailConfig, SmsConfig
 from core.domain.errors import ApiError
 from core.infra.bundle import bundled
+from core.infra.phone_channels import phone_chain
+
+# DeliveryError stays importable from here: sender plugins were told to raise it from here.
+from core.infra.senders import DeliveryError as DeliveryError
+from core.infra.senders import SmsSender
 
 log = logging.getLogger("vhod.delivery")
 
-SENDER_GROUP = "vhod.senders"
 BUILTIN_TEMPLATES = bundled("core", "templates")
 PURPOSES = ("reset", "verify", "delete", "signin")
 CHANNELS = ("email", "phone")
 _DEFAULT_PORTS = {"smtp": 587, "smtp+starttls": 587, "smtps": 465}
-
-
-class DeliveryError(Exception):
-    """The channel did not take the message: `refused` when it answered no (an SMTP error
-    reply, a gateway's HTTP error status), else it was down or timed out."""
-
-    def __init__(self, reason: str, *, refused: bool = False) -> None:
-        super().__init__(reason)
-        self.refused = refused
 
 
 # Told the channel and the outcome (sent, refused, failed) of every code handed to one:
@@ -143,99 +132,6 @@ class EmailSender:
             raise DeliveryError(type(exc).__name__, refused=refused) from exc
 
 
-class SmsSender(Protocol):
-    async def send(self, phone: str, text: str) -> None:
-        """Hand the text to the gateway; DeliveryError when it did not take it."""
-
-
-class HttpSmsSender:
-    """POSTs {"to": "+7…", "text": "…"} as JSON to `sms.url`; any 2xx is success."""
-
-    def __init__(self, config: SmsConfig) -> None:
-        assert config.url is not None
-        self.url = config.url
-        self.headers = {"Content-Type": "application/json"}
-        if config.secret:
-            self.headers[config.secret_header] = config.secret
-        self.timeout = config.timeout
-
-    async def send(self, phone: str, text: str) -> None:
-        request = HTTPRequest(
-            self.url,
-            method="POST",
-            headers=self.headers,
-            body=json.dumps({"to": phone, "text": text}, ensure_ascii=False),
-            connect_timeout=self.timeout,
-            request_timeout=self.timeout,
-            follow_redirects=False,
-        )
-        try:
-            await AsyncHTTPClient().fetch(request)
-        except (HTTPClientError, OSError, TimeoutError) as exc:
-            # 599 is Tornado's own code for no answer (refused connection, timeout).
-            refused = isinstance(exc, HTTPClientError) and exc.code != 599
-            raise DeliveryError(type(exc).__name__, refused=refused) from exc
-
-
-def load_sms_sender(config: SmsConfig) -> SmsSender | None:
-    """The sender `sms.sender` names; ValueError for an unknown or broken plugin."""
-    if config.sender is None:
-        return None
-    if config.sender == "http":
-        return HttpSmsSender(config)
-    for entry in metadata.entry_points(group=SENDER_GROUP):
-        if entry.name == config.sender:
-            try:
-                factory: Callable[[SmsConfig], SmsSender] = entry.load()
-                return factory(config)
-            except Exception as exc:  # a plugin may fail in any way; say which one
-                raise ValueError(f"sms.sender: plugin {entry.value} failed: {exc!r}") from exc
-    raise ValueError(f"sms.sender: no sender {config.sender!r} (http, or a {SENDER_GROUP} plugin)")
-
-
-# Told (channel name, outcome, reason) of every attempt of a phone channel.
-ChannelReport = Callable[[str, str, str | None], None]
-
-
-def _no_report(name: str, outcome: str, reason: str | None) -> None:
-    return None
-
-
-class PhoneChannel(Protocol):
-    """What carries codes to phones: core.infra.phone_channels.ChannelChain, or one sender."""
-
-    report: ChannelReport
-
-    @property
-    def names(self) -> list[str]:
-        """The channels' names: the values of the metrics' channel label."""
-
-    async def send_code(self, phone: str, code: str, text: str, ttl: int) -> str:
-        """Deliver; the name of the channel that took it; DeliveryError when none did."""
-
-
-class SenderOnly:
-    """An `sms.sender` (the http sender or a plugin) as the one phone channel."""
-
-    def __init__(self, sender: SmsSender, name: str = "http") -> None:
-        self.sender = sender
-        self.name = name
-        self.report: ChannelReport = _no_report
-
-    @property
-    def names(self) -> list[str]:
-        return [self.name]
-
-    async def send_code(self, phone: str, code: str, text: str, ttl: int) -> str:
-        try:
-            await self.sender.send(phone, text)
-        except DeliveryError as exc:
-            self.report(self.name, "refused" if exc.refused else "failed", str(exc))
-            raise
-        self.report(self.name, "sent", None)
-        return self.name
-
-
 class Delivery:
     """Sends a code by email or to a phone, in the user's language, or says why it cannot."""
 
@@ -245,14 +141,13 @@ class Delivery:
         sms: SmsConfig,
         *,
         sms_sender: SmsSender | None = None,
-        phone: PhoneChannel | None = None,
         on_delivery: DeliveryObserver | None = None,
     ) -> None:
+        """`sms_sender`: the `sms.sender` already made (a test's), else `sms` loads it."""
         self.on_delivery = on_delivery
         self.email = EmailSender(email) if email.smtp_url else None
-        if phone is None:
-            sender = sms_sender if sms_sender is not None else load_sms_sender(sms)
-            phone = SenderOnly(sender, sms.sender or "sender") if sender is not None else None
+        # ValueError for a bad `sms.channels` entry or `sms.sender`.
+        phone = phone_chain(sms, sender=sms_sender)
         if phone is not None and on_delivery is not None:
             # Each phone channel's attempt is counted under its own name (a chain tries
             # several for one code).
@@ -265,7 +160,7 @@ class Delivery:
     def is_messenger(self, taken_by: str) -> bool:
         """Whether the phone channel named `taken_by` is a messenger (a code there is an
         "otp", not an "sms", in RFC 8176's words)."""
-        return taken_by in getattr(self.sms, "messengers", frozenset())
+        return self.sms is not None and taken_by in self.sms.messengers
 
     def first_is_messenger(self) -> bool:
         """Whether the first phone channel is a messenger: where a code most often goes."""

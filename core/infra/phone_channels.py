@@ -12,7 +12,7 @@ from typing import Any
 from core.config.lifecycle_settings import SmsConfig
 from core.domain.event_types import EventType
 from core.domain.events import security_event
-from core.infra.delivery import DeliveryError, SmsSender, load_sms_sender
+from core.infra.senders import DeliveryError, SmsSender, load_sms_sender
 from core.infra.sms_gateways import (
     CodeChannel,
     Refused,
@@ -26,13 +26,31 @@ from core.infra.sms_gateways import (
 
 @dataclass
 class SenderChannel:
-    """An `sms.sender` (the http sender or a vhod.senders plugin) as a channel: text only."""
+    """An `sms.sender` (the http sender or a vhod.senders plugin) as a channel: text only.
+
+    The one way a sender reaches a phone, alone or in a chain. A plugin is foreign code, so:
+    any exception it raises means the message was not taken (a DeliveryError naming only
+    the class, whose text may quote anything); and its own DeliveryError's text is cut to
+    printable ASCII with the number and the code masked, as it goes on to logs and events."""
 
     sender: SmsSender
     name: str = "http"
 
     async def send_code(self, phone: str, code: str, text: str, ttl: int) -> None:
-        await self.sender.send(phone, text)
+        try:
+            await self.sender.send(phone, text)
+        except DeliveryError as exc:  # its kind kept: the chain counts the outcome by it
+            kind = next(k for k in (Unreachable, Refused, DeliveryError) if isinstance(exc, k))
+            raise kind(_masked(str(exc), phone, code), refused=exc.refused) from exc
+        except Exception as exc:
+            raise DeliveryError(type(exc).__name__) from exc
+
+
+def _masked(reason: str, phone: str, code: str) -> str:
+    for secret in (code, phone, phone.removeprefix("+")):
+        if secret:
+            reason = reason.replace(secret, "***")
+    return printable(reason)
 
 
 Report = Callable[[str, str, str | None], None]  # (channel name, outcome, reason)
@@ -177,11 +195,15 @@ def build_channels(
     return channels
 
 
-def phone_chain(config: SmsConfig, report: Report | None = None) -> ChannelChain | None:
+def phone_chain(
+    config: SmsConfig, report: Report | None = None, *, sender: SmsSender | None = None
+) -> ChannelChain | None:
     """The phone channels `sms` configures, in order: `sms.channels`, then `sms.sender`
-    (unless a `{type: sender}` entry places it); None when there is none."""
+    (unless a `{type: sender}` entry places it); None when there is none. `sender`: the
+    `sms.sender` already made (a test's), else loaded here."""
     specs = list(config.channels)
-    sender = load_sms_sender(config)
+    if sender is None:
+        sender = load_sms_sender(config)
     channels: list[CodeChannel] = []
     placed = False
     for index, spec in enumerate(specs):

@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from core.infra.delivery import DeliveryError
+from core.infra.senders import DeliveryError
 
 TELEGRAM_GATEWAY_URL = "https://gatewayapi.telegram.org"
 SMSRU_URL = "https://sms.ru"
