@@ -51,7 +51,7 @@ def config_overrides(request, store, settings):
 
 
 async def test_conventions_success_bodies_are_json_utf8(api, user):
-    """ "Success bodies are JSON (`Content-Type: application/json; charset=UTF-8`).\""""
+    """api.md: "Success bodies are JSON (`Content-Type: application/json; charset=UTF-8`).\""""
     tokens = await register(api, user)
     for response in (
         await api.get(ACCESS, query={"access": tokens["access"]}),
@@ -63,7 +63,7 @@ async def test_conventions_success_bodies_are_json_utf8(api, user):
 
 
 async def test_conventions_errors_are_oauth_json_never_html(api):
-    """ "Errors are JSON objects in the OAuth 2.0 style, never HTML, never a traceback:
+    """api.md: "Errors are JSON objects in the OAuth 2.0 style, never HTML, never a traceback:
     {"error": "<machine_code>", "error_description": "<one human sentence>"}"; 404
     `not_found` for an unknown path, 405 `method_not_allowed` for a wrong method."""
     for method in ("GET", "POST"):
@@ -92,7 +92,7 @@ async def test_conventions_invalid_request_for_a_value_not_a_string(api, user):
 
 
 async def test_conventions_json_body_then_form_body_then_query_string(api, user):
-    """ "Parameters of the POST endpoints are read from, in this order: a JSON object body
+    """api.md: "Parameters of the POST endpoints are read from, in this order: a JSON object body
     (`application/json`), a form body (`application/x-www-form-urlencoded`), the query
     string.\""""
     await register(api, user)
@@ -159,7 +159,7 @@ async def test_conventions_overloaded_with_retry_after_changes_nothing(
 
 @pytest.mark.parametrize("store", STORES)
 async def test_identifiers_email_normal_form_is_one_user(api, user, store):
-    """ "email: trimmed, ... domain lower-cased and IDNA-encoded, local part lower-cased;
+    """api.md: "email: trimmed, ... domain lower-cased and IDNA-encoded, local part lower-cased;
     stored and compared in that normal form (so `Ann@Example.COM` and `ann@example.com`
     are one user).\""""
     tokens = await register(api, {**user, "email": "  Ann@Example.COM "})
@@ -184,7 +184,7 @@ async def test_identifiers_invalid_email(api, user):
 
 @pytest.mark.parametrize("store", STORES)
 async def test_identifiers_phone_spellings_are_one_user(api, user, store):
-    """ "phone_number: parsed with a configurable default region (default `RU`), ... stored
+    """api.md: "phone_number: parsed with a configurable default region (default `RU`), ... stored
     in E.164 (`+79161234567`); `8 (916) 123-45-67`, `+7 916 123 45 67` and `79161234567`
     are one user.\""""
     await register(api, {**user, "phone_number": "8 (916) 123-45-67"})
@@ -203,7 +203,7 @@ async def test_identifiers_invalid_phone_number(api, user):
 
 
 async def test_identifiers_hash_password_over_72_bytes_is_not_truncated(api, user):
-    """ "Secrets longer than bcrypt's 72-byte input are pre-hashed so that no two different
+    """api.md: "Secrets longer than bcrypt's 72-byte input are pre-hashed so that no two different
     secrets collide and none is silently truncated.\""""
     long_secret = "s" * 80 + "-one"
     await register(api, {**user, "hash_password": long_secret})
@@ -237,14 +237,14 @@ async def test_post_authorization_registration(api, user, store, source):
 
 @pytest.mark.parametrize("missing", ["phone_number", "email", "hash_password"])
 async def test_post_authorization_registration_all_params_required(api, user, missing):
-    """ "(all required)"; 400 `invalid_request`: "a required parameter is missing\""""
+    """api.md: "(all required)"; 400 `invalid_request`: "a required parameter is missing\""""
     params = {k: v for k, v in user.items() if k != missing}
     assert_error(await api.post(REGISTER, json_body=params), 400, "invalid_request")
 
 
 @pytest.mark.parametrize("store", STORES)
 async def test_post_authorization_registration_user_exists(api, user, store):
-    """ "409 `user_exists` when the email or the phone number is taken\""""
+    """api.md: "409 `user_exists` when the email or the phone number is taken\""""
     await register(api, user)
     email_taken = {**user, "phone_number": "+79160000000"}
     phone_taken = {**user, "email": "other@example.com"}
@@ -254,7 +254,7 @@ async def test_post_authorization_registration_user_exists(api, user, store):
 
 @pytest.mark.parametrize("store", STORES)
 async def test_post_authorization_registration_concurrent_one_succeeds(api, user, store):
-    """ "two concurrent registrations of one email: exactly one succeeds\""""
+    """api.md: "two concurrent registrations of one email: exactly one succeeds\""""
     answers = await asyncio.gather(
         *(
             api.post(REGISTER, json_body={**user, "phone_number": f"+7916000{i:04d}"})
@@ -277,7 +277,7 @@ async def test_post_authorization_login(api, user, store, route, source):
 
 @pytest.mark.parametrize("route", [LOGIN_EMAIL, LOGIN_PHONE], ids=["email", "phone"])
 async def test_post_authorization_login_invalid_credentials(api, user, route):
-    """ "401 `invalid_credentials`": "login with an unknown identifier OR a wrong password:
+    """api.md: "401 `invalid_credentials`": "login with an unknown identifier OR a wrong password:
     same status, same body\"; a missing parameter is 400 `invalid_request`."""
     await register(api, user)
     wrong = {**login_params(route, user), "hash_password": "wrong password!"}
@@ -311,7 +311,7 @@ async def test_post_authorization_logout(api, user, store):
 @pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("store", STORES)
 async def test_post_authorization_logout_all(api, user, store, source):
-    """ "optional `all` (`true` revokes every refresh token of that user)\""""
+    """api.md: "optional `all` (`true` revokes every refresh token of that user)\""""
     first = (await register(api, user))["refresh"]
     second = assert_pair(await api.post(LOGIN_EMAIL, json_body=login_params(LOGIN_EMAIL)))
     response = await api.post(LOGOUT, **send(source, {"refresh": first, "all": "true"}))
@@ -321,7 +321,7 @@ async def test_post_authorization_logout_all(api, user, store, source):
 
 
 async def test_conventions_access_log_redacts_secret_parameters(api, user, caplog):
-    """ "the access log redacts the values of the query parameters `access`, `refresh`,
+    """api.md: "the access log redacts the values of the query parameters `access`, `refresh`,
     `access_token`, `code`, `hash_password`, `code_verifier`.\""""
     caplog.set_level(logging.DEBUG)
     tokens = assert_pair(await api.post(REGISTER, query=user))
