@@ -28,6 +28,70 @@ ACCESS = "/validate/jwt/access"
 # query string": each test that names a source sends its parameters there.
 SOURCES = ["json", "form", "query"]
 
+# The YAML block of api.md's "Configuration the tests and operators rely on", verbatim but
+# for the data folder and the database file (put in the test's folder) and comments.
+CONTRACT_YAML = """\
+server:
+  host: 127.0.0.1
+  port: 8888
+  public_url: http://127.0.0.1:8888
+  data_dir: {data}
+  max_body_bytes: 65536
+  trusted_proxies: []
+  cors_origins: []
+storage:
+  url: sqlite:///{data}/vhod.db
+jwt:
+  secret: null
+  algorithm: HS256
+  issuer: vhod
+  access_ttl: 900
+  refresh_ttl: 2592000
+  rotate_refresh: false
+passwords:
+  bcrypt_rounds: 12
+  min_length: 8
+identifiers:
+  default_region: RU
+limits:
+  login_failures: 10
+  login_window: 900
+  per_ip_per_minute: 30
+  hash_workers: null
+  hash_queue: 64
+  provider_connect_timeout: 5
+  provider_timeout: 10
+logging:
+  level: info
+  format: text
+metrics:
+  enabled: true
+providers:
+  vk:
+    client_id: ""
+    client_secret: ""
+    redirect_uri: null
+    frontend_redirect: null
+    scope: "email phone"
+    authorize_url: https://id.vk.ru/authorize
+    token_url: https://id.vk.ru/oauth2/auth
+    userinfo_url: https://id.vk.ru/oauth2/user_info
+  mailru:
+    client_id: ""
+    client_secret: ""
+    scope: userinfo
+    authorize_url: https://oauth.mail.ru/login
+    token_url: https://oauth.mail.ru/token
+    userinfo_url: https://oauth.mail.ru/userinfo
+  yandex:
+    client_id: ""
+    client_secret: ""
+    scope: ""
+    authorize_url: https://oauth.yandex.ru/authorize
+    token_url: https://oauth.yandex.ru/token
+    userinfo_url: https://login.yandex.ru/info
+"""
+
 
 def store_settings(request: pytest.FixtureRequest, store: str) -> dict[str, Any]:
     """The storage.url of a test on `store`: SQLite in tmp_path (the default), or a

@@ -3,6 +3,8 @@
 configuration, real server processes). Part 1 and the map's intent: test_seed_contract.py.
 """
 
+import subprocess
+import sys
 import time
 import uuid
 
@@ -10,19 +12,16 @@ import jwt
 import pytest
 
 from tests.conftest import TEST_SECRET
-from tests.processes import Server, call_json
+from tests.processes import ROOT, Server, call_json, clean_env
 from tests.seed_contract import (
     ACCESS,
-    LOGIN_EMAIL,
-    LOGOUT,
+    CONTRACT_YAML,
     REFRESH,
     REGISTER,
     STORES,
     assert_error,
     assert_no_store,
-    assert_pair,
     claims,
-    login_params,
     register,
     resign,
     store_settings,
@@ -211,7 +210,7 @@ async def test_get_validate_jwt_refresh_rotation_off_by_default(api, user, confi
 @pytest.mark.parametrize("store", STORES)
 async def test_get_validate_jwt_access(api, user, store):
     """GET /validate/jwt/access?access=<jwt>: "200 → `true` or `false` (a bare JSON
-    boolean)\"; a logged-out session's access token stays valid until it expires."""
+    boolean)\""""
     tokens = await register(api, user)
     response = await api.get(ACCESS, query={"access": tokens["access"]})
     assert (response.status, response.raw) == (200, b"true")
@@ -321,10 +320,19 @@ def test_configuration_bad_settings_stop_the_start_naming_the_key(tmp_path, env,
     assert "Traceback" not in server.log()
 
 
-async def test_post_authorization_logout_keeps_access_checks_bare(api, user):
-    """POST /authorization/logout "200 → `true`": a bare JSON boolean, like
-    /validate/jwt/access's answer."""
-    tokens = await register(api, user)
-    response = await api.post(LOGOUT, json_body={"refresh": tokens["refresh"]})
-    assert (response.status, response.raw) == (200, b"true")
-    assert_pair(await api.post(LOGIN_EMAIL, json_body=login_params(LOGIN_EMAIL, user)))
+def test_configuration_every_key_of_the_contract_is_accepted(tmp_path):
+    """api.md: "Configuration the tests and operators rely on": its YAML block, each key
+    with its documented default, is a valid configuration file (`--check-config`)."""
+    path = tmp_path / "contract.yaml"
+    path.write_text(CONTRACT_YAML.format(data=tmp_path / "data"))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "server.py"), "--check-config", "--config", str(path)],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    for line in ("bcrypt_rounds: 12", "default_region: RU", "per_ip_per_minute: 30"):
+        assert line in done.stdout
