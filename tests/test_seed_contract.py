@@ -127,6 +127,18 @@ async def test_conventions_rate_limited_with_retry_after(api, user, settings):
     assert int(limited.headers["Retry-After"]) > 0
 
 
+@pytest.mark.parametrize("settings", [{"limits.per_ip_per_minute": 3}])
+async def test_conventions_rate_limited_per_client_ip(api, user, settings):
+    """429 `rate_limited` with `Retry-After`; `limits.per_ip_per_minute`: "login,
+    registration and provider routes, per client IP\""""
+    for i in range(3):
+        other = {"email": f"u{i}@example.com", "phone_number": f"+791600000{i:02d}"}
+        await register(api, {**user, **other})
+    limited = await api.post(LOGIN_EMAIL, json_body=login_params(LOGIN_EMAIL, user))
+    assert_error(limited, 429, "rate_limited")
+    assert int(limited.headers["Retry-After"]) > 0
+
+
 @pytest.mark.parametrize("settings", [{"limits.hash_workers": 1, "limits.hash_queue": 0}])
 async def test_conventions_overloaded_with_retry_after_changes_nothing(
     api, user, services, settings, monkeypatch

@@ -243,8 +243,17 @@ async def test_get_prefix_registration(api, user, store):
     assert (refreshed.status, refreshed.body["email"]) == (200, None)  # "email or null"
     taken = await api.post(REGISTER, json_body={**user, "phone_number": VK_PHONE})
     assert_error(taken, 409, "user_exists")  # the phone was attached
-    again = await api.get("/vk/registration", query={"access_token": token})
+    bearer = {"Authorization": f"Bearer {token}"}  # the header wins over the query
+    again = await api.get("/vk/registration", query={"access_token": "junk"}, headers=bearer)
     assert_error(again, 409, "user_exists")
+
+
+async def test_tokens_user_name_falls_back_to_provider_subject(api):
+    """Tokens: `user_name` is "the user's email, else phone number, else `provider:subject`"
+    (Mail.ru does not vouch for the fake user's example.com address; it sends no phone)."""
+    token = await provider_token(api, "mailru")
+    pair = assert_pair(await api.get("/mail.ru/registration", query={"access_token": token}))
+    assert claims(pair["access"])["user_name"] == "mailru:10795631207138211234"
 
 
 @pytest.mark.xfail(
