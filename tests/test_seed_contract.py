@@ -208,6 +208,14 @@ async def test_identifiers_phone_spellings_are_one_user(api, user, store):
     assert_error(again, 409, "user_exists")
 
 
+@pytest.mark.parametrize("settings", [{"identifiers.default_region": "US"}])
+async def test_identifiers_phone_default_region_is_configurable(api, user, settings):
+    """api.md: "phone_number: parsed with a configurable default region (default `RU`)\""""
+    await register(api, {**user, "phone_number": "(650) 253-0000"})
+    login = {"phone_number": "+1 650 253 0000", "hash_password": user["hash_password"]}
+    assert_pair(await api.post(LOGIN_PHONE, json_body=login))
+
+
 async def test_identifiers_invalid_phone_number(api, user):
     """400 `invalid_phone_number`: "must be a valid number\""""
     for bad in ("12", "not a phone", "+7 000 000 00 00"):

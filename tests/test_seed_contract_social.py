@@ -212,11 +212,15 @@ async def test_get_prefix_get_token(api, fake_providers, name, store):
     assert_provider_tokens(await api.get(f"/{PREFIX[name]}/get/token", query=query))
     assert_error(await api.get(f"/{PREFIX[name]}/get/token", query=query), 400, "invalid_state")
     assert fake_providers[name].calls["token"] == 1
+    # "sending the stored `code_verifier` where PKCE applies" (VK ID requires it)
+    (sent,) = [r for r in fake_providers[name].requests if r.endpoint == "token"]
+    assert name != "vk" or sent.form["code_verifier"]
 
 
 async def test_get_prefix_get_token_errors(api, fake_vk, fake_yandex):
     """get/token: VK needs `&device_id=...` (400 `invalid_request`); 400 `invalid_grant`:
-    "the provider rejected an authorization code\""""
+    "the provider rejected an authorization code (its own error text goes in the
+    description)\""""
     params = await consent(await link(api, "vk"))
     no_device = {"code": params["code"], "state": params["state"]}
     assert_error(await api.get("/vk/get/token", query=no_device), 400, "invalid_request")
@@ -224,7 +228,9 @@ async def test_get_prefix_get_token_errors(api, fake_vk, fake_yandex):
     assert fake_vk.calls["token"] == 0
     params = await consent(await link(api, "yandex"))
     bad_code = {**token_query("yandex", params), "code": "not-a-code-yandex-issued"}
-    assert_error(await api.get("/yandex/get/token", query=bad_code), 400, "invalid_grant")
+    refused = await api.get("/yandex/get/token", query=bad_code)
+    assert_error(refused, 400, "invalid_grant")
+    assert "code is invalid or expired" in refused.body["error_description"]  # its own text
 
 
 # ---- GET /<prefix>/registration and /<prefix>/login --------------------------------------

@@ -289,11 +289,14 @@ async def test_configuration_config_file_and_environment_overrides(tmp_path, use
         "--config": (("--config", str(path)), {}),
         "VHOD_CONFIG": ((), {"VHOD_CONFIG": str(path)}),
     }.get(how, ((), {}))
-    server = Server(tmp_path, *args, VHOD_JWT__ACCESS_TTL="120", **env)
+    vk = {"VHOD_PROVIDERS__VK__CLIENT_ID": "vk-app-id", "VHOD_PROVIDERS__VK__CLIENT_SECRET": "s"}
+    server = Server(tmp_path, *args, VHOD_JWT__ACCESS_TTL="120", **vk, **env)
     try:
         server.wait_started()
         status, tokens = await call_json(server, REGISTER, user)
         assert status == 200, tokens
+        status, url = await call_json(server, "/vk/link", method="GET")
+        assert status == 200 and "client_id=vk-app-id&" in url, url
     finally:
         assert server.stop() == 0
     found = jwt.decode(tokens["access"], options={"verify_signature": False})
