@@ -1,6 +1,6 @@
 """Helpers the seed-contract suite shares (tests/test_seed_contract*.py).
 
-Those files map /work/shared/docs/api.md route by route to a test, as an outside client
+Those files map docs/api.md route by route to a test, as an outside client
 would check it: real HTTP, the documented paths, parameters, statuses and shapes.
 """
 

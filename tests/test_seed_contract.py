@@ -1,4 +1,4 @@
-"""The seed's HTTP contract (/work/shared/docs/api.md), part 1: Conventions, Identifiers and
+"""The seed's HTTP contract (docs/api.md), part 1: Conventions, Identifiers and
 Password sign-in (`/authorization/`), route by route, through real HTTP.
 
 This file and test_seed_contract_tokens.py / test_seed_contract_social.py are the map of
@@ -109,9 +109,11 @@ async def test_conventions_json_body_then_form_body_then_query_string(api, user)
 async def test_conventions_payload_too_large(api, config):
     """413 `payload_too_large`: "body over the configured limit (default 64 KiB)\""""
     assert config.server.max_body_bytes == 65536
-    body = b'{"pad": "' + b"x" * 65536 + b'"}'
-    response = await api.post(REGISTER, body=body, headers={"Content-Type": "application/json"})
-    assert_error(response, 413, "payload_too_large")
+    json_type = {"Content-Type": "application/json"}
+    exactly = b'{"pad": "' + b"x" * (65536 - 11) + b'"}'  # read: only the fields are missing
+    assert_error(await api.post(REGISTER, body=exactly, headers=json_type), 400, "invalid_request")
+    over = await api.post(REGISTER, body=exactly + b" ", headers=json_type)
+    assert_error(over, 413, "payload_too_large")
 
 
 @pytest.mark.parametrize("settings", [{"limits.login_failures": 2}])

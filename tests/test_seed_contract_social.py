@@ -1,4 +1,4 @@
-"""The seed's HTTP contract (/work/shared/docs/api.md), part 3: Social sign-in (`/vk/`,
+"""The seed's HTTP contract (docs/api.md), part 3: Social sign-in (`/vk/`,
 `/mail.ru/`, `/yandex/`), route by route, through real HTTP against the strict fake
 providers of tests/fakes/providers.py. Part 1 and the map's intent: test_seed_contract.py.
 """

@@ -1,4 +1,4 @@
-"""The seed's HTTP contract (/work/shared/docs/api.md), part 2: Tokens, Token checks
+"""The seed's HTTP contract (docs/api.md), part 2: Tokens, Token checks
 (`/validate/jwt/`), Operations and Configuration, through real HTTP (and, for the
 configuration, real server processes). Part 1 and the map's intent: test_seed_contract.py.
 """
