@@ -326,6 +326,17 @@ async def test_social_provider_not_configured(api, provider_overrides):
     assert isinstance(await link(api, "yandex"), str)
 
 
+@pytest.mark.parametrize("settings", [{"limits.per_ip_per_minute": 2}])
+async def test_social_rate_limited_per_client_ip(api, settings):
+    """429 `rate_limited` with `Retry-After`; `limits.per_ip_per_minute`: "login,
+    registration and provider routes, per client IP\""""
+    for _ in range(2):
+        await link(api, "vk")
+    limited = await api.get("/yandex/link")
+    assert_error(limited, 429, "rate_limited")
+    assert int(limited.headers["Retry-After"]) > 0
+
+
 # ---- Configuration: the providers' defaults ----------------------------------------------
 
 MAILRU_VIA_VK_ID = pytest.mark.xfail(
