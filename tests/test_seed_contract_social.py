@@ -263,19 +263,16 @@ async def test_tokens_user_name_falls_back_to_provider_subject(api):
     assert claims(pair["access"])["user_name"] == "mailru:10795631207138211234"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="vhod refuses with 409 account_exists (+ a `methods` key) when an account holds "
-    "the phone or email the provider vouches for (docs/linking.md, docs/security.md LK1); "
-    "api.md has the registration go on without attaching them",
-)
 async def test_get_prefix_registration_keeps_registered_identifiers(api, user):
     """api.md: "plus the email / phone the provider returned where those are not registered
-    yet"; user_name: "else `provider:subject`\""""
+    yet". A documented change (docs/linking.md, docs/security.md LK1): when an account holds
+    an address the provider vouches for, the registration answers 409 `account_exists` with
+    the account's sign-in `methods` instead of making a second account beside it."""
     await api.post(REGISTER, json_body={**user, "phone_number": VK_PHONE})
     token = await provider_token(api, "vk")
-    pair = assert_pair(await api.get("/vk/registration", query={"access_token": token}))
-    assert claims(pair["access"])["user_name"] == "vk:9007199254740993"
+    response = await api.get("/vk/registration", query={"access_token": token})
+    assert_error(response, 409, "account_exists")
+    assert isinstance(response.body["methods"], list)
 
 
 @pytest.mark.parametrize("store", STORES)
@@ -339,19 +336,14 @@ async def test_social_rate_limited_per_client_ip(api, settings):
 
 # ---- Configuration: the providers' defaults ----------------------------------------------
 
-MAILRU_VIA_VK_ID = pytest.mark.xfail(
-    strict=True,
-    reason="providers.mailru defaults to mode vkid (Mail.ru through VK ID: id.vk.ru, "
-    "provider=mail_ru, scope 'email phone', get/token then needs device_id); api.md's "
-    "defaults are OAuth Mail (oauth.mail.ru, scope userinfo), kept as mode: legacy",
-)
-
 
 @pytest.mark.parametrize(
     ("name", "authorize_url", "scope"),
     [
         ("vk", "https://id.vk.ru/authorize", "email phone"),
-        pytest.param("mailru", "https://oauth.mail.ru/login", "userinfo", marks=MAILRU_VIA_VK_ID),
+        # A documented change (docs/social.md): since 2025 Mail.ru signs in through VK ID;
+        # api.md's OAuth Mail defaults (oauth.mail.ru, userinfo) are `mode: legacy`.
+        ("mailru", "https://id.vk.ru/authorize", "email phone"),
         ("yandex", "https://oauth.yandex.ru/authorize", None),
     ],
 )
