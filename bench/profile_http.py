@@ -83,18 +83,21 @@ def start_servers(folder: Path) -> tuple[Child, int, Server]:
     command = [sys.executable, str(BENCH / "profiled.py"), "--port", str(port)]
     baseline = Child(command, folder / "baseline.log", env=env)
     baseline.wait_until(lambda: accepts_connections(port), 30, "the baseline")
+    profiled = {"PROFILE_SCRIPT": str(ROOT / "server.py"), "PROFILE_OUT": str(folder / "vhod.prof")}
+    return baseline, port, start_vhod(folder, ROOT, BENCH / "profiled.py", profiled)
+
+
+def start_vhod(folder: Path, tree: Path, script: Path, extra: dict[str, str]) -> Server:
+    """vhod from `tree`'s config.yaml on a SQLite file in `folder`, started by `script`."""
     settings: dict[str, Any] = {
-        "PROFILE_SCRIPT": str(ROOT / "server.py"),
-        "PROFILE_OUT": str(folder / "vhod.prof"),
         "VHOD_SERVER__DATA_DIR": str(folder / "data"),
         "VHOD_STORAGE__URL": f"sqlite:///{folder / 'vhod.db'}",
         "VHOD_LIMITS__PER_IP_PER_MINUTE": PER_IP_PER_MINUTE,
+        **extra,
     }
-    vhod = Server(
-        folder, "--config", str(ROOT / "config.yaml"), script=BENCH / "profiled.py", **settings
-    )
-    vhod.wait_ready(timeout=60)
-    return baseline, port, vhod
+    server = Server(folder, "--config", str(tree / "config.yaml"), script=script, **settings)
+    server.wait_ready(timeout=60)
+    return server
 
 
 def start_revision(folder: Path, revision: str) -> Server:
@@ -107,16 +110,7 @@ def start_revision(folder: Path, revision: str) -> Server:
         capture_output=True,
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    settings: dict[str, Any] = {
-        "VHOD_SERVER__DATA_DIR": str(tree / "data"),
-        "VHOD_STORAGE__URL": f"sqlite:///{tree / 'vhod.db'}",
-        "VHOD_LIMITS__PER_IP_PER_MINUTE": PER_IP_PER_MINUTE,
-    }
-    server = Server(
-        tree, "--config", str(tree / "config.yaml"), script=tree / "server.py", **settings
-    )
-    server.wait_ready(timeout=60)
-    return server
+    return start_vhod(tree, tree, tree / "server.py", {})
 
 
 def register(port: int) -> dict[str, str]:
