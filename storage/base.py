@@ -19,6 +19,7 @@ from storage.base_audit import EventQuery as EventQuery
 
 # The second factors' records, re-exported: every store module reads records from here.
 from storage.base_mfa import MfaChallenge as MfaChallenge
+from storage.base_mfa import SecondFactors as SecondFactors
 from storage.base_mfa import SecondFactorStore
 from storage.base_mfa import TotpFactor as TotpFactor
 from storage.exchanged import ExchangedTokens

@@ -38,6 +38,15 @@ class MfaChallenge:
     bound: str | None = None
 
 
+@dataclass(frozen=True)
+class SecondFactors:
+    """What every sign-in's second-factor gate reads of a user: whether its TOTP factor is
+    confirmed, and how many passkeys it has."""
+
+    totp_confirmed: bool
+    passkeys: int
+
+
 class SecondFactorStore(Protocol):
     """What core.domain.mfa needs from a database; every method may raise StorageUnavailable."""
 
@@ -46,6 +55,10 @@ class SecondFactorStore(Protocol):
         one being set up; False, and nothing written, when a confirmed one exists."""
 
     async def get_totp(self, user_id: str) -> TotpFactor | None: ...
+
+    async def second_factors(self, user_id: str) -> SecondFactors:
+        """The user's confirmed TOTP factor and passkeys, read together: every sign-in asks,
+        so one round trip of waiting, not one for each."""
 
     async def confirm_totp(self, user_id: str, secret: str, step: int) -> bool:
         """Turn the unconfirmed factor holding `secret` on, recording `step` as used; False

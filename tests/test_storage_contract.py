@@ -18,6 +18,7 @@ from storage import (
     OAuthState,
     Passkey,
     RefreshToken,
+    SecondFactors,
     SigningKey,
     Store,
     TotpFactor,
@@ -1374,6 +1375,24 @@ async def test_a_totp_factor_is_set_up_then_confirmed_once(store: Store) -> None
     # A confirmed factor is not replaced by a new set-up.
     assert not await store.put_totp(TotpFactor("u1", "sealed-3", created_at=1000.0))
     assert (await store.get_totp("u1")).secret == "sealed-2"  # type: ignore[union-attr]
+
+
+async def test_second_factors_read_the_confirmed_totp_and_the_passkeys_together(
+    store: Store, now: float
+) -> None:
+    assert await store.second_factors("u1") == SecondFactors(totp_confirmed=False, passkeys=0)
+    await store.put_totp(TotpFactor("u1", "sealed", created_at=now))
+    # Being set up, it signs nobody in: the gate must not ask for it.
+    assert await store.second_factors("u1") == SecondFactors(totp_confirmed=False, passkeys=0)
+    await store.confirm_totp("u1", "sealed", 100)
+    assert await store.second_factors("u1") == SecondFactors(totp_confirmed=True, passkeys=0)
+    for n in range(2):
+        await store.add_passkey(make_passkey("u1", now + n))
+    await store.add_passkey(make_passkey("u2", now))
+    assert await store.second_factors("u1") == SecondFactors(totp_confirmed=True, passkeys=2)
+    await store.delete_totp("u1")
+    assert await store.second_factors("u1") == SecondFactors(totp_confirmed=False, passkeys=2)
+    assert await store.second_factors("u2") == SecondFactors(totp_confirmed=False, passkeys=1)
 
 
 async def test_a_totp_step_is_used_once_and_never_an_earlier_one(store: Store, now: float) -> None:

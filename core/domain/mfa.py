@@ -118,9 +118,9 @@ class SecondFactors:
 
     async def methods(self, user_id: str) -> list[str]:
         """The second factors the user can answer with; empty when it has none."""
-        totp = await self.store.get_totp(user_id)
-        methods = ["totp", "recovery_code"] if totp is not None and totp.confirmed else []
-        if self.passkeys is not None and await self.passkeys.count(user_id) > 0:
+        factors = await self.store.second_factors(user_id)
+        methods = ["totp", "recovery_code"] if factors.totp_confirmed else []
+        if self.passkeys is not None and factors.passkeys > 0:
             methods.append("passkey")
         return methods
 

@@ -4,13 +4,14 @@ Each is one document, so every compare-and-set is one single-document update."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from storage.base import MfaChallenge, TotpFactor
+from storage.base import MfaChallenge, SecondFactors, TotpFactor
 from storage.mongo.docs import purge_at
 from storage.mongo.errors import unavailable
 
@@ -82,6 +83,15 @@ class MfaMixin:
     async def get_totp(self, user_id: str) -> TotpFactor | None:
         with unavailable():
             return _totp(await self._totp_factors.find_one({"_id": user_id}))
+
+    async def second_factors(self, user_id: str) -> SecondFactors:
+        with unavailable():
+            totp, passkeys = await asyncio.gather(
+                self._totp_factors.find_one({"_id": user_id}, {"confirmed": 1}),
+                self.database["passkeys"].count_documents({"user_id": user_id}),
+            )
+        confirmed = totp is not None and bool(totp.get("confirmed"))
+        return SecondFactors(totp_confirmed=confirmed, passkeys=int(passkeys))
 
     async def confirm_totp(self, user_id: str, secret: str, step: int) -> bool:
         with unavailable():

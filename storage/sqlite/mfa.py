@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from storage.base import MfaChallenge, TotpFactor
+from storage.base import MfaChallenge, SecondFactors, TotpFactor
 
 # Created by migration 2 (storage/sqlite/schema.py).
 SCHEMA = """
@@ -104,6 +104,18 @@ class MfaMixin:
             )
 
         result: TotpFactor | None = await self._run(read)
+        return result
+
+    async def second_factors(self, user_id: str) -> SecondFactors:
+        def read(db: sqlite3.Connection) -> SecondFactors:
+            confirmed, passkeys = db.execute(
+                "SELECT (SELECT confirmed FROM totp_factors WHERE user_id = ?),"
+                " (SELECT COUNT(*) FROM passkeys WHERE user_id = ?)",
+                (user_id, user_id),
+            ).fetchone()
+            return SecondFactors(totp_confirmed=bool(confirmed), passkeys=int(passkeys))
+
+        result: SecondFactors = await self._run(read)
         return result
 
     async def confirm_totp(self, user_id: str, secret: str, step: int) -> bool:
