@@ -31,6 +31,12 @@ PROVIDER_LOGIN = "provider login (vk)"
 ACCESS_IDLE = "validate/access, idle, 2 conns"
 ACCESS_LOADED = "validate/access, logins saturating"
 LOGIN_SATURATING = "login/email, saturating"
+# The same on a second server that hashes on one thread (limits.hash_workers: 1): what
+# the second hashing thread costs the token checks on this machine.
+ONE_HASHER = " (limits.hash_workers: 1)"
+ACCESS_IDLE_ONE = ACCESS_IDLE + ONE_HASHER
+ACCESS_LOADED_ONE = ACCESS_LOADED + ONE_HASHER
+LOGIN_SATURATING_ONE = LOGIN_SATURATING + ONE_HASHER
 ACCESS_MEMORY = "validate/access, memory run"
 LOGIN_SMALL = "login/email, 1 at a time, small user table"
 LOGIN_LARGE = "login/email, 1 at a time, large user table"
@@ -48,7 +54,14 @@ ACCESS_PROCESSES = "validate/access, processes: 2"
 # skipped (with the reason), per store where it runs per store.
 SCENARIOS: dict[str, tuple[str, ...]] = {
     "throughput": (BASELINE, ACCESS, REFRESH, LOGIN, REGISTRATION, PROVIDER_LOGIN),
-    "saturation": (ACCESS_IDLE, ACCESS_LOADED, LOGIN_SATURATING),
+    "saturation": (
+        ACCESS_IDLE,
+        ACCESS_LOADED,
+        LOGIN_SATURATING,
+        ACCESS_IDLE_ONE,
+        ACCESS_LOADED_ONE,
+        LOGIN_SATURATING_ONE,
+    ),
     "memory": (ACCESS_MEMORY,),
     "users": (LOGIN_SMALL, LOGIN_LARGE),
     "es256": (BASELINE_ES256, ES256_ONE, ES256_DISTINCT, ISSUE_HS256, ISSUE_ES256),

@@ -30,12 +30,13 @@ from bench.cluster import (
     vhod_overrides,
 )
 from bench.codes import code_sign_in
-from bench.drivers import Load, combine, drive
+from bench.drivers import combine, drive
 from bench.hashes import PASSWORD, PasswordHash
 from bench.loadgen import LoadResult, LoadSpec
 from bench.model import MONGO, SQLITE, STORE_TITLES, TORNADO, Report, Row, ScenarioRun
 from bench.options import Options
 from bench.processes import several_processes
+from bench.saturation import saturation
 from bench.seed import collect_access_tokens, lookup_median_us, seed_users, user_email
 from tests.processes import Server
 
@@ -213,7 +214,7 @@ class Bench:
             self.scenario("throughput", store)
             code_sign_in(self, store, vhod.port, pair)
             if store == SQLITE:
-                self.saturation(vhod.port, pair)
+                saturation(self, vhod.port, pair)
                 self.memory(vhod, pair)
 
             budget = self.o.mongo_load_seconds if store == MONGO else float("inf")
@@ -272,33 +273,6 @@ class Bench:
         self.add_row(model.REGISTRATION, store, self.drive(register))
         provider = self.spec(port, f"/vk/login?{self.vk_query()}")
         self.add_row(model.PROVIDER_LOGIN, store, self.drive(provider))
-
-    def saturation(self, port: int, pair: dict[str, str]) -> None:
-        """validate/access latency, idle and while logins keep every hashing worker busy."""
-        tokens = collect_access_tokens(port, pair["refresh"], 64, self.folder / "probe.txt")
-        probe = self.spec(
-            port,
-            "/validate/jwt/access",
-            body_kind="tokens",
-            tokens_file=str(tokens),
-            connections=2,
-        )
-        runs: dict[str, list[LoadResult]] = {"idle": [], "loaded": [], "logins": []}
-        # Idle and loaded in interleaved rounds, each p99 the median of its rounds: one
-        # short run's p99 moves by a factor of two on a shared machine.
-        for _ in range(self.o.rounds):
-            runs["idle"].append(self.drive(probe))
-            logins = self.logins(port, duration=self.o.duration + 2)
-            background = Load(logins, self.o.loadgen)
-            try:
-                time.sleep(1.0)  # every hashing worker busy, the queue filled
-                runs["loaded"].append(self.drive(probe))
-            finally:
-                runs["logins"].append(background.result())
-        self.add_row(model.ACCESS_IDLE, SQLITE, combine(runs["idle"]))
-        self.add_row(model.ACCESS_LOADED, SQLITE, combine(runs["loaded"]))
-        self.add_row(model.LOGIN_SATURATING, SQLITE, combine(runs["logins"]))
-        self.scenario("saturation", SQLITE)
 
     def memory(self, vhod: Server, pair: dict[str, str]) -> None:
         """RSS of the vhod process across `memory_requests` validations of distinct tokens,
