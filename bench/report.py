@@ -14,7 +14,19 @@ from typing import Any
 
 import tornado
 
-from bench.model import MONGO, NX_27017, SCENARIOS, SQLITE, STORE_TITLES, TORNADO, Report
+from bench.model import (
+    MONGO,
+    NX_27017,
+    SCENARIOS,
+    SQLITE,
+    STORE_TITLES,
+    TORNADO,
+    Report,
+    Row,
+    ScenarioRun,
+    Verdict,
+)
+from bench.targets import PROFILED
 
 BENCH = Path(__file__).resolve().parent
 HEADING = "# Latest benchmark\n\n![throughput and targets](latest.png)\n\n"
@@ -86,6 +98,11 @@ def markdown(report: Report, command: str) -> str:
     for t in report.targets:
         ratio = "-" if t.ratio is None else f"{t.ratio:.4f}"
         lines.append(f"| {t.name} | {t.rule} | {ratio} | {t.verdict} | {t.detail} |")
+    missed = [t for t in report.targets if t.verdict == "MISS"]
+    if missed:
+        lines += ["", "## Misses and their profiles", ""]
+        for t in missed:
+            lines.append(f"- **{t.name}**: {PROFILED.get(t.name, 'no profile of it yet.')}")
     return "\n".join(lines) + "\n"
 
 
@@ -153,3 +170,35 @@ def write_outputs(
         if "chart" in paths:
             shutil.copyfile(paths["chart"], BENCH / "latest.png")
     return paths
+
+
+def report_from_json(path: Path) -> Report:
+    """A run's Report read back from the JSON write_outputs wrote."""
+    data = json.loads(path.read_text())
+    return Report(
+        machine=data["machine"],
+        settings=data["settings"],
+        rows=[Row(**row) for row in data["rows"]],
+        scenarios=[ScenarioRun(**run) for run in data["scenarios"]],
+        values=data["values"],
+        notes=data["notes"],
+        targets=[Verdict(**verdict) for verdict in data["targets"]],
+        elapsed_s=data["elapsed_s"],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.report`: write bench/latest.md again from bench/latest.json, as the
+    run wrote it, with this code's wording (say, a profile added for a miss)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--command", default="python bench/run.py", help="the run's command")
+    options = parser.parse_args(argv)
+    report = report_from_json(BENCH / "latest.json")
+    (BENCH / "latest.md").write_text(HEADING + markdown(report, options.command))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -166,3 +166,55 @@ def judge(report: Report) -> list[Verdict]:
             Verdict(target.name, target.rule, round(ratio, 4), "PASS" if passed else "MISS", detail)
         )
     return verdicts
+
+
+# Where the profile of a target that misses is, and what it showed when it was measured
+# (links relative to bench/, where the reports live). A report lists these under its
+# targets for each MISS, so that a miss never stands without its explanation.
+PROFILED: dict[str, str] = {
+    "validate/access throughput": (
+        "[http_profile.md](http_profile.md) measures the CPU each server process spends a"
+        " request, no profiler: 233 µs for vhod against 192 µs for the bare app (2026-12-08),"
+        " so one core allows 0.83 at best. The 41 µs are spread thin (its cProfile tables):"
+        " the access log line and request metrics, prepare() (request id, context, security"
+        " headers), the token check and revocation lookup, the body cap, a longer route table"
+        " and more response headers; no one item above about 7 µs."
+    ),
+    "ES256 validate/access, one repeated token": (
+        "The same request as validate/access: see its line; 0.83 of the bare app's CPU a"
+        " request at best ([http_profile.md](http_profile.md))."
+    ),
+    "validate/access throughput, processes: 2": (
+        "Two workers keep vhod's single-process share: the bare app in two processes"
+        " reaches 1.6 to 1.8 × one process here (wrk shares the two cores; the rows above),"
+        " and vhod's share of a bare process is 0.83 at best"
+        " ([http_profile.md](http_profile.md)): 0.83 × 1.76 = 1.46. Before each worker had"
+        " a socket of its own (SO_REUSEPORT), one worker took most connections and this"
+        " ratio was 0.79."
+    ),
+    "validate/refresh throughput": (
+        "[http_profile.md](http_profile.md): 478 µs of CPU a refresh against 192 µs for the"
+        " bare app: a P-256 signature (28 µs in OpenSSL alone), the store read on the SQLite"
+        " thread (token with its family's revocation, user, identities), the claims, jti and"
+        " JSON of a new access token, and `no-store` headers. vhod as it was at 404f31a (the"
+        " run that measured 0.51) costs the same beside it: 463 µs, per-round median ratio"
+        " 0.985; the 0.51 came from a faster minute of this shared machine."
+    ),
+    "validate/access p99 while logins saturate hashing": (
+        "The saturation rows with `(limits.hash_workers: 1)`: the same logins a second with"
+        " one hashing thread keep the loaded p99 near idle. The second Argon2id thread (19 MiB"
+        " a hash) shares the two cores and their cache with the event loop and wrk; lowering"
+        " its priority further (nice 19, SCHED_IDLE) did not help (docs/benchmarks.md)."
+    ),
+    "login throughput at the configured password hash": (
+        "The hashing limit is cores ÷ one hash timed alone; two Argon2id hashes at once each"
+        " take longer (they share memory bandwidth), and the event loop's own work for each"
+        " login (about 0.5 ms of CPU: the email's normal form, the store calls, two tokens"
+        " signed) and wrk run on the same two cores. bench/password_login.py, which measures"
+        " only this, reached 0.90 ([password_login.md](password_login.md))."
+    ),
+    "ES256 validate/access, distinct tokens (cache misses)": (
+        "[cache_miss_profile.md](cache_miss_profile.md): a miss is one P-256 verification"
+        " (about 66 µs in OpenSSL) beside the cached path."
+    ),
+}

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,8 @@ from bench.cluster import vhod_overrides
 from bench.hashes import PASSWORD, PasswordHash
 from bench.model import SCENARIO_STORES, SCENARIOS, SQLITE, TORNADO, Report, Row, ScenarioRun
 from bench.options import parse_args
-from bench.report import listed_overrides
-from bench.targets import TARGETS, judge
+from bench.report import listed_overrides, markdown, report_from_json
+from bench.targets import PROFILED, TARGETS, judge
 from core.config import load_config
 from core.domain.passwords import Hasher, check_password
 
@@ -106,6 +107,25 @@ def test_targets_pass_miss_or_skip_with_the_scenarios_reason():
     assert {(v.verdict, v.detail) for v in es256} == {("SKIP", model.ES256_UNSUPPORTED)}
     memory = verdicts["RSS across the memory run"]
     assert (memory.verdict, memory.ratio) == ("SKIP", None)
+
+
+def test_each_miss_is_listed_with_its_profile_and_a_report_reads_back_from_json(tmp_path):
+    machine = dict.fromkeys(("date", "cores", "cpu", "memory", "os", "python", "tornado"), "x")
+    report = Report(machine={**machine, "load generator": "wrk"}, settings={})
+    report.rows += [
+        row(model.BASELINE, TORNADO, 1000.0),
+        row(model.ACCESS, SQLITE, 950.0),
+        row(model.REFRESH, SQLITE, 400.0),
+    ]
+    report.targets = judge(report)
+    assert set(PROFILED) <= {target.name for target in TARGETS}  # no stale name
+
+    table = markdown(report, "python bench/run.py")
+    misses = table.split("## Misses and their profiles", 1)[1]
+    assert f"- **validate/refresh throughput**: {PROFILED['validate/refresh throughput']}" in misses
+    assert "validate/access throughput**" not in misses  # it passed
+    (tmp_path / "run.json").write_text(json.dumps(asdict(report)))
+    assert report_from_json(tmp_path / "run.json") == report
 
 
 def test_the_in_process_profile_reports_each_token_path(tmp_path):
