@@ -148,6 +148,28 @@ def test_the_in_process_profile_reports_each_token_path(tmp_path):
     assert "## miss, smoke" in text and "## refresh, smoke" in text
 
 
+def test_the_http_profile_reports_cpu_a_request_and_where_vhods_extra_time_goes(tmp_path):
+    command = [sys.executable, str(ROOT / "bench" / "profile_http.py"), "--rounds", "1"]
+    command += ["--seconds", "1", "--also", "HEAD", "--out", str(tmp_path / "http")]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    run = json.loads((tmp_path / "http.json").read_text())
+    assert set(run["cpu_us"]) == {
+        "bare Tornado",
+        "vhod access",
+        "vhod refresh",
+        "vhod at HEAD access",
+        "vhod at HEAD refresh",
+    }
+    assert all(us > 0 for us in run["cpu_us"].values())
+    groups = run["profiles"]["vhod refresh"]["groups"]
+    # A refresh signs a token and reads the store: both show where they live.
+    assert groups["PyJWT and cryptography"] > 0 and groups["vhod: storage/"] > 0
+    assert "vhod: core/" not in run["profiles"]["bare Tornado"]["groups"]
+    assert "## CPU a request, no profiler" in (tmp_path / "http.md").read_text()
+
+
 def test_the_password_login_bench_compares_argon2id_with_bcrypt_12(tmp_path):
     out = tmp_path / "password_login.md"
     command = [
