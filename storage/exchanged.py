@@ -21,11 +21,9 @@ class ExchangedTokens(Protocol):
         `claims`: the user's id_token claims, for a provider without user info (Telegram),
         a small JSON object kept as long as the hash."""
 
-    async def is_exchanged_token(self, provider: str, token_hash: str, now: float) -> bool:
-        """Whether `remember_exchanged_token` stored this hash for `provider`, still live."""
-
     async def exchanged_token_claims(
         self, provider: str, token_hash: str, now: float
     ) -> dict[str, Any] | None:
-        """The claims remembered with this live hash ({} when it was kept without any); None
-        when the hash is unknown or expired: one query for "is it ours, and who is it"."""
+        """The claims remembered with this live hash for `provider` ({} when it was kept
+        without any); None when the hash is unknown, another provider's or expired: one
+        query for "is it ours, and who is it"."""

@@ -178,9 +178,10 @@ async def test_a_token_from_our_own_exchange_is_ours_on_every_instance(
     # Remembered in the store (hashed), so another instance on the same store knows it.
     from core.domain.social import token_fingerprint
 
-    assert await services.store.is_exchanged_token(
+    kept = await services.store.exchanged_token_claims(
         "op_public", token_fingerprint(access), services.social.clock()
     )
+    assert kept is not None
 
 
 async def test_a_wrong_client_secret_is_reported_as_the_client_authentication(

@@ -967,14 +967,14 @@ async def test_concurrent_rotations_add_one_key_per_generation(store: Store, now
 async def test_exchanged_provider_tokens_are_known_per_provider_until_they_expire(
     store: Store, now: float
 ) -> None:
-    assert not await store.is_exchanged_token("vk", "a" * 64, now)
+    assert await store.exchanged_token_claims("vk", "a" * 64, now) is None
     await store.remember_exchanged_token("vk", "a" * 64, now + 60)
     await store.remember_exchanged_token("vk", "a" * 64, now + 600)  # a retry: no change
-    assert await store.is_exchanged_token("vk", "a" * 64, now)
-    assert await store.is_exchanged_token("vk", "a" * 64, now + 59)
-    assert not await store.is_exchanged_token("vk", "a" * 64, now + 60)  # expired
-    assert not await store.is_exchanged_token("yandex", "a" * 64, now)  # another provider's
-    assert not await store.is_exchanged_token("vk", "b" * 64, now)
+    assert await store.exchanged_token_claims("vk", "a" * 64, now) is not None
+    assert await store.exchanged_token_claims("vk", "a" * 64, now + 59) is not None
+    assert await store.exchanged_token_claims("vk", "a" * 64, now + 60) is None  # expired
+    assert await store.exchanged_token_claims("yandex", "a" * 64, now) is None  # another provider's
+    assert await store.exchanged_token_claims("vk", "b" * 64, now) is None
     assert await store.exchanged_token_claims("vk", "a" * 64, now) == {}  # kept without
     assert await store.exchanged_token_claims("vk", "a" * 64, now + 60) is None
 
@@ -984,7 +984,7 @@ async def test_an_exchanged_token_keeps_its_id_token_claims_while_it_lives(
 ) -> None:
     claims = {"sub": "tg-1", "phone_number": "971577777777", "name": "Ivan", "id": 2**53 + 1}
     await store.remember_exchanged_token("telegram", "c" * 64, now + 60, claims=claims)
-    assert await store.is_exchanged_token("telegram", "c" * 64, now)
+    assert await store.exchanged_token_claims("telegram", "c" * 64, now) is not None
     assert await store.exchanged_token_claims("telegram", "c" * 64, now) == claims
     assert await store.exchanged_token_claims("telegram", "c" * 64, now + 60) is None
     assert await store.exchanged_token_claims("vk", "c" * 64, now) is None

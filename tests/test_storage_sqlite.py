@@ -340,7 +340,6 @@ async def test_exchanged_tokens_made_before_id_token_claims_get_their_column(
         db.execute("INSERT INTO exchanged_tokens VALUES ('vk', ?, ?)", ("a" * 64, NOW + 60))
     store = await opened(path)
     try:
-        assert await store.is_exchanged_token("vk", "a" * 64, NOW)
         assert await store.exchanged_token_claims("vk", "a" * 64, NOW) == {}
         await store.remember_exchanged_token("telegram", "b" * 64, NOW + 60, claims={"sub": "1"})
         assert await store.exchanged_token_claims("telegram", "b" * 64, NOW) == {"sub": "1"}

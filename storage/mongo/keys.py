@@ -79,9 +79,6 @@ class KeysMixin:
             with suppress(DuplicateKeyError):
                 await collection.insert_one(doc)
 
-    async def is_exchanged_token(self, provider: str, token_hash: str, now: float) -> bool:
-        return await self._exchanged_token(provider, token_hash, now) is not None
-
     async def exchanged_token_claims(
         self, provider: str, token_hash: str, now: float
     ) -> dict[str, Any] | None:

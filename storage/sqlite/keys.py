@@ -74,18 +74,6 @@ class KeysMixin:
 
         await self._write(remember)
 
-    async def is_exchanged_token(self, provider: str, token_hash: str, now: float) -> bool:
-        def known(db: sqlite3.Connection) -> bool:
-            row = db.execute(
-                "SELECT 1 FROM exchanged_tokens WHERE provider = ? AND token_hash = ?"
-                " AND expires_at > ?",
-                (provider, token_hash, now),
-            ).fetchone()
-            return row is not None
-
-        found: bool = await self._run(known)
-        return found
-
     async def exchanged_token_claims(
         self, provider: str, token_hash: str, now: float
     ) -> dict[str, Any] | None:
