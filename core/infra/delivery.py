@@ -195,15 +195,7 @@ class Delivery:
         values = {"code": code, "minutes": str(minutes)}
         try:
             if channel == "email":
-                assert self.email is not None
-                language = choose_language(accept_language, self.email_language)
-                subject, body = self.templates.email(purpose, language, **values)
-                try:
-                    await self.email.send(address, subject, body)
-                except DeliveryError as exc:
-                    self._report("email", "refused" if exc.refused else "failed")
-                    raise
-                self._report("email", "sent")
+                await self._mail(address, purpose, accept_language, values)
                 return "email"
             assert self.sms is not None  # its channels report their own attempts
             language = choose_language(accept_language, self.sms_language)
@@ -221,16 +213,27 @@ class Delivery:
         (logged, without the address): a notice never fails what it tells of."""
         if self.email is None:
             return False
+        try:
+            await self._mail(address, purpose, accept_language, values)
+        except DeliveryError as exc:
+            log.warning("a %s notice was not sent: %s", purpose, exc)
+            return False
+        return True
+
+    async def _mail(
+        self, address: str, purpose: str, accept_language: str | None, values: dict[str, str]
+    ) -> None:
+        """Email `purpose`'s template in the reader's language, counted as sent, refused
+        or failed; DeliveryError when the mail server did not take it."""
+        assert self.email is not None
         language = choose_language(accept_language, self.email_language)
         subject, body = self.templates.email(purpose, language, **values)
         try:
             await self.email.send(address, subject, body)
         except DeliveryError as exc:
             self._report("email", "refused" if exc.refused else "failed")
-            log.warning("a %s notice was not sent: %s", purpose, exc)
-            return False
+            raise
         self._report("email", "sent")
-        return True
 
     def _report(self, channel: str, outcome: str) -> None:
         if self.on_delivery is not None:
