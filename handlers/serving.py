@@ -73,12 +73,12 @@ def bind_worker_listeners(config: Config, count: int) -> list[list[list[socket.s
     return [[mine, *shared[1:]] for mine in own]
 
 
-def distinct_sockets(listeners: list[list[list[socket.socket]]]) -> list[list[socket.socket]]:
-    """Every socket of `listeners` once, as groups for close_listeners."""
+def distinct_sockets(listeners: list[list[list[socket.socket]]]) -> list[socket.socket]:
+    """Every socket of `listeners` once (workers share the admin port's)."""
     seen: dict[int, socket.socket] = {}
     for sock in (sock for worker in listeners for group in worker for sock in group):
         seen.setdefault(id(sock), sock)
-    return [list(seen.values())]
+    return list(seen.values())
 
 
 async def serve(
@@ -190,7 +190,7 @@ def serve_processes(config: Config, count: int, build: Build) -> int:
             mine = {id(sock) for group in listeners for sock in group}
             # The other workers' sockets stay open in the supervisor, not here: a worker that
             # stops must not keep a socket that no one accepts on listening.
-            close_listeners([[sock for sock in every_socket[0] if id(sock) not in mine]])
+            close_listeners([[sock for sock in every_socket if id(sock) not in mine]])
             try:
                 worker = Worker(worker_id, count, shared)
                 asyncio.run(serve(config, build, listeners=listeners, worker=worker))
@@ -212,12 +212,12 @@ def serve_processes(config: Config, count: int, build: Build) -> int:
             stop_within=3 * SHUTDOWN_GRACE_SECONDS + KILL_MARGIN_SECONDS,
             budget=RestartBudget(count),
             on_exit=lambda pid: forget_worker(shared, pid),
-            on_stop=lambda: close_listeners(every_socket),
+            on_stop=lambda: close_listeners([every_socket]),
         )
         code = supervisor.run()
         log.info("stopped")
         return code
     finally:
-        close_listeners(every_socket)
+        close_listeners([every_socket])
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
