@@ -206,8 +206,9 @@ class TokenService:
         # Per kid: the key, PyJWT's algorithm object for it and the key as prepared for
         # it, made once per key object (core.key_manager makes new ones as it reloads).
         self._prepared: dict[str, tuple[Key, Algorithm, Any]] = {}
-        self._signing: dict[str, tuple[Key, Algorithm, Any]] = {}  # the same, to sign with
-        self._headers: dict[tuple[str, str, str], bytes] = {}  # (kid, alg, typ): its segment
+        # The same to sign with, and per typ the header segment every token of the key and
+        # kind starts with.
+        self._signing: dict[str, tuple[Key, Algorithm, Any, dict[str, bytes]]] = {}
 
     def issue(
         self,
@@ -310,15 +311,13 @@ class TokenService:
             algorithm = jwt.get_algorithm_by_name(key.algorithm)
             if len(self._signing) >= PREPARED_KEYS:
                 self._signing.clear()
-            found = self._signing[key.kid] = (key, algorithm, algorithm.prepare_key(key.signing))
-        _, algorithm, prepared = found
-        head = self._headers.get((key.kid, key.algorithm, typ))
-        if head is None:  # the same few bytes for every token of one key and kind
-            if len(self._headers) >= 2 * PREPARED_KEYS:
-                self._headers.clear()
+            prepared = algorithm.prepare_key(key.signing)
+            found = self._signing[key.kid] = (key, algorithm, prepared, {})
+        _, algorithm, prepared, heads = found
+        head = heads.get(typ)
+        if head is None:  # a key signs at most two kinds: access (its typ) or refresh
             header = {"alg": key.algorithm, "kid": key.kid, "typ": typ}
-            head = _base64url(json.dumps(header, separators=(",", ":")).encode("utf-8"))
-            self._headers[(key.kid, key.algorithm, typ)] = head
+            head = heads[typ] = _base64url(json.dumps(header, separators=(",", ":")).encode())
         body = _base64url(json.dumps(claims, separators=(",", ":")).encode("utf-8"))
         signing_input = head + b"." + body
         signature = _base64url(algorithm.sign(signing_input, prepared))
