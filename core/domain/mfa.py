@@ -43,9 +43,8 @@ class PasskeyProof:
 
 
 class PasskeyFactor(Protocol):
-    """What the passkey implementation offers the sign-in (Services.passkeys)."""
-
-    async def count(self, user_id: str) -> int: ...
+    """What the passkey implementation offers the sign-in (Services.passkeys); whether a
+    user has passkeys the gate reads from the store (Store.second_factors)."""
 
     async def request_options(self, user_id: str | None) -> dict[str, Any]: ...
 

@@ -61,11 +61,11 @@ class SecondFactorAccount:
         self.passkeys_reset_hook: Callable[[str], Awaitable[int]] | None = None
 
     async def describe(self, user: User) -> dict[str, Any]:
-        totp = await self.store.get_totp(user.id)
-        passkeys = self.factors.passkeys
+        # What the sign-in gate reads (SecondFactors.methods), in the same one call.
+        factors = await self.store.second_factors(user.id)
         return {
-            "totp": totp is not None and totp.confirmed,
-            "passkeys": await passkeys.count(user.id) if passkeys is not None else 0,
+            "totp": factors.totp_confirmed,
+            "passkeys": factors.passkeys if self.factors.passkeys is not None else 0,
             "recovery_codes": await self.store.count_recovery_codes(user.id),
             "required": self.factors.require_mfa,
         }
