@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime
 import json
@@ -190,8 +191,6 @@ def report_from_json(path: Path) -> Report:
 def main(argv: list[str] | None = None) -> int:
     """`python -m bench.report`: write bench/latest.md again from bench/latest.json, as the
     run wrote it, with this code's wording (say, a profile added for a miss)."""
-    import argparse
-
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--command", default="python bench/run.py", help="the run's command")
     options = parser.parse_args(argv)

@@ -238,11 +238,12 @@ async def test_identifiers_hash_password_over_72_bytes_is_not_truncated(api, use
     assert_pair(await api.post(LOGIN_EMAIL, json_body=exact))
 
 
-async def test_identifiers_hash_password_hashed_again_off_the_loop(api, user, services):
+async def test_identifiers_hash_password_hashed_again(api, user, services):
     """api.md: "The server hashes it again with bcrypt (cost from config, default 12), off
     the event loop." A documented change: new passwords are hashed with Argon2id at OWASP's
     parameters by default (`passwords.algorithm`, docs/configuration.md); bcrypt hashes of
-    old still verify and are rehashed at the next login. No client sees the stored hash."""
+    old still verify and are rehashed at the next login. No client sees the stored hash.
+    Off the event loop: tests/test_passwords.py::test_hashing_does_not_block_the_event_loop."""
     subject = claims((await register(api, user))["access"])["sub"]
     stored = (await services.store.get_user(subject)).password_hash
     assert stored.startswith("$argon2id$v=19$")  # at this suite's cheap costs
